@@ -1,0 +1,3 @@
+//! `mmreplay`: lowering of trace records to model operations, the side-by-side engine, the
+//! differ, reports, the compiled corpus format and `record`. It must never contain model
+//! semantics: those live in `mmreplay-reference` and `mmreplay-candidates`.
