@@ -4,6 +4,19 @@
 //! What it owns: format sniffing, tokenising, payload decoding, x86-64 PTE decoding, the per-CPU
 //! time merge. What it must never do: know about the replay model, or panic on any input.
 
+pub mod binary;
+pub mod error;
+pub mod fields;
+pub mod input;
+pub mod intern;
+pub mod merge;
+pub mod num;
+pub mod pte;
 pub mod record;
+pub mod stats;
+pub mod text;
 
+pub use error::ParseError;
+pub use input::{open, open_reader, Diagnostics, Format, Options, RecordSource};
 pub use record::{Comm, Event, Record};
+pub use stats::{Filter, Stats};

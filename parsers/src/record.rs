@@ -27,7 +27,10 @@ impl Comm {
         let n = raw.len().min(Self::MAX);
         let mut bytes = [0u8; 16];
         bytes[..n].copy_from_slice(&raw[..n]);
-        Comm { len: n as u8, bytes }
+        Comm {
+            len: n as u8,
+            bytes,
+        }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -164,36 +167,83 @@ pub struct SysArgs(pub [u64; 6]);
 /// `vmscan` system is `Event::Other`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Vmscan {
-    KswapdWake { nid: i32, order: i32 },
-    KswapdSleep { nid: i32 },
-    WakeupKswapd { nid: i32, order: i32 },
-    DirectReclaimBegin { order: i32, memcg: bool },
-    DirectReclaimEnd { nr_reclaimed: u64, memcg: bool },
-    LruIsolate { nr_requested: u64, nr_scanned: u64, nr_taken: u64, lru: Sym },
-    LruShrinkInactive { nid: i32, nr_scanned: u64, nr_reclaimed: u64, priority: i32 },
-    LruShrinkActive { nid: i32, nr_taken: u64, nr_active: u64, nr_deactivated: u64 },
-    WriteFolio { pfn: u64 },
+    KswapdWake {
+        nid: i32,
+        order: i32,
+    },
+    KswapdSleep {
+        nid: i32,
+    },
+    WakeupKswapd {
+        nid: i32,
+        order: i32,
+    },
+    DirectReclaimBegin {
+        order: i32,
+        memcg: bool,
+    },
+    DirectReclaimEnd {
+        nr_reclaimed: u64,
+        memcg: bool,
+    },
+    LruIsolate {
+        nr_requested: u64,
+        nr_scanned: u64,
+        nr_taken: u64,
+        lru: Sym,
+    },
+    LruShrinkInactive {
+        nid: i32,
+        nr_scanned: u64,
+        nr_reclaimed: u64,
+        priority: i32,
+    },
+    LruShrinkActive {
+        nid: i32,
+        nr_taken: u64,
+        nr_active: u64,
+        nr_deactivated: u64,
+    },
+    WriteFolio {
+        pfn: u64,
+    },
     /// Any other `mm_vmscan_*` event: name only (without the `mm_vmscan_` prefix).
-    Other { name: Sym },
+    Other {
+        name: Sym,
+    },
 }
 
 /// A typed MM event. Names follow the kernel's tracepoint names (without the system).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// `exceptions:page_fault_user` / `page_fault_kernel` (x86).
-    PageFault { user: bool, address: u64, ip: u64, error_code: u64 },
+    PageFault {
+        user: bool,
+        address: u64,
+        ip: u64,
+        error_code: u64,
+    },
     /// `tlb:tlb_flush`. `pages` is -1 for a full flush.
     TlbFlush { pages: i64, reason: TlbReason },
     /// `ipi:ipi_send_cpu`.
     IpiSendCpu { target: u32, kind: IpiKind },
     /// `ipi:ipi_send_cpumask`: `targets` is the popcount, `mask` the CPUs (lowest 128).
-    IpiSendCpumask { mask: u128, targets: u32, kind: IpiKind },
+    IpiSendCpumask {
+        mask: u128,
+        targets: u32,
+        kind: IpiKind,
+    },
     /// `migrate:set_migration_pte`: raw swap-format PTE (decode with `crate::pte`).
     SetMigrationPte { addr: u64, pte: u64, order: u32 },
     /// `migrate:remove_migration_pte`: raw restored PTE.
     RemoveMigrationPte { addr: u64, pte: u64, order: u32 },
     /// `migrate:mm_migrate_pages`.
-    MmMigratePages { succeeded: u64, failed: u64, mode: Sym, reason: Sym },
+    MmMigratePages {
+        succeeded: u64,
+        failed: u64,
+        mode: Sym,
+        reason: Sym,
+    },
     /// `migrate:mm_migrate_pages_start`.
     MmMigratePagesStart { mode: Sym, reason: Sym },
     /// `pagemap:mm_lru_insertion`.
@@ -209,23 +259,47 @@ pub enum Event {
     /// `syscalls:sys_exit_*` (ftrace text `sys_mmap -> 0x...`).
     SysExit { nr: Syscall, ret: i64 },
     /// `sched:sched_process_fork`.
-    SchedProcessFork { parent_pid: i32, child_pid: i32, child_comm: Comm },
+    SchedProcessFork {
+        parent_pid: i32,
+        child_pid: i32,
+        child_comm: Comm,
+    },
     /// `sched:sched_process_exec`.
     SchedProcessExec { pid: i32, old_pid: i32 },
     /// `sched:sched_process_exit`.
     SchedProcessExit { pid: i32 },
     /// `sched:sched_switch`. `prev_state` as printed (`R`, `S`, `D`, `R+`, ...).
-    SchedSwitch { prev_pid: i32, prev_state: Sym, next_pid: i32, next_comm: Comm },
+    SchedSwitch {
+        prev_pid: i32,
+        prev_state: Sym,
+        next_pid: i32,
+        next_comm: Comm,
+    },
     /// `sched:sched_migrate_task`.
-    SchedMigrateTask { pid: i32, orig_cpu: u32, dest_cpu: u32 },
+    SchedMigrateTask {
+        pid: i32,
+        orig_cpu: u32,
+        dest_cpu: u32,
+    },
     /// `task:task_newtask`. `clone_flags & CLONE_VM (0x100)` means a thread sharing the mm.
     TaskNewtask { pid: i32, clone_flags: u64 },
     /// `mmap:exit_mmap`.
     ExitMmap,
     /// `kmem:rss_stat`.
-    RssStat { mm_id: u64, curr: bool, member: Sym, size: i64 },
+    RssStat {
+        mm_id: u64,
+        curr: bool,
+        member: Sym,
+        size: i64,
+    },
     /// `filemap:mm_filemap_*`: add (true) or delete (false) of a pagecache folio.
-    Filemap { add: bool, pfn: u64, ino: u64, index: u64, order: u32 },
+    Filemap {
+        add: bool,
+        pfn: u64,
+        ino: u64,
+        index: u64,
+        order: u32,
+    },
     /// `hugetlbfs:hugetlbfs_*`: name without the `hugetlbfs_` prefix.
     Hugetlbfs { name: Sym },
     /// `huge_memory:mm_khugepaged_*` and friends: full event name.
@@ -265,9 +339,7 @@ impl Event {
                 Vmscan::KswapdSleep { .. } => "mm_vmscan_kswapd_sleep",
                 Vmscan::WakeupKswapd { .. } => "mm_vmscan_wakeup_kswapd",
                 Vmscan::DirectReclaimBegin { memcg: false, .. } => "mm_vmscan_direct_reclaim_begin",
-                Vmscan::DirectReclaimBegin { memcg: true, .. } => {
-                    "mm_vmscan_memcg_reclaim_begin"
-                }
+                Vmscan::DirectReclaimBegin { memcg: true, .. } => "mm_vmscan_memcg_reclaim_begin",
                 Vmscan::DirectReclaimEnd { memcg: false, .. } => "mm_vmscan_direct_reclaim_end",
                 Vmscan::DirectReclaimEnd { memcg: true, .. } => "mm_vmscan_memcg_reclaim_end",
                 Vmscan::LruIsolate { .. } => "mm_vmscan_lru_isolate",

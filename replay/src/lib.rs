@@ -1,3 +1,12 @@
 //! `mmreplay`: lowering of trace records to model operations, the side-by-side engine, the
 //! differ, reports, the compiled corpus format and `record`. It must never contain model
 //! semantics: those live in `mmreplay-reference` and `mmreplay-candidates`.
+
+pub mod corpus;
+pub mod differ;
+pub mod engine;
+pub mod lower;
+pub mod record;
+pub mod report;
+pub mod session;
+pub mod source;

@@ -5,7 +5,11 @@ use std::process::ExitCode;
 mod cli;
 
 #[derive(Parser)]
-#[command(name = "mmreplay", version, about = "Trace replay and differential testing for Linux MM policies")]
+#[command(
+    name = "mmreplay",
+    version,
+    about = "Trace replay and differential testing for Linux MM policies"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -15,6 +19,16 @@ struct Cli {
 enum Cmd {
     /// Parse a capture and report what it contains.
     Stats(cli::stats::Args),
+    /// Capture a workload's MM events with ftrace (needs root).
+    Record(cli::record::Args),
+    /// Replay captures through the reference model and candidate policies side by side.
+    Replay(cli::replay::Args),
+    /// Unified diff of two snapshots written by `replay --snapshot-out`.
+    Diff(cli::diff::Args),
+    /// Compile a capture into the fast, checksummed `.mmr` record format.
+    Compile(cli::compile::Args),
+    /// Measure replay throughput and streaming memory on a capture.
+    Bench(cli::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +42,11 @@ fn main() -> ExitCode {
     };
     let result = match cli.cmd {
         Cmd::Stats(a) => cli::stats::run(a),
+        Cmd::Record(a) => cli::record::run(a),
+        Cmd::Replay(a) => cli::replay::run(a),
+        Cmd::Diff(a) => cli::diff::run(a),
+        Cmd::Compile(a) => cli::compile::run(a),
+        Cmd::Bench(a) => cli::bench::run(a),
     };
     match result {
         Ok(code) => code,

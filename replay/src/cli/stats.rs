@@ -1,12 +1,126 @@
-//! `mmreplay stats`: the parser's public self-report.
+//! `mmreplay stats`: the parser's public self-report (ARCHITECTURE.md §3). Only parses the
+//! arguments and prints: the counting lives in `mmreplay_parsers::stats`. Must never hold model
+//! logic. Exit 0 on success, 2 (via `main`) on bad input or a `--strict` failure.
+use anyhow::Context;
+use mmreplay_parsers::stats::{self, Filter, Stats};
+use mmreplay_parsers::{Format, Options};
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Capture file (`-` for stdin).
+    /// Capture file (`-` for stdin); `.zst` / zstd data is decompressed transparently.
     pub file: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Only count records of this pid (thread id or thread-group id).
+    #[arg(long)]
+    pub pid: Option<i32>,
+    /// Only count records of this comm (exact).
+    #[arg(long)]
+    pub comm: Option<String>,
+    /// Fail on the first unparsable line or payload instead of counting it.
+    #[arg(long)]
+    pub strict: bool,
+    /// Input format instead of sniffing: ftrace, trace-cmd, perf-script, trace.dat, perf.data.
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
-pub fn run(_a: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("stats: not implemented yet")
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let format = a.format.as_deref().map(Format::from_name).transpose()?;
+    let opts = Options {
+        format,
+        strict: a.strict,
+        ..Default::default()
+    };
+    let filter = Filter {
+        pid: a.pid,
+        comm: a.comm.map(String::into_bytes),
+    };
+    let s = stats::stats_for_path(&a.file, &opts, filter)?;
+    let out = if a.json {
+        let mut j = serde_json::to_string_pretty(&s).context("serialising stats")?;
+        j.push('\n');
+        j
+    } else {
+        table(&s)
+    };
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth a backtrace.
+    if let Err(e) = stdout
+        .write_all(out.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e).context("writing to stdout");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn table(s: &Stats) -> String {
+    let mut o = String::new();
+    let secs = s.time_span_ns as f64 / 1e9;
+    let _ = writeln!(o, "format          {}", s.format);
+    let _ = writeln!(o, "records         {}", s.records);
+    let _ = writeln!(o, "time span       {secs:.6} s ({} ns)", s.time_span_ns);
+    let _ = writeln!(o, "tasks           {}", s.tasks);
+    let _ = writeln!(
+        o,
+        "lost            {} markers, {} events stated",
+        s.lost_markers, s.lost_events
+    );
+    let _ = writeln!(o, "unparsed lines  {}", s.unparsed_lines);
+    for (k, v) in &s.unparsed_by_kind {
+        let _ = writeln!(o, "  {k:<28} {v:>10}");
+    }
+    for (k, v) in &s.unparsed_payload_by_event {
+        let _ = writeln!(o, "  payload of {k:<16} {v:>10}");
+    }
+    let _ = writeln!(o, "skipped lines   {}", s.skipped_lines);
+    for (k, v) in &s.skipped_by_kind {
+        let _ = writeln!(o, "  {k:<28} {v:>10}");
+    }
+    if s.out_of_order > 0 {
+        let _ = writeln!(
+            o,
+            "out of order    {} (worst lag {} ns)",
+            s.out_of_order, s.max_lag_ns
+        );
+    }
+    let _ = writeln!(o, "\nevents");
+    for (k, v) in &s.events {
+        let _ = writeln!(o, "  {k:<36} {v:>10}");
+    }
+    let _ = writeln!(o, "\nper cpu");
+    for (k, v) in &s.events_per_cpu {
+        let _ = writeln!(o, "  cpu {k:<32} {v:>10}");
+    }
+    if !s.tlb_flush_by_reason.is_empty() {
+        let _ = writeln!(o, "\ntlb_flush by reason");
+        for (k, v) in &s.tlb_flush_by_reason {
+            let _ = writeln!(o, "  {k:<36} {v:>10}");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "\nipi             {} sends, {} targets",
+        s.ipi.sends, s.ipi.targets
+    );
+    for (k, v) in &s.ipi_by_kind {
+        let _ = writeln!(o, "  {k:<36} {v:>10}");
+    }
+    let m = &s.migration;
+    let _ = writeln!(
+        o,
+        "migration       {} set, {} removed, {} restored young, {} restored dirty",
+        m.set, m.removed, m.restored_young, m.restored_dirty
+    );
+    for l in &s.first_unparsed {
+        let _ = writeln!(o, "first unparsed: {l}");
+    }
+    o
 }

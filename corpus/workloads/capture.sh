@@ -1,0 +1,62 @@
+#!/bin/sh
+# Makes the captures in corpus/captures with `mmreplay record` (run as root, from anywhere).
+# Usage: capture.sh NAME...   (NAME: see the case below; `all` for every one)
+# MMREPLAY: path of a release build of mmreplay (default: $CARGO_TARGET_DIR/release/mmreplay).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+out=$(cd "$here/../captures" && pwd)
+M=${MMREPLAY:-${CARGO_TARGET_DIR:-$here/../../target}/release/mmreplay}
+BUF=${BUF:-262144}          # per-CPU ring buffer, KiB: large enough that nothing is lost
+LEVEL=${LEVEL:-19}
+make -s -C "$here"
+B=$here/bin
+rec() { name=$1; shift; "$M" record --buffer-kb "$BUF" --zstd-level "$LEVEL" -o "$out/$name.trace.zst" "$@"; }
+
+cap() {
+case "$1" in
+hugetlb-fork)
+	echo 600 > /proc/sys/vm/nr_hugepages
+	rec hugetlb-fork -- "$B/hugetlb_fork" 3 1024
+	echo 0 > /proc/sys/vm/nr_hugepages ;;
+compaction)
+	# Page cache would dominate the migrations: drop it first so the workload's pages show.
+	sync; echo 3 > /proc/sys/vm/drop_caches
+	rec compaction -- "$B/compact_frag" 32 1 ;;
+reclaim-swap)
+	[ -f /swapfile ] || { fallocate -l 2G /swapfile; chmod 600 /swapfile; mkswap /swapfile; }
+	swapon --show=NAME --noheadings | grep -qx /swapfile || swapon /swapfile
+	g=/sys/fs/cgroup/memory/mmreplay-reclaim
+	mkdir -p $g
+	echo $((32 << 20)) > $g/memory.limit_in_bytes
+	echo 100 > $g/memory.swappiness
+	# Only the workload joins the group (a shell that moves itself in, then execs it): the
+	# recorder's zstd window would not fit in the limit.
+	rec reclaim-swap -- sh -c "echo \$\$ > $g/cgroup.procs && exec $B/anon_reclaim 96 2"
+	rmdir $g ;;
+madv-mprotect)
+	rec madv-mprotect -- "$B/madv_mprotect" 200 ;;
+threads-shootdown)
+	rec threads-shootdown -- "$B/threads_shootdown" 300 ;;
+gcc-hello)
+	rec gcc-hello -- gcc -O2 -o /tmp/mmreplay-hello "$here/hello.c" ;;
+# Text-format variants of small captures, for the text parser's tests.
+fmt-noirq)
+	rec fmt-noirq --irq-info off -- "$B/madv_mprotect" 40 ;;
+fmt-pipe)
+	rec fmt-pipe --from pipe -- "$B/madv_mprotect" 40 ;;
+fmt-tgid)
+	rec fmt-tgid --tgid -- "$B/threads_shootdown" 40 ;;
+fmt-follow)
+	# set_event_pid + event-fork: only the recorder, the workload and its children.
+	echo 600 > /proc/sys/vm/nr_hugepages
+	rec fmt-follow --follow -- "$B/hugetlb_fork" 2 1024
+	echo 0 > /proc/sys/vm/nr_hugepages ;;
+*) echo "unknown capture $1" >&2; exit 2 ;;
+esac
+}
+
+if [ "${1:-}" = all ]; then
+	set -- hugetlb-fork compaction reclaim-swap madv-mprotect threads-shootdown gcc-hello \
+		fmt-noirq fmt-pipe fmt-tgid fmt-follow
+fi
+for n in "$@"; do cap "$n"; done

@@ -1,0 +1,329 @@
+//! perf.data (file mode and pipe mode, zstd-compressed records) with tracepoint samples, read
+//! through `linux-perf-data` 0.13: TRACING_DATA gives the format files, `attr.config` is the
+//! tracepoint id, PERF_SAMPLE_RAW is the ftrace record, comm comes from COMM/FORK records (then
+//! the tracing data's saved_cmdlines).
+//!
+//! Pipe mode: linux-perf-data reads only `header.size` bytes of PERF_RECORD_HEADER_TRACING_DATA
+//! (66), but perf writes the tracing data right after that record, outside `header.size`
+//! (tools/perf/util/tracing-data / `perf_event__process_tracing_data`). This module pre-scans
+//! the pipe stream, takes the tracing data out and hands the rest to the crate.
+//! It must never trust a size field beyond the bytes that are present.
+
+use linux_perf_data::linux_perf_event_reader::{EventRecord, PerfEventType};
+use linux_perf_data::{Feature, PerfFileReader, PerfFileRecord};
+
+use super::bytes::{Cursor, Endian};
+use super::decode::Decoder;
+use super::meta::Meta;
+use super::BinaryError;
+use crate::record::{Comm, Event, Record};
+
+const PERF_RECORD_HEADER_TRACING_DATA: u32 = 66;
+
+/// What the file says about itself.
+#[derive(Clone, Debug, Default)]
+pub struct PerfInfo {
+    pub pipe: bool,
+    /// Event names (from EVENT_DESC when present) per attr.
+    pub attr_names: Vec<String>,
+    /// Tracepoint id per attr (None for non-tracepoint attrs).
+    pub attr_tracepoints: Vec<Option<u64>>,
+    pub samples: u64,
+    /// Samples of non-tracepoint attrs or without RAW data (not turned into records).
+    pub skipped_samples: u64,
+    pub comm_records: u64,
+    pub lost_records: u64,
+}
+
+/// Whether `data` starts like perf.data (`PERFILE2` / `2ELIFREP`).
+pub fn is_perf_data(data: &[u8]) -> bool {
+    matches!(data.get(..8), Some(b"PERFILE2") | Some(b"2ELIFREP"))
+}
+
+fn perr(e: impl std::fmt::Display) -> BinaryError {
+    BinaryError::Perf(e.to_string())
+}
+
+/// Reads a whole perf.data (either mode) into time-ordered records.
+pub fn read_perf(data: &[u8]) -> Result<(PerfInfo, Vec<Record>), BinaryError> {
+    let endian = match data.get(..8) {
+        Some(b"PERFILE2") => Endian::Little,
+        Some(b"2ELIFREP") => Endian::Big,
+        _ => return Err(BinaryError::BadMagic { what: "perf.data" }),
+    };
+    let mut c = Cursor::new(data, 0, endian, "perf.data header");
+    c.skip(8, "magic")?;
+    let header_size = c.u64("header size")?;
+    let mut info = PerfInfo {
+        pipe: header_size == 16,
+        ..PerfInfo::default()
+    };
+    if info.pipe {
+        let (stream, tracing) = split_pipe(data, endian)?;
+        let reader = PerfFileReader::parse_pipe(std::io::Cursor::new(stream)).map_err(perr)?;
+        let records = run(reader, tracing.as_deref(), &mut info)?;
+        Ok((info, records))
+    } else {
+        validate_file_header(data, endian)?;
+        let reader = PerfFileReader::parse_file(std::io::Cursor::new(data)).map_err(perr)?;
+        let tracing = reader
+            .perf_file
+            .feature_section_data(Feature::TRACING_DATA)
+            .map(<[u8]>::to_vec);
+        let records = run(reader, tracing.as_deref(), &mut info)?;
+        Ok((info, records))
+    }
+}
+
+/// Checks the file-mode header and feature-section table against the file size before
+/// linux-perf-data sees them: the crate allocates `vec![0; size]` from these sizes.
+/// Layout per tools/perf/Documentation/perf.data-file-format.txt (`struct perf_file_header`).
+fn validate_file_header(data: &[u8], endian: Endian) -> Result<(), BinaryError> {
+    let len = data.len() as u64;
+    let mut c = Cursor::new(data, 0, endian, "perf.data header");
+    c.skip(8, "magic")?;
+    let header_size = c.u64("header size")?;
+    let attr_size = c.u64("attr size")?;
+    let mut sections = [(0u64, 0u64); 3];
+    for (i, s) in sections.iter_mut().enumerate() {
+        let at = c.file_offset();
+        *s = (c.u64("section offset")?, c.u64("section size")?);
+        if s.0.checked_add(s.1).is_none_or(|end| end > len) {
+            return Err(BinaryError::Invalid {
+                what: "perf.data header",
+                offset: at,
+                msg: format!(
+                    "{} section [{}, +{}) is outside the {len}-byte file",
+                    ["attrs", "data", "event_types"][i],
+                    s.0,
+                    s.1
+                ),
+            });
+        }
+    }
+    if header_size < 104 || header_size > len {
+        return Err(BinaryError::Invalid {
+            what: "perf.data header",
+            offset: 8,
+            msg: format!("header size {header_size}, expected 104..file size"),
+        });
+    }
+    let attrs = sections[0].1;
+    // PERF_ATTR_SIZE_VER0 is 64; the crate sizes a vector by attrs / attr_size.
+    if !(64..=4096).contains(&attr_size) || (attrs != 0 && attr_size > attrs) {
+        return Err(BinaryError::Invalid {
+            what: "perf.data header",
+            offset: 16,
+            msg: format!("attr size {attr_size} (attrs section {attrs} bytes)"),
+        });
+    }
+    // The old event_types section: (attr, ids section) entries; the crate sizes id vectors from
+    // the ids sections. (The attrs section's ids are not read by the crate.)
+    {
+        let (off, size) = sections[2];
+        let entry = attr_size + 16;
+        for i in 0..size / entry {
+            let at = off + i * entry + attr_size;
+            let mut e = Cursor::new(data.get(at as usize..).unwrap_or(&[]), at, endian, "perf.data attrs");
+            let (ioff, isize) = (e.u64("ids offset")?, e.u64("ids size")?);
+            if ioff.checked_add(isize).is_none_or(|end| end > len) {
+                return Err(BinaryError::Invalid {
+                    what: "perf.data attrs",
+                    offset: at,
+                    msg: format!("ids section [{ioff}, +{isize}) is outside the {len}-byte file"),
+                });
+            }
+        }
+    }
+    let mut bits = [0u64; 4];
+    for b in &mut bits {
+        *b = c.u64("feature bits")?;
+    }
+    let table = sections[1].0 + sections[1].1;
+    let start = usize::try_from(table).unwrap_or(usize::MAX);
+    let mut t = Cursor::new(data.get(start..).unwrap_or(&[]), table, endian, "perf.data feature table");
+    for feat in (0..256u32).filter(|i| bits.get((i / 64) as usize).is_some_and(|w| w >> (i % 64) & 1 == 1)) {
+        let at = t.file_offset();
+        let (off, size) = (t.u64("feature offset")?, t.u64("feature size")?);
+        if off.checked_add(size).is_none_or(|end| end > len) {
+            return Err(BinaryError::Invalid {
+                what: "perf.data feature table",
+                offset: at,
+                msg: format!("feature section [{off}, +{size}) is outside the {len}-byte file"),
+            });
+        }
+        if feat == FEATURE_EVENT_DESC {
+            let body = data.get(off as usize..(off + size) as usize).unwrap_or(&[]);
+            validate_event_desc(body, off, endian)?;
+        }
+    }
+    Ok(())
+}
+
+/// `HEADER_EVENT_DESC` feature bit.
+const FEATURE_EVENT_DESC: u32 = 12;
+const PERF_RECORD_HEADER_FEATURE: u32 = 80;
+
+/// Walks an EVENT_DESC section checking every count and length against the bytes left
+/// (linux-perf-data sizes vectors from them before reading).
+fn validate_event_desc(body: &[u8], base: u64, endian: Endian) -> Result<(), BinaryError> {
+    let mut c = Cursor::new(body, base, endian, "perf.data EVENT_DESC");
+    let nr = c.u32("event count")?;
+    let attr_size = c.u32("attr size")?;
+    if u64::from(nr) * (u64::from(attr_size) + 8) > c.remaining() as u64 {
+        return Err(BinaryError::Invalid {
+            what: "perf.data EVENT_DESC",
+            offset: base,
+            msg: format!("{nr} events of {attr_size}-byte attrs do not fit in {} bytes", body.len()),
+        });
+    }
+    for _ in 0..nr {
+        c.skip(u64::from(attr_size), "attr")?;
+        let nr_ids = c.u32("id count")?;
+        let slen = c.u32("name length")?;
+        c.skip(u64::from(slen), "event name")?;
+        c.skip(u64::from(nr_ids) * 8, "ids")?;
+    }
+    Ok(())
+}
+
+/// Copies the pipe stream without PERF_RECORD_HEADER_TRACING_DATA records and returns the
+/// tracing data that followed them.
+fn split_pipe(data: &[u8], endian: Endian) -> Result<(Vec<u8>, Option<Vec<u8>>), BinaryError> {
+    let mut out = Vec::with_capacity(data.len());
+    out.extend_from_slice(data.get(..16).unwrap_or(data));
+    let mut tracing = None;
+    let mut c = Cursor::new(data, 0, endian, "perf pipe stream");
+    c.skip(16, "pipe header")?;
+    while c.remaining() >= 8 {
+        let start = c.pos();
+        let ty = c.u32("record type")?;
+        let _misc = c.u16("record misc")?;
+        let size = c.u16("record size")?;
+        if size < 8 {
+            return Err(BinaryError::Invalid {
+                what: "perf pipe stream",
+                offset: start as u64,
+                msg: format!("record size {size} < 8"),
+            });
+        }
+        c.seek(start)?;
+        let rec = c.take(u64::from(size), "record")?;
+        if ty == PERF_RECORD_HEADER_FEATURE
+            && super::bytes::read_uint(rec, 8, 8, endian) == Some(u64::from(FEATURE_EVENT_DESC))
+        {
+            validate_event_desc(rec.get(16..).unwrap_or(&[]), start as u64 + 16, endian)?;
+        }
+        if ty == PERF_RECORD_HEADER_TRACING_DATA {
+            let len = super::bytes::read_uint(rec, 8, 4, endian).ok_or(BinaryError::Invalid {
+                what: "perf pipe stream",
+                offset: start as u64,
+                msg: "TRACING_DATA record without a size".into(),
+            })?;
+            let t = c.take(len, "tracing data after HEADER_TRACING_DATA")?;
+            let pad = (8 - (len % 8)) % 8;
+            c.skip(pad.min(c.remaining() as u64), "tracing data padding")?;
+            tracing = Some(t.to_vec());
+        } else {
+            out.extend_from_slice(rec);
+        }
+    }
+    Ok((out, tracing))
+}
+
+fn run<R: std::io::Read>(
+    reader: PerfFileReader<R>,
+    tracing: Option<&[u8]>,
+    info: &mut PerfInfo,
+) -> Result<Vec<Record>, BinaryError> {
+    let PerfFileReader {
+        mut perf_file,
+        mut record_iter,
+    } = reader;
+    let meta = match tracing {
+        Some(t) => {
+            let (version, mut meta, mut c) = Meta::parse_initial(t)?;
+            meta.parse_v6_body(&mut c, version != "0.5")?;
+            meta
+        }
+        None => Meta::new(Endian::Little, 8, 4096),
+    };
+    let dec = Decoder::new(&meta);
+    for a in perf_file.event_attributes() {
+        info.attr_names.push(a.name().unwrap_or("").to_string());
+        info.attr_tracepoints.push(match a.attributes().type_ {
+            PerfEventType::Tracepoint(id) => Some(id),
+            _ => None,
+        });
+    }
+    if tracing.is_none() && info.attr_tracepoints.iter().any(Option::is_some) {
+        return Err(BinaryError::Invalid {
+            what: "perf.data",
+            offset: 0,
+            msg: "tracepoint events but no TRACING_DATA (format files)".into(),
+        });
+    }
+    // Looked up once per sample: a hash map (iteration order never matters here).
+    let mut comms: crate::intern::FxHashMap<i32, Comm> = Default::default();
+    let mut out = Vec::with_capacity(4096);
+    while let Some(rec) = record_iter.next_record(&mut perf_file).map_err(perr)? {
+        let PerfFileRecord::EventRecord { attr_index, record } = rec else {
+            continue;
+        };
+        match record.parse().map_err(perr)? {
+            EventRecord::Sample(s) => {
+                info.samples += 1;
+                let is_tp = info
+                    .attr_tracepoints
+                    .get(attr_index)
+                    .copied()
+                    .flatten()
+                    .is_some();
+                let Some(raw) = s.raw.filter(|_| is_tp) else {
+                    info.skipped_samples += 1;
+                    continue;
+                };
+                let raw = raw.as_slice();
+                let tid = s.tid.unwrap_or_else(|| dec.common_pid(&raw));
+                let comm = comms
+                    .get(&tid)
+                    .copied()
+                    .or_else(|| meta.cmdlines.get(&tid).copied())
+                    .unwrap_or_else(|| Comm::new(format!(":{tid}").as_bytes()));
+                out.push(Record {
+                    ts_ns: s.timestamp.unwrap_or(0),
+                    cpu: s.cpu.unwrap_or(0),
+                    pid: tid,
+                    tgid: s.pid,
+                    comm,
+                    event: dec.decode(&raw),
+                });
+            }
+            EventRecord::Comm(cr) => {
+                info.comm_records += 1;
+                comms.insert(cr.tid, Comm::new(&cr.name.as_slice()));
+            }
+            EventRecord::Fork(f) => {
+                // perf's thread__fork: the child starts with the parent's comm.
+                if let Some(c) = comms.get(&f.ptid).copied() {
+                    comms.insert(f.tid, c);
+                }
+            }
+            EventRecord::Lost(l) => {
+                info.lost_records += 1;
+                out.push(Record {
+                    ts_ns: out.last().map_or(0, |r: &Record| r.ts_ns),
+                    cpu: 0,
+                    pid: -1,
+                    tgid: None,
+                    comm: Comm::default(),
+                    event: Event::Lost {
+                        count: Some(l.count),
+                    },
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,527 @@
+//! trace.dat (trace-cmd) v6 and v7 container reader: header, metadata, options, flyrecord CPU
+//! data (zstd / zlib compressed sections and chunks in v7), several buffers (instances), and the
+//! per-CPU merge by timestamp.
+//!
+//! Written here because no maintained pure-Rust crate reads trace.dat (design note
+//! trace-formats.md §2.3: `libtracecmd` is FFI, LISA's `traceevent` is not published).
+//! Layout per rostedt/trace-cmd `Documentation/trace-cmd/trace-cmd.dat.v6.5.txt` / `v7.5.txt`.
+//! It must never allocate from a length field: sizes are checked against the input, and
+//! decompression output grows only with data actually produced (bounded by the declared size).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use super::bytes::{Cursor, Endian};
+use super::decode::Decoder;
+use super::merge::merge_by;
+use super::meta::{expect_tag, Meta};
+use super::ringbuf::{for_each_item, item_ts, Item, PageLayout};
+use super::{comm_for, BinaryError};
+use crate::record::{Event, Record};
+
+/// What the container says about itself (for `stats` and tests).
+#[derive(Clone, Debug, Default)]
+pub struct TraceDatInfo {
+    pub version: u32,
+    /// `zstd`, `zlib` or `None` (v6 and uncompressed v7).
+    pub compression: Option<String>,
+    pub nr_cpus: u32,
+    pub clock: Option<String>,
+    pub uname: Option<String>,
+    /// CPUSTAT texts, in file order.
+    pub cpustat: Vec<String>,
+    /// Buffers (instances) with CPU data: name ("" for the top one) and per-CPU (cpu, offset,
+    /// size) of the data in the file.
+    pub buffers: Vec<BufferInfo>,
+    /// Timestamp offset (OFFSET option) added to every event.
+    pub ts_offset: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct BufferInfo {
+    pub name: String,
+    pub clock: Option<String>,
+    pub cpus: Vec<(u32, u64, u64)>,
+}
+
+/// A parsed trace.dat: metadata plus where the CPU data is.
+#[derive(Debug)]
+pub struct TraceDat<'a> {
+    pub info: TraceDatInfo,
+    pub meta: Meta,
+    data: &'a [u8],
+}
+
+const OPT_DONE: u16 = 0;
+const OPT_CPUSTAT: u16 = 2;
+const OPT_BUFFER: u16 = 3;
+const OPT_TRACECLOCK: u16 = 4;
+const OPT_UNAME: u16 = 5;
+const OPT_OFFSET: u16 = 7;
+const OPT_CPUCOUNT: u16 = 8;
+const OPT_HEADER_INFO: u16 = 16;
+const OPT_FTRACE_EVENTS: u16 = 17;
+const OPT_EVENT_FORMATS: u16 = 18;
+const OPT_KALLSYMS: u16 = 19;
+const OPT_PRINTK: u16 = 20;
+const OPT_CMDLINES: u16 = 21;
+
+/// Whether `data` starts like a trace.dat (any version).
+pub fn is_trace_dat(data: &[u8]) -> bool {
+    data.starts_with(super::meta::TRACING_MAGIC)
+        && matches!(data.get(10..12), Some(b"6\0") | Some(b"7\0"))
+}
+
+impl<'a> TraceDat<'a> {
+    pub fn parse(data: &'a [u8]) -> Result<Self, BinaryError> {
+        let (version, mut meta, mut c) = Meta::parse_initial(data)?;
+        let mut info = TraceDatInfo::default();
+        match version.as_str() {
+            "6" => {
+                info.version = 6;
+                meta.parse_v6_body(&mut c, true)?;
+                parse_v6_rest(&mut c, data, &mut info)?;
+            }
+            "7" => {
+                info.version = 7;
+                parse_v7(&mut c, data, &mut meta, &mut info)?;
+            }
+            v => return Err(BinaryError::Unsupported(format!("trace.dat version {v:?}"))),
+        }
+        Ok(TraceDat { info, meta, data })
+    }
+
+    /// Decodes every buffer and CPU and merges them by timestamp.
+    pub fn records(&self) -> Result<Vec<Record>, BinaryError> {
+        self.decode().map(|(r, _)| r)
+    }
+
+    /// Decodes every buffer and CPU, merged by timestamp, and returns the format files that
+    /// failed to parse among the events met. Pages are first walked into light (timestamp,
+    /// bytes) items per CPU; the merge then decodes each item straight into the output, so
+    /// records are built once, in order.
+    pub fn decode(&self) -> Result<(Vec<Record>, Vec<super::FormatError>), BinaryError> {
+        let dec = Decoder::new(&self.meta);
+        let header = self.meta.header_page.ok_or(BinaryError::Invalid {
+            what: "trace.dat",
+            offset: 0,
+            msg: "no header_page".into(),
+        })?;
+        let layout = PageLayout { header, page_size: self.meta.page_size as usize, endian: self.meta.endian };
+        let mut bufs: Vec<(u32, u64, std::borrow::Cow<'_, [u8]>)> = Vec::new();
+        for b in &self.info.buffers {
+            for &(cpu, off, size) in &b.cpus {
+                if size == 0 {
+                    continue;
+                }
+                let pages = match &self.info.compression {
+                    Some(algo) => {
+                        // trace-cmd 3.1 records a size 4 bytes short of the chunked data (the
+                        // chunk count is not counted), so the chunk headers bound the read and
+                        // the file end bounds them.
+                        let left = (self.data.len() as u64).saturating_sub(off);
+                        let tail = slice(self.data, off, left, "flyrecord CPU data")?;
+                        std::borrow::Cow::Owned(decompress_chunks(tail, algo, off, self.meta.endian)?)
+                    }
+                    None => std::borrow::Cow::Borrowed(slice(self.data, off, size, "flyrecord CPU data")?),
+                };
+                bufs.push((cpu, off, pages));
+            }
+        }
+        let mut streams: Vec<Vec<(u32, Item<'_>)>> = Vec::with_capacity(bufs.len());
+        for (cpu, off, pages) in &bufs {
+            let mut items = Vec::new();
+            for_each_item(pages, &layout, *off, &mut |it| items.push((*cpu, it)))?;
+            streams.push(items);
+        }
+        let total = streams.iter().map(Vec::len).sum();
+        let mut out = Vec::with_capacity(total);
+        let ts_off = self.info.ts_offset;
+        merge_by(streams, |(_, it)| item_ts(it), |(cpu, it)| out.push(self.record(&dec, cpu, it, ts_off)));
+        Ok((out, dec.format_errors()))
+    }
+
+    fn record(&self, dec: &Decoder, cpu: u32, it: Item<'_>, ts_off: i64) -> Record {
+        match it {
+            Item::Event { ts, raw } => {
+                let pid = dec.common_pid(raw);
+                Record {
+                    ts_ns: ts.wrapping_add_signed(ts_off),
+                    cpu,
+                    pid,
+                    tgid: None,
+                    comm: comm_for(&self.meta.cmdlines, pid),
+                    event: dec.decode(raw),
+                }
+            }
+            Item::Missed { ts, count } => Record {
+                ts_ns: ts.wrapping_add_signed(ts_off),
+                cpu,
+                pid: -1,
+                tgid: None,
+                comm: crate::record::Comm::default(),
+                event: Event::Lost { count },
+            },
+        }
+    }
+}
+
+fn slice<'a>(
+    data: &'a [u8],
+    off: u64,
+    size: u64,
+    what: &'static str,
+) -> Result<&'a [u8], BinaryError> {
+    let start = usize::try_from(off).ok().filter(|&s| s <= data.len());
+    let Some(start) = start else {
+        return Err(BinaryError::Invalid {
+            what,
+            offset: off,
+            msg: format!("offset beyond the end of the file ({} bytes)", data.len()),
+        });
+    };
+    let mut c = Cursor::new(data.get(start..).unwrap_or(&[]), off, Endian::Little, what);
+    c.take(size, "data")
+}
+
+/// After saved_cmdlines in v6: nr_cpus, options, then `flyrecord` (or `latency`).
+fn parse_v6_rest(
+    c: &mut Cursor<'_>,
+    data: &[u8],
+    info: &mut TraceDatInfo,
+) -> Result<(), BinaryError> {
+    info.nr_cpus = c.u32("nr_cpus")?;
+    let mut extra_buffers: Vec<(u64, String)> = Vec::new();
+    loop {
+        let at = c.file_offset();
+        let tag = c.cstr("section tag")?;
+        match tag {
+            b"options  " => loop {
+                let id = c.u16("option id")?;
+                if id == OPT_DONE {
+                    break;
+                }
+                let size = c.u32("option size")?;
+                let body = c.take(u64::from(size), "option data")?;
+                if id == OPT_BUFFER {
+                    let mut b = Cursor::new(body, 0, c.endian(), "BUFFER option");
+                    let off = b.u64("buffer offset")?;
+                    let name = String::from_utf8_lossy(b.cstr("buffer name")?).into_owned();
+                    extra_buffers.push((off, name));
+                } else {
+                    apply_option(id, body, c.endian(), info);
+                }
+            },
+            b"latency  " => {
+                return Err(BinaryError::Unsupported(
+                    "trace.dat latency (text) data; read it with the text parser".into(),
+                ))
+            }
+            b"flyrecord" => {
+                let cpus = read_fly_table(c, info.nr_cpus)?;
+                info.buffers.push(BufferInfo {
+                    name: String::new(),
+                    clock: info.clock.clone(),
+                    cpus,
+                });
+                break;
+            }
+            other => {
+                return Err(BinaryError::Invalid {
+                    what: "trace.dat v6",
+                    offset: at,
+                    msg: format!(
+                        "expected `options`, `latency` or `flyrecord`, found {:?}",
+                        String::from_utf8_lossy(other.get(..other.len().min(16)).unwrap_or(&[]))
+                    ),
+                })
+            }
+        }
+    }
+    for (off, name) in extra_buffers {
+        let start = usize::try_from(off)
+            .ok()
+            .filter(|&s| s <= data.len())
+            .ok_or(BinaryError::Invalid {
+                what: "BUFFER option",
+                offset: off,
+                msg: "offset beyond the end of the file".into(),
+            })?;
+        let mut b = Cursor::new(
+            data.get(start..).unwrap_or(&[]),
+            off,
+            c.endian(),
+            "instance flyrecord",
+        );
+        expect_tag(&mut b, b"flyrecord")?;
+        let cpus = read_fly_table(&mut b, info.nr_cpus)?;
+        info.buffers.push(BufferInfo {
+            name,
+            clock: info.clock.clone(),
+            cpus,
+        });
+    }
+    Ok(())
+}
+
+fn read_fly_table(c: &mut Cursor<'_>, nr_cpus: u32) -> Result<Vec<(u32, u64, u64)>, BinaryError> {
+    // 16 bytes per CPU must be present before we size anything by nr_cpus.
+    if u64::from(nr_cpus) * 16 > c.remaining() as u64 {
+        return Err(BinaryError::Truncated {
+            what: "flyrecord",
+            field: "CPU table",
+            offset: c.file_offset(),
+            need: u64::from(nr_cpus) * 16,
+            have: c.remaining() as u64,
+        });
+    }
+    let mut v = Vec::with_capacity(nr_cpus as usize);
+    for cpu in 0..nr_cpus {
+        let off = c.u64("cpu data offset")?;
+        let size = c.u64("cpu data size")?;
+        v.push((cpu, off, size));
+    }
+    Ok(v)
+}
+
+fn text(body: &[u8]) -> String {
+    let end = memchr::memchr(0, body).unwrap_or(body.len());
+    String::from_utf8_lossy(body.get(..end).unwrap_or(&[]))
+        .trim()
+        .to_string()
+}
+
+fn apply_option(id: u16, body: &[u8], e: Endian, info: &mut TraceDatInfo) {
+    match id {
+        OPT_CPUSTAT => info.cpustat.push(text(body)),
+        OPT_TRACECLOCK => {
+            // `[local] global counter ...`: the selected clock is the bracketed one.
+            let t = text(body);
+            info.clock = t
+                .split_ascii_whitespace()
+                .find_map(|w| w.strip_prefix('[').and_then(|w| w.strip_suffix(']')))
+                .map(str::to_string);
+        }
+        OPT_UNAME => info.uname = Some(text(body)),
+        OPT_OFFSET => {
+            if let Ok(v) = text(body).parse::<i64>() {
+                info.ts_offset = v;
+            }
+        }
+        OPT_CPUCOUNT => {
+            if let Some(n) = super::bytes::read_uint(body, 0, 4, e) {
+                info.nr_cpus = n as u32;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// v7: compression name/version, first options offset, then sections reached from options.
+fn parse_v7(
+    c: &mut Cursor<'_>,
+    data: &[u8],
+    meta: &mut Meta,
+    info: &mut TraceDatInfo,
+) -> Result<(), BinaryError> {
+    let algo = String::from_utf8_lossy(c.cstr("compression name")?).into_owned();
+    let _ver = c.cstr("compression version")?;
+    info.compression = match algo.as_str() {
+        "none" | "" => None,
+        "zstd" | "zlib" => Some(algo.clone()),
+        other => {
+            return Err(BinaryError::Unsupported(format!(
+                "trace.dat compression {other:?}"
+            )))
+        }
+    };
+    let mut next = c.u64("first options offset")?;
+    let e = meta.endian;
+    let mut seen = 0usize;
+    let mut sections: BTreeMap<u16, u64> = BTreeMap::new();
+    while next != 0 {
+        seen += 1;
+        if seen > 4096 {
+            return Err(BinaryError::Invalid {
+                what: "trace.dat v7",
+                offset: next,
+                msg: "options chain loops".into(),
+            });
+        }
+        let body = read_section(data, next, e, info.compression.as_deref())?;
+        let mut o = Cursor::new(&body, 0, e, "options section");
+        next = 0;
+        while !o.is_empty() {
+            let id = o.u16("option id")?;
+            let size = o.u32("option size")?;
+            let b = o.take(u64::from(size), "option data")?;
+            match id {
+                OPT_DONE => {
+                    next = super::bytes::read_uint(b, 0, 8, e).unwrap_or(0);
+                    break;
+                }
+                OPT_BUFFER => info.buffers.push(parse_v7_buffer(b, e)?),
+                OPT_HEADER_INFO..=OPT_CMDLINES => {
+                    if let Some(off) = super::bytes::read_uint(b, 0, 8, e) {
+                        sections.insert(id, off);
+                    }
+                }
+                _ => apply_option(id, b, e, info),
+            }
+        }
+    }
+    let comp = info.compression.clone();
+    let get = |id: u16, name: &'static str| -> Result<Vec<u8>, BinaryError> {
+        let off = *sections.get(&id).ok_or(BinaryError::Invalid {
+            what: "trace.dat v7",
+            offset: 0,
+            msg: format!("no {name} section"),
+        })?;
+        read_section(data, off, e, comp.as_deref())
+    };
+    let s = get(OPT_HEADER_INFO, "header info")?;
+    meta.parse_header_files(&mut Cursor::new(&s, 0, e, "header info section"))?;
+    let s = get(OPT_FTRACE_EVENTS, "ftrace events")?;
+    meta.parse_ftrace_formats(&mut Cursor::new(&s, 0, e, "ftrace events section"))?;
+    let s = get(OPT_EVENT_FORMATS, "event formats")?;
+    meta.parse_event_formats(&mut Cursor::new(&s, 0, e, "event formats section"))?;
+    if sections.contains_key(&OPT_KALLSYMS) {
+        let s = get(OPT_KALLSYMS, "kallsyms")?;
+        let mut k = Cursor::new(&s, 0, e, "kallsyms section");
+        let n = k.u32("kallsyms size")?;
+        meta.kallsyms = std::sync::Arc::new(super::meta::Kallsyms::parse(
+            k.take(u64::from(n), "kallsyms")?,
+        ));
+    }
+    if sections.contains_key(&OPT_CMDLINES) {
+        let s = get(OPT_CMDLINES, "cmdlines")?;
+        let mut k = Cursor::new(&s, 0, e, "cmdlines section");
+        let n = k.u64("cmdlines size")?;
+        meta.set_cmdlines(k.take(n, "cmdlines")?);
+    }
+    let _ = OPT_PRINTK;
+    Ok(())
+}
+
+fn parse_v7_buffer(b: &[u8], e: Endian) -> Result<BufferInfo, BinaryError> {
+    let mut c = Cursor::new(b, 0, e, "BUFFER option");
+    let _section = c.u64("buffer section offset")?;
+    let name = String::from_utf8_lossy(c.cstr("buffer name")?).into_owned();
+    let clock = String::from_utf8_lossy(c.cstr("buffer clock")?).into_owned();
+    let _page = c.u32("buffer page size")?;
+    let n = c.u32("buffer cpu count")?;
+    if u64::from(n) * 20 > c.remaining() as u64 {
+        return Err(BinaryError::Truncated {
+            what: "BUFFER option",
+            field: "CPU table",
+            offset: c.file_offset(),
+            need: u64::from(n) * 20,
+            have: c.remaining() as u64,
+        });
+    }
+    let mut cpus = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let cpu = c.u32("cpu id")?;
+        let off = c.u64("cpu data offset")?;
+        let size = c.u64("cpu data size")?;
+        cpus.push((cpu, off, size));
+    }
+    Ok(BufferInfo {
+        name,
+        clock: Some(clock),
+        cpus,
+    })
+}
+
+/// Reads a v7 section (header: u16 id, u16 flags, u32 string id, u64 size) and returns its body,
+/// decompressed when flag bit 0 is set.
+fn read_section(
+    data: &[u8],
+    off: u64,
+    e: Endian,
+    comp: Option<&str>,
+) -> Result<Vec<u8>, BinaryError> {
+    let start = usize::try_from(off)
+        .ok()
+        .filter(|&s| s <= data.len())
+        .ok_or(BinaryError::Invalid {
+            what: "trace.dat v7 section",
+            offset: off,
+            msg: "offset beyond the end of the file".into(),
+        })?;
+    let mut c = Cursor::new(
+        data.get(start..).unwrap_or(&[]),
+        off,
+        e,
+        "trace.dat v7 section",
+    );
+    let _id = c.u16("section id")?;
+    let flags = c.u16("section flags")?;
+    let _desc = c.u32("section description")?;
+    let size = c.u64("section size")?;
+    let body_off = c.file_offset();
+    let body = c.take(size, "section body")?;
+    if flags & 1 == 0 {
+        return Ok(body.to_vec());
+    }
+    let algo = comp.ok_or(BinaryError::Invalid {
+        what: "trace.dat v7 section",
+        offset: off,
+        msg: "compressed section in a file without compression".into(),
+    })?;
+    let mut b = Cursor::new(body, body_off, e, "compressed section");
+    let csize = b.u32("compressed size")?;
+    let usize_ = b.u32("uncompressed size")?;
+    let cdata = b.take(u64::from(csize), "compressed data")?;
+    decompress(algo, cdata, usize_ as usize, body_off)
+}
+
+/// Flyrecord CPU data of a compressed file: u32 chunk count, then (u32 csize, u32 usize, data).
+fn decompress_chunks(raw: &[u8], algo: &str, off: u64, e: Endian) -> Result<Vec<u8>, BinaryError> {
+    let mut c = Cursor::new(raw, off, e, "compressed CPU data");
+    let n = c.u32("chunk count")?;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let csize = c.u32("chunk compressed size")?;
+        let usize_ = c.u32("chunk uncompressed size")?;
+        let at = c.file_offset();
+        let cdata = c.take(u64::from(csize), "chunk data")?;
+        out.extend(decompress(algo, cdata, usize_ as usize, at)?);
+    }
+    Ok(out)
+}
+
+/// Decompresses exactly `expect` bytes. The output buffer grows with the data the decoder
+/// produces, never pre-sized from the (untrusted) declared size.
+fn decompress(
+    algo: &str,
+    cdata: &[u8],
+    expect: usize,
+    offset: u64,
+) -> Result<Vec<u8>, BinaryError> {
+    let mut out = Vec::new();
+    let res = match algo {
+        "zstd" => zstd::stream::read::Decoder::new(cdata)
+            .and_then(|d| d.take(expect as u64).read_to_end(&mut out)),
+        "zlib" => flate2::read::ZlibDecoder::new(cdata)
+            .take(expect as u64)
+            .read_to_end(&mut out),
+        other => return Err(BinaryError::Unsupported(format!("compression {other:?}"))),
+    };
+    res.map_err(|e| BinaryError::Decompress {
+        algo: algo.to_string(),
+        offset,
+        msg: e.to_string(),
+    })?;
+    if out.len() != expect {
+        return Err(BinaryError::Decompress {
+            algo: algo.to_string(),
+            offset,
+            msg: format!(
+                "{} bytes after decompression, header says {expect}",
+                out.len()
+            ),
+        });
+    }
+    Ok(out)
+}

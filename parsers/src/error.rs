@@ -1,0 +1,77 @@
+//! The parser error type: every failure names the input, and where it can the line, the byte
+//! offset and what was expected. Must never carry more than a short preview of the input (a
+//! 10 MB line must not end up in an error message).
+
+use std::fmt;
+
+/// Where in the input something happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pos {
+    /// File name as given (`-` for stdin).
+    pub path: String,
+    /// 1-based line number (0 when not line-oriented).
+    pub line: u64,
+    /// Byte offset of the line start in the (decompressed) stream.
+    pub offset: u64,
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{} (byte {})", self.path, self.line, self.offset)
+    }
+}
+
+/// A short, printable preview of a line (at most 80 bytes, lossy UTF-8).
+pub fn preview(line: &[u8]) -> String {
+    const MAX: usize = 80;
+    let cut = line.get(..MAX).unwrap_or(line);
+    let mut s = String::from_utf8_lossy(cut).into_owned();
+    if line.len() > MAX {
+        s.push_str(&format!("... ({} bytes)", line.len()));
+    }
+    s
+}
+
+/// Errors keep their I/O cause in `source()` (printed by `{:#}` in the CLI), not in `Display`.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("{path}: cannot open")]
+    Open {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: read failed near decompressed byte {offset} (truncated or corrupt input?)")]
+    Read {
+        path: String,
+        offset: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: empty input: expected ftrace text, trace-cmd report or perf script output")]
+    Empty { path: String },
+    #[error("{path}: binary format {format} not supported by the text reader")]
+    UnsupportedBinary { path: String, format: &'static str },
+    #[error("{path}: unrecognised format: expected ftrace text (`comm-pid [cpu] ts: event:`), `trace-cmd report` or `perf script` output in the first lines; line {line} is {preview:?}")]
+    Unrecognised {
+        path: String,
+        line: u64,
+        preview: String,
+    },
+    #[error("unknown format name {0:?}: expected one of ftrace, trace-cmd, perf-script, trace.dat, perf.data")]
+    UnknownFormatName(String),
+    #[error("{pos}: {what}: expected {expected}; line is {preview:?}")]
+    Line {
+        pos: Pos,
+        what: &'static str,
+        expected: &'static str,
+        preview: String,
+    },
+    #[error("{pos}: payload of `{event}` does not match its grammar: expected {expected}; payload is {preview:?}")]
+    Payload {
+        pos: Pos,
+        event: String,
+        expected: &'static str,
+        preview: String,
+    },
+}

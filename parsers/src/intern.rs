@@ -1,0 +1,144 @@
+//! Small helpers shared by the text decoders: a fast non-cryptographic hasher and a bounded
+//! string interner for [`Sym`]s.
+//!
+//! Why: the same few event names, reasons and flag strings repeat millions of times; interning
+//! turns each into an `Arc` clone instead of an allocation. Must never grow without bound on
+//! hostile input (the table is capped) and never panic.
+
+use crate::record::Sym;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+/// The rustc "Fx" hash: a multiply-rotate over 8-byte words. Not DoS-resistant, which is fine
+/// here because the interner is capped.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher {
+    hash: u64,
+}
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            if let Some(dst) = w.get_mut(..rest.len()) {
+                dst.copy_from_slice(rest);
+            }
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_i32(&mut self, i: i32) {
+        self.add(i as u32 as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+pub type FxBuild = BuildHasherDefault<FxHasher>;
+pub type FxHashMap<K, V> = HashMap<K, V, FxBuild>;
+pub type FxHashSet<K> = std::collections::HashSet<K, FxBuild>;
+
+/// Deduplicates byte strings into shared [`Sym`]s. Non-UTF-8 bytes become U+FFFD.
+#[derive(Default)]
+pub struct Interner {
+    map: FxHashMap<Box<[u8]>, Sym>,
+}
+
+impl Interner {
+    /// Beyond this many distinct strings new ones are still returned, just not remembered, so
+    /// memory stays bounded on garbage input.
+    pub const CAP: usize = 1 << 16;
+
+    pub fn intern(&mut self, s: &[u8]) -> Sym {
+        if let Some(v) = self.map.get(s) {
+            return v.clone();
+        }
+        let sym: Sym = Arc::from(String::from_utf8_lossy(s).as_ref());
+        if self.map.len() < Self::CAP {
+            self.map.insert(Box::from(s), sym.clone());
+        }
+        sym
+    }
+
+    /// Interns the concatenation of `prefix` and `s` (e.g. `sys_enter_` + `read`).
+    pub fn intern2(&mut self, prefix: &[u8], s: &[u8]) -> Sym {
+        let mut tmp = [0u8; 96];
+        let n = prefix.len() + s.len();
+        match tmp.get_mut(..n) {
+            Some(dst) => {
+                let (a, b) = dst.split_at_mut(prefix.len());
+                a.copy_from_slice(prefix);
+                b.copy_from_slice(s);
+                self.intern(dst)
+            }
+            None => {
+                let mut v = Vec::with_capacity(n);
+                v.extend_from_slice(prefix);
+                v.extend_from_slice(s);
+                self.intern(&v)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interner_dedups_and_concatenates() {
+        let mut i = Interner::default();
+        let a = i.intern(b"remote IPI send");
+        let b = i.intern(b"remote IPI send");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(&*i.intern2(b"sys_enter_", b"read"), "sys_enter_read");
+        assert_eq!(&*i.intern(&[0x66, 0xff]), "f\u{fffd}");
+    }
+
+    #[test]
+    fn fx_hash_differs_on_length() {
+        use std::hash::Hash;
+        let h = |s: &[u8]| {
+            let mut f = FxHasher::default();
+            s.hash(&mut f);
+            f.finish()
+        };
+        assert_ne!(h(b"a"), h(b"a\0"));
+    }
+}

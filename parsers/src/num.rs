@@ -1,0 +1,219 @@
+//! Number and token helpers for trace text: decimal, hex (with or without `0x`), signed values,
+//! trimming. Every function returns `None` on malformed or overflowing input; none may panic.
+
+/// Parses unsigned decimal digits. Empty, non-digit or overflowing input gives `None`.
+#[inline]
+pub fn dec_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in s {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(d as u64)?;
+    }
+    Some(v)
+}
+
+/// Signed decimal (`-12`, `+3`, `7`).
+#[inline]
+pub fn dec_i64(s: &[u8]) -> Option<i64> {
+    match s.first() {
+        Some(b'-') => {
+            let v = dec_u64(s.get(1..)?)?;
+            if v <= i64::MAX as u64 + 1 {
+                Some((v as i64).wrapping_neg())
+            } else {
+                None
+            }
+        }
+        Some(b'+') => i64::try_from(dec_u64(s.get(1..)?)?).ok(),
+        _ => i64::try_from(dec_u64(s)?).ok(),
+    }
+}
+
+#[inline]
+pub fn dec_i32(s: &[u8]) -> Option<i32> {
+    i32::try_from(dec_i64(s)?).ok()
+}
+
+#[inline]
+pub fn dec_u32(s: &[u8]) -> Option<u32> {
+    u32::try_from(dec_u64(s)?).ok()
+}
+
+/// Hex digits with an optional `0x`/`0X` prefix. At most 16 significant digits.
+#[inline]
+pub fn hex_u64(s: &[u8]) -> Option<u64> {
+    let s = strip_0x(s);
+    if s.is_empty() {
+        return None;
+    }
+    let lead = s.iter().take_while(|&&c| c == b'0').count();
+    let sig = s.get(lead..).unwrap_or(&[]);
+    if sig.len() > 16 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in sig {
+        let d = HEX.get(c as usize).copied().unwrap_or(0xff);
+        if d > 15 {
+            return None;
+        }
+        v = (v << 4) | d as u64;
+    }
+    Some(v)
+}
+
+const HEX: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+#[inline]
+pub fn strip_0x(s: &[u8]) -> &[u8] {
+    match s {
+        [b'0', b'x' | b'X', rest @ ..] => rest,
+        _ => s,
+    }
+}
+
+/// `0x...` is hex, anything else decimal (the kernel's `%lu` vs `0x%lx` for the same field
+/// across versions, e.g. `pfn=`).
+#[inline]
+pub fn auto_u64(s: &[u8]) -> Option<u64> {
+    if s.len() > 2 && (s.starts_with(b"0x") || s.starts_with(b"0X")) {
+        hex_u64(s)
+    } else {
+        dec_u64(s)
+    }
+}
+
+/// An address printed with `%ps`/`%pS`: hex when it is a number, `None` for a symbol name.
+#[inline]
+pub fn addr_or_symbol(s: &[u8]) -> Option<u64> {
+    hex_u64(s)
+}
+
+#[inline]
+pub fn trim(s: &[u8]) -> &[u8] {
+    trim_end(trim_start(s))
+}
+
+#[inline]
+pub fn trim_start(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|c| c.is_ascii_whitespace()).count();
+    s.get(n..).unwrap_or(&[])
+}
+
+#[inline]
+pub fn trim_end(s: &[u8]) -> &[u8] {
+    let n = s
+        .iter()
+        .rev()
+        .take_while(|c| c.is_ascii_whitespace())
+        .count();
+    s.get(..s.len() - n).unwrap_or(&[])
+}
+
+/// Parses a timestamp: `sec.frac` (any number of fraction digits up to 9, scaled to ns) or a
+/// bare integer (counter/tsc clocks: returned as is). Returns nanoseconds.
+#[inline]
+pub fn timestamp_ns(s: &[u8]) -> Option<u64> {
+    // One pass, no allocation; at most 19 integer digits so `sec` cannot overflow before the
+    // checked multiply below.
+    let mut sec: u64 = 0;
+    let mut i = 0;
+    while let Some(&c) = s.get(i) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        if i >= 19 {
+            return None;
+        }
+        sec = sec * 10 + d as u64;
+        i += 1;
+    }
+    if i == 0 {
+        return None;
+    }
+    match s.get(i) {
+        None => return Some(sec),
+        Some(b'.') => {}
+        Some(_) => return None,
+    }
+    let frac = s.get(i + 1..)?;
+    if frac.is_empty() || frac.len() > 9 {
+        return None;
+    }
+    let mut f: u64 = 0;
+    for &c in frac {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        f = f * 10 + d as u64;
+    }
+    const SCALE: [u64; 10] = [
+        1_000_000_000,
+        100_000_000,
+        10_000_000,
+        1_000_000,
+        100_000,
+        10_000,
+        1_000,
+        100,
+        10,
+        1,
+    ];
+    let scale = SCALE.get(frac.len()).copied()?;
+    sec.checked_mul(1_000_000_000)?.checked_add(f * scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(dec_u64(b"123"), Some(123));
+        assert_eq!(dec_u64(b""), None);
+        assert_eq!(dec_u64(b"99999999999999999999"), None);
+        assert_eq!(dec_i64(b"-1"), Some(-1));
+        assert_eq!(dec_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(hex_u64(b"0x7f2747a99000"), Some(0x7f27_47a9_9000));
+        assert_eq!(hex_u64(b"1ef9c"), Some(0x1ef9c));
+        assert_eq!(hex_u64(b"0xfffffffffffffff5"), Some(0xffff_ffff_ffff_fff5));
+        assert_eq!(hex_u64(b"0x00000000000000001"), Some(1));
+        assert_eq!(hex_u64(b"0x1ffffffffffffffff"), None);
+        assert_eq!(hex_u64(b"0x"), None);
+        assert_eq!(hex_u64(b"foo+0x20"), None);
+        assert_eq!(auto_u64(b"0x1f"), Some(31));
+        assert_eq!(auto_u64(b"31"), Some(31));
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(timestamp_ns(b"1439.231584"), Some(1_439_231_584_000));
+        assert_eq!(timestamp_ns(b"82820.952659205"), Some(82_820_952_659_205));
+        assert_eq!(timestamp_ns(b"123456789"), Some(123_456_789));
+        assert_eq!(timestamp_ns(b"1."), None);
+        assert_eq!(timestamp_ns(b"1.1234567890"), None);
+        assert_eq!(timestamp_ns(b"99999999999999999.1"), None);
+    }
+}

@@ -1,0 +1,322 @@
+//! `mmreplay stats`: the parser's public self-report, counted here so the CLI only prints.
+//! Keys follow ARCHITECTURE.md §3 (`format`, `records`, `events`, `lost_markers`, `lost_events`,
+//! `unparsed_lines`, `time_span_ns`, `tlb_flush_by_reason`, `ipi`, `migration`, `tasks`) plus
+//! extra diagnostics. Must never depend on hash iteration order in its output (BTreeMaps only)
+//! and never know about the replay model.
+
+use crate::error::ParseError;
+use crate::input::{Diagnostics, RecordSource};
+use crate::intern::{FxHashMap, FxHashSet};
+use crate::pte;
+use crate::record::{Event, IpiKind, Record, Vmscan};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct IpiStats {
+    /// `ipi_send_cpu` + `ipi_send_cpumask` events.
+    pub sends: u64,
+    /// CPUs targeted, summed (1 per `ipi_send_cpu`, the mask popcount per `ipi_send_cpumask`).
+    pub targets: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MigrationStats {
+    /// `set_migration_pte` events.
+    pub set: u64,
+    /// `remove_migration_pte` events.
+    pub removed: u64,
+    /// Restored PTEs (`remove_migration_pte`) with the accessed bit set.
+    pub restored_young: u64,
+    /// Restored PTEs with the dirty bit set.
+    pub restored_dirty: u64,
+}
+
+/// The report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Stats {
+    pub format: String,
+    /// Event records counted (lost markers excluded), after the pid/comm filter.
+    pub records: u64,
+    /// Every event name seen (typed or not, kernel tracepoint names, no system) -> count.
+    pub events: BTreeMap<String, u64>,
+    pub events_per_cpu: BTreeMap<u32, u64>,
+    /// Lost-event marker lines.
+    pub lost_markers: u64,
+    /// Sum of the counts the markers state.
+    pub lost_events: u64,
+    /// Markers that did not say how many events were lost (`[EVENTS DROPPED]`).
+    pub lost_markers_without_count: u64,
+    pub unparsed_lines: u64,
+    pub unparsed_by_kind: BTreeMap<String, u64>,
+    pub unparsed_payload_by_event: BTreeMap<String, u64>,
+    pub skipped_lines: u64,
+    pub skipped_by_kind: BTreeMap<String, u64>,
+    pub first_ts_ns: Option<u64>,
+    pub last_ts_ns: Option<u64>,
+    pub time_span_ns: u64,
+    /// `tlb_flush` by the kernel's reason text (code-derived name when a plugin printed none).
+    pub tlb_flush_by_reason: BTreeMap<String, u64>,
+    pub ipi: IpiStats,
+    /// IPI sends by callback class (`tlb_shootdown`, `table_sync`, ...).
+    pub ipi_by_kind: BTreeMap<String, u64>,
+    pub migration: MigrationStats,
+    /// Distinct pids (thread ids).
+    pub tasks: u64,
+    /// Records later than the reorder window allowed, and the worst lag.
+    pub out_of_order: u64,
+    pub max_lag_ns: u64,
+    /// The first few unparsed lines with position and reason.
+    pub first_unparsed: Vec<String>,
+}
+
+/// Which records to count.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Thread id or thread-group id.
+    pub pid: Option<i32>,
+    /// Exact comm.
+    pub comm: Option<Vec<u8>>,
+}
+
+impl Filter {
+    fn matches(&self, r: &Record) -> bool {
+        if let Some(p) = self.pid {
+            if r.pid != p && r.tgid != Some(p) {
+                return false;
+            }
+        }
+        if let Some(c) = &self.comm {
+            if r.comm.as_bytes() != c.as_slice() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Reason names of `include/trace/events/tlb.h` as printed by 6.x kernels, used only when the
+/// text is missing (libtraceevent's `plugin_tlb.c` prints an empty name for codes it lacks).
+fn tlb_reason_name(code: Option<i32>) -> String {
+    match code {
+        Some(0) => "flush on task switch".into(),
+        Some(1) => "remote shootdown".into(),
+        Some(2) => "local shootdown".into(),
+        Some(3) => "local MM shootdown".into(),
+        Some(4) => "remote IPI send".into(),
+        Some(5) => "remote wrong CPU".into(),
+        Some(c) => format!("reason {c}"),
+        None => "unknown".into(),
+    }
+}
+
+fn ipi_kind_name(k: IpiKind) -> &'static str {
+    match k {
+        IpiKind::TlbShootdown => "tlb_shootdown",
+        IpiKind::TableSync => "table_sync",
+        IpiKind::CallFunctionSingle => "call_function_single",
+        IpiKind::Other => "other",
+    }
+}
+
+/// The kernel's full tracepoint name is `prefix + rest` (the record keeps some names without
+/// their family prefix).
+fn name_parts(ev: &Event) -> (usize, &str) {
+    match ev {
+        Event::Vmscan(Vmscan::Other { name }) => (1, name),
+        Event::Compaction { name } => (2, name),
+        Event::Hugetlbfs { name } => (3, name),
+        other => (0, other.name()),
+    }
+}
+const PREFIXES: [&str; 4] = ["", "mm_vmscan_", "mm_compaction_", "hugetlbfs_"];
+
+/// Accumulates [`Stats`] one record at a time.
+#[derive(Default)]
+pub struct StatsBuilder {
+    filter: Filter,
+    records: u64,
+    events: [FxHashMap<Box<str>, u64>; 4],
+    per_cpu: FxHashMap<u32, u64>,
+    lost_markers: u64,
+    lost_events: u64,
+    lost_unknown: u64,
+    first_ts: Option<u64>,
+    last_ts: Option<u64>,
+    tlb: FxHashMap<(Option<i32>, Box<str>), u64>,
+    ipi: IpiStats,
+    ipi_kind: [u64; 4],
+    migration: MigrationStats,
+    tasks: FxHashSet<i32>,
+    last_pid: Option<i32>,
+}
+
+impl StatsBuilder {
+    pub fn new(filter: Filter) -> Self {
+        StatsBuilder {
+            filter,
+            ..Default::default()
+        }
+    }
+
+    #[inline]
+    pub fn add(&mut self, r: &Record) {
+        if let Event::Lost { count } = r.event {
+            self.lost_markers += 1;
+            match count {
+                Some(c) => self.lost_events = self.lost_events.saturating_add(c),
+                None => self.lost_unknown += 1,
+            }
+            return;
+        }
+        if !self.filter.matches(r) {
+            return;
+        }
+        self.records += 1;
+        let (pi, name) = name_parts(&r.event);
+        if let Some(m) = self.events.get_mut(pi) {
+            match m.get_mut(name) {
+                Some(c) => *c += 1,
+                None => {
+                    m.insert(Box::from(name), 1);
+                }
+            }
+        }
+        *self.per_cpu.entry(r.cpu).or_insert(0) += 1;
+        self.first_ts = Some(self.first_ts.map_or(r.ts_ns, |t| t.min(r.ts_ns)));
+        self.last_ts = Some(self.last_ts.map_or(r.ts_ns, |t| t.max(r.ts_ns)));
+        // Consecutive records usually share a pid: skip the hash lookup then.
+        if self.last_pid != Some(r.pid) {
+            self.tasks.insert(r.pid);
+            self.last_pid = Some(r.pid);
+        }
+        match &r.event {
+            Event::TlbFlush { reason, .. } => {
+                let key = (reason.code, &*reason.text);
+                // Avoid allocating on the hot path: look up by borrowed parts first.
+                let hit = self
+                    .tlb
+                    .iter_mut()
+                    .find(|(k, _)| k.0 == key.0 && &*k.1 == key.1);
+                match hit {
+                    Some((_, c)) => *c += 1,
+                    None => {
+                        self.tlb.insert((key.0, Box::from(key.1)), 1);
+                    }
+                }
+            }
+            Event::IpiSendCpu { kind, .. } => {
+                self.ipi.sends += 1;
+                self.ipi.targets += 1;
+                self.bump_ipi(*kind);
+            }
+            Event::IpiSendCpumask { targets, kind, .. } => {
+                self.ipi.sends += 1;
+                self.ipi.targets += *targets as u64;
+                self.bump_ipi(*kind);
+            }
+            Event::SetMigrationPte { .. } => self.migration.set += 1,
+            Event::RemoveMigrationPte { pte: raw, .. } => {
+                self.migration.removed += 1;
+                let (young, dirty) = pte::restored_young_dirty(*raw);
+                self.migration.restored_young += young as u64;
+                self.migration.restored_dirty += dirty as u64;
+            }
+            _ => {}
+        }
+    }
+
+    fn bump_ipi(&mut self, k: IpiKind) {
+        let i = match k {
+            IpiKind::TlbShootdown => 0,
+            IpiKind::TableSync => 1,
+            IpiKind::CallFunctionSingle => 2,
+            IpiKind::Other => 3,
+        };
+        if let Some(c) = self.ipi_kind.get_mut(i) {
+            *c += 1;
+        }
+    }
+
+    pub fn finish(self, format: &str, diag: &Diagnostics) -> Stats {
+        let mut events = BTreeMap::new();
+        for (pi, m) in self.events.iter().enumerate() {
+            let prefix = PREFIXES.get(pi).copied().unwrap_or("");
+            for (k, v) in m {
+                *events.entry(format!("{prefix}{k}")).or_insert(0) += v;
+            }
+        }
+        let mut tlb = BTreeMap::new();
+        for ((code, text), v) in self.tlb {
+            let key = if text.is_empty() {
+                tlb_reason_name(code)
+            } else {
+                text.to_string()
+            };
+            *tlb.entry(key).or_insert(0) += v;
+        }
+        let mut ipi_by_kind = BTreeMap::new();
+        for (i, k) in [
+            IpiKind::TlbShootdown,
+            IpiKind::TableSync,
+            IpiKind::CallFunctionSingle,
+            IpiKind::Other,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let v = self.ipi_kind.get(i).copied().unwrap_or(0);
+            if v > 0 {
+                ipi_by_kind.insert(ipi_kind_name(k).to_string(), v);
+            }
+        }
+        Stats {
+            format: format.to_string(),
+            records: self.records,
+            events,
+            events_per_cpu: self.per_cpu.into_iter().collect(),
+            lost_markers: self.lost_markers,
+            lost_events: self.lost_events,
+            lost_markers_without_count: self.lost_unknown,
+            unparsed_lines: diag.unparsed_lines,
+            unparsed_by_kind: diag.unparsed_by_kind.clone(),
+            unparsed_payload_by_event: diag.unparsed_payload_by_event.clone(),
+            skipped_lines: diag.skipped_lines,
+            skipped_by_kind: diag.skipped_by_kind.clone(),
+            first_ts_ns: self.first_ts,
+            last_ts_ns: self.last_ts,
+            time_span_ns: match (self.first_ts, self.last_ts) {
+                (Some(a), Some(b)) => b - a,
+                _ => 0,
+            },
+            tlb_flush_by_reason: tlb,
+            ipi: self.ipi,
+            ipi_by_kind,
+            migration: self.migration,
+            tasks: self.tasks.len() as u64,
+            out_of_order: diag.out_of_order,
+            max_lag_ns: diag.max_lag_ns,
+            first_unparsed: diag.first_unparsed.clone(),
+        }
+    }
+}
+
+/// Reads `src` to the end and counts.
+pub fn collect(src: &mut dyn RecordSource, filter: Filter) -> Result<Stats, ParseError> {
+    let mut b = StatsBuilder::new(filter);
+    while let Some(r) = src.next_record()? {
+        b.add(&r);
+    }
+    let diag = src.diagnostics();
+    Ok(b.finish(src.format().name(), &diag))
+}
+
+/// Convenience: open a file (or `-`) and count.
+pub fn stats_for_path(
+    path: &str,
+    opts: &crate::input::Options,
+    filter: Filter,
+) -> Result<Stats, ParseError> {
+    let mut src = crate::input::open(path, opts)?;
+    collect(src.as_mut(), filter)
+}

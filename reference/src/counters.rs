@@ -1,0 +1,188 @@
+//! `Counters`: what every policy's model counts, one flat struct so the differ can compare field
+//! by field (ARCHITECTURE.md §7, mm-semantics A.8). It must never count anything
+//! policy-specific under a policy-specific name: all policies emit the same struct.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// Event counters of one model run. Field order is the stable report order.
+        #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub struct Counters {
+            $( $(#[$doc])* pub $name: u64, )*
+        }
+
+        impl Counters {
+            /// Counter names in stable order.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($name)),*];
+
+            /// `(name, value)` pairs in stable order.
+            pub fn pairs(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name)),*]
+            }
+
+            /// Value by name.
+            pub fn get(&self, name: &str) -> Option<u64> {
+                match name {
+                    $(stringify!($name) => Some(self.$name),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Faults handled (`Fault` ops plus faults taken by `Access` ops).
+    faults,
+    /// Faults that found nothing to do.
+    flt_spurious,
+    /// Read faults on anon mapped to the zero page.
+    flt_anon_zero,
+    /// New anon folios (`do_anonymous_page`).
+    flt_anon_new,
+    /// File read faults.
+    flt_file_read,
+    /// Private file write faults (`do_cow_fault`).
+    flt_file_cow,
+    /// Shared file write faults.
+    flt_file_write_shared,
+    /// COW copies (`wp_page_copy`).
+    flt_cow_copy,
+    /// COW reuses (`wp_page_reuse`).
+    flt_cow_reuse,
+    /// Swap-ins.
+    flt_swapin,
+    /// Migration-entry waits.
+    flt_migration_wait,
+    /// hugetlb faults.
+    flt_hugetlb,
+    /// Faults delivered as SIGSEGV.
+    segv,
+    /// Pages mapped by fault-around.
+    fault_around_mapped,
+    /// TLB fills by page walks (B.0).
+    tlb_fills,
+    /// Hardware A-bit sets (page walk found the PTE old).
+    hw_a_sets,
+    /// Hardware D-bit sets.
+    hw_d_sets,
+    /// Hardware A sets on PTEs restored from migration and not accessed since.
+    hw_a_sets_after_mig,
+    /// Hardware D sets on PTEs restored from migration and not written since.
+    hw_d_sets_after_mig,
+    /// `flush_tlb_mm_range` calls that flushed only the local CPU.
+    tlb_flush_local,
+    /// `flush_tlb_mm_range`/`arch_tlbbatch_flush` calls that sent shootdown IPIs.
+    tlb_flush_remote,
+    /// Flushes that became full flushes (range > ceiling, fullmm, batch).
+    tlb_flush_full,
+    /// Pages covered by ranged flushes.
+    tlb_flush_pages,
+    /// Shootdown IPI broadcasts (`flush_tlb_func`), one per `native_flush_tlb_multi`.
+    ipi_sends_shootdown,
+    /// Table-sync IPI broadcasts (`tlb_remove_table_sync_one`).
+    ipi_sends_table_sync,
+    /// IPI targets, all kinds.
+    ipi_targets,
+    /// Shootdown IPI targets.
+    ipi_targets_shootdown,
+    /// Table-sync IPI targets.
+    ipi_targets_table_sync,
+    /// rmap walks (`folio_referenced`, `try_to_unmap`, `try_to_migrate`, `remove_migration_ptes`).
+    rmap_walks,
+    /// PTEs visited by rmap walks (`page_vma_mapped_walk` hits).
+    rmap_vma_visits,
+    /// A bits actually cleared (any source).
+    a_bit_clears,
+    /// Test-and-clear-young attempts by the rmap walk.
+    a_tc_rmap_pte,
+    /// ... of which found young.
+    a_cleared_rmap_pte,
+    /// Test-and-clear-young attempts by look-around.
+    a_tc_lookaround,
+    /// ... of which found young.
+    a_cleared_lookaround,
+    /// Test-and-clear-young attempts by the MGLRU page-table walk.
+    a_tc_pt_walk,
+    /// ... of which found young.
+    a_cleared_pt_walk,
+    /// Test-and-clear-young attempts by MADV_COLD/PAGEOUT.
+    a_tc_other,
+    /// ... of which found young.
+    a_cleared_other,
+    /// `lru_gen_look_around` calls.
+    lookaround_calls,
+    /// PTEs scanned by look-around.
+    lookaround_ptes_scanned,
+    /// Folios promoted by look-around.
+    gen_promote_lookaround,
+    /// Folios promoted by the page-table walk.
+    gen_promote_ptwalk,
+    /// Folios activated by reclaim (referenced).
+    gen_promote_activate,
+    /// `inc_max_seq`.
+    max_seq_incs,
+    /// `inc_min_seq` / `try_to_inc_min_seq`.
+    min_seq_incs,
+    /// Folios scanned by eviction.
+    scanned,
+    /// Folios isolated and kept/put back.
+    kept,
+    /// Folios freed by reclaim (pages).
+    evictions,
+    /// Faults on pages evicted earlier (swap-in of an evicted anon page, re-read of an evicted
+    /// file page).
+    refaults,
+    /// Anon folios written to swap.
+    swap_out,
+    /// Swap-ins that read from swap (not from the swap cache).
+    swap_in,
+    /// File folios written back by reclaim.
+    writeback,
+    /// Lazyfree folios discarded.
+    lazyfree_discard,
+    /// Lazyfree discards aborted (dirty or extra references): folio made swapbacked again.
+    lazyfree_abort,
+    /// Migrations completed.
+    migrations,
+    /// Migrations aborted (pinned, extra references).
+    mig_aborted,
+    /// Migration entries installed.
+    mig_entries_set,
+    /// Migration entries removed (PTE restored).
+    mig_entries_removed,
+    /// Restored PTEs that were young.
+    mig_restored_young,
+    /// Restored PTEs that were dirty.
+    mig_restored_dirty,
+    /// hugetlb PMD tables shared (`huge_pmd_share`).
+    pmd_shares,
+    /// hugetlb PMD tables unshared (`huge_pmd_unshare` returning 1).
+    pmd_unshares,
+    /// Unshares that took `pt_share_count` to 0.
+    pmd_full_unshares,
+    /// `huge_pmd_unshare_flush` calls (end of an unsharing range).
+    unshare_flush_batches,
+    /// fork ops.
+    forks,
+    /// Anon pages copied at fork because they were pinned (I2).
+    fork_pinned_copies,
+    /// exec ops.
+    execs,
+    /// exit ops (exit_mmap).
+    exits,
+    /// Page-table pages (PTE/PMD tables) freed.
+    tables_freed,
+    /// Pins taken.
+    pins,
+    /// Extra references taken.
+    extra_refs,
+}
+
+impl Counters {
+    /// Total IPI broadcasts of every kind.
+    pub fn ipi_sends(&self) -> u64 {
+        self.ipi_sends_shootdown + self.ipi_sends_table_sync
+    }
+}

@@ -1,0 +1,554 @@
+//! Reclaim: MGLRU aging (`mm/vmscan.c:try_to_inc_max_seq`, `walk_pte_range`, `inc_max_seq`)
+//! and eviction (`evict_folios`, `shrink_folio_list`), the reference check
+//! (`mm/rmap.c:folio_referenced`/`folio_referenced_one`, decision point 1) and unmapping
+//! (`mm/rmap.c:try_to_unmap_one` with `TTU_BATCH_FLUSH`, swap-out, lazyfree discard). It must
+//! never free a folio before the batched flush covering it (unless the policy's negative
+//! control says so) and never clean a folio while a dirty stale TLB entry maps it.
+
+use super::lru;
+use super::state::*;
+use super::{Model, ModelError};
+use crate::invariant::Invariant;
+use crate::op::OpOutcome;
+use crate::policy::{LazyfreeCheck, Policy, YoungPteCtx};
+
+/// Folios isolated per eviction batch (`MIN_LRU_BATCH`).
+const EVICT_BATCH: usize = 64;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Activate,
+    Keep,
+    Reclaim,
+}
+
+impl<P: Policy> Model<P> {
+    pub(crate) fn op_reclaim(&mut self, cpu: u32, nr_to_reclaim: u32) -> Result<OpOutcome, ModelError> {
+        self.check_cpu(cpu)?;
+        let target = u64::from(nr_to_reclaim);
+        let mut reclaimed = 0u64;
+        let mut rounds = 0;
+        let mut batch: Vec<u32> = Vec::with_capacity(EVICT_BATCH);
+        while reclaimed < target && rounds < 32 {
+            rounds += 1;
+            for t in 0..2 {
+                while lru::can_inc_min_seq(&self.lru, t) && lru::oldest_is_empty(&mut self.lru, &self.folios, t) {
+                    if let Some(m) = self.lru.min_seq.get_mut(t) {
+                        *m += 1;
+                        self.c.min_seq_incs += 1;
+                    }
+                }
+            }
+            let empty = [
+                lru::oldest_is_empty(&mut self.lru, &self.folios, 0),
+                lru::oldest_is_empty(&mut self.lru, &self.folios, 1),
+            ];
+            if empty[0] && empty[1] {
+                // Nothing evictable in the oldest gens: age (or give up if nothing is on LRU).
+                let any = self.lru.nr.iter().any(|r| r.iter().any(|n| *n > 0));
+                if !any {
+                    break;
+                }
+                self.inc_max_seq();
+                continue;
+            }
+            // Type to scan: the one whose oldest gen is older; ties go to file.
+            let t = if empty[1] {
+                0
+            } else if empty[0] {
+                1
+            } else if self.lru.min_seq[0] < self.lru.min_seq[1] {
+                0
+            } else {
+                1
+            };
+            let nr_gens = self.lru.max_seq + 1 - self.lru.min_seq[t];
+            if nr_gens <= MIN_NR_GENS {
+                // should_run_aging.
+                self.inc_max_seq();
+                continue;
+            }
+            batch.clear();
+            let clear_referenced = self.policy.mglru_isolated_referenced();
+            let min = self.lru.min_seq[t];
+            let g = lru::gen(min);
+            while batch.len() < EVICT_BATCH {
+                let Some((slot, stamp)) = self.lru.lists[g][t].pop_front() else { break };
+                let Some(f) = self.folios.get_mut(slot as usize) else { continue };
+                if !(f.live && f.on_lru && f.stamp == stamp && f.lru_type as usize == t && f.seq == min) {
+                    continue;
+                }
+                // isolate_folio.
+                lru::del_folio(&mut self.lru, f);
+                f.refcount += 1;
+                if clear_referenced {
+                    // v6.1 isolate_folio: folio_clear_referenced (policy hook).
+                    f.referenced = false;
+                }
+                batch.push(slot);
+            }
+            reclaimed += self.shrink_isolated(cpu, &batch, false);
+        }
+        self.check_tlb_coherent(None);
+        Ok(OpOutcome::Done)
+    }
+
+    /// `try_to_inc_max_seq` + `inc_max_seq`: page-table walk aging (if enabled), then a new
+    /// generation; the oldest is retired first when all four are in use.
+    fn inc_max_seq(&mut self) {
+        if self.profile.lru_gen_mm_walk {
+            self.walk_mms();
+        }
+        for t in 0..2 {
+            if self.lru.max_seq + 1 - self.lru.min_seq[t] >= MAX_NR_GENS {
+                lru::inc_min_seq(&mut self.lru, &mut self.folios, t);
+                self.c.min_seq_incs += 1;
+            }
+        }
+        self.lru.max_seq += 1;
+        self.c.max_seq_incs += 1;
+    }
+
+    /// `walk_mm` → `walk_pte_range` over mms used since the last walk: clear young PTEs,
+    /// transfer dirty bits, promote folios to `max_seq` (no TLB flush on x86).
+    fn walk_mms(&mut self) {
+        let mut ids: Vec<u32> = self.mms.iter().filter(|(_, m)| m.used).map(|(k, _)| *k).collect();
+        ids.sort_unstable();
+        let max = self.lru.max_seq;
+        let mut locs = std::mem::take(&mut self.scratch_locs);
+        for id in ids {
+            let vmas: Vec<Vma> = self.mms.get(&id).map(|m| m.vmas.values().copied().collect()).unwrap_or_default();
+            for v in &vmas {
+                if v.kind == VmaKind::Hugetlb || v.locked {
+                    continue;
+                }
+                self.collect_ptes(id, v.start, v.end, &mut locs);
+                for &(_, loc) in &locs {
+                    let Pte::Present(mut p) = self.get(loc) else { continue };
+                    if !p.young || p.folio == ZERO_SLOT {
+                        continue;
+                    }
+                    self.c.a_tc_pt_walk += 1;
+                    self.c.a_cleared_pt_walk += 1;
+                    self.c.a_bit_clears += 1;
+                    p.young = false;
+                    self.set(loc, Pte::Present(p));
+                    let slot = p.folio;
+                    if let Some(f) = self.folios.get_mut(slot as usize) {
+                        if p.dirty && !f.dirty && !(f.is_anon() && f.swapbacked && f.swapcache.is_none()) {
+                            f.dirty = true;
+                        }
+                        if !f.on_lru {
+                            f.referenced = true;
+                        } else if f.seq != max {
+                            lru::move_to_seq(&mut self.lru, f, slot, max);
+                            f.refs = 0;
+                            self.c.gen_promote_ptwalk += 1;
+                        }
+                    }
+                }
+            }
+            if let Some(m) = self.mms.get_mut(&id) {
+                m.used = false;
+            }
+        }
+        self.scratch_locs = locs;
+    }
+
+    /// `folio_referenced`: rmap walk, decision point (1) for young PTEs. Returns the number of
+    /// referencing PTEs.
+    fn folio_referenced(&mut self, slot: u32) -> u32 {
+        let mapped = self.folios.get(slot as usize).is_some_and(|f| f.mapcount > 0);
+        if !mapped {
+            return 0;
+        }
+        self.c.rmap_walks += 1;
+        let mut list = std::mem::take(&mut self.scratch);
+        list.clear();
+        if let Some(f) = self.folios.get(slot as usize) {
+            list.extend_from_slice(&f.rmap);
+        }
+        let mut referenced = 0;
+        for &(mm, va) in &list {
+            self.c.rmap_vma_visits += 1;
+            let Some(v) = self.find_vma(mm, va) else { continue };
+            if v.locked {
+                // VM_LOCKED: mlock and stop (treated as referenced so it is kept).
+                referenced += 1;
+                break;
+            }
+            let Some(super::Loc::Pte(t, i)) = self.locate(mm, va) else { continue };
+            let young = match self.get(super::Loc::Pte(t, i)) {
+                Pte::Present(p) if p.folio == slot => p.young,
+                _ => continue,
+            };
+            if !young {
+                self.c.a_tc_rmap_pte += 1;
+                continue;
+            }
+            let base = va & !(PMD_SIZE - 1);
+            let win_start = v.start.max(base);
+            let win_end = v.end.min(base + PMD_SIZE);
+            let Model {
+                policy,
+                pte_tables,
+                folios,
+                lru,
+                c,
+                ..
+            } = self;
+            let Some(tb) = pte_tables.get_mut(t as usize) else { continue };
+            let mut ctx = YoungPteCtx {
+                addr: va,
+                win_start,
+                win_end,
+                base,
+                ptes: &mut tb.ptes,
+                folios: folios.as_mut_slice(),
+                lru,
+                c,
+            };
+            if policy.rmap_young_pte(&mut ctx) {
+                referenced += 1;
+            }
+        }
+        self.scratch = list;
+        referenced
+    }
+
+    /// `try_to_unmap` (`try_to_unmap_one` per mapping, `TTU_BATCH_FLUSH`). Returns whether the
+    /// folio ended up unmapped.
+    fn try_to_unmap(&mut self, cpu: u32, slot: u32) -> bool {
+        self.c.rmap_walks += 1;
+        let mut list = std::mem::take(&mut self.scratch);
+        list.clear();
+        if let Some(f) = self.folios.get(slot as usize) {
+            list.extend_from_slice(&f.rmap);
+        }
+        let mut ok = true;
+        for &(mm, va) in &list {
+            self.c.rmap_vma_visits += 1;
+            if self.find_vma(mm, va).is_some_and(|v| v.locked) {
+                ok = false;
+                break;
+            }
+            let Some(loc) = self.locate(mm, va) else { continue };
+            let Pte::Present(p) = self.get(loc) else { continue };
+            if p.folio != slot {
+                continue;
+            }
+            let (anon, swapbacked, pae, pinned) = match self.folios.get(slot as usize) {
+                Some(f) => (f.is_anon(), f.swapbacked, f.pae, f.pincount > 0),
+                None => break,
+            };
+            if anon && swapbacked && pae && pinned {
+                // folio_try_share_anon_rmap_pte: -EBUSY, keep the PTE.
+                ok = false;
+                break;
+            }
+            self.set(loc, Pte::None);
+            if self.should_defer_flush(cpu, mm) {
+                self.ubc_add(mm, p.write);
+            } else {
+                self.flush_tlb_mm_range(cpu, mm, va, va + PAGE_SIZE, false);
+            }
+            if p.dirty {
+                if let Some(f) = self.folios.get_mut(slot as usize) {
+                    f.dirty = true;
+                }
+            }
+            if anon && !swapbacked {
+                // Lazyfree (6c8e2a256915): discard only if clean and no extra references.
+                let chk = match self.folios.get(slot as usize) {
+                    Some(f) => LazyfreeCheck {
+                        refcount: f.refcount,
+                        mapcount: f.mapcount,
+                        dirty: f.dirty,
+                        pincount: f.pincount,
+                    },
+                    None => break,
+                };
+                if self.policy.lazyfree_may_discard(&chk) {
+                    let extra = self.folios.get(slot as usize).map_or(0, |f| f.extra + f.pincount);
+                    if chk.refcount != 1 + chk.mapcount || chk.dirty || extra > 0 {
+                        let id = self.folios.get(slot as usize).map_or(0, |f| f.id.0);
+                        self.violate(
+                            Invariant::I5,
+                            format!(
+                                "lazyfree folio {id} discarded with refcount {} mapcount {} dirty {} ({} extra refs/pins)",
+                                chk.refcount, chk.mapcount, chk.dirty, extra
+                            ),
+                        );
+                    }
+                    self.remove_rmap(slot, mm, va, true);
+                    self.c.lazyfree_discard += 1;
+                    continue;
+                }
+                // Abort: restore the PTE, make the folio swap-backed again.
+                self.set(loc, Pte::Present(p));
+                if let Some(f) = self.folios.get_mut(slot as usize) {
+                    f.swapbacked = true;
+                }
+                self.c.lazyfree_abort += 1;
+                ok = false;
+                break;
+            }
+            if anon {
+                let Some(s) = self.folios.get(slot as usize).and_then(|f| f.swapcache) else {
+                    self.set(loc, Pte::Present(p));
+                    ok = false;
+                    break;
+                };
+                self.set(
+                    loc,
+                    Pte::Swap {
+                        slot: s,
+                        exclusive: pae,
+                        soft_dirty: p.soft_dirty,
+                    },
+                );
+                if let Some(x) = self.swap.get_mut(s as usize) {
+                    x.count += 1;
+                }
+                if let Some(f) = self.folios.get_mut(slot as usize) {
+                    f.pae = false;
+                }
+                if let Some(m) = self.mms.get_mut(&mm) {
+                    m.rss[RSS_SWAP] += 1;
+                }
+            }
+            self.remove_rmap(slot, mm, va, true);
+        }
+        self.scratch = list;
+        ok && self.folios.get(slot as usize).is_some_and(|f| f.mapcount == 0)
+    }
+
+    /// Put an isolated folio back (`folio_putback_lru`).
+    fn putback(&mut self, slot: u32, active: bool) {
+        if let Some(f) = self.folios.get_mut(slot as usize) {
+            if f.live {
+                f.refcount = f.refcount.saturating_sub(1);
+                lru::add_folio(&mut self.lru, f, slot, active);
+                if active {
+                    self.c.gen_promote_activate += 1;
+                }
+                self.c.kept += 1;
+            }
+        }
+    }
+
+    /// `shrink_folio_list` for already-isolated folios (each holds an isolation reference).
+    /// Returns pages reclaimed.
+    pub(crate) fn shrink_isolated(&mut self, cpu: u32, list: &[u32], ignore_refs: bool) -> u64 {
+        let mut to_free: Vec<u32> = Vec::new();
+        for &slot in list {
+            let Some(f) = self.folios.get(slot as usize) else { continue };
+            if !f.live {
+                continue;
+            }
+            self.c.scanned += 1;
+            if !ignore_refs && self.policy.mglru_isolated_referenced() {
+                // 018ee47f1489: "page_update_gen() tried to promote this page?" -> keep_locked,
+                // no rmap walk (policy hook; the reference never takes this path).
+                if self.folios.get(slot as usize).is_some_and(|f| f.mapcount > 0 && f.referenced) {
+                    self.putback(slot, false);
+                    continue;
+                }
+            }
+            let verdict = if ignore_refs {
+                Verdict::Reclaim
+            } else {
+                let refs = self.folio_referenced(slot);
+                match self.folios.get_mut(slot as usize) {
+                    Some(f) if refs > 0 => {
+                        let was = std::mem::replace(&mut f.referenced, true);
+                        if was || refs > 1 {
+                            Verdict::Activate
+                        } else {
+                            Verdict::Keep
+                        }
+                    }
+                    Some(f) => {
+                        f.referenced = false;
+                        Verdict::Reclaim
+                    }
+                    None => continue,
+                }
+            };
+            match verdict {
+                Verdict::Activate => {
+                    self.putback(slot, true);
+                    continue;
+                }
+                Verdict::Keep => {
+                    self.putback(slot, false);
+                    continue;
+                }
+                Verdict::Reclaim => {}
+            }
+            let (anon, swapbacked, has_swap) = match self.folios.get(slot as usize) {
+                Some(f) => (f.is_anon(), f.swapbacked, f.swapcache.is_some()),
+                None => continue,
+            };
+            if anon && swapbacked && !has_swap {
+                // add_to_swap: the folio enters the swap cache, dirty.
+                let content = self.folios.get(slot as usize).map_or(0, |f| f.content);
+                let id = self.folios.get(slot as usize).map_or(crate::op::FolioId(0), |f| f.id);
+                let s = match self.free_swap.pop() {
+                    Some(s) => s,
+                    None => {
+                        self.swap.push(SwapSlot {
+                            live: false,
+                            count: 0,
+                            content: 0,
+                            id,
+                            cached: None,
+                            evicted: false,
+                        });
+                        (self.swap.len() - 1) as u32
+                    }
+                };
+                if let Some(x) = self.swap.get_mut(s as usize) {
+                    *x = SwapSlot {
+                        live: true,
+                        count: 0,
+                        content,
+                        id,
+                        cached: Some(slot),
+                        evicted: false,
+                    };
+                }
+                if let Some(f) = self.folios.get_mut(slot as usize) {
+                    f.swapcache = Some(s);
+                    f.dirty = true;
+                    f.refcount += 1;
+                }
+            }
+            let mapped = self.folios.get(slot as usize).is_some_and(|f| f.mapcount > 0);
+            if mapped && !self.try_to_unmap(cpu, slot) {
+                self.putback(slot, true);
+                continue;
+            }
+            let dirty = self.folios.get(slot as usize).is_some_and(|f| f.dirty);
+            if dirty {
+                let Some(f) = self.folios.get(slot as usize) else { continue };
+                let lazy = f.is_anon() && !f.swapbacked;
+                if !lazy {
+                    // try_to_unmap_flush_dirty before pageout (I1).
+                    if !self.policy.free_pages_before_flush() {
+                        self.ubc_flush_dirty(cpu);
+                    }
+                    self.pageout(slot);
+                }
+            }
+            // __remove_mapping: refcount must be exactly isolation + cache reference.
+            let Some(f) = self.folios.get(slot as usize) else { continue };
+            let cache = u32::from(f.in_pagecache) + u32::from(f.swapcache.is_some());
+            if f.mapcount > 0 || f.refcount != 1 + cache || f.dirty {
+                self.putback(slot, false);
+                continue;
+            }
+            self.remove_from_cache(slot);
+            to_free.push(slot);
+        }
+        let mut reclaimed = 0;
+        let early = self.policy.free_pages_before_flush();
+        if !early {
+            self.ubc_flush(cpu);
+        }
+        for &slot in &to_free {
+            let n = self.folios.get(slot as usize).map_or(0, |f| f.nr_pages());
+            if let Some(f) = self.folios.get_mut(slot as usize) {
+                f.refcount = 0;
+            }
+            self.free_folio(slot);
+            self.c.evictions += n;
+            reclaimed += n;
+        }
+        if early {
+            self.ubc_flush(cpu);
+        }
+        reclaimed
+    }
+
+    /// `shrink_folio_list` entry for MADV_PAGEOUT victims (not yet isolated).
+    pub(crate) fn shrink_folio_list(&mut self, cpu: u32, victims: &[u32], ignore_refs: bool) {
+        let mut iso = Vec::with_capacity(victims.len());
+        for &slot in victims {
+            if let Some(f) = self.folios.get_mut(slot as usize) {
+                if f.live && f.on_lru {
+                    lru::del_folio(&mut self.lru, f);
+                    f.refcount += 1;
+                    iso.push(slot);
+                }
+            }
+        }
+        self.shrink_isolated(cpu, &iso, ignore_refs);
+    }
+
+    /// `pageout`: write the data (swap slot or file), folio clean. I1: no writable+dirty TLB
+    /// entry may still translate to the folio at the dirty → clean transition.
+    fn pageout(&mut self, slot: u32) {
+        let Some(f) = self.folios.get(slot as usize) else { return };
+        let (content, kind, swapcache) = (f.content, f.kind, f.swapcache);
+        if f.tlb_dirty_refs > 0 {
+            let d = format!(
+                "folio {} cleaned for writeback while {} writable+dirty TLB entries still map it",
+                f.id.0, f.tlb_dirty_refs
+            );
+            self.violate(Invariant::I1, d);
+        }
+        match (kind, swapcache) {
+            (_, Some(s)) => {
+                if let Some(x) = self.swap.get_mut(s as usize) {
+                    x.content = content;
+                }
+                self.c.swap_out += 1;
+            }
+            (FolioKind::File { file, index }, None) => {
+                if let Some(fs) = self.files.get_mut(&file) {
+                    if let Some(d) = fs.disk.get_mut(&index) {
+                        d.content = content;
+                    }
+                }
+                self.c.writeback += 1;
+            }
+            (FolioKind::Anon, None) => {}
+        }
+        if let Some(f) = self.folios.get_mut(slot as usize) {
+            f.dirty = false;
+        }
+    }
+
+    /// `__remove_mapping`: drop the page-cache / swap-cache reference, leave a shadow.
+    fn remove_from_cache(&mut self, slot: u32) {
+        let Some(f) = self.folios.get_mut(slot as usize) else { return };
+        let kind = f.kind;
+        let sc = f.swapcache.take();
+        let pc = std::mem::replace(&mut f.in_pagecache, false);
+        if let Some(s) = sc {
+            f.refcount = f.refcount.saturating_sub(1);
+            if let Some(x) = self.swap.get_mut(s as usize) {
+                x.cached = None;
+                x.evicted = true;
+                if x.count == 0 {
+                    x.live = false;
+                    self.free_swap.push(s);
+                }
+            }
+        }
+        if pc {
+            if let Some(f) = self.folios.get_mut(slot as usize) {
+                f.refcount = f.refcount.saturating_sub(1);
+            }
+            if let FolioKind::File { file, index } = kind {
+                if let Some(fs) = self.files.get_mut(&file) {
+                    fs.pagecache.remove(&index);
+                    if let Some(d) = fs.disk.get_mut(&index) {
+                        d.evicted = true;
+                    }
+                }
+            }
+        }
+    }
+}

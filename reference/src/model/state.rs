@@ -1,0 +1,319 @@
+//! Internal model state: page tables, folios, MGLRU lists, CPUs and TLBs, files and swap.
+//! Arena-indexed (`u32` slots) with free lists so the hot path does not allocate. Nothing here
+//! is public API; the canonical view is `Snapshot`. It must never hold policy logic.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::hash::FxHashMap;
+use crate::op::{FileKind, FolioId, MmId};
+
+pub(crate) const PAGE_SHIFT: u32 = 12;
+pub(crate) const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+pub(crate) const PMD_SHIFT: u32 = 21;
+pub(crate) const PMD_SIZE: u64 = 1 << PMD_SHIFT;
+pub(crate) const PUD_SHIFT: u32 = 30;
+pub(crate) const PUD_SIZE: u64 = 1 << PUD_SHIFT;
+pub(crate) const PTRS: usize = 512;
+/// Highest user address (x86-64 4-level: 47 bits).
+pub(crate) const TASK_SIZE: u64 = 1 << 47;
+/// Slot used by PTEs mapping the shared zero page.
+pub(crate) const ZERO_SLOT: u32 = u32::MAX;
+/// Model pfns are folio slots plus this base (pfn 0.. are never used).
+pub(crate) const PFN_BASE: u64 = 0x10_0000;
+/// MGLRU constants (include/linux/mmzone.h).
+pub(crate) const MAX_NR_GENS: u64 = 4;
+pub(crate) const MIN_NR_GENS: u64 = 2;
+
+#[inline]
+pub(crate) fn pud_index(va: u64) -> u64 {
+    va >> PUD_SHIFT
+}
+#[inline]
+pub(crate) fn pmd_index(va: u64) -> usize {
+    ((va >> PMD_SHIFT) & 511) as usize
+}
+#[inline]
+pub(crate) fn pte_index(va: u64) -> usize {
+    ((va >> PAGE_SHIFT) & 511) as usize
+}
+
+/// A present PTE (or hugetlb huge PTE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PresentPte {
+    pub folio: u32,
+    pub write: bool,
+    pub young: bool,
+    pub dirty: bool,
+    pub soft_dirty: bool,
+    /// Restored by remove_migration_pte and A not set since (for hw_a_sets_after_mig).
+    pub mig_a: bool,
+    /// Restored by remove_migration_pte and D not set since.
+    pub mig_d: bool,
+}
+
+/// Migration entry kind (`SWP_MIGRATION_{READ,READ_EXCLUSIVE,WRITE}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MigKind {
+    Read,
+    ReadExclusive,
+    Write,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) enum Pte {
+    #[default]
+    None,
+    Present(PresentPte),
+    Swap {
+        slot: u32,
+        exclusive: bool,
+        soft_dirty: bool,
+    },
+    Migration {
+        folio: u32,
+        kind: MigKind,
+        young: bool,
+        dirty: bool,
+        soft_dirty: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) enum PmdEntry {
+    #[default]
+    None,
+    Table(u32),
+    /// hugetlb 2 MiB leaf (a "huge pte").
+    Leaf(Pte),
+}
+
+pub(crate) struct PteTable {
+    pub ptes: Box<[Pte; PTRS]>,
+    pub live: bool,
+}
+
+pub(crate) struct PmdTable {
+    pub entries: Box<[PmdEntry; PTRS]>,
+    /// `pt_share_count`: sharers beyond the first (hugetlb only).
+    pub pts: u32,
+    pub hugetlb: bool,
+    pub live: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VmaKind {
+    /// Private anonymous (incl. brk).
+    Anon,
+    /// File mapping (private or shared), incl. shmem.
+    File,
+    /// hugetlbfs mapping (2 MiB pages).
+    Hugetlb,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Vma {
+    pub start: u64,
+    pub end: u64,
+    pub prot: u32,
+    pub shared: bool,
+    pub kind: VmaKind,
+    pub file: Option<u64>,
+    /// File offset of `start`, in pages.
+    pub pgoff: u64,
+    pub locked: bool,
+    pub dontcopy: bool,
+    pub wipeonfork: bool,
+    /// Mapping created by brk.
+    pub heap: bool,
+}
+
+impl Vma {
+    #[inline]
+    pub fn readable(&self) -> bool {
+        self.prot & crate::op::prot::READ != 0
+    }
+    #[inline]
+    pub fn writable(&self) -> bool {
+        self.prot & crate::op::prot::WRITE != 0
+    }
+    #[inline]
+    pub fn executable(&self) -> bool {
+        self.prot & crate::op::prot::EXEC != 0
+    }
+    /// `is_cow_mapping`: private and may be written.
+    #[inline]
+    pub fn is_cow(&self) -> bool {
+        !self.shared
+    }
+    /// Page index in the file for `va`.
+    #[inline]
+    pub fn file_index(&self, va: u64) -> u64 {
+        self.pgoff + ((va - self.start) >> PAGE_SHIFT)
+    }
+}
+
+pub(crate) struct Mm {
+    pub id: MmId,
+    pub vmas: BTreeMap<u64, Vma>,
+    pub pgd: FxHashMap<u64, u32>,
+    /// mm_cpumask as a bitmask (nr_cpus <= 64).
+    pub cpumask: u64,
+    /// rss: [FILE, ANON, SWAPENTS, SHMEM-less simplification: hugetlb counted as FILE].
+    pub rss: [i64; 3],
+    pub nr_pmds: i64,
+    pub brk: Option<(u64, u64)>,
+    /// `lru_gen_used_bitmap`: set on switch_mm, cleared by the MGLRU walk.
+    pub used: bool,
+}
+
+pub(crate) const RSS_FILE: usize = 0;
+pub(crate) const RSS_ANON: usize = 1;
+pub(crate) const RSS_SWAP: usize = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FolioKind {
+    Anon,
+    File { file: u64, index: u64 },
+}
+
+pub(crate) struct Folio {
+    pub live: bool,
+    pub id: FolioId,
+    pub kind: FolioKind,
+    /// 0 or 9 (hugetlb).
+    pub order: u8,
+    pub pae: bool,
+    pub dirty: bool,
+    pub swapbacked: bool,
+    pub swapcache: Option<u32>,
+    pub in_pagecache: bool,
+    pub mapcount: u32,
+    pub refcount: u32,
+    pub pincount: u32,
+    pub extra: u32,
+    /// Extra references that will write (DIO reads in flight).
+    pub extra_writers: u32,
+    pub on_lru: bool,
+    pub lru_type: u8,
+    pub seq: u64,
+    pub stamp: u32,
+    pub refs: u8,
+    pub referenced: bool,
+    pub workingset: bool,
+    pub locked: bool,
+    pub content: u64,
+    /// Reverse map: (mm, va) of every PTE (present) mapping this folio.
+    pub rmap: Vec<(u32, u64)>,
+    /// TLB entries (all CPUs) translating to this folio, and how many are writable+dirty.
+    pub tlb_refs: u32,
+    pub tlb_dirty_refs: u32,
+}
+
+impl Folio {
+    pub fn blank() -> Folio {
+        Folio {
+            live: false,
+            id: FolioId(0),
+            kind: FolioKind::Anon,
+            order: 0,
+            pae: false,
+            dirty: false,
+            swapbacked: true,
+            swapcache: None,
+            in_pagecache: false,
+            mapcount: 0,
+            refcount: 0,
+            pincount: 0,
+            extra: 0,
+            extra_writers: 0,
+            on_lru: false,
+            lru_type: 0,
+            seq: 0,
+            stamp: 0,
+            refs: 0,
+            referenced: false,
+            workingset: false,
+            locked: false,
+            content: 0,
+            rmap: Vec::new(),
+            tlb_refs: 0,
+            tlb_dirty_refs: 0,
+        }
+    }
+    #[inline]
+    pub fn is_anon(&self) -> bool {
+        matches!(self.kind, FolioKind::Anon)
+    }
+    #[inline]
+    pub fn nr_pages(&self) -> u64 {
+        1u64 << self.order
+    }
+}
+
+/// MGLRU state of the single modelled lruvec (node × memcg).
+pub(crate) struct Lru {
+    pub max_seq: u64,
+    pub min_seq: [u64; 2],
+    /// `lists[gen][type]` of (slot, stamp); entries whose stamp no longer matches the folio are
+    /// stale (lazy deletion) and skipped.
+    pub lists: [[VecDeque<(u32, u32)>; 2]; 4],
+    pub nr: [[i64; 2]; 4],
+}
+
+impl Lru {
+    pub fn new() -> Lru {
+        Lru {
+            max_seq: MIN_NR_GENS + 1,
+            min_seq: [MIN_NR_GENS, MIN_NR_GENS],
+            lists: Default::default(),
+            nr: [[0; 2]; 4],
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TlbEntry {
+    pub valid: bool,
+    pub mm: u32,
+    /// vpn of the page, or of the 2 MiB base for huge entries.
+    pub vpn: u64,
+    pub huge: bool,
+    pub folio: u32,
+    pub writable: bool,
+    pub dirty: bool,
+}
+
+pub(crate) struct CpuState {
+    pub loaded: Option<u32>,
+    pub lazy: bool,
+    pub tlb: Vec<TlbEntry>,
+    pub next: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DiskPage {
+    pub content: u64,
+    pub id: FolioId,
+    pub evicted: bool,
+}
+
+pub(crate) struct FileState {
+    pub kind: FileKind,
+    pub pagecache: FxHashMap<u64, u32>,
+    pub disk: FxHashMap<u64, DiskPage>,
+    /// (mm, number of VMAs of that mm mapping this file): the i_mmap tree, coarsely.
+    pub mappers: Vec<(u32, u32)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SwapSlot {
+    pub live: bool,
+    /// swap_map count: PTEs referencing the slot.
+    pub count: u32,
+    pub content: u64,
+    pub id: FolioId,
+    /// Folio in the swap cache for this slot, if any.
+    pub cached: Option<u32>,
+    /// The folio was evicted (for refault accounting).
+    pub evicted: bool,
+}

@@ -1,0 +1,471 @@
+//! CPUs, TLBs and IPIs: the hardware access model (mm-semantics B.0), `flush_tlb_mm_range` /
+//! `native_flush_tlb_multi` IPI targeting (B.1, `arch/x86/mm/tlb.c`), the reclaim/migration
+//! batch (`tlb_ubc`, `arch_tlbbatch_flush`) and context switches (`switch_mm_irqs_off`, lazy
+//! TLB). It must never change page-table state except the A/D bits the hardware sets.
+
+use super::state::*;
+use super::{Loc, Model};
+use crate::invariant::Invariant;
+use crate::op::{AccessKind, MmId, OpOutcome};
+use crate::policy::Policy;
+
+/// Result of a hardware access attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HwAccess {
+    Ok,
+    /// Needs `handle_mm_fault`.
+    Fault,
+}
+
+impl<P: Policy> Model<P> {
+    fn tlb_find(&self, cpu: usize, mm: u32, va: u64) -> Option<usize> {
+        let c = self.cpus.get(cpu)?;
+        let vpn = va >> PAGE_SHIFT;
+        let hvpn = (va >> PMD_SHIFT) << (PMD_SHIFT - PAGE_SHIFT);
+        c.tlb.iter().position(|e| {
+            e.valid && e.mm == mm && ((!e.huge && e.vpn == vpn) || (e.huge && e.vpn == hvpn))
+        })
+    }
+
+    fn tlb_entry_ref(&mut self, e: &TlbEntry, delta: i32) {
+        if let Some(f) = self.folios.get_mut(e.folio as usize) {
+            if delta > 0 {
+                f.tlb_refs += 1;
+                if e.writable && e.dirty {
+                    f.tlb_dirty_refs += 1;
+                }
+            } else {
+                f.tlb_refs = f.tlb_refs.saturating_sub(1);
+                if e.writable && e.dirty {
+                    f.tlb_dirty_refs = f.tlb_dirty_refs.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    fn tlb_invalidate(&mut self, cpu: usize, i: usize) {
+        let Some(e) = self.cpus.get(cpu).and_then(|c| c.tlb.get(i)).copied() else {
+            return;
+        };
+        if !e.valid {
+            return;
+        }
+        self.tlb_entry_ref(&e, -1);
+        if let Some(slot) = self.cpus.get_mut(cpu).and_then(|c| c.tlb.get_mut(i)) {
+            slot.valid = false;
+        }
+    }
+
+    fn tlb_insert(&mut self, cpu: usize, e: TlbEntry) {
+        let Some(c) = self.cpus.get(cpu) else { return };
+        // Prefer an invalid slot, else round-robin replacement.
+        let i = c.tlb.iter().position(|x| !x.valid).unwrap_or(c.next);
+        self.tlb_invalidate(cpu, i);
+        self.tlb_entry_ref(&e, 1);
+        if let Some(c) = self.cpus.get_mut(cpu) {
+            if let Some(slot) = c.tlb.get_mut(i) {
+                *slot = e;
+            }
+            c.next = (i + 1) % c.tlb.len().max(1);
+        }
+    }
+
+    /// Drop every TLB entry translating to `slot` (used after an I1 report).
+    pub(crate) fn tlb_drop_folio(&mut self, slot: u32) {
+        for cpu in 0..self.cpus.len() {
+            let n = self.cpus.get(cpu).map_or(0, |c| c.tlb.len());
+            for i in 0..n {
+                let hit = self
+                    .cpus
+                    .get(cpu)
+                    .and_then(|c| c.tlb.get(i))
+                    .is_some_and(|e| e.valid && e.folio == slot);
+                if hit {
+                    self.tlb_invalidate(cpu, i);
+                }
+            }
+        }
+    }
+
+    /// Drop `cpu`'s entries of `mm` in `[start, end)` (`None`: all of the mm).
+    fn tlb_drop_range(&mut self, cpu: usize, mm: u32, range: Option<(u64, u64)>) {
+        let n = self.cpus.get(cpu).map_or(0, |c| c.tlb.len());
+        for i in 0..n {
+            let Some(e) = self.cpus.get(cpu).and_then(|c| c.tlb.get(i)).copied() else {
+                continue;
+            };
+            if !e.valid || e.mm != mm {
+                continue;
+            }
+            let hit = match range {
+                None => true,
+                Some((s, t)) => {
+                    let va = e.vpn << PAGE_SHIFT;
+                    let size = if e.huge { PMD_SIZE } else { PAGE_SIZE };
+                    va < t && va + size > s
+                }
+            };
+            if hit {
+                self.tlb_invalidate(cpu, i);
+            }
+        }
+    }
+
+    /// `arch/x86/mm/tlb.c:flush_tlb_mm_range` from `sender` (B.1): a local flush, or
+    /// `native_flush_tlb_multi` with `should_flush_tlb` targeting (lazy CPUs only when tables
+    /// were freed). Every CPU's cached entries for the range are dropped: CPUs skipped because
+    /// they are lazy catch up through `tlb_gen` before they can use them again.
+    pub(crate) fn flush_tlb_mm_range(&mut self, sender: u32, mm: u32, start: u64, end: u64, freed_tables: bool) {
+        let pages = end.saturating_sub(start) >> PAGE_SHIFT;
+        let full = pages > self.profile.flush_ceiling_pages;
+        let Some(mask) = self.mms.get(&mm).map(|m| m.cpumask) else {
+            return;
+        };
+        let others = mask & !(1u64 << sender);
+        let sender_loaded = self.cpus.get(sender as usize).and_then(|c| c.loaded) == Some(mm);
+        if others != 0 {
+            self.c.tlb_flush_remote += 1;
+            let mut targets = 0u64;
+            let mut trimmed = 0u64;
+            for cpu in 0..self.cpus.len() {
+                if others & (1u64 << cpu) == 0 {
+                    continue;
+                }
+                let Some(c) = self.cpus.get(cpu) else { continue };
+                let runs = c.loaded == Some(mm);
+                if freed_tables {
+                    targets += 1;
+                    if runs && c.lazy {
+                        // Lazy receiver of a freed-tables flush: leave_mm (switch to init_mm).
+                        if let Some(c) = self.cpus.get_mut(cpu) {
+                            c.loaded = None;
+                            c.lazy = false;
+                        }
+                        trimmed |= 1u64 << cpu;
+                    } else if !runs {
+                        trimmed |= 1u64 << cpu;
+                    }
+                } else if runs && !c.lazy {
+                    targets += 1;
+                } else if !runs {
+                    // TrimByFlush: the IPI reaches a CPU that no longer runs the mm
+                    // (TLB_REMOTE_WRONG_CPU) and trims it from mm_cpumask.
+                    targets += 1;
+                    trimmed |= 1u64 << cpu;
+                }
+            }
+            if targets > 0 {
+                self.c.ipi_sends_shootdown += 1;
+                self.c.ipi_targets_shootdown += targets;
+                self.c.ipi_targets += targets;
+            }
+            if trimmed != 0 {
+                if let Some(m) = self.mms.get_mut(&mm) {
+                    m.cpumask &= !trimmed;
+                }
+            }
+        } else if sender_loaded {
+            self.c.tlb_flush_local += 1;
+        } else {
+            // Nobody runs the mm: x86 does no flush at all (the next switch_mm catches up).
+        }
+        if full {
+            self.c.tlb_flush_full += 1;
+        } else {
+            self.c.tlb_flush_pages += pages;
+        }
+        let range = if full { None } else { Some((start, end)) };
+        for cpu in 0..self.cpus.len() {
+            self.tlb_drop_range(cpu, mm, range);
+        }
+    }
+
+    /// `set_tlb_ubc_flush_pending`: defer the flush for `mm` into the reclaim/migration batch.
+    pub(crate) fn ubc_add(&mut self, mm: u32, writable: bool) {
+        let mask = self.mms.get(&mm).map_or(0, |m| m.cpumask);
+        self.ubc.pending = true;
+        self.ubc.writable |= writable;
+        self.ubc.cpumask |= mask;
+        if !self.ubc.mms.contains(&mm) {
+            self.ubc.mms.push(mm);
+        }
+    }
+
+    /// `should_defer_flush`: batch only when other CPUs may cache the mm.
+    pub(crate) fn should_defer_flush(&self, sender: u32, mm: u32) -> bool {
+        self.mms
+            .get(&mm)
+            .is_some_and(|m| m.cpumask & !(1u64 << sender) != 0)
+    }
+
+    /// `try_to_unmap_flush` → `arch_tlbbatch_flush`: one full flush of the batch's cpumask.
+    pub(crate) fn ubc_flush(&mut self, sender: u32) {
+        if !self.ubc.pending {
+            return;
+        }
+        let others = self.ubc.cpumask & !(1u64 << sender);
+        if others != 0 {
+            self.c.tlb_flush_remote += 1;
+            let mut targets = 0u64;
+            for cpu in 0..self.cpus.len() {
+                if others & (1u64 << cpu) == 0 {
+                    continue;
+                }
+                if let Some(c) = self.cpus.get(cpu) {
+                    // flush_tlb_multi with a full, non-freed-tables info: lazy CPUs skipped.
+                    if !(c.lazy) {
+                        targets += 1;
+                    }
+                }
+            }
+            if targets > 0 {
+                self.c.ipi_sends_shootdown += 1;
+                self.c.ipi_targets_shootdown += targets;
+                self.c.ipi_targets += targets;
+            }
+        } else if self.ubc.cpumask & (1u64 << sender) != 0 {
+            self.c.tlb_flush_local += 1;
+        }
+        self.c.tlb_flush_full += 1;
+        let mms = std::mem::take(&mut self.ubc.mms);
+        for &mm in &mms {
+            for cpu in 0..self.cpus.len() {
+                self.tlb_drop_range(cpu, mm, None);
+            }
+        }
+        self.ubc.mms = mms;
+        self.ubc.mms.clear();
+        self.ubc.pending = false;
+        self.ubc.writable = false;
+        self.ubc.cpumask = 0;
+    }
+
+    /// `try_to_unmap_flush_dirty`: flush the batch only if a writable PTE was batched.
+    pub(crate) fn ubc_flush_dirty(&mut self, sender: u32) {
+        if self.ubc.writable {
+            self.ubc_flush(sender);
+        }
+    }
+
+    /// `flush_tlb_batched_pending`: a PTL holder about to change PTEs of `mm` first flushes an
+    /// outstanding reclaim batch covering it.
+    pub(crate) fn flush_batched_pending(&mut self, sender: u32, mm: u32) {
+        if self.ubc.pending && self.ubc.mms.contains(&mm) {
+            self.ubc_flush(sender);
+        }
+    }
+
+    /// Context switch (`switch_mm_irqs_off`; kernel thread → lazy TLB).
+    pub(crate) fn op_switch(&mut self, cpu: u32, next: Option<MmId>) -> Result<OpOutcome, super::ModelError> {
+        self.check_cpu(cpu)?;
+        if let Some(n) = next {
+            self.check_mm(n)?;
+        }
+        self.switch_to(cpu, next.map(|m| m.0));
+        Ok(OpOutcome::Done)
+    }
+
+    pub(crate) fn switch_to(&mut self, cpu: u32, next: Option<u32>) {
+        let ci = cpu as usize;
+        let Some(c) = self.cpus.get(ci) else { return };
+        let prev = c.loaded;
+        match next {
+            None => {
+                // Kernel thread: keep the user mm loaded, lazily.
+                if let Some(c) = self.cpus.get_mut(ci) {
+                    if c.loaded.is_some() {
+                        c.lazy = true;
+                    }
+                }
+            }
+            Some(n) => {
+                if prev != Some(n) {
+                    if let Some(p) = prev {
+                        // Leaving `p`: its entries can no longer be used (ASID switch + tlb_gen
+                        // catch-up on return); drop them so stale translations are never
+                        // counted against a CPU that cannot use them.
+                        self.tlb_drop_range(ci, p, None);
+                        if self.profile.cpumask_mode == crate::profile::CpumaskMode::ClearOnSwitch {
+                            if let Some(m) = self.mms.get_mut(&p) {
+                                m.cpumask &= !(1u64 << cpu);
+                            }
+                        }
+                    }
+                }
+                if let Some(m) = self.mms.get_mut(&n) {
+                    m.cpumask |= 1u64 << cpu;
+                    m.used = true;
+                }
+                if let Some(c) = self.cpus.get_mut(ci) {
+                    c.loaded = Some(n);
+                    c.lazy = false;
+                }
+            }
+        }
+    }
+
+    /// Forget every CPU's use of a dying mm (after exit_mmap's final flush).
+    pub(crate) fn cpus_forget_mm(&mut self, mm: u32) {
+        for cpu in 0..self.cpus.len() {
+            self.tlb_drop_range(cpu, mm, None);
+            if let Some(c) = self.cpus.get_mut(cpu) {
+                if c.loaded == Some(mm) {
+                    c.loaded = None;
+                    c.lazy = false;
+                }
+            }
+        }
+    }
+
+    /// B.0 hardware access on `cpu` (mm already loaded): TLB hit, D-assist on the CURRENT PTE,
+    /// or a page walk that sets A (and D for writes) and fills the TLB.
+    pub(crate) fn hw_access(&mut self, cpu: u32, mm: u32, va: u64, kind: AccessKind) -> HwAccess {
+        let ci = cpu as usize;
+        if let Some(i) = self.tlb_find(ci, mm, va) {
+            let Some(e) = self.cpus.get(ci).and_then(|c| c.tlb.get(i)).copied() else {
+                return HwAccess::Fault;
+            };
+            let exec_ok = true;
+            match kind {
+                AccessKind::Write if !e.writable => {
+                    self.tlb_invalidate(ci, i);
+                    // fall through to a walk below
+                }
+                AccessKind::Write if !e.dirty => {
+                    // D-assist: re-walk the current PTE (race #2 of S3).
+                    let loc = self.locate(mm, va);
+                    let cur = loc.map(|l| (l, self.get(l)));
+                    match cur {
+                        Some((l, Pte::Present(mut p))) if p.write && p.folio == e.folio => {
+                            if !p.dirty {
+                                p.dirty = true;
+                                self.c.hw_d_sets += 1;
+                                if p.mig_d {
+                                    self.c.hw_d_sets_after_mig += 1;
+                                }
+                                p.mig_d = false;
+                                self.set(l, Pte::Present(p));
+                            }
+                            self.tlb_entry_ref(&e, -1);
+                            let mut e2 = e;
+                            e2.dirty = true;
+                            self.tlb_entry_ref(&e2, 1);
+                            if let Some(s) = self.cpus.get_mut(ci).and_then(|c| c.tlb.get_mut(i)) {
+                                *s = e2;
+                            }
+                            self.write_content(e.folio);
+                            return HwAccess::Ok;
+                        }
+                        _ => {
+                            self.tlb_invalidate(ci, i);
+                            return HwAccess::Fault;
+                        }
+                    }
+                }
+                _ if exec_ok => {
+                    // Hit: the data access goes to e.folio even if the PTE changed meanwhile
+                    // (legal only inside a flush window: I4 checks that at op boundaries).
+                    if kind == AccessKind::Write {
+                        self.write_content(e.folio);
+                    }
+                    return HwAccess::Ok;
+                }
+                _ => {}
+            }
+        }
+        // Page walk.
+        let Some(loc) = self.locate(mm, va) else {
+            return HwAccess::Fault;
+        };
+        let Pte::Present(mut p) = self.get(loc) else {
+            return HwAccess::Fault;
+        };
+        if kind == AccessKind::Write && !p.write {
+            return HwAccess::Fault;
+        }
+        if kind == AccessKind::Exec {
+            if let Some(v) = self.find_vma(mm, va) {
+                if !v.executable() {
+                    return HwAccess::Fault;
+                }
+            }
+        }
+        let mut changed = false;
+        if !p.young {
+            p.young = true;
+            self.c.hw_a_sets += 1;
+            if p.mig_a {
+                self.c.hw_a_sets_after_mig += 1;
+            }
+            changed = true;
+        }
+        p.mig_a = false;
+        if kind == AccessKind::Write && !p.dirty {
+            p.dirty = true;
+            self.c.hw_d_sets += 1;
+            if p.mig_d {
+                self.c.hw_d_sets_after_mig += 1;
+            }
+            changed = true;
+        }
+        if kind == AccessKind::Write {
+            p.mig_d = false;
+        }
+        if changed {
+            self.set(loc, Pte::Present(p));
+        }
+        self.c.tlb_fills += 1;
+        let huge = matches!(loc, Loc::Huge(..));
+        let vpn = if huge {
+            (va >> PMD_SHIFT) << (PMD_SHIFT - PAGE_SHIFT)
+        } else {
+            va >> PAGE_SHIFT
+        };
+        if p.folio != ZERO_SLOT {
+            self.tlb_insert(
+                ci,
+                TlbEntry {
+                    valid: true,
+                    mm,
+                    vpn,
+                    huge,
+                    folio: p.folio,
+                    writable: p.write,
+                    dirty: p.dirty,
+                },
+            );
+            if kind == AccessKind::Write {
+                self.write_content(p.folio);
+            }
+        }
+        HwAccess::Ok
+    }
+
+    /// I4 checkpoint: every TLB entry of `mm` must still match its PTE (same folio, not more
+    /// writable), since no flush is pending at op boundaries.
+    pub(crate) fn check_tlb_coherent(&mut self, mm: Option<u32>) {
+        let mut bad: Option<String> = None;
+        'outer: for (ci, c) in self.cpus.iter().enumerate() {
+            for e in &c.tlb {
+                if !e.valid || mm.is_some_and(|m| m != e.mm) {
+                    continue;
+                }
+                let va = e.vpn << PAGE_SHIFT;
+                let ok = match self.pte_at(e.mm, va) {
+                    Some(Pte::Present(p)) => p.folio == e.folio && (p.write || !e.writable),
+                    _ => false,
+                };
+                if !ok {
+                    bad = Some(format!(
+                        "cpu {ci} caches mm{} {:#x} -> folio slot {} (w={}) after the op's flushes",
+                        e.mm, va, e.folio, e.writable
+                    ));
+                    break 'outer;
+                }
+            }
+        }
+        if let Some(d) = bad {
+            self.violate(Invariant::I4, d);
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! Model operations (`Op`) and the identities they name. The replay engine lowers trace records
+//! into these; hand-written tests build them directly. This module must never know about trace
+//! formats: numbers here are the kernel's ABI numbers (prot, mmap flags, madvise advice), not
+//! any tracer's spelling.
+
+use serde::{Deserialize, Serialize};
+
+/// Model identity of an address space (`struct mm_struct`). Chosen by the caller (the lowering),
+/// stable for the life of the mm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MmId(pub u32);
+
+/// Model identity of a file (inode). Chosen by the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FileId(pub u64);
+
+/// Stable model identity of a folio, independent of its pfn (mm-semantics C.0): migration keeps
+/// it, swap-out/swap-in keeps it, a re-read of an evicted file page keeps it, COW makes a new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FolioId(pub u64);
+
+/// Caller-chosen handle for a GUP pin (`FOLL_PIN`) or an extra reference (`FOLL_GET`, e.g. DIO),
+/// so that a later `Unpin` / `PutRef` names the same folio even after the mapping changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct HoldId(pub u64);
+
+/// CPU number (0-based, `< KernelProfile::nr_cpus`).
+pub type Cpu = u32;
+
+/// The kind of a memory access (x86 page-fault error code: W=0x2, I/D=0x10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AccessKind {
+    /// Load.
+    Read,
+    /// Store.
+    Write,
+    /// Instruction fetch.
+    Exec,
+}
+
+impl AccessKind {
+    /// From an x86 page-fault error code (`arch/x86/include/asm/trap_pf.h`).
+    pub fn from_x86_error_code(code: u64) -> AccessKind {
+        if code & 0x10 != 0 {
+            AccessKind::Exec
+        } else if code & 0x2 != 0 {
+            AccessKind::Write
+        } else {
+            AccessKind::Read
+        }
+    }
+}
+
+/// What backs a file mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FileKind {
+    /// A regular file with writeback (writenotify on shared writable mappings).
+    Regular,
+    /// tmpfs / shmem / SysV shm (no writenotify; swap-backed).
+    Shmem,
+    /// hugetlbfs (2 MiB pages; MAP_SHARED mappings of 1 GiB PUD-aligned ranges share PMD tables).
+    Hugetlbfs,
+}
+
+/// A file named by an `mmap`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileRef {
+    /// Identity (the same id in two mmaps means the same inode).
+    pub id: FileId,
+    /// Backing kind.
+    pub kind: FileKind,
+}
+
+/// Which folio to migrate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MigrateTarget {
+    /// The folio mapped at `va` in `mm` (the trace's `set_migration_pte(addr, ..)` plus the mm
+    /// of the task).
+    Va {
+        /// Address space.
+        mm: MmId,
+        /// Virtual address.
+        va: u64,
+    },
+    /// A folio by the MODEL's pfn (see `Model::pfn_at`); trace pfns are not model pfns.
+    Pfn(u64),
+}
+
+/// `PROT_*` (include/uapi/asm-generic/mman-common.h).
+pub mod prot {
+    /// PROT_READ.
+    pub const READ: u32 = 0x1;
+    /// PROT_WRITE.
+    pub const WRITE: u32 = 0x2;
+    /// PROT_EXEC.
+    pub const EXEC: u32 = 0x4;
+}
+
+/// `MAP_*` flags (x86-64 values).
+pub mod map {
+    /// MAP_SHARED.
+    pub const SHARED: u32 = 0x01;
+    /// MAP_PRIVATE.
+    pub const PRIVATE: u32 = 0x02;
+    /// MAP_SHARED_VALIDATE (treated as MAP_SHARED).
+    pub const SHARED_VALIDATE: u32 = 0x03;
+    /// MAP_FIXED.
+    pub const FIXED: u32 = 0x10;
+    /// MAP_ANONYMOUS.
+    pub const ANONYMOUS: u32 = 0x20;
+    /// MAP_LOCKED (x86).
+    pub const LOCKED: u32 = 0x2000;
+    /// MAP_HUGETLB.
+    pub const HUGETLB: u32 = 0x40000;
+}
+
+/// `MADV_*` advice numbers the model implements (others are ignored and reported as such).
+pub mod madv {
+    /// MADV_DONTNEED.
+    pub const DONTNEED: u32 = 4;
+    /// MADV_FREE.
+    pub const FREE: u32 = 8;
+    /// MADV_DONTFORK.
+    pub const DONTFORK: u32 = 10;
+    /// MADV_DOFORK.
+    pub const DOFORK: u32 = 11;
+    /// MADV_WIPEONFORK.
+    pub const WIPEONFORK: u32 = 18;
+    /// MADV_COLD.
+    pub const COLD: u32 = 20;
+    /// MADV_PAGEOUT.
+    pub const PAGEOUT: u32 = 21;
+}
+
+/// One model operation. `cpu` is the CPU that performs it (the sender of any TLB flush IPI).
+/// Addresses and lengths are rounded to pages by the model (start down, end up).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// A page fault the trace saw: `handle_mm_fault` then the retried access (B.3, B.0). The
+    /// model decides anon-zero / anon-new / file / COW / swap-in / migration-wait from its state;
+    /// a fault with nothing to do is counted as spurious.
+    Fault {
+        /// Faulting CPU.
+        cpu: Cpu,
+        /// Address space of the faulting task.
+        mm: MmId,
+        /// Faulting address.
+        va: u64,
+        /// Access kind.
+        kind: AccessKind,
+    },
+    /// An explicit (sampled/synthetic) access through the CPU's TLB (B.0); faults are resolved
+    /// as by `Fault` and the access retried.
+    Access {
+        /// Accessing CPU (should have `mm` loaded; the model switches it in if not).
+        cpu: Cpu,
+        /// Address space.
+        mm: MmId,
+        /// Address.
+        va: u64,
+        /// Access kind.
+        kind: AccessKind,
+    },
+    /// fork: `child` (new id) becomes a copy of `parent` (`kernel/fork.c:dup_mmap`).
+    Fork {
+        /// CPU running the parent.
+        cpu: Cpu,
+        /// Parent mm.
+        parent: MmId,
+        /// New child mm id (must not exist yet).
+        child: MmId,
+    },
+    /// execve: a new empty mm `new` replaces `old` (if known) for the task; `old` is torn down
+    /// as by `Exit`, and `cpu` switches to `new`.
+    Exec {
+        /// CPU running the task.
+        cpu: Cpu,
+        /// The task's previous mm, if the lowering knows it.
+        old: Option<MmId>,
+        /// New mm id (must not exist yet).
+        new: MmId,
+    },
+    /// Last user of `mm` gone: `exit_mmap` (fullmm gather, tables freed).
+    Exit {
+        /// CPU running the exiting task.
+        cpu: Cpu,
+        /// Address space.
+        mm: MmId,
+    },
+    /// A successful mmap at `addr` (the address the syscall returned); overlapping mappings are
+    /// replaced (MAP_FIXED semantics). VMA kind comes from `flags` and `file`.
+    Mmap {
+        /// CPU.
+        cpu: Cpu,
+        /// Address space.
+        mm: MmId,
+        /// Start address (result of the syscall).
+        addr: u64,
+        /// Length in bytes.
+        len: u64,
+        /// `PROT_*`.
+        prot: u32,
+        /// `MAP_*`.
+        flags: u32,
+        /// Backing file, `None` for anonymous (MAP_SHARED|MAP_ANONYMOUS gets a private shmem
+        /// or hugetlbfs inode).
+        file: Option<FileRef>,
+        /// File offset in pages.
+        pgoff: u64,
+    },
+    /// munmap.
+    Munmap {
+        /// CPU.
+        cpu: Cpu,
+        /// Address space.
+        mm: MmId,
+        /// Start.
+        addr: u64,
+        /// Length in bytes.
+        len: u64,
+    },
+    /// A successful mremap (MREMAP_MAYMOVE semantics: `new_addr` is where it ended up).
+    Mremap {
+        /// CPU.
+        cpu: Cpu,
+        /// Address space.
+        mm: MmId,
+        /// Old start.
+        old_addr: u64,
+        /// Old length.
+        old_len: u64,
+        /// New start (== old_addr for in-place resize).
+        new_addr: u64,
+        /// New length.
+        new_len: u64,
+    },
+    /// A successful brk: `brk` is the new program break. The first brk seen for an mm only
+    /// records the break.
+    Brk {
+        /// CPU.
+        cpu: Cpu,
+        /// Address space.
+        mm: MmId,
+        /// New break.
+        brk: u64,
+    },
+    /// mprotect.
+    Mprotect {
+        /// CPU.
+        cpu: Cpu,
+        /// Address space.
+        mm: MmId,
+        /// Start.
+        addr: u64,
+        /// Length.
+        len: u64,
+        /// New `PROT_*`.
+        prot: u32,
+    },
+    /// madvise with a kernel advice number (see [`madv`]); unimplemented advice is `Ignored`.
+    Madvise {
+        /// CPU.
+        cpu: Cpu,
+        /// Address space.
+        mm: MmId,
+        /// Start.
+        addr: u64,
+        /// Length.
+        len: u64,
+        /// `MADV_*`.
+        advice: u32,
+    },
+    /// Context switch on `cpu` to a task of `next`, or to a kernel thread (`None`: lazy TLB,
+    /// the previous mm stays loaded).
+    Switch {
+        /// CPU.
+        cpu: Cpu,
+        /// Next user mm, `None` for a kernel thread.
+        next: Option<MmId>,
+    },
+    /// Migrate one folio (`migrate_pages` → `try_to_migrate` → `remove_migration_ptes`).
+    Migrate {
+        /// CPU doing the migration.
+        cpu: Cpu,
+        /// Which folio.
+        target: MigrateTarget,
+    },
+    /// A reclaim episode trying to free `nr_to_reclaim` pages (MGLRU aging + eviction).
+    Reclaim {
+        /// CPU running reclaim (kswapd or direct reclaim).
+        cpu: Cpu,
+        /// Target number of pages.
+        nr_to_reclaim: u32,
+    },
+    /// GUP with FOLL_PIN (e.g. io_uring fixed buffer, RDMA) on the page at `va`.
+    Pin {
+        /// CPU.
+        cpu: Cpu,
+        /// Address space.
+        mm: MmId,
+        /// Address.
+        va: u64,
+        /// FOLL_WRITE (the device will write to the page).
+        write: bool,
+        /// Handle for `Unpin`.
+        hold: HoldId,
+    },
+    /// unpin_user_page (a write pin dirties the folio: `unpin_user_pages_dirty_lock`).
+    Unpin {
+        /// Handle from `Pin`.
+        hold: HoldId,
+    },
+    /// GUP with FOLL_GET: an extra reference, e.g. O_DIRECT read into this page (6c8e2a256915).
+    GetRef {
+        /// CPU.
+        cpu: Cpu,
+        /// Address space.
+        mm: MmId,
+        /// Address.
+        va: u64,
+        /// Handle for `PutRef`.
+        hold: HoldId,
+    },
+    /// Drop an extra reference; `write` means the I/O wrote data into the page (DIO read
+    /// completion), which dirties it.
+    PutRef {
+        /// Handle from `GetRef`.
+        hold: HoldId,
+        /// The device wrote into the page.
+        write: bool,
+    },
+}
+
+impl Op {
+    /// Short kind name (stable, for reports and error messages).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Fault { .. } => "fault",
+            Op::Access { .. } => "access",
+            Op::Fork { .. } => "fork",
+            Op::Exec { .. } => "exec",
+            Op::Exit { .. } => "exit",
+            Op::Mmap { .. } => "mmap",
+            Op::Munmap { .. } => "munmap",
+            Op::Mremap { .. } => "mremap",
+            Op::Brk { .. } => "brk",
+            Op::Mprotect { .. } => "mprotect",
+            Op::Madvise { .. } => "madvise",
+            Op::Switch { .. } => "switch",
+            Op::Migrate { .. } => "migrate",
+            Op::Reclaim { .. } => "reclaim",
+            Op::Pin { .. } => "pin",
+            Op::Unpin { .. } => "unpin",
+            Op::GetRef { .. } => "get_ref",
+            Op::PutRef { .. } => "put_ref",
+        }
+    }
+}
+
+/// What an applied operation did (for tests and reports; the model state is the real result).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpOutcome {
+    /// Applied.
+    Done,
+    /// A fault/access resolved as this class.
+    Fault(FaultClass),
+    /// The access hit no VMA or was not permitted: SIGSEGV, state unchanged.
+    Segv,
+    /// Valid but outside the model (e.g. unimplemented madvise advice); state unchanged.
+    Ignored,
+    /// Migration did not happen (pinned, unmapped, not migratable); state restored.
+    MigrationAborted,
+}
+
+/// How `handle_mm_fault` resolved a fault (counted in `Counters::flt_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultClass {
+    /// Nothing to do (PTE already allowed the access).
+    Spurious,
+    /// Read fault on anon: zero page mapped.
+    AnonZero,
+    /// Write fault on anon: new folio (`do_anonymous_page`).
+    AnonNew,
+    /// File read fault (`do_read_fault`).
+    FileRead,
+    /// Private file write fault (`do_cow_fault`).
+    FileCow,
+    /// Shared file write fault (`do_shared_fault` / `wp_page_shared`).
+    FileWriteShared,
+    /// COW with copy (`wp_page_copy`).
+    CowCopy,
+    /// Write fault reusing an exclusive anon folio (`wp_page_reuse`).
+    CowReuse,
+    /// Swap-in (`do_swap_page`).
+    SwapIn,
+    /// Migration entry: wait (the model completes migrations within one op, so this is rare).
+    MigrationWait,
+    /// hugetlb fault (`hugetlb_fault`).
+    Hugetlb,
+}

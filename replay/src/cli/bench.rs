@@ -1,0 +1,190 @@
+//! `mmreplay bench [TRACE]`: replay throughput and streaming memory, with baselines printed
+//! beside them in the same run (ARCHITECTURE.md §8). Measures: parse (text) vs read (compiled
+//! `.mmr`), lowering alone, each policy alone on one thread (ops/s), all policies on 1 vs 2
+//! threads, and peak RSS (VmHWM) of a streaming replay of the capture once vs concatenated 10
+//! times (each in a child process, so the peaks are independent).
+//!
+//! It must never be used as a test (timings are printed, not asserted).
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use mmreplay::corpus::{CompiledHeader, Writer};
+use mmreplay::engine::{self, EngineConfig};
+use mmreplay::lower::LowerOptions;
+use mmreplay::session::{self, DEFAULT_CPUS};
+use mmreplay::source::Source;
+use mmreplay_parsers::record::Record;
+use mmreplay_reference::op::Op;
+use rayon::prelude::*;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Capture to measure (default: the bundled one).
+    pub trace: Option<String>,
+    /// Policies.
+    #[arg(long, value_delimiter = ',', default_value = "reference,lookaround,ad-preserve,batched-unshare")]
+    pub policies: Vec<String>,
+    /// Internal: stream the capture this many times through a replay and print VmHWM.
+    #[arg(long, hide = true)]
+    pub rss_child: Option<u32>,
+}
+
+fn vm_hwm_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn read_all(path: Option<&str>) -> anyhow::Result<(Vec<Record>, Option<u32>)> {
+    let mut src = Source::open_opt(path, false)?;
+    let cpus = src.nr_cpus();
+    let mut v = Vec::new();
+    while let Some(r) = src.next_record()? {
+        v.push(r);
+    }
+    Ok((v, cpus))
+}
+
+fn rss_child(path: Option<&str>, repeat: u32, policies: &[String]) -> anyhow::Result<ExitCode> {
+    let specs = session::specs(policies)?;
+    let first = Source::open_opt(path, false)?;
+    let nr_cpus = first.nr_cpus().unwrap_or(DEFAULT_CPUS);
+    drop(first);
+    let mut sources = Vec::new();
+    for _ in 0..repeat {
+        sources.push(Source::open_opt(path, false)?);
+    }
+    // Sources open lazily in sequence: the concatenation is streamed, never materialised.
+    let it = sources.into_iter().flatten();
+    let engines = session::build(&specs, nr_cpus);
+    let lower = LowerOptions { nr_cpus, ..LowerOptions::default() };
+    let run = engine::run(it, lower, engines, &EngineConfig::default(), |_| {})?;
+    println!("{} {} {}", repeat, run.lower.ops, vm_hwm_kb());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rate(n: u64, secs: f64) -> String {
+    if secs <= 0.0 {
+        return "inf".into();
+    }
+    let r = n as f64 / secs;
+    if r >= 1e6 {
+        format!("{:.2} M/s", r / 1e6)
+    } else {
+        format!("{:.1} k/s", r / 1e3)
+    }
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    if let Some(n) = a.rss_child {
+        return rss_child(a.trace.as_deref(), n, &a.policies);
+    }
+    let name = a.trace.clone().unwrap_or_else(|| "<bundled>".into());
+    let specs = session::specs(&a.policies)?;
+    println!("bench: {name}");
+
+    // 1. Parse (text) vs read (compiled).
+    let t = Instant::now();
+    let (records, cpus) = read_all(a.trace.as_deref())?;
+    let parse_s = t.elapsed().as_secs_f64();
+    let nr_cpus = cpus.unwrap_or(DEFAULT_CPUS);
+    let dir = std::env::temp_dir().join(format!("mmreplay-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let mmr = dir.join("bench.mmr");
+    let mut w = Writer::create(&mmr, &CompiledHeader { source: name.clone(), format: "bench".into(), nr_cpus: cpus })?;
+    for r in &records {
+        w.push(r.clone())?;
+    }
+    w.finish()?;
+    let t = Instant::now();
+    let mut src = Source::open(&mmr.display().to_string(), false)?;
+    let mut n = 0u64;
+    while src.next_record()?.is_some() {
+        n += 1;
+    }
+    let read_s = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "records: {} ; parse capture {:.3}s ({}) vs read compiled .mmr {:.3}s ({}) = {:.1}x",
+        records.len(),
+        parse_s,
+        rate(records.len() as u64, parse_s),
+        read_s,
+        rate(n, read_s),
+        parse_s / read_s.max(1e-9)
+    );
+
+    // 2. Lowering alone (baseline for replay).
+    let lower = LowerOptions { nr_cpus, ..LowerOptions::default() };
+    let t = Instant::now();
+    let (ops, stats) = engine::lower_all(records.iter().cloned().map(Ok::<_, std::convert::Infallible>), lower)?;
+    let lower_s = t.elapsed().as_secs_f64();
+    println!("lowering alone: {} records -> {} ops in {:.3}s ({} ops)", stats.records, ops.len(), lower_s, rate(ops.len() as u64, lower_s));
+    let nops = ops.len() as u64;
+
+    // 3. Each policy alone, one thread (pure apply over an in-memory op vector).
+    let apply = |e: &mut (dyn mmreplay_reference::Engine + Send), ops: &[Op]| {
+        for op in ops {
+            let _ = e.apply(op);
+        }
+    };
+    let mut single_total = 0.0;
+    for spec in &specs {
+        let mut e = session::build(std::slice::from_ref(spec), nr_cpus);
+        let Some(e) = e.first_mut() else { continue };
+        let t = Instant::now();
+        apply(&mut **e, &ops);
+        let s = t.elapsed().as_secs_f64();
+        single_total += s;
+        println!("  {:<16} 1 thread: {:.3}s  {}", e.name(), s, rate(nops, s));
+    }
+
+    // 4. All policies: one after the other on one thread vs in parallel on two.
+    for threads in [1usize, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+        let mut engines = session::build(&specs, nr_cpus);
+        let t = Instant::now();
+        pool.install(|| engines.par_iter_mut().for_each(|e| apply(&mut **e, &ops)));
+        let s = t.elapsed().as_secs_f64();
+        println!(
+            "all {} policies, {threads} thread(s): {:.3}s, {} policy-ops ({:.2}x the sum of single runs {:.3}s)",
+            specs.len(),
+            s,
+            rate(nops * specs.len() as u64, s),
+            single_total / s.max(1e-9),
+            single_total
+        );
+    }
+
+    // 5. Streaming memory: the capture once vs concatenated 10 times, each in a child process.
+    let exe = std::env::current_exe().context("cannot find the mmreplay binary")?;
+    let mut peaks = Vec::new();
+    for repeat in [1u32, 10] {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("bench").arg("--rss-child").arg(repeat.to_string()).arg("--policies").arg(a.policies.join(","));
+        if let Some(t) = &a.trace {
+            cmd.arg(t);
+        }
+        let out = cmd.output().context("running the RSS child")?;
+        let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let f: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        match f.as_slice() {
+            [_, ops, kb] => {
+                println!("streaming replay x{repeat}: {ops} ops, peak RSS (VmHWM) {kb} kB");
+                peaks.push(*kb);
+            }
+            _ => println!("streaming replay x{repeat}: child failed: {} {}", line, String::from_utf8_lossy(&out.stderr).trim()),
+        }
+    }
+    if let [one, ten] = peaks.as_slice() {
+        println!("peak RSS x10 / x1 = {:.2} (goal < 1.5)", *ten as f64 / (*one).max(1) as f64);
+    }
+    Ok(ExitCode::SUCCESS)
+}

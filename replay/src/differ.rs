@@ -1,0 +1,236 @@
+//! The differ: compares each candidate run with the reference run under the candidate's
+//! `Contract` (ARCHITECTURE.md §7) and renders unified diffs of canonical snapshot texts.
+//!
+//! Outcome per candidate: `Same`, `Diverged { first_step, field, .. }` or
+//! `NotComparable { reason }`; the verdict string is one of `same`, `diverged_within_contract`,
+//! `contract_breach`, `not_comparable`. It must never decide what is allowed itself (the
+//! contract does) and never print unbounded diffs (at most [`MAX_DIFF_LINES`] lines).
+
+use mmreplay_candidates::contract::{Breach, Contract, Observed};
+use mmreplay_candidates::view::{FieldView, Val};
+use mmreplay_reference::snapshot::Snapshot;
+use serde::Serialize;
+
+use crate::engine::PolicyRun;
+
+/// Most lines of a rendered diff.
+pub const MAX_DIFF_LINES: usize = 60;
+
+/// How a candidate compares with the reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Outcome {
+    /// Same counters and the same state at every checkpoint and at the end.
+    Same,
+    /// Something differs. `first_step` is the 0-based op index after which the states first
+    /// differ (`None` when only counters differ); `field` names the first differing fact
+    /// (`pte.young [mm1 0x1000]`) or counter.
+    Diverged {
+        first_step: Option<u64>,
+        field: String,
+        reference: String,
+        candidate: String,
+        allowed_by_contract: bool,
+    },
+    /// The runs cannot be compared.
+    NotComparable { reason: String },
+}
+
+/// Verdict for one candidate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub candidate: String,
+    pub outcome: Outcome,
+    /// Every contract breach on the final state and counters.
+    pub breaches: Vec<Breach>,
+}
+
+impl Verdict {
+    /// The JSON verdict string.
+    pub fn label(&self) -> &'static str {
+        match &self.outcome {
+            Outcome::NotComparable { .. } => "not_comparable",
+            _ if !self.breaches.is_empty() => "contract_breach",
+            Outcome::Same => "same",
+            Outcome::Diverged { allowed_by_contract: false, .. } => "contract_breach",
+            Outcome::Diverged { .. } => "diverged_within_contract",
+        }
+    }
+}
+
+/// The first differing fact between two snapshots, as (field, reference, candidate), and
+/// whether the contract allows every difference between them.
+pub fn first_difference(contract: &Contract, a: &Snapshot, b: &Snapshot) -> Option<(String, String, String, bool)> {
+    let rv = FieldView::of(a);
+    let cv = FieldView::of(b);
+    let allowed = contract.check_views(&rv, &cv).is_empty();
+    let show = |v: Option<&Val>| v.map_or_else(|| "absent".to_string(), |v| v.to_string());
+    // Merge-walk for the first key whose values differ.
+    let mut keys: Vec<&(&'static str, String)> = Vec::new();
+    for (k, v) in &rv.facts {
+        if cv.facts.get(k) != Some(v) {
+            keys.push(k);
+            break;
+        }
+    }
+    for (k, v) in &cv.facts {
+        if rv.facts.get(k) != Some(v) {
+            keys.push(k);
+            break;
+        }
+    }
+    let k = keys.into_iter().min()?;
+    Some((format!("{} [{}]", k.0, k.1), show(rv.facts.get(k)), show(cv.facts.get(k)), allowed))
+}
+
+/// The first checkpoint index at which two runs' state hashes differ (or the number of
+/// common checkpoints if only the final state differs), `None` if nothing differs.
+pub fn first_diverging_window(a: &PolicyRun, b: &PolicyRun) -> Option<usize> {
+    let common = a.checkpoints.len().min(b.checkpoints.len());
+    for i in 0..common {
+        if a.checkpoints.get(i) != b.checkpoints.get(i) {
+            return Some(i);
+        }
+    }
+    (a.snapshot_hash != b.snapshot_hash || a.checkpoints.len() != b.checkpoints.len()).then_some(common)
+}
+
+/// Compare a candidate with the reference on final state and counters. `step` is the located
+/// first diverging step with the snapshots right after it, when the caller re-ran the window.
+pub fn compare(
+    contract: Option<&Contract>,
+    reference: &PolicyRun,
+    candidate: &PolicyRun,
+    step: Option<(u64, &Snapshot, &Snapshot)>,
+) -> Verdict {
+    let name = candidate.name.clone();
+    let Some(contract) = contract else {
+        return Verdict {
+            candidate: name.clone(),
+            outcome: Outcome::NotComparable { reason: format!("no contract known for {name:?}") },
+            breaches: Vec::new(),
+        };
+    };
+    if reference.model_errors != candidate.model_errors {
+        return Verdict {
+            candidate: name,
+            outcome: Outcome::NotComparable {
+                reason: format!(
+                    "the models rejected different ops (reference {:?}, candidate {:?})",
+                    reference.model_errors, candidate.model_errors
+                ),
+            },
+            breaches: Vec::new(),
+        };
+    }
+    let breaches = contract.check(
+        Observed { counters: &reference.counters, snapshot: &reference.snapshot },
+        Observed { counters: &candidate.counters, snapshot: &candidate.snapshot },
+    );
+    let states_differ = reference.snapshot_hash != candidate.snapshot_hash || reference.checkpoints != candidate.checkpoints;
+    let outcome = if let Some((s, a, b)) = step {
+        match first_difference(contract, a, b) {
+            Some((field, r, c, allowed)) => Outcome::Diverged { first_step: Some(s), field, reference: r, candidate: c, allowed_by_contract: allowed },
+            None => Outcome::Same,
+        }
+    } else if states_differ {
+        match first_difference(contract, &reference.snapshot, &candidate.snapshot) {
+            Some((field, r, c, allowed)) => Outcome::Diverged { first_step: None, field, reference: r, candidate: c, allowed_by_contract: allowed },
+            // Equal at the end but not at some checkpoint, and the window was not re-run.
+            None => Outcome::Diverged {
+                first_step: None,
+                field: "state (intermediate checkpoint)".to_string(),
+                reference: String::new(),
+                candidate: String::new(),
+                allowed_by_contract: true,
+            },
+        }
+    } else {
+        Outcome::Same
+    };
+    let outcome = match outcome {
+        Outcome::Same if reference.counters != candidate.counters => {
+            let (n, r, c) = reference
+                .counters
+                .pairs()
+                .into_iter()
+                .zip(candidate.counters.pairs())
+                .find(|((_, r), (_, c))| r != c)
+                .map(|((n, r), (_, c))| (n, r, c))
+                .unwrap_or(("counters", 0, 0));
+            Outcome::Diverged {
+                first_step: None,
+                field: format!("counter {n}"),
+                reference: r.to_string(),
+                candidate: c.to_string(),
+                allowed_by_contract: contract.check_counters(&reference.counters, &candidate.counters).is_empty(),
+            }
+        }
+        o => o,
+    };
+    Verdict { candidate: name, outcome, breaches }
+}
+
+/// Unified diff (context 3) of two canonical texts: the first differing region only, at most
+/// [`MAX_DIFF_LINES`] lines, with a "... N more lines" note. Empty if equal.
+pub fn unified_diff(a: &str, b: &str, a_name: &str, b_name: &str) -> String {
+    let diff = similar::TextDiff::configure()
+        .timeout(std::time::Duration::from_secs(5))
+        .diff_lines(a, b);
+    let mut ud = diff.unified_diff();
+    ud.context_radius(3).header(a_name, b_name);
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    for (i, hunk) in ud.iter_hunks().enumerate() {
+        let text = hunk.to_string();
+        if i == 0 {
+            out.push(format!("--- {a_name}"));
+            out.push(format!("+++ {b_name}"));
+            out.extend(text.lines().map(str::to_string));
+        } else {
+            total += text.lines().count();
+        }
+    }
+    if out.is_empty() {
+        return String::new();
+    }
+    let extra = out.len().saturating_sub(MAX_DIFF_LINES);
+    out.truncate(MAX_DIFF_LINES);
+    let more = extra + total;
+    let mut s = out.join("\n");
+    s.push('\n');
+    if more > 0 {
+        s.push_str(&format!("... {more} more lines\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_is_trimmed_with_note() {
+        let a: String = (0..200).map(|i| format!("line {i}\n")).collect();
+        let b: String = (0..200).map(|i| if i % 2 == 0 { format!("line {i}\n") } else { format!("LINE {i}\n") }).collect();
+        let d = unified_diff(&a, &b, "reference", "candidate");
+        let lines: Vec<&str> = d.lines().collect();
+        assert_eq!(lines.len(), MAX_DIFF_LINES + 1, "{d}");
+        assert!(lines.last().is_some_and(|l| l.starts_with("... ") && l.ends_with(" more lines")), "{d}");
+        assert!(d.starts_with("--- reference\n+++ candidate\n@@"));
+    }
+
+    #[test]
+    fn equal_texts_give_empty_diff() {
+        assert_eq!(unified_diff("a\nb\n", "a\nb\n", "x", "y"), "");
+    }
+
+    #[test]
+    fn small_diff_has_context_three() {
+        let a: String = (0..20).map(|i| format!("l{i}\n")).collect();
+        let b = a.replace("l10\n", "changed\n");
+        let d = unified_diff(&a, &b, "a", "b");
+        assert!(d.contains("-l10\n+changed\n"), "{d}");
+        assert!(d.contains(" l7\n") && !d.contains(" l6\n"), "{d}");
+        assert!(!d.contains("more lines"));
+    }
+}

@@ -1,0 +1,886 @@
+//! Lowering: trace `Record`s (what the kernel logged) into model `Op`s (what the reference model
+//! and the candidates replay), with stable model identities (ARCHITECTURE.md §4, mm-semantics
+//! E.2).
+//!
+//! What it owns: task → mm bookkeeping (fork / exec / `task_newtask` CLONE_VM / exit), a shadow
+//! of each mm's VMAs (paired syscall enter/exit per tid, applied only on success, plus inferred
+//! VMAs for mappings older than the capture), CPU residency from `sched_switch`, migration
+//! events matched to an mm, reclaim episodes, the `--pid` / `--comm` filter, and the observed
+//! ground truth for the fidelity line (remote TLB flushes and TLB IPIs the kernel logged).
+//!
+//! What it must never do: contain model semantics (it never decides what a fault does, only
+//! which mm and address it hits), drop a record silently (everything it cannot place is counted
+//! by reason in [`LowerStats::unplaced`]), iterate a hash map into output, or panic on input.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use mmreplay_parsers::pte;
+use mmreplay_parsers::record::{Event, IpiKind, Record, Syscall, SysArgs, Vmscan};
+use mmreplay_reference::op::{map, prot, AccessKind, FileId, FileKind, FileRef, MigrateTarget, MmId, Op};
+use serde::Serialize;
+
+const PAGE: u64 = 4096;
+const PMD: u64 = 2 << 20;
+/// User address space limit on x86-64 with 4-level paging (`TASK_SIZE_MAX`).
+const TASK_SIZE: u64 = 1 << 47;
+/// `CLONE_VM`.
+const CLONE_VM: u64 = 0x100;
+/// `MREMAP_FIXED`.
+const MREMAP_FIXED: u64 = 2;
+/// `tlb_flush` reason `TLB_REMOTE_SEND_IPI`.
+const REASON_REMOTE_SEND_IPI: i32 = 4;
+
+/// Lowering options.
+#[derive(Clone, Debug, Default)]
+pub struct LowerOptions {
+    /// Only replay this process (a pid or tgid) and its descendants.
+    pub pid: Option<i32>,
+    /// Only replay tasks with this comm and their descendants.
+    pub comm: Option<String>,
+    /// CPUs of the modelled machine; records from higher CPU numbers are unplaced.
+    pub nr_cpus: u32,
+}
+
+/// What the kernel logged that the fidelity line compares against the reference model.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Observed {
+    /// `tlb_flush` events with reason 4 (`remote IPI send`): one per sender-side shootdown.
+    pub remote_tlb_flushes: u64,
+    /// IPI sends whose callback is a TLB shootdown (`flush_tlb_func`, or a single-target
+    /// function call logged right after a `remote IPI send` flush on the same CPU) or a
+    /// page-table sync.
+    pub ipis: u64,
+    /// Of which shootdowns (incl. single-target function calls from TLB paths).
+    pub ipis_shootdown: u64,
+    /// Of which table syncs (`tlb_remove_table_smp_sync`).
+    pub ipis_table_sync: u64,
+    /// Targets of those IPIs.
+    pub ipi_targets: u64,
+    /// `remove_migration_pte` events whose restored PTE was young / dirty.
+    pub mig_restored_young: u64,
+    pub mig_restored_dirty: u64,
+}
+
+/// Everything the lowering counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LowerStats {
+    /// Records consumed.
+    pub records: u64,
+    /// Ops emitted.
+    pub ops: u64,
+    /// Records (or parts of them) that should have become ops but could not: reason → count.
+    pub unplaced: BTreeMap<String, u64>,
+    /// Records the lowering does not turn into ops by design (observations, bookkeeping):
+    /// event name → count.
+    pub not_lowered: BTreeMap<String, u64>,
+    /// Notes on approximations taken (reason → count), e.g. syscalls applied without an exit.
+    pub approximations: BTreeMap<String, u64>,
+    /// Anonymous VMAs created around faults that hit no known VMA (mappings older than the
+    /// capture).
+    pub inferred_vmas: u64,
+    /// Address spaces created for tasks first seen mid-capture.
+    pub mms_first_seen: u64,
+    /// Records skipped by `--pid` / `--comm`.
+    pub filtered_out: u64,
+    /// Ground truth for the fidelity line.
+    pub observed: Observed,
+}
+
+#[derive(Clone, Debug)]
+struct MmShadow {
+    /// Tasks currently using this mm.
+    tasks: u32,
+    /// start → end of every VMA the model was told about.
+    vmas: BTreeMap<u64, u64>,
+    /// Program break as last seen (the model records the first one).
+    brk: Option<u64>,
+    /// Lineage root (for file identities shared across fork).
+    root: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    nr: Syscall,
+    args: SysArgs,
+    cpu: u32,
+}
+
+/// The lowering state machine. Feed records in time order with [`Lowering::push`], then call
+/// [`Lowering::finish`].
+pub struct Lowering {
+    opts: LowerOptions,
+    next_mm: u32,
+    next_file: u64,
+    /// tid → mm.
+    tasks: HashMap<i32, MmId>,
+    /// Tasks selected by the filter (only used when a filter is active).
+    selected: HashSet<i32>,
+    /// Tasks known NOT to be selected (their records are filtered out).
+    rejected: HashSet<i32>,
+    /// mm id → shadow; BTreeMap because migration matching iterates it.
+    mms: BTreeMap<u32, MmShadow>,
+    /// Pending syscall enter per tid.
+    pending: HashMap<i32, Pending>,
+    /// tids inside execve (enter seen, `sched_process_exec` not yet).
+    in_exec: HashSet<i32>,
+    /// Children announced by `task_newtask` with CLONE_VM (threads, vfork).
+    vm_children: HashSet<i32>,
+    /// (lineage root, fd) → (file id, was hugetlbfs).
+    files: HashMap<(u32, u64), u64>,
+    /// tids that just created a hugetlbfs inode (memfd MFD_HUGETLB, hugetlbfs open).
+    hugetlb_hint: HashSet<i32>,
+    /// Addresses with a migration entry set and not yet restored (one rmap walk logs one
+    /// `set_migration_pte` per mapping; the model migrates the folio with all its mappings).
+    mig_pending: BTreeSet<u64>,
+    /// Per CPU: a `lru_shrink_inactive` was lowered since the last reclaim begin.
+    reclaim_shrunk: Vec<bool>,
+    /// Per CPU: the last record on it was a `tlb_flush` with reason `remote IPI send`, so a
+    /// single-target function-call IPI right after it is that flush's shootdown
+    /// (`native_flush_tlb_multi` traces the flush, then `on_each_cpu_cond_mask` sends).
+    remote_send_armed: Vec<bool>,
+    /// `rss_stat` `mm_id` (a hashed `mm_struct` pointer) → model mm, learnt from `curr=1`
+    /// events: tasks that report the same hashed mm share one address space. This groups the
+    /// threads of processes older than the capture, which no fork/newtask event announces.
+    mm_hash: HashMap<u64, MmId>,
+    /// Placeholder mm for tasks outside the filter (so switching to them unloads the selected
+    /// mm as the kernel would).
+    outside_mm: Option<MmId>,
+    stats: LowerStats,
+}
+
+impl Lowering {
+    pub fn new(opts: LowerOptions) -> Lowering {
+        let n = opts.nr_cpus.max(1) as usize;
+        Lowering {
+            opts,
+            next_mm: 1,
+            next_file: 1,
+            tasks: HashMap::new(),
+            selected: HashSet::new(),
+            rejected: HashSet::new(),
+            mms: BTreeMap::new(),
+            pending: HashMap::new(),
+            in_exec: HashSet::new(),
+            vm_children: HashSet::new(),
+            files: HashMap::new(),
+            hugetlb_hint: HashSet::new(),
+            mig_pending: BTreeSet::new(),
+            reclaim_shrunk: vec![false; n],
+            remote_send_armed: vec![false; n],
+            mm_hash: HashMap::new(),
+            outside_mm: None,
+            stats: LowerStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &LowerStats {
+        &self.stats
+    }
+
+    fn unplaced(&mut self, reason: &str) {
+        *self.stats.unplaced.entry(reason.to_string()).or_insert(0) += 1;
+    }
+
+    fn not_lowered(&mut self, name: &str) {
+        *self.stats.not_lowered.entry(name.to_string()).or_insert(0) += 1;
+    }
+
+    fn approx(&mut self, what: &str) {
+        *self.stats.approximations.entry(what.to_string()).or_insert(0) += 1;
+    }
+
+    fn emit(&mut self, out: &mut Vec<Op>, op: Op) {
+        self.stats.ops += 1;
+        out.push(op);
+    }
+
+    fn filtering(&self) -> bool {
+        self.opts.pid.is_some() || self.opts.comm.is_some()
+    }
+
+    /// Whether records of this task are replayed. Decided on first sight and inherited by
+    /// children (see fork/newtask handling).
+    fn is_selected(&mut self, r: &Record) -> bool {
+        if !self.filtering() || r.pid == 0 {
+            return true;
+        }
+        if self.selected.contains(&r.pid) {
+            return true;
+        }
+        if self.rejected.contains(&r.pid) {
+            return false;
+        }
+        let by_pid = self.opts.pid.is_some_and(|p| p == r.pid || r.tgid == Some(p));
+        let by_comm = self
+            .opts
+            .comm
+            .as_deref()
+            .is_some_and(|c| c.as_bytes() == r.comm.as_bytes());
+        if by_pid || by_comm {
+            self.selected.insert(r.pid);
+            true
+        } else {
+            self.rejected.insert(r.pid);
+            false
+        }
+    }
+
+    fn new_mm(&mut self, root: Option<u32>) -> MmId {
+        let id = self.next_mm;
+        self.next_mm += 1;
+        self.mms.insert(
+            id,
+            MmShadow {
+                tasks: 0,
+                vmas: BTreeMap::new(),
+                brk: None,
+                root: root.unwrap_or(id),
+            },
+        );
+        MmId(id)
+    }
+
+    /// The mm of `pid`, creating one (an `Exec` with no old mm) for a user task first seen
+    /// mid-capture.
+    fn mm_of(&mut self, pid: i32, cpu: u32, out: &mut Vec<Op>) -> Option<MmId> {
+        if pid <= 0 {
+            return None;
+        }
+        if let Some(m) = self.tasks.get(&pid) {
+            return Some(*m);
+        }
+        let m = self.new_mm(None);
+        if let Some(s) = self.mms.get_mut(&m.0) {
+            s.tasks = 1;
+        }
+        self.tasks.insert(pid, m);
+        self.stats.mms_first_seen += 1;
+        self.emit(out, Op::Exec { cpu, old: None, new: m });
+        Some(m)
+    }
+
+    fn outside(&mut self, cpu: u32, out: &mut Vec<Op>) -> MmId {
+        if let Some(m) = self.outside_mm {
+            return m;
+        }
+        let m = self.new_mm(None);
+        self.outside_mm = Some(m);
+        self.emit(out, Op::Exec { cpu, old: None, new: m });
+        m
+    }
+
+    /// Lower one record, appending ops to `out`.
+    pub fn push(&mut self, r: &Record, out: &mut Vec<Op>) {
+        self.stats.records += 1;
+        let cpu = r.cpu;
+        if cpu >= self.opts.nr_cpus.max(1) {
+            self.unplaced("cpu_out_of_range");
+            return;
+        }
+        let armed = self.remote_send_armed.get_mut(cpu as usize).map(std::mem::take).unwrap_or(false);
+        // sched_switch is always lowered (residency matters whoever runs), with tasks outside
+        // the filter mapped to a placeholder mm.
+        if let Event::SchedSwitch { next_pid, .. } = &r.event {
+            self.switch(cpu, *next_pid, out);
+            return;
+        }
+        if !self.is_selected(r) {
+            self.stats.filtered_out += 1;
+            return;
+        }
+        match &r.event {
+            Event::PageFault { user, address, error_code, .. } => {
+                self.resolve_pending(r.pid, out);
+                self.fault(r, *user, *address, *error_code, out);
+            }
+            Event::SysEnter { nr, args } => {
+                self.resolve_pending(r.pid, out);
+                match nr {
+                    Syscall::Mmap
+                    | Syscall::Munmap
+                    | Syscall::Mremap
+                    | Syscall::Brk
+                    | Syscall::Mprotect
+                    | Syscall::Madvise => {
+                        self.pending.insert(r.pid, Pending { nr: *nr, args: *args, cpu });
+                    }
+                    Syscall::Execve => {
+                        self.in_exec.insert(r.pid);
+                        self.not_lowered("sys_enter_execve");
+                    }
+                    _ => self.not_lowered(r.event.name()),
+                }
+            }
+            Event::SysExit { nr, ret } => self.sys_exit(r, *nr, *ret, out),
+            Event::TaskNewtask { pid, clone_flags } => {
+                if clone_flags & CLONE_VM != 0 {
+                    self.vm_children.insert(*pid);
+                    if let Some(m) = self.tasks.get(&r.pid).copied() {
+                        self.tasks.insert(*pid, m);
+                        if let Some(s) = self.mms.get_mut(&m.0) {
+                            s.tasks += 1;
+                        }
+                    } else {
+                        // A kernel thread (kthreadd) or a parent first seen here: the child
+                        // gets an mm on its first user event.
+                        self.not_lowered("task_newtask");
+                    }
+                } else {
+                    self.not_lowered("task_newtask");
+                }
+                if self.filtering() {
+                    self.selected.insert(*pid);
+                }
+            }
+            Event::SchedProcessFork { child_pid, .. } => {
+                if self.filtering() {
+                    self.selected.insert(*child_pid);
+                }
+                if self.vm_children.remove(child_pid) {
+                    // Thread or vfork child: already attached by task_newtask.
+                    return;
+                }
+                let Some(parent) = self.mm_of(r.pid, cpu, out) else {
+                    self.unplaced("fork_from_kernel_task");
+                    return;
+                };
+                let root = self.mms.get(&parent.0).map(|s| s.root);
+                let child = self.new_mm(root);
+                // The child starts with a copy of the parent's VMAs (dup_mmap).
+                let (vmas, brk) = match self.mms.get(&parent.0) {
+                    Some(s) => (s.vmas.clone(), s.brk),
+                    None => (BTreeMap::new(), None),
+                };
+                if let Some(s) = self.mms.get_mut(&child.0) {
+                    s.vmas = vmas;
+                    s.brk = brk;
+                    s.tasks = 1;
+                }
+                if let Some(old) = self.tasks.insert(*child_pid, child) {
+                    self.drop_task_ref(old);
+                }
+                self.emit(out, Op::Fork { cpu, parent, child });
+            }
+            Event::SchedProcessExec { pid, .. } => {
+                let pid = if *pid > 0 { *pid } else { r.pid };
+                self.pending.remove(&pid);
+                self.in_exec.remove(&pid);
+                let old = self.tasks.get(&pid).copied();
+                // exec tears the old mm down only if this task was its last user (a vfork
+                // parent keeps it).
+                let old_torn = match old {
+                    Some(m) => {
+                        let last = self.mms.get(&m.0).is_some_and(|s| s.tasks <= 1);
+                        if last {
+                            self.mms.remove(&m.0);
+                            Some(m)
+                        } else {
+                            self.drop_task_ref(m);
+                            None
+                        }
+                    }
+                    None => None,
+                };
+                let new = self.new_mm(None);
+                if let Some(s) = self.mms.get_mut(&new.0) {
+                    s.tasks = 1;
+                }
+                self.tasks.insert(pid, new);
+                self.emit(out, Op::Exec { cpu, old: old_torn, new });
+            }
+            Event::SchedProcessExit { pid } => {
+                let pid = if *pid > 0 { *pid } else { r.pid };
+                self.resolve_pending(pid, out);
+                self.in_exec.remove(&pid);
+                if let Some(m) = self.tasks.remove(&pid) {
+                    let last = self.mms.get(&m.0).is_some_and(|s| s.tasks <= 1);
+                    if last {
+                        self.mms.remove(&m.0);
+                        self.emit(out, Op::Exit { cpu, mm: m });
+                    } else {
+                        self.drop_task_ref(m);
+                    }
+                } else {
+                    self.not_lowered("sched_process_exit");
+                }
+            }
+            Event::SetMigrationPte { addr, pte: raw, .. } => self.set_migration(r, *addr, *raw, out),
+            Event::RemoveMigrationPte { addr, pte: raw, .. } => {
+                self.mig_pending.remove(&(addr & !(PAGE - 1)));
+                let (young, dirty) = pte::restored_young_dirty(*raw);
+                self.stats.observed.mig_restored_young += u64::from(young);
+                self.stats.observed.mig_restored_dirty += u64::from(dirty);
+                self.not_lowered("remove_migration_pte");
+            }
+            Event::MmMigratePages { .. } => {
+                self.mig_pending.clear();
+                self.not_lowered("mm_migrate_pages");
+            }
+            Event::Vmscan(v) => self.vmscan(cpu, v, out),
+            Event::TlbFlush { reason, .. } => {
+                let remote_send = reason.code == Some(REASON_REMOTE_SEND_IPI)
+                    || (reason.code.is_none() && reason.text.eq_ignore_ascii_case("remote IPI send"));
+                if remote_send {
+                    self.stats.observed.remote_tlb_flushes += 1;
+                    if let Some(a) = self.remote_send_armed.get_mut(cpu as usize) {
+                        *a = true;
+                    }
+                }
+                self.not_lowered("tlb_flush");
+            }
+            Event::IpiSendCpu { kind, .. } => {
+                let kind = match kind {
+                    IpiKind::CallFunctionSingle if armed => IpiKind::TlbShootdown,
+                    IpiKind::CallFunctionSingle => IpiKind::Other,
+                    k => *k,
+                };
+                self.observe_ipi(kind, 1);
+                self.not_lowered("ipi_send_cpu");
+            }
+            Event::IpiSendCpumask { kind, targets, .. } => {
+                self.observe_ipi(*kind, u64::from(*targets));
+                self.not_lowered("ipi_send_cpumask");
+            }
+            Event::Hugetlbfs { name } => {
+                if name.contains("alloc_inode") || name.contains("setattr") {
+                    self.hugetlb_hint.insert(r.pid);
+                }
+                self.not_lowered(name);
+            }
+            Event::RssStat { mm_id, curr: true, .. } => {
+                self.rss_stat(r, *mm_id, out);
+                self.not_lowered("rss_stat");
+            }
+            Event::Lost { count } => {
+                self.unplaced("lost_events_marker");
+                if let Some(n) = count {
+                    *self.stats.unplaced.entry("lost_events".to_string()).or_insert(0) += n;
+                }
+            }
+            other => {
+                let name = other.name().to_string();
+                self.not_lowered(&name);
+            }
+        }
+    }
+
+    /// End of input: resolve syscalls still waiting for their exit.
+    pub fn finish(&mut self, out: &mut Vec<Op>) {
+        let mut tids: Vec<i32> = self.pending.keys().copied().collect();
+        tids.sort_unstable();
+        for t in tids {
+            self.resolve_pending(t, out);
+        }
+    }
+
+    /// Take the counters (after `finish`).
+    pub fn into_stats(self) -> LowerStats {
+        self.stats
+    }
+
+    /// Learn or apply the hashed-mm grouping of a `curr=1` `rss_stat` event.
+    fn rss_stat(&mut self, r: &Record, hash: u64, out: &mut Vec<Op>) {
+        if r.pid <= 0 || hash == 0 {
+            return;
+        }
+        let known = self.mm_hash.get(&hash).copied().filter(|m| self.mms.contains_key(&m.0));
+        match (self.tasks.get(&r.pid).copied(), known) {
+            (Some(mine), Some(theirs)) if mine != theirs => {
+                // This task was given its own mm when first seen; the kernel says it shares
+                // `theirs`. Move it (its private mm keeps what it did so far).
+                self.drop_task_ref(mine);
+                let orphan = self.mms.get(&mine.0).is_some_and(|s| s.tasks == 0);
+                if orphan {
+                    self.mms.remove(&mine.0);
+                    self.emit(out, Op::Exit { cpu: r.cpu, mm: mine });
+                }
+                self.tasks.insert(r.pid, theirs);
+                if let Some(s) = self.mms.get_mut(&theirs.0) {
+                    s.tasks += 1;
+                }
+                self.approx("task_regrouped_by_rss_stat_mm_id");
+                self.emit(out, Op::Switch { cpu: r.cpu, next: Some(theirs) });
+            }
+            (Some(mine), None) => {
+                self.mm_hash.insert(hash, mine);
+            }
+            (None, Some(theirs)) => {
+                self.tasks.insert(r.pid, theirs);
+                if let Some(s) = self.mms.get_mut(&theirs.0) {
+                    s.tasks += 1;
+                }
+                self.approx("task_grouped_by_rss_stat_mm_id");
+            }
+            // Not a user event by itself (an exiting task may still account): wait for one.
+            (None, None) | (Some(_), Some(_)) => {}
+        }
+    }
+
+    fn drop_task_ref(&mut self, m: MmId) {
+        if let Some(s) = self.mms.get_mut(&m.0) {
+            s.tasks = s.tasks.saturating_sub(1);
+        }
+    }
+
+    fn observe_ipi(&mut self, kind: IpiKind, targets: u64) {
+        let o = &mut self.stats.observed;
+        match kind {
+            IpiKind::TlbShootdown => {
+                o.ipis += 1;
+                o.ipis_shootdown += 1;
+                o.ipi_targets += targets;
+            }
+            IpiKind::TableSync => {
+                o.ipis += 1;
+                o.ipis_table_sync += 1;
+                o.ipi_targets += targets;
+            }
+            IpiKind::CallFunctionSingle | IpiKind::Other => {}
+        }
+    }
+
+    fn switch(&mut self, cpu: u32, next_pid: i32, out: &mut Vec<Op>) {
+        let next = if next_pid <= 0 {
+            None
+        } else if let Some(m) = self.tasks.get(&next_pid) {
+            Some(*m)
+        } else if self.filtering() && self.rejected.contains(&next_pid) {
+            Some(self.outside(cpu, out))
+        } else {
+            // Not known as a user task (yet): a kernel thread, or a task that gets an mm on its
+            // first user event. Either way the CPU keeps its previous mm (lazy TLB).
+            None
+        };
+        self.emit(out, Op::Switch { cpu, next });
+    }
+
+    fn fault(&mut self, r: &Record, user: bool, address: u64, error_code: u64, out: &mut Vec<Op>) {
+        if address >= TASK_SIZE {
+            self.unplaced(if user { "fault_above_task_size" } else { "kernel_fault_kernel_address" });
+            return;
+        }
+        if r.pid <= 0 {
+            self.unplaced("fault_in_idle_task");
+            return;
+        }
+        let Some(mm) = self.mm_of(r.pid, r.cpu, out) else {
+            self.unplaced("fault_without_mm");
+            return;
+        };
+        let va = address & !(PAGE - 1);
+        let known = self.mms.get(&mm.0).is_some_and(|s| covers(&s.vmas, va));
+        if !known {
+            if let Some((start, end)) = self.mms.get(&mm.0).map(|s| inferred_range(&s.vmas, va)) {
+                if let Some(s) = self.mms.get_mut(&mm.0) {
+                    s.vmas.insert(start, end);
+                }
+                self.stats.inferred_vmas += 1;
+                self.emit(
+                    out,
+                    Op::Mmap {
+                        cpu: r.cpu,
+                        mm,
+                        addr: start,
+                        len: end - start,
+                        prot: prot::READ | prot::WRITE | prot::EXEC,
+                        flags: map::PRIVATE | map::ANONYMOUS | map::FIXED,
+                        file: None,
+                        pgoff: 0,
+                    },
+                );
+            }
+        }
+        let kind = AccessKind::from_x86_error_code(error_code);
+        self.emit(out, Op::Fault { cpu: r.cpu, mm, va: address, kind });
+    }
+
+    fn resolve_pending(&mut self, tid: i32, out: &mut Vec<Op>) {
+        let Some(p) = self.pending.remove(&tid) else {
+            return;
+        };
+        // The thread went on without a logged exit: the syscall returned, result unknown.
+        match p.nr {
+            Syscall::Munmap | Syscall::Mprotect | Syscall::Madvise => {
+                self.approx(&format!("{}_applied_without_exit", p.nr.name()));
+                self.apply_syscall(tid, p, None, out);
+            }
+            Syscall::Mmap if p.args.0[3] & u64::from(map::FIXED) != 0 => {
+                self.approx("mmap_fixed_applied_without_exit");
+                self.apply_syscall(tid, p, Some(p.args.0[0] as i64), out);
+            }
+            Syscall::Mremap if p.args.0[3] & MREMAP_FIXED != 0 => {
+                self.approx("mremap_fixed_applied_without_exit");
+                self.apply_syscall(tid, p, Some(p.args.0[4] as i64), out);
+            }
+            other => self.unplaced(&format!("{}_without_exit", other.name())),
+        }
+    }
+
+    fn sys_exit(&mut self, r: &Record, nr: Syscall, ret: i64, out: &mut Vec<Op>) {
+        match self.pending.get(&r.pid) {
+            Some(p) if p.nr == nr => {
+                let p = *p;
+                self.pending.remove(&r.pid);
+                // mm-semantics E.2: success is ret >= 0; for mmap/mremap/brk the return is an
+                // address, so only -4095..=-1 is an error.
+                if (-4095..=-1).contains(&ret) {
+                    self.not_lowered(&format!("{}_failed", nr.name()));
+                } else {
+                    self.apply_syscall(r.pid, p, Some(ret), out);
+                }
+            }
+            _ => match nr {
+                Syscall::Mmap | Syscall::Munmap | Syscall::Mremap | Syscall::Brk | Syscall::Mprotect | Syscall::Madvise => {
+                    self.unplaced(&format!("sys_exit_{}_without_enter", nr.name()))
+                }
+                _ => self.not_lowered(&format!("sys_exit_{}", nr.name())),
+            },
+        }
+    }
+
+    fn file_ref(&mut self, tid: i32, mm: MmId, fd: u64, off: u64, flags: u64, len: u64, addr: u64) -> FileRef {
+        let root = self.mms.get(&mm.0).map_or(mm.0, |s| s.root);
+        // fd numbers are reused (ld.so maps every library through fd 3): a non-fixed mapping
+        // at offset 0 starts a new file identity, the fixed segment mappings that follow share it.
+        let fresh = off == 0 && flags & u64::from(map::FIXED) == 0;
+        let id = match self.files.get(&(root, fd)) {
+            Some(id) if !fresh => *id,
+            _ => {
+                let id = self.next_file;
+                self.next_file += 1;
+                self.files.insert((root, fd), id);
+                id
+            }
+        };
+        let shared = flags & 0x3 == u64::from(map::SHARED) || flags & 0x3 == u64::from(map::SHARED_VALIDATE);
+        let kind = if flags & u64::from(map::HUGETLB) != 0 {
+            FileKind::Hugetlbfs
+        } else if shared && self.hugetlb_hint.contains(&tid) && len % PMD == 0 && addr % PMD == 0 {
+            // memfd_create(MFD_HUGETLB) + mmap(fd): the trace shows the hugetlbfs inode being
+            // created by this task, not the fd; a 2 MiB aligned shared mapping right after it
+            // is taken to be that file.
+            self.hugetlb_hint.remove(&tid);
+            self.approx("hugetlbfs_file_inferred_from_inode_event");
+            FileKind::Hugetlbfs
+        } else {
+            FileKind::Regular
+        };
+        FileRef { id: FileId(id), kind }
+    }
+
+    fn apply_syscall(&mut self, tid: i32, p: Pending, ret: Option<i64>, out: &mut Vec<Op>) {
+        let Some(mm) = self.mm_of(tid, p.cpu, out) else {
+            self.unplaced("syscall_without_mm");
+            return;
+        };
+        let a = p.args.0;
+        let cpu = p.cpu;
+        match p.nr {
+            Syscall::Mmap => {
+                let Some(addr) = ret.map(|r| r as u64) else { return };
+                let len = a[1];
+                let flags = a[3];
+                let fd = a[4];
+                let fd_none = fd as u32 == u32::MAX || fd as i64 == -1;
+                let anon = flags & u64::from(map::ANONYMOUS) != 0 || fd_none;
+                let file = if anon { None } else { Some(self.file_ref(tid, mm, fd, a[5], flags, len, addr)) };
+                if let Some(s) = self.mms.get_mut(&mm.0) {
+                    remove_range(&mut s.vmas, addr, round_up(len));
+                    if len > 0 {
+                        s.vmas.insert(addr, addr.saturating_add(round_up(len)));
+                    }
+                }
+                self.emit(
+                    out,
+                    Op::Mmap {
+                        cpu,
+                        mm,
+                        addr,
+                        len,
+                        prot: a[2] as u32,
+                        flags: flags as u32,
+                        file,
+                        pgoff: a[5] >> 12,
+                    },
+                );
+            }
+            Syscall::Munmap => {
+                if let Some(s) = self.mms.get_mut(&mm.0) {
+                    remove_range(&mut s.vmas, a[0], round_up(a[1]));
+                }
+                self.emit(out, Op::Munmap { cpu, mm, addr: a[0], len: a[1] });
+            }
+            Syscall::Mremap => {
+                let Some(new_addr) = ret.map(|r| r as u64) else { return };
+                if let Some(s) = self.mms.get_mut(&mm.0) {
+                    remove_range(&mut s.vmas, a[0], round_up(a[1]));
+                    remove_range(&mut s.vmas, new_addr, round_up(a[2]));
+                    if a[2] > 0 {
+                        s.vmas.insert(new_addr, new_addr.saturating_add(round_up(a[2])));
+                    }
+                }
+                self.emit(
+                    out,
+                    Op::Mremap { cpu, mm, old_addr: a[0], old_len: a[1], new_addr, new_len: a[2] },
+                );
+            }
+            Syscall::Brk => {
+                let Some(brk) = ret.map(|r| r as u64) else { return };
+                if let Some(s) = self.mms.get_mut(&mm.0) {
+                    match s.brk {
+                        None => s.brk = Some(brk),
+                        Some(old) if brk > old => {
+                            // The heap grows from the first break the model saw.
+                            s.vmas.insert(old, round_up(brk));
+                            s.brk = Some(brk);
+                            merge_heap(&mut s.vmas, old);
+                        }
+                        Some(old) if brk < old => {
+                            remove_range(&mut s.vmas, round_up(brk), round_up(old) - round_up(brk));
+                            s.brk = Some(brk);
+                        }
+                        Some(_) => {}
+                    }
+                }
+                self.emit(out, Op::Brk { cpu, mm, brk });
+            }
+            Syscall::Mprotect => {
+                self.emit(out, Op::Mprotect { cpu, mm, addr: a[0], len: a[1], prot: a[2] as u32 });
+            }
+            Syscall::Madvise => {
+                self.emit(out, Op::Madvise { cpu, mm, addr: a[0], len: a[1], advice: a[2] as u32 });
+            }
+            other => self.not_lowered(&format!("sys_{}", other.name())),
+        }
+    }
+
+    fn set_migration(&mut self, r: &Record, addr: u64, raw: u64, out: &mut Vec<Op>) {
+        if !matches!(pte::decode(raw), pte::Pte::Swap(_)) {
+            self.unplaced("set_migration_pte_not_a_swap_entry");
+            return;
+        }
+        let va = addr & !(PAGE - 1);
+        if !self.mig_pending.insert(va) {
+            // Another mapping of a folio whose migration is already lowered (the rmap walk logs
+            // one event per mapping; the model migrates the folio with all its mappings).
+            self.approx("set_migration_pte_same_address_in_batch");
+            return;
+        }
+        // Prefer the mm of the task running on this CPU (the migrating task's own pages, NUMA
+        // hinting faults), then any mm with a VMA covering the address (kcompactd, rmap walks
+        // across mms), lowest id first for determinism.
+        let own = self.tasks.get(&r.pid).copied().filter(|m| self.mms.get(&m.0).is_some_and(|s| covers(&s.vmas, va)));
+        let mm = own.or_else(|| {
+            self.mms
+                .iter()
+                .find(|(id, s)| Some(MmId(**id)) != self.outside_mm && covers(&s.vmas, va))
+                .map(|(id, _)| MmId(*id))
+        });
+        match mm {
+            Some(mm) => self.emit(out, Op::Migrate { cpu: r.cpu, target: MigrateTarget::Va { mm, va } }),
+            None => self.unplaced("set_migration_pte_no_mm_maps_address"),
+        }
+    }
+
+    fn vmscan(&mut self, cpu: u32, v: &Vmscan, out: &mut Vec<Op>) {
+        let idx = cpu as usize;
+        match v {
+            Vmscan::KswapdWake { .. } | Vmscan::DirectReclaimBegin { .. } => {
+                if let Some(s) = self.reclaim_shrunk.get_mut(idx) {
+                    *s = false;
+                }
+                self.not_lowered("vmscan_episode_begin");
+            }
+            Vmscan::LruShrinkInactive { nr_reclaimed, .. } => {
+                if let Some(s) = self.reclaim_shrunk.get_mut(idx) {
+                    *s = true;
+                }
+                if *nr_reclaimed > 0 {
+                    let n = u32::try_from(*nr_reclaimed).unwrap_or(u32::MAX);
+                    self.emit(out, Op::Reclaim { cpu, nr_to_reclaim: n });
+                } else {
+                    self.not_lowered("mm_vmscan_lru_shrink_inactive_nothing_reclaimed");
+                }
+            }
+            Vmscan::DirectReclaimEnd { nr_reclaimed, .. } => {
+                let shrunk = self.reclaim_shrunk.get(idx).copied().unwrap_or(false);
+                if !shrunk && *nr_reclaimed > 0 {
+                    // No per-LRU event inside the episode: the episode's total is the target.
+                    let n = u32::try_from(*nr_reclaimed).unwrap_or(u32::MAX);
+                    self.emit(out, Op::Reclaim { cpu, nr_to_reclaim: n });
+                } else {
+                    self.not_lowered("vmscan_episode_end");
+                }
+                if let Some(s) = self.reclaim_shrunk.get_mut(idx) {
+                    *s = false;
+                }
+            }
+            other => {
+                let name = Event::Vmscan(other.clone()).name().to_string();
+                self.not_lowered(&name);
+            }
+        }
+    }
+}
+
+fn round_up(len: u64) -> u64 {
+    len.saturating_add(PAGE - 1) & !(PAGE - 1)
+}
+
+fn covers(vmas: &BTreeMap<u64, u64>, va: u64) -> bool {
+    vmas.range(..=va).next_back().is_some_and(|(_, end)| va < *end)
+}
+
+/// The 2 MiB-aligned region around `va`, clipped to the gap between known VMAs.
+fn inferred_range(vmas: &BTreeMap<u64, u64>, va: u64) -> (u64, u64) {
+    let mut start = va & !(PMD - 1);
+    let mut end = start.saturating_add(PMD).min(TASK_SIZE);
+    if let Some((_, pend)) = vmas.range(..=va).next_back() {
+        start = start.max(*pend);
+    }
+    if let Some((nstart, _)) = vmas.range(va + 1..).next() {
+        end = end.min(*nstart);
+    }
+    if start > va || end <= va {
+        // Cannot happen when `va` is in a gap; keep one page as a safe fallback.
+        return (va, va + PAGE);
+    }
+    (start, end)
+}
+
+/// Remove `[addr, addr+len)` from the shadow, splitting VMAs that straddle it.
+fn remove_range(vmas: &mut BTreeMap<u64, u64>, addr: u64, len: u64) {
+    if len == 0 {
+        return;
+    }
+    let end = addr.saturating_add(len);
+    let mut hit: Vec<(u64, u64)> = Vec::new();
+    if let Some((s, e)) = vmas.range(..addr).next_back() {
+        if *e > addr {
+            hit.push((*s, *e));
+        }
+    }
+    hit.extend(vmas.range(addr..end).map(|(s, e)| (*s, *e)));
+    for (s, e) in hit {
+        vmas.remove(&s);
+        if s < addr {
+            vmas.insert(s, addr);
+        }
+        if e > end {
+            vmas.insert(end, e);
+        }
+    }
+}
+
+/// Join the heap VMA starting at `start` with a following adjacent one (brk growth).
+fn merge_heap(vmas: &mut BTreeMap<u64, u64>, start: u64) {
+    let Some(end) = vmas.get(&start).copied() else { return };
+    if let Some(next_end) = vmas.get(&end).copied() {
+        vmas.remove(&end);
+        vmas.insert(start, next_end);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,896 @@
+//! `mmreplay record`, library part: tracefs control for making a capture.
+//!
+//! What it owns: the MM event set, parsing `--events` lists, resolving them against the running
+//! kernel's `events/` directory, saving every tracefs setting it changes and restoring it
+//! (explicitly and in [`Session`]'s `Drop`), reading per-CPU overrun counters and counting lost
+//! events in the text it saves. The tracefs root is a parameter so tests can point it at a fake
+//! directory.
+//!
+//! What it must never do: parse event payloads (that is `mmreplay-parsers`), print anything
+//! (the CLI reports), or leave tracefs changed after a [`Session`] is dropped.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where tracefs lives on current kernels.
+pub const DEFAULT_ROOT: &str = "/sys/kernel/tracing";
+
+/// The default MM event set (ARCHITECTURE.md §3, mm-semantics.md §E.5). Events the running
+/// kernel lacks are skipped with a warning by [`Tracefs::resolve`].
+pub const DEFAULT_EVENTS: &[&str] = &[
+    "exceptions:page_fault_user",
+    "tlb:tlb_flush",
+    "ipi:*",
+    "migrate:*",
+    "pagemap:*",
+    "vmscan:*",
+    "compaction:mm_compaction_begin",
+    "compaction:mm_compaction_end",
+    "compaction:mm_compaction_migratepages",
+    "syscalls:sys_enter_mmap",
+    "syscalls:sys_exit_mmap",
+    "syscalls:sys_enter_munmap",
+    "syscalls:sys_exit_munmap",
+    "syscalls:sys_enter_mprotect",
+    "syscalls:sys_exit_mprotect",
+    "syscalls:sys_enter_madvise",
+    "syscalls:sys_exit_madvise",
+    "syscalls:sys_enter_mremap",
+    "syscalls:sys_exit_mremap",
+    "syscalls:sys_enter_brk",
+    "syscalls:sys_exit_brk",
+    "syscalls:sys_enter_execve",
+    "syscalls:sys_exit_execve",
+    "sched:sched_process_fork",
+    "sched:sched_process_exec",
+    "sched:sched_process_exit",
+    "sched:sched_switch",
+    "sched:sched_migrate_task",
+    "task:task_newtask",
+    "mmap:exit_mmap",
+    "huge_memory:*",
+    "hugetlbfs:*",
+    "filemap:mm_filemap_add_to_page_cache",
+    "filemap:mm_filemap_delete_from_page_cache",
+    "kmem:rss_stat",
+    "oom:mark_victim",
+];
+
+/// Errors of tracefs control. Every variant names the file it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("bad event spec {spec:?}: expected `system:event` or `system:*`")]
+    BadEventSpec { spec: String },
+    #[error("empty event list")]
+    EmptyEventList,
+    #[error("tracefs not found at {root} and it could not be mounted: {source}")]
+    NotMounted { root: PathBuf, source: io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot write {value:?} to {path}: {source}")]
+    Write {
+        path: PathBuf,
+        value: String,
+        source: io::Error,
+    },
+    #[error("unexpected content in {path}: {content:?} ({expected})")]
+    Unexpected {
+        path: PathBuf,
+        content: String,
+        expected: &'static str,
+    },
+    #[error("none of the requested events exist in this kernel")]
+    NoEvents,
+}
+
+/// One `--events` item: `system:event`, or `system:*` (`event == None`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventSpec {
+    pub system: String,
+    pub event: Option<String>,
+}
+
+impl fmt::Display for EventSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.event {
+            Some(e) => write!(f, "{}:{}", self.system, e),
+            None => write!(f, "{}:*", self.system),
+        }
+    }
+}
+
+/// A tracefs name component: no path separators, no `.`/`..`, nothing empty.
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl EventSpec {
+    pub fn parse(spec: &str) -> Result<Self, RecordError> {
+        let bad = || RecordError::BadEventSpec {
+            spec: spec.to_string(),
+        };
+        let (system, event) = spec.trim().split_once(':').ok_or_else(bad)?;
+        if !valid_name(system) {
+            return Err(bad());
+        }
+        let event = match event {
+            "*" => None,
+            e if valid_name(e) => Some(e.to_string()),
+            _ => return Err(bad()),
+        };
+        Ok(EventSpec {
+            system: system.to_string(),
+            event,
+        })
+    }
+}
+
+/// Parses `default`, or a comma-separated list of [`EventSpec`]s. `default` may also appear as
+/// an item, meaning "the default set plus these".
+pub fn parse_event_list(list: &str) -> Result<Vec<EventSpec>, RecordError> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if item == "default" {
+            out.extend(default_events());
+        } else {
+            out.push(EventSpec::parse(item)?);
+        }
+    }
+    if out.is_empty() {
+        return Err(RecordError::EmptyEventList);
+    }
+    Ok(out)
+}
+
+/// [`DEFAULT_EVENTS`] as specs.
+pub fn default_events() -> Vec<EventSpec> {
+    DEFAULT_EVENTS
+        .iter()
+        .filter_map(|s| EventSpec::parse(s).ok())
+        .collect()
+}
+
+/// The chosen clock in a `trace_clock` read (`[local] global counter ...`).
+pub fn parse_trace_clock(content: &str) -> Option<&str> {
+    let start = content.find('[')? + 1;
+    let len = content.get(start..)?.find(']')?;
+    content.get(start..start + len)
+}
+
+/// The per-CPU size in a `buffer_size_kb` read: `1408`, or `7 (expanded: 1408)` before the
+/// buffer was first used. In the second case the value to restore is 1408: the kernel would have
+/// expanded to it on first use, and writing back 7 would leave a 7 KiB buffer. `X` (CPUs
+/// differ) gives `None`.
+pub fn parse_buffer_kb(content: &str) -> Option<u64> {
+    if let Some(i) = content.find("expanded:") {
+        let rest = content.get(i + "expanded:".len()..)?;
+        return rest.trim().trim_end_matches(')').trim().parse().ok();
+    }
+    content.split_whitespace().next()?.parse().ok()
+}
+
+/// Per-CPU ring-buffer counters from `per_cpu/cpuN/stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CpuStats {
+    pub entries: u64,
+    /// Events overwritten because the buffer was full (overwrite mode).
+    pub overrun: u64,
+    pub commit_overrun: u64,
+    /// Events dropped (non-overwrite mode).
+    pub dropped_events: u64,
+}
+
+/// Parses one `per_cpu/cpuN/stats` file. Unknown lines are ignored (the set grew over time).
+pub fn parse_cpu_stats(content: &str) -> CpuStats {
+    let mut s = CpuStats::default();
+    for line in content.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let Ok(v) = v.trim().parse::<u64>() else {
+            continue;
+        };
+        match k.trim() {
+            "entries" => s.entries = v,
+            "overrun" => s.overrun = v,
+            "commit overrun" => s.commit_overrun = v,
+            "dropped events" => s.dropped_events = v,
+            _ => {}
+        }
+    }
+    s
+}
+
+/// Lost-event evidence found in saved trace text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TextLoss {
+    /// Number of lines (newline-terminated or final partial line).
+    pub lines: u64,
+    /// `CPU:N [LOST M EVENTS]` lines (trace_pipe) and their summed counts.
+    pub lost_markers: u64,
+    pub lost_events: u64,
+    /// `# entries-in-buffer/entries-written: a/b` header of `trace` (`b - a` were overwritten).
+    pub entries_in_buffer: Option<u64>,
+    pub entries_written: Option<u64>,
+}
+
+impl TextLoss {
+    /// Accounts one line of trace text (with or without its newline).
+    pub fn line(&mut self, line: &[u8]) {
+        self.lines += 1;
+        if let Some(n) = lost_marker(line) {
+            self.lost_markers += 1;
+            self.lost_events += n;
+        } else if line.first() == Some(&b'#') {
+            if let Some((a, b)) = entries_header(line) {
+                self.entries_in_buffer = Some(a);
+                self.entries_written = Some(b);
+            }
+        }
+    }
+
+    /// Events the header says were written but are no longer in the buffer.
+    pub fn header_lost(&self) -> u64 {
+        match (self.entries_in_buffer, self.entries_written) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => 0,
+        }
+    }
+}
+
+/// Feeds [`TextLoss`] from arbitrary chunks of trace text (lines may span chunks).
+#[derive(Debug, Default)]
+pub struct LineScanner {
+    pending: Vec<u8>,
+    pub loss: TextLoss,
+}
+
+impl LineScanner {
+    pub fn feed(&mut self, mut chunk: &[u8]) {
+        while let Some(i) = memchr_nl(chunk) {
+            let (line, rest) = chunk.split_at(i);
+            if self.pending.is_empty() {
+                self.loss.line(line);
+            } else {
+                self.pending.extend_from_slice(line);
+                let p = std::mem::take(&mut self.pending);
+                self.loss.line(&p);
+            }
+            chunk = rest.get(1..).unwrap_or_default();
+        }
+        self.pending.extend_from_slice(chunk);
+    }
+
+    /// Accounts a final line without newline, and returns the totals.
+    pub fn finish(mut self) -> TextLoss {
+        if !self.pending.is_empty() {
+            let p = std::mem::take(&mut self.pending);
+            self.loss.line(&p);
+        }
+        self.loss
+    }
+}
+
+fn memchr_nl(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == b'\n')
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `[LOST 123 EVENTS]` anywhere in the line -> 123.
+fn lost_marker(line: &[u8]) -> Option<u64> {
+    let i = find(line, b"[LOST ")? + 6;
+    let rest = line.get(i..)?;
+    let end = find(rest, b" EVENTS]")?;
+    std::str::from_utf8(rest.get(..end)?).ok()?.parse().ok()
+}
+
+/// `# entries-in-buffer/entries-written: 12/34   #P:2` -> (12, 34).
+fn entries_header(line: &[u8]) -> Option<(u64, u64)> {
+    let key = b"entries-in-buffer/entries-written:";
+    let i = find(line, key)? + key.len();
+    let s = std::str::from_utf8(line.get(i..)?).ok()?;
+    let tok = s.split_whitespace().next()?;
+    let (a, b) = tok.split_once('/')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// A tracefs directory (real or a fake one in tests).
+#[derive(Clone, Debug)]
+pub struct Tracefs {
+    root: PathBuf,
+}
+
+impl Tracefs {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Tracefs { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        self.path(rel).exists()
+    }
+
+    pub fn read(&self, rel: &str) -> Result<String, RecordError> {
+        let path = self.path(rel);
+        fs::read_to_string(&path).map_err(|source| RecordError::Read { path, source })
+    }
+
+    /// Writes `value` (tracefs files take the whole value in one write).
+    pub fn write(&self, rel: &str, value: &str) -> Result<(), RecordError> {
+        let path = self.path(rel);
+        fs::write(&path, value).map_err(|source| RecordError::Write {
+            path,
+            value: value.to_string(),
+            source,
+        })
+    }
+
+    /// Expands specs into the `system:event` names this kernel has, sorted and deduplicated,
+    /// plus one warning per spec that matched nothing.
+    pub fn resolve(&self, specs: &[EventSpec]) -> (Vec<String>, Vec<String>) {
+        let mut found = std::collections::BTreeSet::new();
+        let mut warnings = Vec::new();
+        for spec in specs {
+            match &spec.event {
+                Some(e) => {
+                    if self.exists(&format!("events/{}/{}/enable", spec.system, e)) {
+                        found.insert(format!("{}:{}", spec.system, e));
+                    } else {
+                        warnings.push(format!("skipping {spec}: not in this kernel"));
+                    }
+                }
+                None => {
+                    let dir = self.path(&format!("events/{}", spec.system));
+                    let mut n = 0;
+                    if let Ok(rd) = fs::read_dir(&dir) {
+                        for ent in rd.flatten() {
+                            let name = ent.file_name().to_string_lossy().into_owned();
+                            if ent.path().join("enable").is_file() && valid_name(&name) {
+                                found.insert(format!("{}:{}", spec.system, name));
+                                n += 1;
+                            }
+                        }
+                    }
+                    if n == 0 {
+                        warnings.push(format!("skipping {spec}: no such event system"));
+                    }
+                }
+            }
+        }
+        (found.into_iter().collect(), warnings)
+    }
+
+    /// CPU numbers that have a `per_cpu/cpuN` directory, ascending.
+    pub fn cpus(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = fs::read_dir(self.path("per_cpu"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.strip_prefix("cpu")?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_unstable();
+        v
+    }
+
+    /// `per_cpu/cpuN/stats` for every CPU.
+    pub fn cpu_stats(&self) -> Result<BTreeMap<u32, CpuStats>, RecordError> {
+        let mut out = BTreeMap::new();
+        for cpu in self.cpus() {
+            let s = self.read(&format!("per_cpu/cpu{cpu}/stats"))?;
+            out.insert(cpu, parse_cpu_stats(&s));
+        }
+        Ok(out)
+    }
+}
+
+/// Mounts tracefs at `root` unless it is already there (`tracing_on` exists).
+pub fn ensure_mounted(root: &Path) -> Result<(), RecordError> {
+    if root.join("tracing_on").exists() {
+        return Ok(());
+    }
+    let err = |source| RecordError::NotMounted {
+        root: root.to_path_buf(),
+        source,
+    };
+    use std::os::unix::ffi::OsStrExt;
+    let target = std::ffi::CString::new(root.as_os_str().as_bytes())
+        .map_err(|_| err(io::Error::from(io::ErrorKind::InvalidInput)))?;
+    // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
+    let rc = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    if !root.join("tracing_on").exists() {
+        return Err(err(io::Error::from(io::ErrorKind::NotFound)));
+    }
+    Ok(())
+}
+
+/// What a capture session sets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// `system:event` names (already resolved).
+    pub events: Vec<String>,
+    /// Per-CPU buffer size; `None` leaves it alone.
+    pub buffer_kb: Option<u64>,
+    pub clock: String,
+    pub irq_info: bool,
+    pub record_tgid: bool,
+    /// Trace only this pid and its future children (`set_event_pid` + `options/event-fork`).
+    pub follow_pid: Option<u32>,
+}
+
+/// The tracefs state a capture changed, with the values to restore, in the order they were
+/// changed. Restoring goes in reverse order so `tracing_on` (saved first) is restored last.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SavedState {
+    pub entries: Vec<(String, String)>,
+}
+
+/// A capture in progress: owns the saved state and restores it exactly once, on
+/// [`Session::restore`] or on drop (error paths, panics unwinding, early returns).
+#[derive(Debug)]
+pub struct Session {
+    fs: Tracefs,
+    saved: SavedState,
+    restored: bool,
+}
+
+impl Session {
+    /// Saves, then applies, every setting. Tracing is left off and the buffer cleared. If a
+    /// step fails, what was already changed is restored (by drop) before the error returns.
+    pub fn start(fs: Tracefs, s: &Settings) -> Result<Session, RecordError> {
+        let mut sess = Session {
+            fs,
+            saved: SavedState::default(),
+            restored: false,
+        };
+        sess.change("tracing_on", "0", |c| Some(c.trim().to_string()))?;
+        let cur = sess.fs.read("current_tracer")?;
+        if cur.trim() != "nop" {
+            // A function tracer would flood the buffer; switching resets the buffer anyway.
+            sess.change("current_tracer", "nop", |c| Some(c.trim().to_string()))?;
+        }
+        if let Some(kb) = s.buffer_kb {
+            sess.change_buffer_kb(kb)?;
+        }
+        sess.change("trace_clock", &s.clock, |c| {
+            parse_trace_clock(c).map(str::to_string)
+        })?;
+        let onoff = |b: bool| if b { "1" } else { "0" };
+        sess.change("options/irq-info", onoff(s.irq_info), |c| {
+            Some(c.trim().to_string())
+        })?;
+        sess.change("options/record-tgid", onoff(s.record_tgid), |c| {
+            Some(c.trim().to_string())
+        })?;
+        if let Some(pid) = s.follow_pid {
+            sess.change("options/event-fork", "1", |c| Some(c.trim().to_string()))?;
+            // The file lists one pid per line; writing a space-separated list restores it.
+            sess.change("set_event_pid", &pid.to_string(), |c| {
+                Some(c.split_whitespace().collect::<Vec<_>>().join(" "))
+            })?;
+        }
+        for ev in &s.events {
+            let rel = format!("events/{}/enable", ev.replacen(':', "/", 1));
+            sess.change(&rel, "1", |c| Some(c.trim().to_string()))?;
+        }
+        sess.clear()?;
+        Ok(sess)
+    }
+
+    /// Saves `rel`'s current value (via `restore_value`), then writes `value`.
+    fn change(
+        &mut self,
+        rel: &str,
+        value: &str,
+        restore_value: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), RecordError> {
+        let cur = self.fs.read(rel)?;
+        let old = restore_value(&cur).ok_or_else(|| RecordError::Unexpected {
+            path: self.fs.path(rel),
+            content: cur.clone(),
+            expected: "a value this tool knows how to restore",
+        })?;
+        if old != value {
+            self.saved.entries.push((rel.to_string(), old));
+            self.fs.write(rel, value)?;
+        }
+        Ok(())
+    }
+
+    /// `buffer_size_kb` reads `X` when CPUs differ: then each `per_cpu/cpuN/buffer_size_kb` is
+    /// saved so the exact per-CPU sizes come back.
+    fn change_buffer_kb(&mut self, kb: u64) -> Result<(), RecordError> {
+        let cur = self.fs.read("buffer_size_kb")?;
+        let value = kb.to_string();
+        if parse_buffer_kb(&cur).is_some() {
+            return self.change("buffer_size_kb", &value, |c| {
+                parse_buffer_kb(c).map(|n| n.to_string())
+            });
+        }
+        for cpu in self.fs.cpus() {
+            let rel = format!("per_cpu/cpu{cpu}/buffer_size_kb");
+            let cur = self.fs.read(&rel)?;
+            let old = parse_buffer_kb(&cur).ok_or_else(|| RecordError::Unexpected {
+                path: self.fs.path(&rel),
+                content: cur.clone(),
+                expected: "a size in KiB",
+            })?;
+            self.saved.entries.push((rel, old.to_string()));
+        }
+        self.fs.write("buffer_size_kb", &value)
+    }
+
+    pub fn tracefs(&self) -> &Tracefs {
+        &self.fs
+    }
+
+    pub fn saved(&self) -> &SavedState {
+        &self.saved
+    }
+
+    /// Empties the ring buffer (writing to `trace` truncates it) and its overrun counters.
+    pub fn clear(&self) -> Result<(), RecordError> {
+        self.fs.write("trace", "")
+    }
+
+    pub fn set_tracing(&self, on: bool) -> Result<(), RecordError> {
+        self.fs.write("tracing_on", if on { "1" } else { "0" })
+    }
+
+    /// Restores every saved value, in reverse order. Tries all of them even if one fails and
+    /// returns the first failure. Idempotent: the second call does nothing.
+    pub fn restore(&mut self) -> Result<(), RecordError> {
+        if self.restored {
+            return Ok(());
+        }
+        self.restored = true;
+        let mut first = None;
+        // Stop tracing first so restoring event enables does not log into the user's buffer
+        // with our settings; the saved `tracing_on` value is written back last.
+        let _ = self.fs.write("tracing_on", "0");
+        for (rel, old) in self.saved.entries.iter().rev() {
+            if let Err(e) = self.fs.write(rel, old) {
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.restore();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake tracefs with the files a session touches, in the state a fresh boot has.
+    fn fake() -> (tempdir::Dir, Tracefs) {
+        let d = tempdir::Dir::new();
+        let w = |rel: &str, v: &str| {
+            let p = d.0.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, v).unwrap();
+        };
+        w("tracing_on", "1\n");
+        w("current_tracer", "nop\n");
+        w("buffer_size_kb", "7 (expanded: 1408)\n");
+        w("trace_clock", "[local] global counter uptime perf mono\n");
+        w("options/irq-info", "1\n");
+        w("options/record-tgid", "0\n");
+        w("options/event-fork", "0\n");
+        w("set_event_pid", "");
+        w("trace", "# tracer: nop\n");
+        for ev in [
+            "exceptions/page_fault_user",
+            "ipi/ipi_send_cpu",
+            "ipi/ipi_send_cpumask",
+        ] {
+            w(&format!("events/{ev}/enable"), "0\n");
+        }
+        w("events/tlb/tlb_flush/enable", "1\n");
+        w("events/ipi/enable", "0\n");
+        w("per_cpu/cpu0/stats", "entries: 5\noverrun: 3\ncommit overrun: 0\nbytes: 100\noldest event ts:  1.0\nnow ts:  2.0\ndropped events: 2\nread events: 0\n");
+        w("per_cpu/cpu1/stats", "entries: 1\noverrun: 4\n");
+        w("per_cpu/cpu0/buffer_size_kb", "1408\n");
+        w("per_cpu/cpu1/buffer_size_kb", "2816\n");
+        let fs = Tracefs::new(&d.0);
+        (d, fs)
+    }
+
+    /// Minimal self-cleaning temp dir (no extra dev-dependency).
+    mod tempdir {
+        use std::path::PathBuf;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        pub struct Dir(pub PathBuf);
+        static N: AtomicU32 = AtomicU32::new(0);
+        impl Dir {
+            pub fn new() -> Self {
+                let p = std::env::temp_dir().join(format!(
+                    "mmreplay-record-test-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                ));
+                let _ = std::fs::remove_dir_all(&p);
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    fn settings(events: Vec<String>) -> Settings {
+        Settings {
+            events,
+            buffer_kb: Some(65536),
+            clock: "mono".into(),
+            irq_info: false,
+            record_tgid: true,
+            follow_pid: None,
+        }
+    }
+
+    fn get(fs: &Tracefs, rel: &str) -> String {
+        fs.read(rel).unwrap().trim().to_string()
+    }
+
+    #[test]
+    fn event_specs_parse_and_reject() {
+        let v = parse_event_list("tlb:tlb_flush, ipi:*").unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].to_string(), "tlb:tlb_flush");
+        assert_eq!(v[1].event, None);
+        for bad in [
+            "tlb",
+            "tlb:",
+            ":x",
+            "a/b:c",
+            "tlb:../x",
+            "..:x",
+            "tlb:tlb flush",
+        ] {
+            assert!(
+                matches!(EventSpec::parse(bad), Err(RecordError::BadEventSpec { .. })),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(matches!(
+            parse_event_list(" , "),
+            Err(RecordError::EmptyEventList)
+        ));
+        let d = parse_event_list("default,kmem:mm_page_alloc").unwrap();
+        assert_eq!(d.len(), DEFAULT_EVENTS.len() + 1);
+        assert_eq!(default_events().len(), DEFAULT_EVENTS.len());
+    }
+
+    #[test]
+    fn resolve_expands_wildcards_and_warns_on_missing() {
+        let (_d, fs) = fake();
+        let specs = parse_event_list("ipi:*,tlb:tlb_flush,nosuch:*,exceptions:nope").unwrap();
+        let (found, warn) = fs.resolve(&specs);
+        assert_eq!(
+            found,
+            vec!["ipi:ipi_send_cpu", "ipi:ipi_send_cpumask", "tlb:tlb_flush"]
+        );
+        assert_eq!(warn.len(), 2, "{warn:?}");
+        assert!(warn[0].contains("nosuch:*"));
+        assert!(warn[1].contains("exceptions:nope"));
+    }
+
+    #[test]
+    fn session_applies_then_restores_on_drop() {
+        let (_d, fs) = fake();
+        let events = vec!["exceptions:page_fault_user".into(), "tlb:tlb_flush".into()];
+        {
+            let s = Session::start(fs.clone(), &settings(events)).unwrap();
+            assert_eq!(get(&fs, "tracing_on"), "0");
+            assert_eq!(get(&fs, "buffer_size_kb"), "65536");
+            assert_eq!(get(&fs, "trace_clock"), "mono");
+            assert_eq!(get(&fs, "options/irq-info"), "0");
+            assert_eq!(get(&fs, "options/record-tgid"), "1");
+            assert_eq!(get(&fs, "events/exceptions/page_fault_user/enable"), "1");
+            assert_eq!(get(&fs, "trace"), "", "buffer not cleared");
+            // tlb_flush was already on: nothing to save for it.
+            let saved: Vec<&str> = s.saved().entries.iter().map(|(r, _)| r.as_str()).collect();
+            assert_eq!(
+                saved,
+                vec![
+                    "tracing_on",
+                    "buffer_size_kb",
+                    "trace_clock",
+                    "options/irq-info",
+                    "options/record-tgid",
+                    "events/exceptions/page_fault_user/enable"
+                ]
+            );
+            s.set_tracing(true).unwrap();
+            assert_eq!(get(&fs, "tracing_on"), "1");
+        }
+        assert_eq!(get(&fs, "tracing_on"), "1");
+        // The expanded size is what comes back (writing 7 would leave a 7 KiB buffer).
+        assert_eq!(get(&fs, "buffer_size_kb"), "1408");
+        assert_eq!(get(&fs, "trace_clock"), "local");
+        assert_eq!(get(&fs, "options/irq-info"), "1");
+        assert_eq!(get(&fs, "options/record-tgid"), "0");
+        assert_eq!(get(&fs, "events/exceptions/page_fault_user/enable"), "0");
+        assert_eq!(get(&fs, "events/tlb/tlb_flush/enable"), "1");
+    }
+
+    #[test]
+    fn explicit_restore_is_idempotent() {
+        let (_d, fs) = fake();
+        let mut s = Session::start(fs.clone(), &settings(vec!["ipi:ipi_send_cpu".into()])).unwrap();
+        s.restore().unwrap();
+        assert_eq!(get(&fs, "events/ipi/ipi_send_cpu/enable"), "0");
+        // Someone changes it afterwards: a second restore (or the drop) must not undo that.
+        fs.write("events/ipi/ipi_send_cpu/enable", "1").unwrap();
+        s.restore().unwrap();
+        drop(s);
+        assert_eq!(get(&fs, "events/ipi/ipi_send_cpu/enable"), "1");
+    }
+
+    #[test]
+    fn failed_start_restores_what_it_changed() {
+        let (_d, fs) = fake();
+        // An event whose enable file is missing: start fails after changing the options.
+        let r = Session::start(fs.clone(), &settings(vec!["nosuch:ev".into()]));
+        assert!(matches!(r, Err(RecordError::Read { .. })), "{r:?}");
+        assert_eq!(get(&fs, "tracing_on"), "1");
+        assert_eq!(get(&fs, "trace_clock"), "local");
+        assert_eq!(get(&fs, "options/irq-info"), "1");
+        assert_eq!(get(&fs, "buffer_size_kb"), "1408");
+    }
+
+    #[test]
+    fn mixed_per_cpu_buffer_sizes_are_restored_per_cpu() {
+        let (_d, fs) = fake();
+        fs.write("buffer_size_kb", "X\n").unwrap();
+        {
+            let _s = Session::start(fs.clone(), &settings(vec![])).unwrap();
+            assert_eq!(get(&fs, "buffer_size_kb"), "65536");
+        }
+        assert_eq!(get(&fs, "per_cpu/cpu0/buffer_size_kb"), "1408");
+        assert_eq!(get(&fs, "per_cpu/cpu1/buffer_size_kb"), "2816");
+    }
+
+    #[test]
+    fn follow_pid_sets_and_restores_pid_filter() {
+        let (_d, fs) = fake();
+        fs.write("set_event_pid", "12\n34\n").unwrap();
+        let mut st = settings(vec![]);
+        st.follow_pid = Some(777);
+        {
+            let _s = Session::start(fs.clone(), &st).unwrap();
+            assert_eq!(get(&fs, "set_event_pid"), "777");
+            assert_eq!(get(&fs, "options/event-fork"), "1");
+        }
+        assert_eq!(get(&fs, "set_event_pid"), "12 34");
+        assert_eq!(get(&fs, "options/event-fork"), "0");
+        // An empty filter comes back empty (an O_TRUNC open clears the kernel's list).
+        fs.write("set_event_pid", "").unwrap();
+        // The fake keeps what was written; the kernel would show the bracketed list again.
+        fs.write("trace_clock", "[local] global\n").unwrap();
+        {
+            let _s = Session::start(fs.clone(), &st).unwrap();
+        }
+        assert_eq!(get(&fs, "set_event_pid"), "");
+    }
+
+    #[test]
+    fn non_nop_tracer_is_switched_and_restored() {
+        let (_d, fs) = fake();
+        fs.write("current_tracer", "function\n").unwrap();
+        {
+            let _s = Session::start(fs.clone(), &settings(vec![])).unwrap();
+            assert_eq!(get(&fs, "current_tracer"), "nop");
+        }
+        assert_eq!(get(&fs, "current_tracer"), "function");
+    }
+
+    #[test]
+    fn unparseable_clock_is_an_error_naming_the_file() {
+        let (_d, fs) = fake();
+        fs.write("trace_clock", "local global\n").unwrap();
+        let e = Session::start(fs.clone(), &settings(vec![])).unwrap_err();
+        assert!(e.to_string().contains("trace_clock"), "{e}");
+        assert_eq!(get(&fs, "tracing_on"), "1");
+    }
+
+    #[test]
+    fn cpu_stats_and_text_loss() {
+        let (_d, fs) = fake();
+        let st = fs.cpu_stats().unwrap();
+        assert_eq!(st.len(), 2);
+        assert_eq!(st[&0].overrun, 3);
+        assert_eq!(st[&0].dropped_events, 2);
+        assert_eq!(st[&1].overrun, 4);
+        let mut t = TextLoss::default();
+        for l in [
+            &b"# entries-in-buffer/entries-written: 10/25   #P:2"[..],
+            b"CPU:1 [LOST 17 EVENTS]",
+            b"  bash-1 [000] d..1. 1.000: tlb_flush: pages:1 reason:x (2)",
+            b"CPU:0 [LOST 3 EVENTS]\n",
+            b"[LOST x EVENTS]",
+        ] {
+            t.line(l);
+        }
+        assert_eq!(t.lines, 5);
+        assert_eq!(t.lost_markers, 2);
+        assert_eq!(t.lost_events, 20);
+        assert_eq!(t.header_lost(), 15);
+    }
+
+    #[test]
+    fn line_scanner_joins_lines_across_chunks() {
+        let text = b"# entries-in-buffer/entries-written: 1/9   #P:2\nCPU:0 [LOST 42 EVENTS]\nlast";
+        for split in 0..text.len() {
+            let mut sc = LineScanner::default();
+            let (a, b) = text.split_at(split);
+            sc.feed(a);
+            sc.feed(b);
+            let t = sc.finish();
+            assert_eq!(t.lines, 3, "split at {split}");
+            assert_eq!(t.lost_events, 42, "split at {split}");
+            assert_eq!(t.header_lost(), 8, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn clock_and_buffer_parsing() {
+        assert_eq!(parse_trace_clock("[local] global"), Some("local"));
+        assert_eq!(parse_trace_clock("local [global] x"), Some("global"));
+        assert_eq!(parse_trace_clock("local global"), None);
+        assert_eq!(parse_buffer_kb("7 (expanded: 1408)\n"), Some(1408));
+        assert_eq!(parse_buffer_kb("1408\n"), Some(1408));
+        assert_eq!(parse_buffer_kb("X\n"), None);
+    }
+
+    #[test]
+    fn mount_check_accepts_mounted_and_names_missing_root() {
+        let (d, _fs) = fake();
+        assert!(ensure_mounted(&d.0).is_ok());
+        // A path that does not exist cannot be mounted on, root or not.
+        let missing = d.0.join("no/such/dir");
+        let e = ensure_mounted(&missing).unwrap_err();
+        assert!(matches!(e, RecordError::NotMounted { .. }));
+        assert!(e.to_string().contains("no/such/dir"), "{e}");
+    }
+}

@@ -1,0 +1,189 @@
+//! One replay session on one trace: open the input, build the reference and candidate models
+//! from the candidates registry, run the engine, then for every candidate that diverges re-run
+//! the diverging window step by step to find the first diverging op exactly, and produce the
+//! verdicts and trimmed diffs. The CLI and the benchmarks call this; it prints nothing.
+//!
+//! It must never decide what a contract allows (the candidates crate does) or hold the op
+//! stream in memory (re-runs re-read the input).
+
+use std::collections::BTreeMap;
+
+use mmreplay_candidates::contract::Mode;
+use mmreplay_candidates::registry::{self, PolicySpec};
+use mmreplay_candidates::BoxedEngine;
+use mmreplay_reference::op::Op;
+use mmreplay_reference::profile::{CpumaskMode, KernelProfile};
+
+use crate::differ::{self, Verdict};
+use crate::engine::{self, EngineConfig, TraceRun};
+use crate::lower::{LowerOptions, Lowering};
+use crate::source::{Source, SourceError};
+
+/// CPUs assumed when the input does not say and `--cpus` is not given.
+pub const DEFAULT_CPUS: u32 = 8;
+
+/// Options of a session.
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    /// Policy specs, reference first (added if missing).
+    pub policies: Vec<String>,
+    pub mode: Mode,
+    pub pid: Option<i32>,
+    pub comm: Option<String>,
+    /// Parser strict mode.
+    pub strict: bool,
+    /// Override the CPU count.
+    pub cpus: Option<u32>,
+    pub engine: EngineConfig,
+    /// Locate the first diverging op exactly (re-runs the diverging window).
+    pub locate: bool,
+    /// `mm_cpumask` maintenance of the captured kernel (recent x86 trims lazily by flush).
+    pub cpumask_mode: CpumaskMode,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            policies: vec!["reference".into()],
+            mode: Mode::Lockstep,
+            pid: None,
+            comm: None,
+            strict: false,
+            cpus: None,
+            engine: EngineConfig::default(),
+            locate: true,
+            cpumask_mode: CpumaskMode::TrimByFlush,
+        }
+    }
+}
+
+/// Errors of a session: bad policy list or bad input.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("--policies: {0}")]
+    Policy(String),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+/// What a session produced.
+pub struct SessionResult {
+    pub trace: String,
+    pub format: String,
+    pub nr_cpus: u32,
+    pub run: TraceRun,
+    pub verdicts: Vec<Verdict>,
+    pub diffs: BTreeMap<String, String>,
+}
+
+/// Parse the policy list, putting `reference` first.
+pub fn specs(list: &[String]) -> Result<Vec<PolicySpec>, SessionError> {
+    let mut names: Vec<&str> = list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
+    if !names.first().is_some_and(|n| *n == "reference") {
+        names.retain(|n| *n != "reference");
+        names.insert(0, "reference");
+    }
+    registry::parse_list(&names).map_err(|e| SessionError::Policy(e.to_string()))
+}
+
+/// A streaming op iterator over an input (for re-runs).
+struct OpStream {
+    src: Source,
+    lowering: Lowering,
+    buf: std::collections::VecDeque<Op>,
+    scratch: Vec<Op>,
+    done: bool,
+}
+
+impl Iterator for OpStream {
+    type Item = Op;
+    fn next(&mut self) -> Option<Op> {
+        loop {
+            if let Some(op) = self.buf.pop_front() {
+                return Some(op);
+            }
+            if self.done {
+                return None;
+            }
+            match self.src.next_record() {
+                Ok(Some(r)) => self.lowering.push(&r, &mut self.scratch),
+                // The first pass read the same input successfully; an error now ends the stream.
+                Ok(None) | Err(_) => {
+                    self.lowering.finish(&mut self.scratch);
+                    self.done = true;
+                }
+            }
+            self.buf.extend(self.scratch.drain(..));
+        }
+    }
+}
+
+/// Replay one input (`None`: the bundled capture).
+pub fn run(input: Option<&str>, o: &SessionOptions, progress: impl FnMut(&Source, u64) + Send) -> Result<SessionResult, SessionError> {
+    let specs = specs(&o.policies)?;
+    let src = Source::open_opt(input, o.strict)?;
+    let nr_cpus = o.cpus.or(src.nr_cpus()).unwrap_or(DEFAULT_CPUS).clamp(1, 64);
+    let profile = profile(nr_cpus, o.cpumask_mode);
+    let lower = LowerOptions { pid: o.pid, comm: o.comm.clone(), nr_cpus };
+    let trace = src.name().to_string();
+    let format = src.format().to_string();
+    let engines = registry::build_all(&specs, &profile);
+    let mut progress = progress;
+    let run = {
+        let mut src = src;
+        let mut n = 0u64;
+        let it = std::iter::from_fn(|| {
+            n += 1;
+            if n % 65536 == 0 {
+                progress(&src, n);
+            }
+            src.next_record().transpose()
+        });
+        engine::run(it, lower.clone(), engines, &o.engine, |_| {})?
+    };
+    let mut verdicts = Vec::new();
+    let mut diffs = BTreeMap::new();
+    let Some(reference) = run.policies.first() else {
+        return Ok(SessionResult { trace, format, nr_cpus, run, verdicts, diffs });
+    };
+    for (i, cand) in run.policies.iter().enumerate().skip(1) {
+        let Some(spec) = specs.get(i) else { continue };
+        let contract = spec.contract(o.mode, &profile);
+        let window = differ::first_diverging_window(reference, cand);
+        let located = match (window, o.locate, o.engine.hash_every) {
+            (Some(w), true, n) if n > 0 => {
+                let skip = w as u64 * n;
+                let src = Source::open_opt(input, o.strict)?;
+                let ops = OpStream { src, lowering: Lowering::new(lower.clone()), buf: Default::default(), scratch: Vec::new(), done: false };
+                let pair: Vec<PolicySpec> = specs.first().cloned().into_iter().chain([spec.clone()]).collect();
+                let mut e = registry::build_all(&pair, &profile);
+                match (e.pop(), e.pop()) {
+                    (Some(mut c), Some(mut r)) => engine::first_divergence(ops, &mut *r, &mut *c, skip),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let v = differ::compare(Some(&contract), reference, cand, located.as_ref().map(|(s, a, b)| (*s, a, b)));
+        let (a, b) = match &located {
+            Some((_, a, b)) => (a.to_text(), b.to_text()),
+            None => (reference.snapshot.to_text(), cand.snapshot.to_text()),
+        };
+        let d = differ::unified_diff(&a, &b, &reference.name, &cand.name);
+        if !d.is_empty() {
+            diffs.insert(cand.name.clone(), d);
+        }
+        verdicts.push(v);
+    }
+    Ok(SessionResult { trace, format, nr_cpus, run, verdicts, diffs })
+}
+
+/// The kernel profile a replay uses: defaults, the capture's CPU count and cpumask mode.
+pub fn profile(nr_cpus: u32, cpumask_mode: CpumaskMode) -> KernelProfile {
+    KernelProfile { nr_cpus, cpumask_mode, ..KernelProfile::default() }
+}
+
+/// Engines for `specs` with the default session profile (benches).
+pub fn build(specs: &[PolicySpec], nr_cpus: u32) -> Vec<BoxedEngine> {
+    registry::build_all(specs, &profile(nr_cpus, SessionOptions::default().cpumask_mode))
+}

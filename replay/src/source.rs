@@ -1,0 +1,197 @@
+//! Opening a replay input: a capture in any format the parsers crate reads, a compiled `.mmr`
+//! corpus file, or the small real capture bundled in the binary. One record stream API for all,
+//! with a byte counter for progress bars.
+//!
+//! It must never read a whole input into memory (the bundled capture is already in the binary)
+//! and never lose the file name in an error.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use mmreplay_parsers::record::Record;
+use mmreplay_parsers::{Diagnostics, Options, ParseError, RecordSource};
+
+use crate::corpus::{self, CorpusError};
+
+/// The bundled capture: a real `mmreplay record` capture from `corpus/captures/` (see
+/// corpus/README.md for its provenance).
+pub const BUNDLED: &[u8] = include_bytes!("../../corpus/captures/threads-shootdown.trace.zst");
+/// Name the bundled capture is reported under.
+pub const BUNDLED_NAME: &str = "<bundled:corpus/captures/threads-shootdown.trace.zst>";
+
+/// Errors opening or reading an input.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error(transparent)]
+    Corpus(#[from] CorpusError),
+    #[error("{path}: cannot open: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+enum Inner {
+    Parsed(Box<dyn RecordSource + Send>),
+    Compiled(corpus::Reader<CountingReader<BufReader<File>>>),
+}
+
+/// A stream of time-ordered records from one input.
+pub struct Source {
+    inner: Inner,
+    name: String,
+    format: String,
+    nr_cpus: Option<u32>,
+    bytes: Arc<AtomicU64>,
+    total_bytes: Option<u64>,
+}
+
+/// Counts bytes read (shared with the progress bar).
+pub struct CountingReader<R> {
+    inner: R,
+    n: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n.fetch_add(k as u64, Ordering::Relaxed);
+        Ok(k)
+    }
+}
+
+/// `#P:N` from an ftrace header (`entries-in-buffer/entries-written: a/b   #P:2`).
+pub fn cpus_from_header(head: &[u8]) -> Option<u32> {
+    let pos = head.windows(3).position(|w| w == b"#P:")?;
+    let digits: Vec<u8> = head.get(pos + 3..)?.iter().take_while(|c| c.is_ascii_digit()).copied().collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok().filter(|n| *n > 0)
+}
+
+/// The first `n` decompressed bytes of a (possibly zstd) stream.
+fn head_of(mut r: impl Read, n: usize) -> Vec<u8> {
+    let mut first = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut first[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => got += k,
+        }
+    }
+    let prefix = first.get(..got).unwrap_or(&[]).to_vec();
+    let chained = std::io::Cursor::new(prefix.clone()).chain(r);
+    let mut out = Vec::with_capacity(n);
+    if prefix.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
+        if let Ok(d) = zstd::stream::read::Decoder::new(chained) {
+            let _ = d.take(n as u64).read_to_end(&mut out);
+        }
+    } else {
+        let _ = chained.take(n as u64).read_to_end(&mut out);
+    }
+    out
+}
+
+impl Source {
+    /// Open `path`: a compiled corpus if it starts with the corpus magic, else a capture.
+    pub fn open(path: &str, strict: bool) -> Result<Source, SourceError> {
+        let open = |p: &str| File::open(p).map_err(|source| SourceError::Open { path: p.to_string(), source });
+        let mut f = open(path)?;
+        let mut magic = [0u8; 8];
+        let n = f.read(&mut magic).map_err(|source| SourceError::Open { path: path.to_string(), source })?;
+        let total_bytes = f.metadata().ok().map(|m| m.len());
+        let bytes = Arc::new(AtomicU64::new(0));
+        if corpus::is_compiled(magic.get(..n).unwrap_or(&[])) {
+            let f = open(path)?;
+            let cr = CountingReader { inner: BufReader::with_capacity(1 << 20, f), n: bytes.clone() };
+            let r = corpus::Reader::new(path, cr)?;
+            let (format, nr_cpus) = (format!("compiled ({})", r.header().format), r.header().nr_cpus);
+            return Ok(Source { inner: Inner::Compiled(r), name: path.to_string(), format, nr_cpus, bytes, total_bytes });
+        }
+        let nr_cpus = cpus_from_header(&head_of(open(path)?, 64 * 1024));
+        let cr = CountingReader { inner: open(path)?, n: bytes.clone() };
+        let opts = Options { strict, ..Options::default() };
+        let src = mmreplay_parsers::open_reader(path, Box::new(cr), &opts)?;
+        let format = src.format().name().to_string();
+        Ok(Source { inner: Inner::Parsed(src), name: path.to_string(), format, nr_cpus, bytes, total_bytes })
+    }
+
+    /// The capture bundled in the binary.
+    pub fn bundled(strict: bool) -> Result<Source, SourceError> {
+        let bytes = Arc::new(AtomicU64::new(0));
+        let nr_cpus = cpus_from_header(&head_of(BUNDLED, 64 * 1024));
+        let cr = CountingReader { inner: BUNDLED, n: bytes.clone() };
+        let opts = Options { strict, ..Options::default() };
+        let src = mmreplay_parsers::open_reader(BUNDLED_NAME, Box::new(cr), &opts)?;
+        let format = src.format().name().to_string();
+        Ok(Source {
+            inner: Inner::Parsed(src),
+            name: BUNDLED_NAME.to_string(),
+            format,
+            nr_cpus,
+            bytes,
+            total_bytes: Some(BUNDLED.len() as u64),
+        })
+    }
+
+    /// Open `path`, or the bundled capture for `None`.
+    pub fn open_opt(path: Option<&str>, strict: bool) -> Result<Source, SourceError> {
+        match path {
+            Some(p) => Source::open(p, strict),
+            None => Source::bundled(strict),
+        }
+    }
+
+    /// The next record.
+    pub fn next_record(&mut self) -> Result<Option<Record>, SourceError> {
+        match &mut self.inner {
+            Inner::Parsed(s) => Ok(s.next_record()?),
+            Inner::Compiled(r) => Ok(r.next_record()?),
+        }
+    }
+
+    /// Input name as given.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Format name.
+    pub fn format(&self) -> &str {
+        &self.format
+    }
+
+    /// CPUs of the captured machine, when the input says.
+    pub fn nr_cpus(&self) -> Option<u32> {
+        self.nr_cpus
+    }
+
+    /// Parser diagnostics (text and binary captures; `None` for compiled input).
+    pub fn diagnostics(&self) -> Option<Diagnostics> {
+        match &self.inner {
+            Inner::Parsed(s) => Some(s.diagnostics()),
+            Inner::Compiled(_) => None,
+        }
+    }
+
+    /// (bytes read so far, total bytes) of the underlying file, for progress bars.
+    pub fn progress(&self) -> (u64, Option<u64>) {
+        (self.bytes.load(Ordering::Relaxed), self.total_bytes)
+    }
+
+    /// Whether `path` names a compiled corpus file.
+    pub fn is_compiled_path(path: &Path) -> bool {
+        let mut m = [0u8; 8];
+        File::open(path).and_then(|mut f| f.read_exact(&mut m)).is_ok() && corpus::is_compiled(&m)
+    }
+}
+
+impl Iterator for Source {
+    type Item = Result<Record, SourceError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_record().transpose()
+    }
+}

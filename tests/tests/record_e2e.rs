@@ -1,0 +1,128 @@
+//! End to end: `mmreplay record -- <small workload>` on the real tracefs, then `mmreplay stats`
+//! on the capture. Runs only as root with a writable tracefs (skips with a printed note
+//! otherwise); it must never leave tracefs changed, which it checks.
+use std::fs;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::Command;
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn tracefs_writable() -> bool {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(format!("{TRACEFS}/tracing_on"))
+        .is_ok()
+}
+
+/// The `mmreplay` binary of this build (the dev-dependency builds only the library).
+fn mmreplay_bin() -> PathBuf {
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "mmreplay", "--bin", "mmreplay"])
+        .status()
+        .expect("running cargo build");
+    assert!(st.success(), "cargo build -p mmreplay failed");
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/record_e2e-HASH -> target/<profile>/mmreplay
+    let bin = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .join("mmreplay");
+    assert!(bin.is_file(), "{} not built", bin.display());
+    bin
+}
+
+fn tracefs_state() -> Vec<String> {
+    [
+        "trace_clock",
+        "options/irq-info",
+        "options/record-tgid",
+        "events/exceptions/page_fault_user/enable",
+        "events/tlb/tlb_flush/enable",
+    ]
+    .iter()
+    .map(|f| fs::read_to_string(format!("{TRACEFS}/{f}")).unwrap_or_default())
+    .collect()
+}
+
+#[test]
+fn record_small_workload_then_stats() {
+    if !is_root() || !tracefs_writable() {
+        eprintln!("note: record_e2e skipped: needs root and a writable {TRACEFS}");
+        return;
+    }
+    let bin = mmreplay_bin();
+    let dir = std::env::temp_dir().join(format!("mmreplay-record-e2e-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("dd.trace.zst");
+    let before = tracefs_state();
+
+    // dd allocates a 4 MiB buffer and touches it: page faults of its own pid.
+    let o = Command::new(&bin)
+        .args(["record", "--buffer-kb", "16384", "-o"])
+        .arg(&out)
+        .args(["--", "dd", "if=/dev/zero", "of=/dev/null", "bs=4M", "count=4"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "record failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(tracefs_state(), before, "tracefs not restored");
+
+    let meta_path = dir.join("dd.trace.zst.meta.json");
+    let meta: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&meta_path).unwrap()).unwrap();
+    let pid = meta["workload_pid"].as_u64().expect("workload_pid");
+    assert_eq!(meta["command"][0], "dd");
+    assert_eq!(meta["trace_clock"], "local");
+    let enabled = meta["events_enabled"].as_array().unwrap();
+    assert!(enabled.iter().any(|e| e == "exceptions:page_fault_user"));
+
+    let mut text = String::new();
+    zstd::Decoder::new(fs::File::open(&out).unwrap())
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text.lines().count() as u64, meta["lines"].as_u64().unwrap());
+    // `   dd-1234   [001] ....`: the task column is `comm-pid`.
+    let tag = format!("-{pid} ");
+    let faults = text
+        .lines()
+        .filter(|l| l.contains(" page_fault_user: ") && l.contains(&tag))
+        .filter(|l| l.trim_start().starts_with("dd-"))
+        .count();
+    assert!(faults > 0, "no page_fault_user of dd (pid {pid}) in capture");
+    let total_faults = text.lines().filter(|l| l.contains(" page_fault_user: ")).count();
+
+    let o = Command::new(&bin)
+        .args(["stats", "--json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "stats failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stats: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        stats["events"]["page_fault_user"].as_u64(),
+        Some(total_faults as u64),
+        "stats disagrees with the text on page_fault_user"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
