@@ -69,8 +69,18 @@ impl Policy for AdPreserve {
 pub fn contract(mode: Mode, base: Base, mig_ad_supported: bool) -> Contract {
     let f = u64::from(mig_ad_supported);
     let rel = relations(&[
-        ("mig_restored_young", Rule::LessOrEqual, f, "mig_entries_removed"),
-        ("mig_restored_dirty", Rule::LessOrEqual, f, "mig_entries_removed"),
+        (
+            "mig_restored_young",
+            Rule::LessOrEqual,
+            f,
+            "mig_entries_removed",
+        ),
+        (
+            "mig_restored_dirty",
+            Rule::LessOrEqual,
+            f,
+            "mig_entries_removed",
+        ),
     ]);
     match mode {
         Mode::FreeRunning => Contract {
@@ -126,14 +136,23 @@ mod tests {
         };
         assert_eq!(
             AdPreserve::restore_bits(&on(true, true, true)),
-            MigAd { young: true, dirty: true }
+            MigAd {
+                young: true,
+                dirty: true
+            }
         );
         // Dirty only if the folio is dirty.
         assert_eq!(
             AdPreserve::restore_bits(&on(true, true, false)),
-            MigAd { young: true, dirty: false }
+            MigAd {
+                young: true,
+                dirty: false
+            }
         );
-        assert_eq!(AdPreserve::restore_bits(&on(false, false, true)), MigAd::default());
+        assert_eq!(
+            AdPreserve::restore_bits(&on(false, false, true)),
+            MigAd::default()
+        );
         // Unsupported layout: dropped like before.
         let mut off = on(true, true, true);
         off.mig_ad_supported = false;

@@ -50,8 +50,18 @@ impl Policy for BatchedUnshare {
 pub fn contract(mode: Mode) -> Contract {
     Contract {
         relations: relations(&[
-            ("ipi_sends_table_sync", Rule::LessOrEqual, 1, "unshare_flush_batches"),
-            ("ipi_sends_table_sync", Rule::LessOrEqual, 1, "pmd_full_unshares"),
+            (
+                "ipi_sends_table_sync",
+                Rule::LessOrEqual,
+                1,
+                "unshare_flush_batches",
+            ),
+            (
+                "ipi_sends_table_sync",
+                Rule::LessOrEqual,
+                1,
+                "pmd_full_unshares",
+            ),
         ]),
         candidate: "batched-unshare".into(),
         mode,

@@ -2,16 +2,16 @@
 //! unshare). Each decision point is delegated to the candidate that owns it; the others keep
 //! the reference behaviour. It must never add behaviour of its own.
 
-use mmreplay_reference::profile::Base;
 use mmreplay_reference::policy::{
     LazyfreeCheck, MigAd, MigEntryCtx, MigRestoreCtx, Policy, UnshareCtx, YoungPteCtx,
 };
+use mmreplay_reference::profile::Base;
 
 use crate::ad_preserve::AdPreserve;
-use crate::contract::{rules, Contract, Mode, Rule};
-use crate::{ad_preserve, batched_unshare, lookaround};
 use crate::batched_unshare::BatchedUnshare;
+use crate::contract::{rules, Contract, Mode, Rule};
 use crate::lookaround::LookAround;
+use crate::{ad_preserve, batched_unshare, lookaround};
 
 /// All candidates at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

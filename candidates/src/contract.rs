@@ -117,12 +117,16 @@ impl fmt::Display for Breach {
         if !self.key.is_empty() {
             write!(f, " [{}]", self.key)?;
         }
+        let rule = match self.rule {
+            Rule::GreaterOrEqualIfFolioDirty => {
+                "candidate >= reference only where the folio is dirty".to_string()
+            }
+            r => format!("candidate {} reference", r.symbol()),
+        };
         write!(
             f,
-            ": reference {}, candidate {} (contract: candidate {} reference)",
-            self.reference,
-            self.candidate,
-            self.rule.symbol()
+            ": reference {}, candidate {} (contract: {rule})",
+            self.reference, self.candidate
         )
     }
 }
@@ -177,7 +181,8 @@ pub fn glob(pattern: &str, s: &str) -> bool {
             },
         }
     }
-    p.get(pi..).is_some_and(|rest| rest.iter().all(|c| *c == b'*'))
+    p.get(pi..)
+        .is_some_and(|rest| rest.iter().all(|c| *c == b'*'))
 }
 
 /// The semantic tier (mm-semantics C.0) as field rules: VMAs, what user loads observe, folio
@@ -280,7 +285,9 @@ impl Contract {
                 _ => false,
             };
             if !ok {
-                let show = |v: Option<u64>| v.map_or_else(|| "unknown counter".to_string(), |v| v.to_string());
+                let show = |v: Option<u64>| {
+                    v.map_or_else(|| "unknown counter".to_string(), |v| v.to_string())
+                };
                 out.push(Breach {
                     subject: Subject::Relation,
                     field: format!("{} {} {} x {}", r.left, r.rule.symbol(), r.factor, r.right),
@@ -382,14 +389,20 @@ impl Contract {
                 Rule::Any => true,
                 Rule::Equal => false,
                 Rule::EqualWhereBoth => r.is_none() || c.is_none(),
-                Rule::LessOrEqual => matches!((&r, &c), (Some(Val::Num(a)), Some(Val::Num(b))) if b <= a),
-                Rule::GreaterOrEqual => matches!((&r, &c), (Some(Val::Num(a)), Some(Val::Num(b))) if b >= a),
+                Rule::LessOrEqual => {
+                    matches!((&r, &c), (Some(Val::Num(a)), Some(Val::Num(b))) if b <= a)
+                }
+                Rule::GreaterOrEqual => {
+                    matches!((&r, &c), (Some(Val::Num(a)), Some(Val::Num(b))) if b >= a)
+                }
                 Rule::GreaterOrEqualIfFolioDirty => match (&r, &c) {
                     (Some(Val::Num(a)), Some(Val::Num(b))) if b > a => {
                         // The candidate's PTE is dirty where the reference's is clean: allowed
                         // only if the folio it maps is dirty in the candidate.
                         match cv.facts.get(&("pte.folio", ent.clone())) {
-                            Some(Val::Num(id)) => u64::try_from(*id).is_ok_and(|id| cv.folio_is_dirty(id)),
+                            Some(Val::Num(id)) => {
+                                u64::try_from(*id).is_ok_and(|id| cv.folio_is_dirty(id))
+                            }
                             _ => false,
                         }
                     }
@@ -397,7 +410,10 @@ impl Contract {
                 },
             };
             if !ok {
-                let show = |v: &Option<Val>| v.as_ref().map_or_else(|| "absent".to_string(), |v| v.to_string());
+                let show = |v: &Option<Val>| {
+                    v.as_ref()
+                        .map_or_else(|| "absent".to_string(), |v| v.to_string())
+                };
                 out.push(Breach {
                     subject: Subject::Field,
                     field: class.to_string(),

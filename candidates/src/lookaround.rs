@@ -148,8 +148,18 @@ impl Policy for LookAround {
 /// per call (`lookaround_ptes_scanned <= window x lookaround_calls`).
 pub fn contract(mode: Mode, window: u32) -> Contract {
     let rel = relations(&[
-        ("gen_promote_lookaround", Rule::LessOrEqual, 1, "a_cleared_lookaround"),
-        ("lookaround_ptes_scanned", Rule::LessOrEqual, u64::from(window), "lookaround_calls"),
+        (
+            "gen_promote_lookaround",
+            Rule::LessOrEqual,
+            1,
+            "a_cleared_lookaround",
+        ),
+        (
+            "lookaround_ptes_scanned",
+            Rule::LessOrEqual,
+            u64::from(window),
+            "lookaround_calls",
+        ),
     ]);
     match mode {
         Mode::FreeRunning => Contract {

@@ -182,7 +182,9 @@ pub enum RegistryError {
         part: String,
     },
     /// Not an unsigned integer, or out of range.
-    #[error("bad value `{value}` for `{param}` in `{spec}` (expected an integer in {min}..={max})")]
+    #[error(
+        "bad value `{value}` for `{param}` in `{spec}` (expected an integer in {min}..={max})"
+    )]
     BadValue {
         /// Whole spec.
         spec: String,
@@ -251,12 +253,18 @@ impl PolicySpec {
 
 impl std::fmt::Debug for PolicyEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyEntry").field("name", &self.name).finish()
+        f.debug_struct("PolicyEntry")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
 fn known() -> String {
-    POLICIES.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+    POLICIES
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Parse one spec: `name` or `name:param=value,param=value`.
@@ -269,39 +277,45 @@ pub fn parse(spec: &str) -> Result<PolicySpec, RegistryError> {
     if name.is_empty() {
         return Err(RegistryError::Empty { known: known() });
     }
-    let entry = POLICIES
-        .iter()
-        .find(|p| p.name == name)
-        .ok_or_else(|| RegistryError::UnknownPolicy {
-            spec: spec.to_string(),
-            name: name.to_string(),
-            known: known(),
-        })?;
+    let entry =
+        POLICIES
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| RegistryError::UnknownPolicy {
+                spec: spec.to_string(),
+                name: name.to_string(),
+                known: known(),
+            })?;
     let mut given: BTreeMap<&'static str, u64> = BTreeMap::new();
     for part in rest.into_iter().flat_map(|r| r.split(',')) {
         let part = part.trim();
         if part.is_empty() {
             continue;
         }
-        let (k, v) = part.split_once('=').ok_or_else(|| RegistryError::Malformed {
-            spec: spec.to_string(),
-            part: part.to_string(),
-        })?;
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| RegistryError::Malformed {
+                spec: spec.to_string(),
+                part: part.to_string(),
+            })?;
         let (k, v) = (k.trim(), v.trim());
-        let def = entry
-            .params
-            .iter()
-            .find(|d| d.name == k)
-            .ok_or_else(|| RegistryError::UnknownParam {
+        let def = entry.params.iter().find(|d| d.name == k).ok_or_else(|| {
+            RegistryError::UnknownParam {
                 spec: spec.to_string(),
                 policy: entry.name.to_string(),
                 param: k.to_string(),
                 accepted: if entry.params.is_empty() {
                     "none".to_string()
                 } else {
-                    entry.params.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+                    entry
+                        .params
+                        .iter()
+                        .map(|d| d.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 },
-            })?;
+            }
+        })?;
         let bad = || RegistryError::BadValue {
             spec: spec.to_string(),
             param: k.to_string(),
@@ -368,31 +382,69 @@ mod tests {
         let p = parse("lookaround").map(|p| p.name().to_string());
         assert_eq!(p, Ok("lookaround".to_string()));
         let p = parse(" lookaround:window=32 ");
-        assert!(matches!(&p, Ok(s) if s.name() == "lookaround:window=32" && s.params().get("window") == 32));
+        assert!(
+            matches!(&p, Ok(s) if s.name() == "lookaround:window=32" && s.params().get("window") == 32)
+        );
         // Default value is not shown.
         let p = parse("lookaround:window=64");
         assert!(matches!(&p, Ok(s) if s.name() == "lookaround"));
-        for n in ["reference", "ad-preserve", "batched-unshare", "all", "all:window=8"] {
+        for n in [
+            "reference",
+            "ad-preserve",
+            "batched-unshare",
+            "all",
+            "all:window=8",
+        ] {
             assert!(parse(n).is_ok(), "{n}");
         }
     }
 
     #[test]
     fn clear_errors() {
-        let e = parse("lookarond").err().map(|e| e.to_string()).unwrap_or_default();
+        let e = parse("lookarond")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("unknown policy `lookarond`"), "{e}");
-        assert!(e.contains("reference, lookaround, ad-preserve, batched-unshare, all"), "{e}");
-        let e = parse("lookaround:win=3").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.contains("no parameter `win`") && e.contains("accepted: window"), "{e}");
-        let e = parse("lookaround:window=0").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.contains("bad value `0` for `window`") && e.contains("1..=512"), "{e}");
-        let e = parse("lookaround:window=x").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            e.contains("reference, lookaround, ad-preserve, batched-unshare, all"),
+            "{e}"
+        );
+        let e = parse("lookaround:win=3")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("no parameter `win`") && e.contains("accepted: window"),
+            "{e}"
+        );
+        let e = parse("lookaround:window=0")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("bad value `0` for `window`") && e.contains("1..=512"),
+            "{e}"
+        );
+        let e = parse("lookaround:window=x")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("bad value `x`"), "{e}");
-        let e = parse("lookaround:window").err().map(|e| e.to_string()).unwrap_or_default();
+        let e = parse("lookaround:window")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("malformed parameter `window`"), "{e}");
-        let e = parse("ad-preserve:window=3").err().map(|e| e.to_string()).unwrap_or_default();
+        let e = parse("ad-preserve:window=3")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("accepted: none"), "{e}");
-        let e = parse("lookaround:window=3,window=4").err().map(|e| e.to_string()).unwrap_or_default();
+        let e = parse("lookaround:window=3,window=4")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("given twice"), "{e}");
         assert!(matches!(parse(""), Err(RegistryError::Empty { .. })));
         assert!(matches!(

@@ -55,7 +55,7 @@ pub type FieldKey = (&'static str, String);
 pub struct FieldView {
     /// All facts.
     pub facts: BTreeMap<FieldKey, Val>,
-    /// Folio content and dirty state by folio key, for rules that look across entities.
+    /// PG_dirty by folio id, for rules that look across entities (`pte.dirty` vs its folio).
     pub folio_dirty: BTreeMap<u64, bool>,
 }
 
@@ -147,7 +147,11 @@ impl FieldView {
                 );
             }
             for t in &m.hugetlb_tables {
-                v.num("pmd_table.pt_share_count", &format!("{mk} {:#x}", t.va), t.pt_share_count);
+                v.num(
+                    "pmd_table.pt_share_count",
+                    &format!("{mk} {:#x}", t.va),
+                    t.pt_share_count,
+                );
             }
             for p in &m.ptes {
                 let k = format!("{mk} {:#x}", p.va);

@@ -42,8 +42,11 @@ perf script -i "$OUT/mmwork.perf.data" > "$OUT/mmwork.perf.script.txt"
 perf record -q -e "$PERF_EV" -o - /tmp/mmwork "${ROUNDS:-20}" > "$OUT/mmwork.pipe.perf.data"
 perf script -i - < "$OUT/mmwork.pipe.perf.data" > "$OUT/mmwork.pipe.perf.script.txt"
 
+# perf.data carries no kallsyms: keep the filtered copy of this boot for IPI classification.
+cp /tmp/paired.kallsyms "$OUT/mmwork.kallsyms"
+
 # Everything is stored zstd -19 compressed (the readers look through it).
 for f in mmwork.v7.dat mmwork.v6.dat mmwork.v7.report.txt mmwork.v6.report.txt mmwork.perf.data \
-  mmwork.perf.script.txt mmwork.pipe.perf.data mmwork.pipe.perf.script.txt; do
+  mmwork.perf.script.txt mmwork.pipe.perf.data mmwork.pipe.perf.script.txt mmwork.kallsyms; do
   zstd -q -19 -f --rm "$OUT/$f" -o "$OUT/$f.zst"
 done

@@ -46,6 +46,13 @@ fmt-pipe)
 	rec fmt-pipe --from pipe -- "$B/madv_mprotect" 40 ;;
 fmt-tgid)
 	rec fmt-tgid --tgid -- "$B/threads_shootdown" 40 ;;
+# Deliberately small buffers: real lost-event text for the parser.
+fmt-lost-pipe)
+	"$M" record --buffer-kb 64 --zstd-level "$LEVEL" --from pipe -o "$out/fmt-lost-pipe.trace.zst" \
+		-- "$B/madv_mprotect" 200 ;;
+fmt-overrun)
+	"$M" record --buffer-kb 64 --zstd-level "$LEVEL" -o "$out/fmt-overrun.trace.zst" \
+		-- "$B/madv_mprotect" 200 ;;
 fmt-follow)
 	# set_event_pid + event-fork: only the recorder, the workload and its children.
 	echo 600 > /proc/sys/vm/nr_hugepages
@@ -57,6 +64,6 @@ esac
 
 if [ "${1:-}" = all ]; then
 	set -- hugetlb-fork compaction reclaim-swap madv-mprotect threads-shootdown gcc-hello \
-		fmt-noirq fmt-pipe fmt-tgid fmt-follow
+		fmt-noirq fmt-pipe fmt-tgid fmt-follow fmt-lost-pipe fmt-overrun
 fi
 for n in "$@"; do cap "$n"; done

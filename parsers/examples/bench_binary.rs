@@ -21,20 +21,28 @@ fn best<F: FnMut() -> usize>(n: usize, mut f: F) -> (Duration, usize) {
 }
 
 fn main() {
-    let repeat: usize = std::env::var("REPEAT").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    println!("{:<28} {:>9} {:>12} {:>14} {:>12} {:>14} {:>8}", "file", "events", "tool ms", "tool ev/s", "ours ms", "ours ev/s", "speedup");
+    let repeat: usize = std::env::var("REPEAT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    println!(
+        "{:<28} {:>9} {:>12} {:>14} {:>12} {:>14} {:>8}",
+        "file", "events", "tool ms", "tool ev/s", "ours ms", "ours ev/s", "speedup"
+    );
     for p in std::env::args().skip(1) {
         let data = std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"));
-        let fmt = mmreplay_parsers::binary::sniff(&data).unwrap_or_else(|| panic!("{p}: not binary"));
+        let fmt =
+            mmreplay_parsers::binary::sniff(&data).unwrap_or_else(|| panic!("{p}: not binary"));
         let (ours, n) = best(repeat, || {
-            // Includes reading the file, as the tools do.
-            let d = std::fs::read(&p).unwrap();
-            let cap = mmreplay_parsers::binary::read_bytes(&d).unwrap_or_else(|e| panic!("{p}: {e}"));
+            // The crate's file entry point: maps the file (the tools read it too).
+            let cap = mmreplay_parsers::binary::read_path(Path::new(&p))
+                .unwrap_or_else(|e| panic!("{p}: {e}"));
             std::hint::black_box(&cap.records);
             cap.records.len()
         });
         let mut cmd = match fmt {
-            mmreplay_parsers::binary::BinaryFormat::PerfFile | mmreplay_parsers::binary::BinaryFormat::PerfPipe => {
+            mmreplay_parsers::binary::BinaryFormat::PerfFile
+            | mmreplay_parsers::binary::BinaryFormat::PerfPipe => {
                 let mut c = Command::new("perf");
                 c.args(["script", "-i", &p]);
                 c
@@ -46,7 +54,11 @@ fn main() {
             }
         };
         let (tool, _) = best(repeat, || {
-            let st = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("run tool");
+            let st = cmd
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("run tool");
             assert!(st.success(), "{cmd:?} failed");
             0
         });

@@ -40,7 +40,10 @@ unsafe impl GlobalAlloc for Counting {
 fn track(n: usize) {
     if n > LIMIT {
         // Small allocations for the message are fine (they do not come back here).
-        eprintln!("fuzz_binary: single allocation of {n} B (> 1 GiB) at\n{}", std::backtrace::Backtrace::force_capture());
+        eprintln!(
+            "fuzz_binary: single allocation of {n} B (> 1 GiB) at\n{}",
+            std::backtrace::Backtrace::force_capture()
+        );
         std::process::abort();
     }
     MAX_ONE.fetch_max(n, Relaxed);
@@ -60,33 +63,70 @@ impl Rng {
         self.0
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
 fn load_seeds() -> Vec<(String, Vec<u8>)> {
     let mut v = Vec::new();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/paired");
-    for name in ["mmwork.v6.dat.zst", "mmwork.v7.dat.zst", "mmwork.perf.data.zst", "mmwork.pipe.perf.data.zst"] {
+    for name in [
+        "mmwork.v6.dat.zst",
+        "mmwork.v7.dat.zst",
+        "mmwork.perf.data.zst",
+        "mmwork.pipe.perf.data.zst",
+    ] {
         let raw = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        v.push((name.to_string(), zstd::decode_all(&raw[..]).expect("seed decompresses")));
+        v.push((
+            name.to_string(),
+            zstd::decode_all(&raw[..]).expect("seed decompresses"),
+        ));
     }
     if let Some(sh) = std::env::var_os("MMREPLAY_SHARED_DIR") {
         let sh = std::path::PathBuf::from(sh).join("external");
-        for rel in ["ARM-software__lisa/tests/assets/sched_load/trace.dat", "awslabs__damo/tests/report/perf.data"] {
+        for rel in [
+            "ARM-software__lisa/tests/assets/sched_load/trace.dat",
+            "awslabs__damo/tests/report/perf.data",
+        ] {
             let p = sh.join(rel);
-            v.push((rel.to_string(), std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))));
+            v.push((
+                rel.to_string(),
+                std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+            ));
         }
     }
     v
 }
 
-const INTERESTING: [u64; 12] = [0, 1, 2, 4, 8, 16, 0xff, 0x1000, 0x7fff_ffff, 0xffff_ffff, 0x7fff_ffff_ffff_ffff, u64::MAX];
+const INTERESTING: [u64; 12] = [
+    0,
+    1,
+    2,
+    4,
+    8,
+    16,
+    0xff,
+    0x1000,
+    0x7fff_ffff,
+    0xffff_ffff,
+    0x7fff_ffff_ffff_ffff,
+    u64::MAX,
+];
 
 fn mutate(r: &mut Rng, seed: &[u8]) -> Vec<u8> {
     let mut m = seed.to_vec();
     // Headers and metadata live near the start, but page data and perf records matter too.
-    let pos = |r: &mut Rng, len: usize| if r.below(2) == 0 { r.below(len.min(65536)) } else { r.below(len) };
+    let pos = |r: &mut Rng, len: usize| {
+        if r.below(2) == 0 {
+            r.below(len.min(65536))
+        } else {
+            r.below(len)
+        }
+    };
     for _ in 0..1 + r.below(4) {
         let len = m.len();
         if len == 0 {
@@ -129,8 +169,14 @@ fn mutate(r: &mut Rng, seed: &[u8]) -> Vec<u8> {
 }
 
 fn main() {
-    let secs: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(60);
-    let seed: u64 = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(0x5eed_1234_abcd_0001);
+    let secs: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let seed: u64 = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_1234_abcd_0001);
     let seeds = load_seeds();
     std::panic::set_hook(Box::new(|_| {}));
     let mut r = Rng(seed | 1);
@@ -143,7 +189,9 @@ fn main() {
         let input = mutate(&mut r, &seeds[i].1);
         per_seed[i] += 1;
         runs += 1;
-        match std::panic::catch_unwind(|| mmreplay_parsers::binary::read_bytes(&input).map(|c| c.records.len())) {
+        match std::panic::catch_unwind(|| {
+            mmreplay_parsers::binary::read_bytes(&input).map(|c| c.records.len())
+        }) {
             Ok(Ok(_)) => ok += 1,
             Ok(Err(e)) => {
                 err += 1;
@@ -159,7 +207,10 @@ fn main() {
         }
         if last.elapsed() > Duration::from_secs(60) {
             last = Instant::now();
-            eprintln!("{:>5}s runs={runs} ok={ok} err={err} panics={panics}", start.elapsed().as_secs());
+            eprintln!(
+                "{:>5}s runs={runs} ok={ok} err={err} panics={panics}",
+                start.elapsed().as_secs()
+            );
         }
     }
     println!(

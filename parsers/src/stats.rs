@@ -137,6 +137,8 @@ pub struct StatsBuilder {
     filter: Filter,
     records: u64,
     events: [FxHashMap<Box<str>, u64>; 4],
+    /// Counts for CPUs below 4096 (a vector index, no hashing); others in `per_cpu`.
+    per_cpu_small: Vec<u64>,
     per_cpu: FxHashMap<u32, u64>,
     lost_markers: u64,
     lost_events: u64,
@@ -182,7 +184,16 @@ impl StatsBuilder {
                 }
             }
         }
-        *self.per_cpu.entry(r.cpu).or_insert(0) += 1;
+        match self.per_cpu_small.get_mut(r.cpu as usize) {
+            Some(c) => *c += 1,
+            None if r.cpu < 4096 => {
+                self.per_cpu_small.resize(r.cpu as usize + 1, 0);
+                if let Some(c) = self.per_cpu_small.get_mut(r.cpu as usize) {
+                    *c = 1;
+                }
+            }
+            None => *self.per_cpu.entry(r.cpu).or_insert(0) += 1,
+        }
         self.first_ts = Some(self.first_ts.map_or(r.ts_ns, |t| t.min(r.ts_ns)));
         self.last_ts = Some(self.last_ts.map_or(r.ts_ns, |t| t.max(r.ts_ns)));
         // Consecutive records usually share a pid: skip the hash lookup then.
@@ -274,7 +285,17 @@ impl StatsBuilder {
             format: format.to_string(),
             records: self.records,
             events,
-            events_per_cpu: self.per_cpu.into_iter().collect(),
+            events_per_cpu: self
+                .per_cpu
+                .into_iter()
+                .chain(
+                    self.per_cpu_small
+                        .iter()
+                        .enumerate()
+                        .map(|(c, n)| (c as u32, *n)),
+                )
+                .filter(|(_, n)| *n > 0)
+                .collect(),
             lost_markers: self.lost_markers,
             lost_events: self.lost_events,
             lost_markers_without_count: self.lost_unknown,

@@ -15,21 +15,43 @@ const PAGE: usize = 4096;
 #[derive(Default)]
 struct W(Vec<u8>);
 
+thread_local! {
+    /// Byte order of everything the builders write on this test's thread (trace.dat files are
+    /// in the recording kernel's order; big-endian ones come from PowerPC / s390 / ARM BE).
+    static BIG: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn big() -> bool {
+    BIG.with(|b| b.get())
+}
+
 impl W {
     fn u8(&mut self, v: u8) -> &mut Self {
         self.0.push(v);
         self
     }
     fn u16(&mut self, v: u16) -> &mut Self {
-        self.0.extend(v.to_le_bytes());
+        self.0.extend(if big() {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        });
         self
     }
     fn u32(&mut self, v: u32) -> &mut Self {
-        self.0.extend(v.to_le_bytes());
+        self.0.extend(if big() {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        });
         self
     }
     fn u64(&mut self, v: u64) -> &mut Self {
-        self.0.extend(v.to_le_bytes());
+        self.0.extend(if big() {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        });
         self
     }
     fn b(&mut self, v: &[u8]) -> &mut Self {
@@ -62,8 +84,14 @@ const KALLSYMS: &str =
     "c0101000 T flush_tlb_func\nc0102000 t on_each_cpu_cond_mask\nc0103000 T other_fn\n";
 const CMDLINES: &str = "42 worker\n7 init\n";
 
+/// Ring-buffer event header word: type_len in the low 5 bits on little-endian kernels, in the
+/// high 5 bits on big-endian ones (the C bitfield order follows the byte order).
 fn hdr(type_len: u32, delta: u32) -> u32 {
-    type_len | (delta << 5)
+    if big() {
+        (type_len << 27) | delta
+    } else {
+        type_len | (delta << 5)
+    }
 }
 
 /// Two CPU streams of one page each on a 32-bit kernel, and the records they must give.
@@ -193,7 +221,7 @@ fn build_v6_32() -> (Vec<u8>, Vec<Record>) {
     let mut w = W::default();
     w.b(b"\x17\x08\x44tracing")
         .cstr("6")
-        .u8(0)
+        .u8(u8::from(big()))
         .u8(4)
         .u32(PAGE as u32);
     metadata_v6(&mut w);
@@ -350,4 +378,14 @@ fn truncations_give_errors_with_offsets_not_panics() {
     bad[page0 + 8..page0 + 12].copy_from_slice(&5000u32.to_le_bytes());
     let e = read_bytes(&bad).unwrap_err().to_string();
     assert!(e.contains(&format!("byte {page0}")), "{e}");
+}
+
+#[test]
+fn v6_from_a_big_endian_32_bit_kernel() {
+    BIG.with(|b| b.set(true));
+    let (file, want) = build_v6_32();
+    BIG.with(|b| b.set(false));
+    assert_eq!(file.get(12), Some(&1), "endian byte says big");
+    let cap = read_bytes(&file).unwrap();
+    assert_eq!(cap.records, want);
 }

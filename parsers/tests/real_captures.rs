@@ -387,12 +387,63 @@ fn corpus_captures() {
             .count();
         assert_eq!(s.lost_markers, lost_lines as u64, "{}", p.display());
         assert_matches_independent(p, &s);
+        check_sidecar(p, &s);
         eprintln!(
             "{}: {} records, {} events kinds, span {} ns",
             p.display(),
             s.records,
             s.events.len(),
             s.time_span_ns
+        );
+    }
+}
+
+/// `mmreplay record` writes `<capture>.meta.json` next to each capture: its counts must agree.
+fn check_sidecar(p: &Path, s: &Stats) {
+    let meta_path = PathBuf::from(format!("{}.meta.json", p.display()));
+    let Ok(text) = std::fs::read_to_string(&meta_path) else {
+        return; // paired text files have no sidecar
+    };
+    let m: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", meta_path.display()));
+    let n = |k: &str| m.get(k).and_then(|v| v.as_u64());
+    let what = p.display();
+    if let Some(markers) = n("lost_markers") {
+        assert_eq!(s.lost_markers, markers, "{what}: lost markers");
+    }
+    if let Some(lost) = n("lost_events_in_markers") {
+        assert_eq!(s.lost_events, lost, "{what}: lost events");
+    }
+    if let Some(lines) = n("lines") {
+        let total = s.records + s.lost_markers + s.skipped_lines + s.unparsed_lines;
+        assert_eq!(total, lines, "{what}: every line accounted for");
+    }
+    // The `trace` file holds exactly the buffer's entries (no overwrite: entries == written).
+    if m.get("source").and_then(|v| v.as_str()) == Some("trace") {
+        if let (Some(inbuf), Some(written)) = (n("entries_in_buffer"), n("entries_written")) {
+            if inbuf == written {
+                assert_eq!(s.records, inbuf, "{what}: records vs entries-in-buffer");
+                if let Some(per_cpu) = m.get("per_cpu_stats").and_then(|v| v.as_object()) {
+                    for (cpu, st) in per_cpu {
+                        let c: u32 = cpu.trim_start_matches("cpu").parse().unwrap();
+                        let want = st.get("entries").and_then(|v| v.as_u64()).unwrap();
+                        assert_eq!(
+                            s.events_per_cpu.get(&c).copied().unwrap_or(0),
+                            want,
+                            "{what}: {cpu}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if m.get("record_tgid").and_then(|v| v.as_bool()) == Some(true) {
+        let rs = records(p);
+        let with = rs.iter().filter(|r| r.tgid.is_some()).count();
+        assert!(
+            with * 10 >= rs.len() * 9,
+            "{what}: record-tgid capture but only {with}/{} records have a tgid",
+            rs.len()
         );
     }
 }

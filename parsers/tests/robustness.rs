@@ -361,3 +361,35 @@ mod props {
         }
     }
 }
+
+/// Layout variants named in trace-formats.md §1.1/§1.4/§3.1 (synthetic lines in those layouts).
+#[test]
+fn layout_variants() {
+    // trace-cmd >= 3.3 prints latency flags; 5-wide pid; event padded to 20; plugin payloads.
+    let tc = "cpus=2\n          <idle>-0     [002] d..2.  2084.021659: sched_switch:         swapper/2:0 [120] R ==> kworker/2:1:2923 [120]\n           bash-1977  [001] ....  2084.021700: tlb_flush:            pages=1 reason=remote shootdown (1)\n";
+    let s = stats_of(tc.as_bytes().to_vec(), &Options::default()).unwrap();
+    assert_eq!(
+        (s.format.as_str(), s.records, s.unparsed_lines),
+        ("trace-cmd", 2, 0)
+    );
+    assert_eq!(s.tlb_flush_by_reason.get("remote shootdown"), Some(&1));
+    // perf script: pid/tid, --ns timestamps, 7-wide, comm with spaces, period column.
+    let perf = "  Web Content  4452/4460  [003] 100.000000001:   tlb:tlb_flush: pages:-1 reason:remote IPI send (4)\n perf 47118 [011] 51499.088689:          1 page-faults: \n\t    29ebc cmd_record (/usr/bin/perf)\n\n";
+    let r = records(perf.as_bytes().to_vec());
+    assert_eq!(r.len(), 2);
+    assert_eq!(
+        (r[0].pid, r[0].tgid, r[0].ts_ns),
+        (4460, Some(4452), 100_000_000_001)
+    );
+    assert_eq!(r[0].comm.as_bytes(), b"Web Content");
+    assert_eq!(r[1].event.name(), "page-faults");
+    // Kernel text without the irq-info column, with record-tgid, and a raw (x86-tsc) clock.
+    let k = "  a-1 (      1) [000] 123456789012: exit_mmap: mt_mod 0000, DESTROY\n  b-2 (-------) [001]   5.000001: exit_mmap: x\n";
+    let r = records(k.as_bytes().to_vec());
+    assert_eq!(
+        (r[0].tgid, r[1].tgid),
+        (None, Some(1)),
+        "time-ordered: raw 5000001000 ns first"
+    );
+    assert_eq!(r[1].ts_ns, 123_456_789_012);
+}

@@ -29,11 +29,12 @@ pub use engine::Engine;
 pub use invariant::{Invariant, Violation};
 pub use model::{Model, ModelError};
 pub use op::{
-    AccessKind, Cpu, FaultClass, FileId, FileKind, FileRef, FolioId, HoldId, MigrateTarget, MmId, Op,
-    OpOutcome,
+    AccessKind, Cpu, FaultClass, FileId, FileKind, FileRef, FolioId, HoldId, MigrateTarget, MmId,
+    Op, OpOutcome,
 };
 pub use policy::{
-    AgeSource, LazyfreeCheck, MigAd, MigEntryCtx, MigRestoreCtx, Policy, Reference, UnshareCtx, YoungPteCtx,
+    AgeSource, LazyfreeCheck, MigAd, MigEntryCtx, MigRestoreCtx, Policy, Reference, UnshareCtx,
+    YoungPteCtx,
 };
 pub use profile::{Base, CpumaskMode, KernelProfile};
 pub use snapshot::Snapshot;

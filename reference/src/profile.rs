@@ -40,8 +40,8 @@ pub struct KernelProfile {
     pub cpumask_mode: CpumaskMode,
     /// `fault_around_bytes / PAGE_SIZE` (default 16).
     pub fault_around_pages: u32,
-    /// Modelled TLB entries per CPU (a small fully associative TLB with round-robin
-    /// replacement; the real STLB is larger, but only staleness matters here).
+    /// Modelled TLB entries per CPU, rounded up to a power of two (a direct-mapped TLB; the
+    /// real STLB is larger and set-associative, but only staleness matters here).
     pub tlb_entries: u32,
     /// `tlb_single_page_flush_ceiling` (33 on x86).
     pub flush_ceiling_pages: u64,
@@ -59,7 +59,7 @@ impl Default for KernelProfile {
             rcu_table_free: true,
             cpumask_mode: CpumaskMode::ClearOnSwitch,
             fault_around_pages: 16,
-            tlb_entries: 64,
+            tlb_entries: 256,
             flush_ceiling_pages: 33,
             full_check_every: 0,
         }

@@ -213,7 +213,11 @@ impl Snapshot {
                 writeln!(w)?;
             }
             for t in &m.hugetlb_tables {
-                writeln!(w, "mm{id} pmd_table {:#x} pt_share_count={}", t.va, t.pt_share_count)?;
+                writeln!(
+                    w,
+                    "mm{id} pmd_table {:#x} pt_share_count={}",
+                    t.va, t.pt_share_count
+                )?;
             }
             for p in &m.ptes {
                 let h = if p.huge { " huge" } else { "" };

@@ -4,7 +4,9 @@
 
 use proptest::prelude::*;
 
-use crate::op::{map, prot, AccessKind, FileId, FileKind, FileRef, HoldId, MigrateTarget, MmId, Op};
+use crate::op::{
+    map, prot, AccessKind, FileId, FileKind, FileRef, HoldId, MigrateTarget, MmId, Op,
+};
 
 /// Base of the address window the generator uses (1 GiB aligned).
 pub const BASE: u64 = 0x4000_0000;
@@ -24,7 +26,10 @@ pub struct GenConfig {
 
 impl Default for GenConfig {
     fn default() -> Self {
-        GenConfig { nr_cpus: 4, max_mms: 4 }
+        GenConfig {
+            nr_cpus: 4,
+            max_mms: 4,
+        }
     }
 }
 
@@ -188,7 +193,11 @@ pub fn lower_choices(cfg: GenConfig, choices: &[Choice]) -> Vec<Op> {
     let mut next_mm = 2u32;
     let mut holds: Vec<u64> = Vec::new();
     let mut next_hold = 1u64;
-    ops.push(Op::Exec { cpu: 0, old: None, new: MmId(1) });
+    ops.push(Op::Exec {
+        cpu: 0,
+        old: None,
+        new: MmId(1),
+    });
     let pick = |live: &Vec<u32>, i: u8| -> Option<MmId> {
         if live.is_empty() {
             None
@@ -198,12 +207,23 @@ pub fn lower_choices(cfg: GenConfig, choices: &[Choice]) -> Vec<Op> {
     };
     for c in choices {
         if live.is_empty() {
-            ops.push(Op::Exec { cpu: 0, old: None, new: MmId(next_mm) });
+            ops.push(Op::Exec {
+                cpu: 0,
+                old: None,
+                new: MmId(next_mm),
+            });
             live.push(next_mm);
             next_mm += 1;
         }
         match *c {
-            Choice::Touch { mm, cpu, slot, page, kind, fault } => {
+            Choice::Touch {
+                mm,
+                cpu,
+                slot,
+                page,
+                kind,
+                fault,
+            } => {
                 let Some(mm) = pick(&live, mm) else { continue };
                 let kind = match kind {
                     0 => AccessKind::Read,
@@ -212,16 +232,39 @@ pub fn lower_choices(cfg: GenConfig, choices: &[Choice]) -> Vec<Op> {
                 };
                 let cpu = u32::from(cpu) % nr_cpus;
                 let va = slot_addr(slot, page);
-                ops.push(if fault { Op::Fault { cpu, mm, va, kind } } else { Op::Access { cpu, mm, va, kind } });
+                ops.push(if fault {
+                    Op::Fault { cpu, mm, va, kind }
+                } else {
+                    Op::Access { cpu, mm, va, kind }
+                });
             }
-            Choice::Map { mm, slot, flavour, write } => {
+            Choice::Map {
+                mm,
+                slot,
+                flavour,
+                write,
+            } => {
                 let Some(mm) = pick(&live, mm) else { continue };
-                let p = prot::READ | if write { prot::WRITE } else { 0 } | if flavour == 0 { prot::EXEC } else { 0 };
+                let p = prot::READ
+                    | if write { prot::WRITE } else { 0 }
+                    | if flavour == 0 { prot::EXEC } else { 0 };
                 let (flags, file) = match flavour {
                     0 => (map::PRIVATE | map::ANONYMOUS, None),
                     1 => (map::SHARED | map::ANONYMOUS, None),
-                    2 => (map::PRIVATE, Some(FileRef { id: FileId(u64::from(slot) % 3), kind: FileKind::Regular })),
-                    _ => (map::SHARED, Some(FileRef { id: FileId(u64::from(slot) % 3), kind: FileKind::Regular })),
+                    2 => (
+                        map::PRIVATE,
+                        Some(FileRef {
+                            id: FileId(u64::from(slot) % 3),
+                            kind: FileKind::Regular,
+                        }),
+                    ),
+                    _ => (
+                        map::SHARED,
+                        Some(FileRef {
+                            id: FileId(u64::from(slot) % 3),
+                            kind: FileKind::Regular,
+                        }),
+                    ),
                 };
                 ops.push(Op::Mmap {
                     cpu: 0,
@@ -236,28 +279,63 @@ pub fn lower_choices(cfg: GenConfig, choices: &[Choice]) -> Vec<Op> {
             }
             Choice::Unmap { mm, slot, page, n } => {
                 let Some(mm) = pick(&live, mm) else { continue };
-                ops.push(Op::Munmap { cpu: 1 % nr_cpus, mm, addr: slot_addr(slot, page), len: u64::from(n) * 4096 });
+                ops.push(Op::Munmap {
+                    cpu: 1 % nr_cpus,
+                    mm,
+                    addr: slot_addr(slot, page),
+                    len: u64::from(n) * 4096,
+                });
             }
-            Choice::Protect { mm, slot, page, n, p } => {
+            Choice::Protect {
+                mm,
+                slot,
+                page,
+                n,
+                p,
+            } => {
                 let Some(mm) = pick(&live, mm) else { continue };
                 let prot = match p {
                     0 => prot::READ,
                     1 => prot::READ | prot::WRITE,
                     _ => 0,
                 };
-                ops.push(Op::Mprotect { cpu: 0, mm, addr: slot_addr(slot, page), len: u64::from(n) * 4096, prot });
+                ops.push(Op::Mprotect {
+                    cpu: 0,
+                    mm,
+                    addr: slot_addr(slot, page),
+                    len: u64::from(n) * 4096,
+                    prot,
+                });
             }
-            Choice::Advise { mm, slot, page, n, a } => {
+            Choice::Advise {
+                mm,
+                slot,
+                page,
+                n,
+                a,
+            } => {
                 let Some(mm) = pick(&live, mm) else { continue };
                 let advice = [4, 8, 20, 21][usize::from(a % 4)];
-                ops.push(Op::Madvise { cpu: 0, mm, addr: slot_addr(slot, page), len: u64::from(n) * 4096, advice });
+                ops.push(Op::Madvise {
+                    cpu: 0,
+                    mm,
+                    addr: slot_addr(slot, page),
+                    len: u64::from(n) * 4096,
+                    advice,
+                });
             }
             Choice::Fork { mm } => {
                 if live.len() as u32 >= cfg.max_mms {
                     continue;
                 }
-                let Some(parent) = pick(&live, mm) else { continue };
-                ops.push(Op::Fork { cpu: 0, parent, child: MmId(next_mm) });
+                let Some(parent) = pick(&live, mm) else {
+                    continue;
+                };
+                ops.push(Op::Fork {
+                    cpu: 0,
+                    parent,
+                    child: MmId(next_mm),
+                });
                 live.push(next_mm);
                 next_mm += 1;
             }
@@ -267,7 +345,10 @@ pub fn lower_choices(cfg: GenConfig, choices: &[Choice]) -> Vec<Op> {
                 }
                 let i = usize::from(mm) % live.len();
                 let id = live.remove(i);
-                ops.push(Op::Exit { cpu: 0, mm: MmId(id) });
+                ops.push(Op::Exit {
+                    cpu: 0,
+                    mm: MmId(id),
+                });
             }
             Choice::Switch { cpu, mm } => {
                 let cpu = u32::from(cpu) % nr_cpus;
@@ -276,19 +357,44 @@ pub fn lower_choices(cfg: GenConfig, choices: &[Choice]) -> Vec<Op> {
             }
             Choice::Migrate { mm, slot, page } => {
                 let Some(mm) = pick(&live, mm) else { continue };
-                ops.push(Op::Migrate { cpu: 1 % nr_cpus, target: MigrateTarget::Va { mm, va: slot_addr(slot, page) } });
+                ops.push(Op::Migrate {
+                    cpu: 1 % nr_cpus,
+                    target: MigrateTarget::Va {
+                        mm,
+                        va: slot_addr(slot, page),
+                    },
+                });
             }
-            Choice::Reclaim { n } => ops.push(Op::Reclaim { cpu: (nr_cpus - 1), nr_to_reclaim: u32::from(n) }),
-            Choice::Hold { mm, slot, page, pin } => {
+            Choice::Reclaim { n } => ops.push(Op::Reclaim {
+                cpu: (nr_cpus - 1),
+                nr_to_reclaim: u32::from(n),
+            }),
+            Choice::Hold {
+                mm,
+                slot,
+                page,
+                pin,
+            } => {
                 let Some(mm) = pick(&live, mm) else { continue };
                 let hold = HoldId(next_hold);
                 next_hold += 1;
                 holds.push(hold.0);
                 let va = slot_addr(slot, page);
                 ops.push(if pin {
-                    Op::Pin { cpu: 0, mm, va, write: false, hold }
+                    Op::Pin {
+                        cpu: 0,
+                        mm,
+                        va,
+                        write: false,
+                        hold,
+                    }
                 } else {
-                    Op::GetRef { cpu: 0, mm, va, hold }
+                    Op::GetRef {
+                        cpu: 0,
+                        mm,
+                        va,
+                        hold,
+                    }
                 });
             }
             Choice::Release { write } => {
@@ -328,7 +434,8 @@ pub fn arb_ops(max_len: usize) -> impl Strategy<Value = Vec<Op>> {
 
 /// Strategy with an explicit config.
 pub fn arb_ops_with(cfg: GenConfig, max_len: usize) -> impl Strategy<Value = Vec<Op>> {
-    proptest::collection::vec(choice(), 0..max_len.max(1)).prop_map(move |cs| lower_choices(cfg, &cs))
+    proptest::collection::vec(choice(), 0..max_len.max(1))
+        .prop_map(move |cs| lower_choices(cfg, &cs))
 }
 
 /// Deterministic pseudo-random op sequence (no proptest runner), for benchmarks.
@@ -355,23 +462,134 @@ pub fn random_ops(cfg: GenConfig, n: usize, seed: u64) -> Vec<Op> {
                 fault: false,
             }
         } else if sel < 88 {
-            Choice::Map { mm: b(8), slot: b(16) % SLOTS as u8, flavour: b(24) % 4, write: true }
+            Choice::Map {
+                mm: b(8),
+                slot: b(16) % SLOTS as u8,
+                flavour: b(24) % 4,
+                write: true,
+            }
         } else if sel < 90 {
-            Choice::Unmap { mm: b(8), slot: b(16) % SLOTS as u8, page: b(24) % SLOT_PAGES as u8, n: 1 + b(32) % 16 }
+            Choice::Unmap {
+                mm: b(8),
+                slot: b(16) % SLOTS as u8,
+                page: b(24) % SLOT_PAGES as u8,
+                n: 1 + b(32) % 16,
+            }
         } else if sel < 93 {
-            Choice::Switch { cpu: b(8), mm: b(16) }
+            Choice::Switch {
+                cpu: b(8),
+                mm: b(16),
+            }
         } else if sel < 95 {
-            Choice::Advise { mm: b(8), slot: b(16) % SLOTS as u8, page: b(24) % SLOT_PAGES as u8, n: 1 + b(32) % 16, a: b(40) % 4 }
+            Choice::Advise {
+                mm: b(8),
+                slot: b(16) % SLOTS as u8,
+                page: b(24) % SLOT_PAGES as u8,
+                n: 1 + b(32) % 16,
+                a: b(40) % 4,
+            }
         } else if sel < 96 {
             Choice::Fork { mm: b(8) }
         } else if sel < 97 {
             Choice::Exit { mm: b(8) }
         } else if sel < 98 {
-            Choice::Migrate { mm: b(8), slot: b(16) % SLOTS as u8, page: b(24) % SLOT_PAGES as u8 }
+            Choice::Migrate {
+                mm: b(8),
+                slot: b(16) % SLOTS as u8,
+                page: b(24) % SLOT_PAGES as u8,
+            }
         } else if sel < 99 {
             Choice::Reclaim { n: 1 + b(8) % 32 }
         } else {
-            Choice::Protect { mm: b(8), slot: b(16) % SLOTS as u8, page: b(24) % SLOT_PAGES as u8, n: 1 + b(32) % 16, p: b(40) % 2 }
+            Choice::Protect {
+                mm: b(8),
+                slot: b(16) % SLOTS as u8,
+                page: b(24) % SLOT_PAGES as u8,
+                n: 1 + b(32) % 16,
+                p: b(40) % 2,
+            }
+        };
+        choices.push(c);
+    }
+    lower_choices(cfg, &choices)
+}
+
+/// Deterministic access-heavy op sequence with locality, closer to a replayed trace: each CPU
+/// mostly keeps running one mm and touches a small working set of its pages (so most accesses
+/// hit the TLB or fault on a page nearby); the rest of the mix is the same kinds as
+/// `random_ops` at low rates.
+pub fn random_ops_local(cfg: GenConfig, n: usize, seed: u64) -> Vec<Op> {
+    let nr_cpus = cfg.nr_cpus.max(1);
+    let mut s = seed | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let mut choices = Vec::with_capacity(n);
+    // Every mm starts with all slots mapped anon (flavour 0) so accesses mostly succeed.
+    for mm in 0..cfg.max_mms as u8 {
+        for slot in 0..SLOTS as u8 {
+            choices.push(Choice::Map {
+                mm,
+                slot,
+                flavour: if slot % 4 == 3 { 2 } else { 0 },
+                write: true,
+            });
+        }
+    }
+    for _ in 1..cfg.max_mms {
+        choices.push(Choice::Fork { mm: 0 });
+    }
+    let mut running: Vec<u8> = (0..nr_cpus as u8).collect();
+    for _ in 0..n {
+        let r = next();
+        let b = |k: u32| ((r >> k) & 0xff) as u8;
+        let sel = r % 1000;
+        let c = if sel < 970 {
+            let cpu = b(8) % nr_cpus as u8;
+            let mm = running.get(usize::from(cpu)).copied().unwrap_or(0);
+            // Working set: 2 slots x 16 pages per mm.
+            Choice::Touch {
+                mm,
+                cpu,
+                slot: (mm % 4) * 2 + b(16) % 2,
+                page: b(24) % 16,
+                kind: u8::from(b(32) % 4 == 0),
+                fault: false,
+            }
+        } else if sel < 990 {
+            let cpu = b(8) % nr_cpus as u8;
+            let mm = b(16);
+            if let Some(x) = running.get_mut(usize::from(cpu)) {
+                *x = mm;
+            }
+            Choice::Switch { cpu, mm }
+        } else if sel < 994 {
+            Choice::Advise {
+                mm: b(8),
+                slot: b(16) % SLOTS as u8,
+                page: b(24) % SLOT_PAGES as u8,
+                n: 1 + b(32) % 8,
+                a: 2,
+            }
+        } else if sel < 996 {
+            Choice::Migrate {
+                mm: b(8),
+                slot: b(16) % SLOTS as u8,
+                page: b(24) % 16,
+            }
+        } else if sel < 998 {
+            Choice::Protect {
+                mm: b(8),
+                slot: b(16) % SLOTS as u8,
+                page: b(24) % 16,
+                n: 1 + b(32) % 4,
+                p: 1,
+            }
+        } else {
+            Choice::Reclaim { n: 1 + b(8) % 8 }
         };
         choices.push(c);
     }

@@ -26,7 +26,7 @@ fn profile() -> KernelProfile {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
 
     #[test]
     fn reference_never_violates(ops in arb_ops_with(GenConfig { nr_cpus: 4, max_mms: 4 }, 200)) {
@@ -64,6 +64,164 @@ proptest! {
             ..KernelProfile::default()
         };
         let m = run(&ops, &p);
+        prop_assert!(m.violations().is_empty(), "violations: {:#?}", m.violations());
+    }
+}
+
+/// Arbitrary (mostly invalid) ops: the model must never panic, and every op advances `steps`.
+fn wild_op() -> impl Strategy<Value = Op> {
+    use mmreplay_reference::{AccessKind, FileId, FileKind, FileRef, HoldId, MigrateTarget, MmId};
+    let mm = (0u32..4).prop_map(MmId);
+    let cpu = 0u32..6;
+    let va = prop_oneof![
+        any::<u64>(),
+        (0u64..0x4000).prop_map(|p| 0x4000_0000 + p * 4096),
+        Just(u64::MAX)
+    ];
+    let len = prop_oneof![
+        any::<u64>(),
+        (0u64..600).prop_map(|p| p * 4096),
+        Just(1u64 << 31)
+    ];
+    let kind = prop_oneof![
+        Just(AccessKind::Read),
+        Just(AccessKind::Write),
+        Just(AccessKind::Exec)
+    ];
+    let fkind = prop_oneof![
+        Just(FileKind::Regular),
+        Just(FileKind::Shmem),
+        Just(FileKind::Hugetlbfs)
+    ];
+    let file = proptest::option::of((0u64..3, fkind).prop_map(|(i, k)| FileRef {
+        id: FileId(i),
+        kind: k,
+    }));
+    prop_oneof![
+        (cpu.clone(), mm.clone(), va.clone(), kind.clone())
+            .prop_map(|(cpu, mm, va, kind)| Op::Fault { cpu, mm, va, kind }),
+        (cpu.clone(), mm.clone(), va.clone(), kind).prop_map(|(cpu, mm, va, kind)| Op::Access {
+            cpu,
+            mm,
+            va,
+            kind
+        }),
+        (cpu.clone(), mm.clone(), mm.clone()).prop_map(|(cpu, parent, child)| Op::Fork {
+            cpu,
+            parent,
+            child
+        }),
+        (cpu.clone(), proptest::option::of(mm.clone()), mm.clone())
+            .prop_map(|(cpu, old, new)| Op::Exec { cpu, old, new }),
+        (cpu.clone(), mm.clone()).prop_map(|(cpu, mm)| Op::Exit { cpu, mm }),
+        (
+            cpu.clone(),
+            mm.clone(),
+            va.clone(),
+            len.clone(),
+            0u32..8,
+            any::<u32>(),
+            file,
+            any::<u64>()
+        )
+            .prop_map(|(cpu, mm, addr, len, prot, flags, file, pgoff)| Op::Mmap {
+                cpu,
+                mm,
+                addr,
+                len,
+                prot,
+                flags,
+                file,
+                pgoff
+            }),
+        (cpu.clone(), mm.clone(), va.clone(), len.clone())
+            .prop_map(|(cpu, mm, addr, len)| Op::Munmap { cpu, mm, addr, len }),
+        (
+            cpu.clone(),
+            mm.clone(),
+            va.clone(),
+            len.clone(),
+            va.clone(),
+            len.clone()
+        )
+            .prop_map(
+                |(cpu, mm, old_addr, old_len, new_addr, new_len)| Op::Mremap {
+                    cpu,
+                    mm,
+                    old_addr,
+                    old_len,
+                    new_addr,
+                    new_len
+                }
+            ),
+        (cpu.clone(), mm.clone(), va.clone()).prop_map(|(cpu, mm, brk)| Op::Brk { cpu, mm, brk }),
+        (cpu.clone(), mm.clone(), va.clone(), len.clone(), 0u32..8).prop_map(
+            |(cpu, mm, addr, len, prot)| Op::Mprotect {
+                cpu,
+                mm,
+                addr,
+                len,
+                prot
+            }
+        ),
+        (cpu.clone(), mm.clone(), va.clone(), len.clone(), 0u32..25).prop_map(
+            |(cpu, mm, addr, len, advice)| Op::Madvise {
+                cpu,
+                mm,
+                addr,
+                len,
+                advice
+            }
+        ),
+        (cpu.clone(), proptest::option::of(mm.clone()))
+            .prop_map(|(cpu, next)| Op::Switch { cpu, next }),
+        (cpu.clone(), mm.clone(), va.clone()).prop_map(|(cpu, mm, va)| Op::Migrate {
+            cpu,
+            target: MigrateTarget::Va { mm, va }
+        }),
+        (cpu.clone(), any::<u64>()).prop_map(|(cpu, p)| Op::Migrate {
+            cpu,
+            target: MigrateTarget::Pfn(p % 0x10_0100)
+        }),
+        (cpu.clone(), 0u32..100).prop_map(|(cpu, n)| Op::Reclaim {
+            cpu,
+            nr_to_reclaim: n
+        }),
+        (cpu.clone(), mm.clone(), va.clone(), any::<bool>(), 0u64..4).prop_map(
+            |(cpu, mm, va, write, h)| Op::Pin {
+                cpu,
+                mm,
+                va,
+                write,
+                hold: HoldId(h)
+            }
+        ),
+        (cpu, mm, va, 0u64..4).prop_map(|(cpu, mm, va, h)| Op::GetRef {
+            cpu,
+            mm,
+            va,
+            hold: HoldId(h)
+        }),
+        (0u64..4).prop_map(|h| Op::Unpin { hold: HoldId(h) }),
+        (0u64..4, any::<bool>()).prop_map(|(h, write)| Op::PutRef {
+            hold: HoldId(h),
+            write
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_ops_never_panic(ops in proptest::collection::vec(wild_op(), 0..80)) {
+        let mut m = Model::new(KernelProfile { nr_cpus: 4, full_check_every: 1, ..KernelProfile::default() }, Reference);
+        for op in &ops {
+            let _ = m.apply(op);
+        }
+        m.finish();
+        prop_assert_eq!(m.steps(), ops.len() as u64);
+        // Garbage in must not corrupt accounting either.
         prop_assert!(m.violations().is_empty(), "violations: {:#?}", m.violations());
     }
 }

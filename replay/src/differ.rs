@@ -51,7 +51,10 @@ impl Verdict {
             Outcome::NotComparable { .. } => "not_comparable",
             _ if !self.breaches.is_empty() => "contract_breach",
             Outcome::Same => "same",
-            Outcome::Diverged { allowed_by_contract: false, .. } => "contract_breach",
+            Outcome::Diverged {
+                allowed_by_contract: false,
+                ..
+            } => "contract_breach",
             Outcome::Diverged { .. } => "diverged_within_contract",
         }
     }
@@ -59,7 +62,11 @@ impl Verdict {
 
 /// The first differing fact between two snapshots, as (field, reference, candidate), and
 /// whether the contract allows every difference between them.
-pub fn first_difference(contract: &Contract, a: &Snapshot, b: &Snapshot) -> Option<(String, String, String, bool)> {
+pub fn first_difference(
+    contract: &Contract,
+    a: &Snapshot,
+    b: &Snapshot,
+) -> Option<(String, String, String, bool)> {
     let rv = FieldView::of(a);
     let cv = FieldView::of(b);
     let allowed = contract.check_views(&rv, &cv).is_empty();
@@ -79,7 +86,12 @@ pub fn first_difference(contract: &Contract, a: &Snapshot, b: &Snapshot) -> Opti
         }
     }
     let k = keys.into_iter().min()?;
-    Some((format!("{} [{}]", k.0, k.1), show(rv.facts.get(k)), show(cv.facts.get(k)), allowed))
+    Some((
+        format!("{} [{}]", k.0, k.1),
+        show(rv.facts.get(k)),
+        show(cv.facts.get(k)),
+        allowed,
+    ))
 }
 
 /// The first checkpoint index at which two runs' state hashes differ (or the number of
@@ -91,7 +103,8 @@ pub fn first_diverging_window(a: &PolicyRun, b: &PolicyRun) -> Option<usize> {
             return Some(i);
         }
     }
-    (a.snapshot_hash != b.snapshot_hash || a.checkpoints.len() != b.checkpoints.len()).then_some(common)
+    (a.snapshot_hash != b.snapshot_hash || a.checkpoints.len() != b.checkpoints.len())
+        .then_some(common)
 }
 
 /// Compare a candidate with the reference on final state and counters. `step` is the located
@@ -106,7 +119,9 @@ pub fn compare(
     let Some(contract) = contract else {
         return Verdict {
             candidate: name.clone(),
-            outcome: Outcome::NotComparable { reason: format!("no contract known for {name:?}") },
+            outcome: Outcome::NotComparable {
+                reason: format!("no contract known for {name:?}"),
+            },
             breaches: Vec::new(),
         };
     };
@@ -123,18 +138,37 @@ pub fn compare(
         };
     }
     let breaches = contract.check(
-        Observed { counters: &reference.counters, snapshot: &reference.snapshot },
-        Observed { counters: &candidate.counters, snapshot: &candidate.snapshot },
+        Observed {
+            counters: &reference.counters,
+            snapshot: &reference.snapshot,
+        },
+        Observed {
+            counters: &candidate.counters,
+            snapshot: &candidate.snapshot,
+        },
     );
-    let states_differ = reference.snapshot_hash != candidate.snapshot_hash || reference.checkpoints != candidate.checkpoints;
+    let states_differ = reference.snapshot_hash != candidate.snapshot_hash
+        || reference.checkpoints != candidate.checkpoints;
     let outcome = if let Some((s, a, b)) = step {
         match first_difference(contract, a, b) {
-            Some((field, r, c, allowed)) => Outcome::Diverged { first_step: Some(s), field, reference: r, candidate: c, allowed_by_contract: allowed },
+            Some((field, r, c, allowed)) => Outcome::Diverged {
+                first_step: Some(s),
+                field,
+                reference: r,
+                candidate: c,
+                allowed_by_contract: allowed,
+            },
             None => Outcome::Same,
         }
     } else if states_differ {
         match first_difference(contract, &reference.snapshot, &candidate.snapshot) {
-            Some((field, r, c, allowed)) => Outcome::Diverged { first_step: None, field, reference: r, candidate: c, allowed_by_contract: allowed },
+            Some((field, r, c, allowed)) => Outcome::Diverged {
+                first_step: None,
+                field,
+                reference: r,
+                candidate: c,
+                allowed_by_contract: allowed,
+            },
             // Equal at the end but not at some checkpoint, and the window was not re-run.
             None => Outcome::Diverged {
                 first_step: None,
@@ -162,12 +196,18 @@ pub fn compare(
                 field: format!("counter {n}"),
                 reference: r.to_string(),
                 candidate: c.to_string(),
-                allowed_by_contract: contract.check_counters(&reference.counters, &candidate.counters).is_empty(),
+                allowed_by_contract: contract
+                    .check_counters(&reference.counters, &candidate.counters)
+                    .is_empty(),
             }
         }
         o => o,
     };
-    Verdict { candidate: name, outcome, breaches }
+    Verdict {
+        candidate: name,
+        outcome,
+        breaches,
+    }
 }
 
 /// Unified diff (context 3) of two canonical texts: the first differing region only, at most
@@ -211,11 +251,24 @@ mod tests {
     #[test]
     fn diff_is_trimmed_with_note() {
         let a: String = (0..200).map(|i| format!("line {i}\n")).collect();
-        let b: String = (0..200).map(|i| if i % 2 == 0 { format!("line {i}\n") } else { format!("LINE {i}\n") }).collect();
+        let b: String = (0..200)
+            .map(|i| {
+                if i % 2 == 0 {
+                    format!("line {i}\n")
+                } else {
+                    format!("LINE {i}\n")
+                }
+            })
+            .collect();
         let d = unified_diff(&a, &b, "reference", "candidate");
         let lines: Vec<&str> = d.lines().collect();
         assert_eq!(lines.len(), MAX_DIFF_LINES + 1, "{d}");
-        assert!(lines.last().is_some_and(|l| l.starts_with("... ") && l.ends_with(" more lines")), "{d}");
+        assert!(
+            lines
+                .last()
+                .is_some_and(|l| l.starts_with("... ") && l.ends_with(" more lines")),
+            "{d}"
+        );
         assert!(d.starts_with("--- reference\n+++ candidate\n@@"));
     }
 

@@ -10,13 +10,13 @@
 use std::collections::BTreeMap;
 
 use mmreplay_candidates::BoxedEngine;
-use mmreplay_reference::Engine;
 use mmreplay_parsers::record::Record;
 use mmreplay_reference::counters::Counters;
 use mmreplay_reference::invariant::Violation;
 use mmreplay_reference::model::ModelError;
 use mmreplay_reference::op::{Op, OpOutcome};
 use mmreplay_reference::snapshot::Snapshot;
+use mmreplay_reference::Engine;
 use rayon::prelude::*;
 
 use crate::lower::{LowerOptions, LowerStats, Lowering};
@@ -34,7 +34,11 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { hash_every: 1024, chunk_ops: 32 * 1024, parallel: true }
+        EngineConfig {
+            hash_every: 1024,
+            chunk_ops: 32 * 1024,
+            parallel: true,
+        }
     }
 }
 
@@ -96,11 +100,31 @@ impl Slot {
     fn apply_chunk(&mut self, ops: &[Op], hash_every: u64) {
         for op in ops {
             match self.engine.apply(op) {
-                Ok(OpOutcome::Segv) => *self.outcomes.entry(format!("{}_segv", op.name())).or_insert(0) += 1,
-                Ok(OpOutcome::Ignored) => *self.outcomes.entry(format!("{}_ignored", op.name())).or_insert(0) += 1,
-                Ok(OpOutcome::MigrationAborted) => *self.outcomes.entry("migration_aborted".to_string()).or_insert(0) += 1,
+                Ok(OpOutcome::Segv) => {
+                    *self
+                        .outcomes
+                        .entry(format!("{}_segv", op.name()))
+                        .or_insert(0) += 1
+                }
+                Ok(OpOutcome::Ignored) => {
+                    *self
+                        .outcomes
+                        .entry(format!("{}_ignored", op.name()))
+                        .or_insert(0) += 1
+                }
+                Ok(OpOutcome::MigrationAborted) => {
+                    *self
+                        .outcomes
+                        .entry("migration_aborted".to_string())
+                        .or_insert(0) += 1
+                }
                 Ok(_) => {}
-                Err(e) => *self.errors.entry(format!("{}:{}", op.name(), error_kind(&e))).or_insert(0) += 1,
+                Err(e) => {
+                    *self
+                        .errors
+                        .entry(format!("{}:{}", op.name(), error_kind(&e)))
+                        .or_insert(0) += 1
+                }
             }
             if hash_every > 0 && self.engine.steps() % hash_every == 0 {
                 self.checkpoints.push(self.engine.state_hash());
@@ -121,7 +145,12 @@ pub fn run<E: Send>(
     let mut lowering = Lowering::new(lower);
     let mut slots: Vec<Slot> = engines
         .into_iter()
-        .map(|engine| Slot { engine, errors: BTreeMap::new(), outcomes: BTreeMap::new(), checkpoints: Vec::new() })
+        .map(|engine| Slot {
+            engine,
+            errors: BTreeMap::new(),
+            outcomes: BTreeMap::new(),
+            checkpoints: Vec::new(),
+        })
         .collect();
     let chunk = cfg.chunk_ops.max(1);
     let mut cur: Vec<Op> = Vec::with_capacity(chunk + 64);
@@ -129,7 +158,14 @@ pub fn run<E: Send>(
     let mut ended = false;
     // Fill the first chunk, then overlap: lower chunk k+1 while the models apply chunk k.
     let mut pending_err: Option<E> = None;
-    fill(&mut records, &mut lowering, &mut cur, chunk, &mut ended, &mut pending_err);
+    fill(
+        &mut records,
+        &mut lowering,
+        &mut cur,
+        chunk,
+        &mut ended,
+        &mut pending_err,
+    );
     loop {
         if let Some(e) = pending_err.take() {
             return Err(e);
@@ -144,10 +180,21 @@ pub fn run<E: Send>(
             let mut next_ended = ended;
             let mut next_err = None;
             rayon::join(
-                || slots.par_iter_mut().for_each(|s| s.apply_chunk(ops, hash_every)),
+                || {
+                    slots
+                        .par_iter_mut()
+                        .for_each(|s| s.apply_chunk(ops, hash_every))
+                },
                 || {
                     if !next_ended {
-                        fill(&mut records, &mut lowering, &mut next, chunk, &mut next_ended, &mut next_err)
+                        fill(
+                            &mut records,
+                            &mut lowering,
+                            &mut next,
+                            chunk,
+                            &mut next_ended,
+                            &mut next_err,
+                        )
                     }
                 },
             );
@@ -158,7 +205,14 @@ pub fn run<E: Send>(
                 s.apply_chunk(ops, hash_every);
             }
             if !ended {
-                fill(&mut records, &mut lowering, &mut next, chunk, &mut ended, &mut pending_err);
+                fill(
+                    &mut records,
+                    &mut lowering,
+                    &mut next,
+                    chunk,
+                    &mut ended,
+                    &mut pending_err,
+                );
             }
         }
         progress(lowering.stats().records);
@@ -182,7 +236,10 @@ pub fn run<E: Send>(
             }
         })
         .collect();
-    Ok(TraceRun { lower: lowering.into_stats(), policies })
+    Ok(TraceRun {
+        lower: lowering.into_stats(),
+        policies,
+    })
 }
 
 /// Lower records into `out` until it holds `chunk` ops or the input ends (then `finish`).
@@ -212,7 +269,10 @@ fn fill<E>(
 }
 
 /// Lower only (the baseline the throughput benchmark prints beside replay): returns stats.
-pub fn lower_only<E>(records: impl Iterator<Item = Result<Record, E>>, lower: LowerOptions) -> Result<LowerStats, E> {
+pub fn lower_only<E>(
+    records: impl Iterator<Item = Result<Record, E>>,
+    lower: LowerOptions,
+) -> Result<LowerStats, E> {
     let mut lowering = Lowering::new(lower);
     let mut buf = Vec::with_capacity(1024);
     for r in records {
@@ -224,7 +284,10 @@ pub fn lower_only<E>(records: impl Iterator<Item = Result<Record, E>>, lower: Lo
 }
 
 /// Lower a whole record stream into a vector of ops (tests and benchmarks on small inputs).
-pub fn lower_all<E>(records: impl Iterator<Item = Result<Record, E>>, lower: LowerOptions) -> Result<(Vec<Op>, LowerStats), E> {
+pub fn lower_all<E>(
+    records: impl Iterator<Item = Result<Record, E>>,
+    lower: LowerOptions,
+) -> Result<(Vec<Op>, LowerStats), E> {
     let mut lowering = Lowering::new(lower);
     let mut ops = Vec::new();
     for r in records {

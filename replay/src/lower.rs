@@ -15,8 +15,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use mmreplay_parsers::pte;
-use mmreplay_parsers::record::{Event, IpiKind, Record, Syscall, SysArgs, Vmscan};
-use mmreplay_reference::op::{map, prot, AccessKind, FileId, FileKind, FileRef, MigrateTarget, MmId, Op};
+use mmreplay_parsers::record::{Event, IpiKind, Record, SysArgs, Syscall, Vmscan};
+use mmreplay_reference::op::{
+    map, prot, AccessKind, FileId, FileKind, FileRef, MigrateTarget, MmId, Op,
+};
 use serde::Serialize;
 
 const PAGE: u64 = 4096;
@@ -125,8 +127,10 @@ pub struct Lowering {
     in_exec: HashSet<i32>,
     /// Children announced by `task_newtask` with CLONE_VM (threads, vfork).
     vm_children: HashSet<i32>,
-    /// (lineage root, fd) → (file id, was hugetlbfs).
-    files: HashMap<(u32, u64), u64>,
+    /// (lineage root, fd, kind) → file id.
+    files: HashMap<(u32, u64, u8), u64>,
+    /// (length, kind) of the first private mapping of a file → file id (see `file_ref`).
+    files_by_len: HashMap<(u64, u8), u64>,
     /// tids that just created a hugetlbfs inode (memfd MFD_HUGETLB, hugetlbfs open).
     hugetlb_hint: HashSet<i32>,
     /// Addresses with a migration entry set and not yet restored (one rmap walk logs one
@@ -163,6 +167,7 @@ impl Lowering {
             in_exec: HashSet::new(),
             vm_children: HashSet::new(),
             files: HashMap::new(),
+            files_by_len: HashMap::new(),
             hugetlb_hint: HashSet::new(),
             mig_pending: BTreeSet::new(),
             reclaim_shrunk: vec![false; n],
@@ -187,7 +192,11 @@ impl Lowering {
     }
 
     fn approx(&mut self, what: &str) {
-        *self.stats.approximations.entry(what.to_string()).or_insert(0) += 1;
+        *self
+            .stats
+            .approximations
+            .entry(what.to_string())
+            .or_insert(0) += 1;
     }
 
     fn emit(&mut self, out: &mut Vec<Op>, op: Op) {
@@ -211,7 +220,10 @@ impl Lowering {
         if self.rejected.contains(&r.pid) {
             return false;
         }
-        let by_pid = self.opts.pid.is_some_and(|p| p == r.pid || r.tgid == Some(p));
+        let by_pid = self
+            .opts
+            .pid
+            .is_some_and(|p| p == r.pid || r.tgid == Some(p));
         let by_comm = self
             .opts
             .comm
@@ -256,7 +268,14 @@ impl Lowering {
         }
         self.tasks.insert(pid, m);
         self.stats.mms_first_seen += 1;
-        self.emit(out, Op::Exec { cpu, old: None, new: m });
+        self.emit(
+            out,
+            Op::Exec {
+                cpu,
+                old: None,
+                new: m,
+            },
+        );
         Some(m)
     }
 
@@ -266,7 +285,14 @@ impl Lowering {
         }
         let m = self.new_mm(None);
         self.outside_mm = Some(m);
-        self.emit(out, Op::Exec { cpu, old: None, new: m });
+        self.emit(
+            out,
+            Op::Exec {
+                cpu,
+                old: None,
+                new: m,
+            },
+        );
         m
     }
 
@@ -278,7 +304,11 @@ impl Lowering {
             self.unplaced("cpu_out_of_range");
             return;
         }
-        let armed = self.remote_send_armed.get_mut(cpu as usize).map(std::mem::take).unwrap_or(false);
+        let armed = self
+            .remote_send_armed
+            .get_mut(cpu as usize)
+            .map(std::mem::take)
+            .unwrap_or(false);
         // sched_switch is always lowered (residency matters whoever runs), with tasks outside
         // the filter mapped to a placeholder mm.
         if let Event::SchedSwitch { next_pid, .. } = &r.event {
@@ -290,7 +320,12 @@ impl Lowering {
             return;
         }
         match &r.event {
-            Event::PageFault { user, address, error_code, .. } => {
+            Event::PageFault {
+                user,
+                address,
+                error_code,
+                ..
+            } => {
                 self.resolve_pending(r.pid, out);
                 self.fault(r, *user, *address, *error_code, out);
             }
@@ -303,7 +338,14 @@ impl Lowering {
                     | Syscall::Brk
                     | Syscall::Mprotect
                     | Syscall::Madvise => {
-                        self.pending.insert(r.pid, Pending { nr: *nr, args: *args, cpu });
+                        self.pending.insert(
+                            r.pid,
+                            Pending {
+                                nr: *nr,
+                                args: *args,
+                                cpu,
+                            },
+                        );
                     }
                     Syscall::Execve => {
                         self.in_exec.insert(r.pid);
@@ -387,7 +429,14 @@ impl Lowering {
                     s.tasks = 1;
                 }
                 self.tasks.insert(pid, new);
-                self.emit(out, Op::Exec { cpu, old: old_torn, new });
+                self.emit(
+                    out,
+                    Op::Exec {
+                        cpu,
+                        old: old_torn,
+                        new,
+                    },
+                );
             }
             Event::SchedProcessExit { pid } => {
                 let pid = if *pid > 0 { *pid } else { r.pid };
@@ -405,7 +454,9 @@ impl Lowering {
                     self.not_lowered("sched_process_exit");
                 }
             }
-            Event::SetMigrationPte { addr, pte: raw, .. } => self.set_migration(r, *addr, *raw, out),
+            Event::SetMigrationPte { addr, pte: raw, .. } => {
+                self.set_migration(r, *addr, *raw, out)
+            }
             Event::RemoveMigrationPte { addr, pte: raw, .. } => {
                 self.mig_pending.remove(&(addr & !(PAGE - 1)));
                 let (young, dirty) = pte::restored_young_dirty(*raw);
@@ -420,7 +471,8 @@ impl Lowering {
             Event::Vmscan(v) => self.vmscan(cpu, v, out),
             Event::TlbFlush { reason, .. } => {
                 let remote_send = reason.code == Some(REASON_REMOTE_SEND_IPI)
-                    || (reason.code.is_none() && reason.text.eq_ignore_ascii_case("remote IPI send"));
+                    || (reason.code.is_none()
+                        && reason.text.eq_ignore_ascii_case("remote IPI send"));
                 if remote_send {
                     self.stats.observed.remote_tlb_flushes += 1;
                     if let Some(a) = self.remote_send_armed.get_mut(cpu as usize) {
@@ -448,14 +500,20 @@ impl Lowering {
                 }
                 self.not_lowered(name);
             }
-            Event::RssStat { mm_id, curr: true, .. } => {
+            Event::RssStat {
+                mm_id, curr: true, ..
+            } => {
                 self.rss_stat(r, *mm_id, out);
                 self.not_lowered("rss_stat");
             }
             Event::Lost { count } => {
                 self.unplaced("lost_events_marker");
                 if let Some(n) = count {
-                    *self.stats.unplaced.entry("lost_events".to_string()).or_insert(0) += n;
+                    *self
+                        .stats
+                        .unplaced
+                        .entry("lost_events".to_string())
+                        .or_insert(0) += n;
                 }
             }
             other => {
@@ -484,7 +542,11 @@ impl Lowering {
         if r.pid <= 0 || hash == 0 {
             return;
         }
-        let known = self.mm_hash.get(&hash).copied().filter(|m| self.mms.contains_key(&m.0));
+        let known = self
+            .mm_hash
+            .get(&hash)
+            .copied()
+            .filter(|m| self.mms.contains_key(&m.0));
         match (self.tasks.get(&r.pid).copied(), known) {
             (Some(mine), Some(theirs)) if mine != theirs => {
                 // This task was given its own mm when first seen; the kernel says it shares
@@ -493,14 +555,26 @@ impl Lowering {
                 let orphan = self.mms.get(&mine.0).is_some_and(|s| s.tasks == 0);
                 if orphan {
                     self.mms.remove(&mine.0);
-                    self.emit(out, Op::Exit { cpu: r.cpu, mm: mine });
+                    self.emit(
+                        out,
+                        Op::Exit {
+                            cpu: r.cpu,
+                            mm: mine,
+                        },
+                    );
                 }
                 self.tasks.insert(r.pid, theirs);
                 if let Some(s) = self.mms.get_mut(&theirs.0) {
                     s.tasks += 1;
                 }
                 self.approx("task_regrouped_by_rss_stat_mm_id");
-                self.emit(out, Op::Switch { cpu: r.cpu, next: Some(theirs) });
+                self.emit(
+                    out,
+                    Op::Switch {
+                        cpu: r.cpu,
+                        next: Some(theirs),
+                    },
+                );
             }
             (Some(mine), None) => {
                 self.mm_hash.insert(hash, mine);
@@ -557,7 +631,11 @@ impl Lowering {
 
     fn fault(&mut self, r: &Record, user: bool, address: u64, error_code: u64, out: &mut Vec<Op>) {
         if address >= TASK_SIZE {
-            self.unplaced(if user { "fault_above_task_size" } else { "kernel_fault_kernel_address" });
+            self.unplaced(if user {
+                "fault_above_task_size"
+            } else {
+                "kernel_fault_kernel_address"
+            });
             return;
         }
         if r.pid <= 0 {
@@ -592,7 +670,15 @@ impl Lowering {
             }
         }
         let kind = AccessKind::from_x86_error_code(error_code);
-        self.emit(out, Op::Fault { cpu: r.cpu, mm, va: address, kind });
+        self.emit(
+            out,
+            Op::Fault {
+                cpu: r.cpu,
+                mm,
+                va: address,
+                kind,
+            },
+        );
     }
 
     fn resolve_pending(&mut self, tid: i32, out: &mut Vec<Op>) {
@@ -631,7 +717,12 @@ impl Lowering {
                 }
             }
             _ => match nr {
-                Syscall::Mmap | Syscall::Munmap | Syscall::Mremap | Syscall::Brk | Syscall::Mprotect | Syscall::Madvise => {
+                Syscall::Mmap
+                | Syscall::Munmap
+                | Syscall::Mremap
+                | Syscall::Brk
+                | Syscall::Mprotect
+                | Syscall::Madvise => {
                     self.unplaced(&format!("sys_exit_{}_without_enter", nr.name()))
                 }
                 _ => self.not_lowered(&format!("sys_exit_{}", nr.name())),
@@ -639,21 +730,13 @@ impl Lowering {
         }
     }
 
-    fn file_ref(&mut self, tid: i32, mm: MmId, fd: u64, off: u64, flags: u64, len: u64, addr: u64) -> FileRef {
+    /// File identity and kind of a successful `mmap(addr, len, prot, flags, fd, off)` (`a`)
+    /// that returned `addr`.
+    fn file_ref(&mut self, tid: i32, mm: MmId, a: &[u64; 6], addr: u64) -> FileRef {
+        let (len, flags, fd, off) = (a[1], a[3], a[4], a[5]);
         let root = self.mms.get(&mm.0).map_or(mm.0, |s| s.root);
-        // fd numbers are reused (ld.so maps every library through fd 3): a non-fixed mapping
-        // at offset 0 starts a new file identity, the fixed segment mappings that follow share it.
-        let fresh = off == 0 && flags & u64::from(map::FIXED) == 0;
-        let id = match self.files.get(&(root, fd)) {
-            Some(id) if !fresh => *id,
-            _ => {
-                let id = self.next_file;
-                self.next_file += 1;
-                self.files.insert((root, fd), id);
-                id
-            }
-        };
-        let shared = flags & 0x3 == u64::from(map::SHARED) || flags & 0x3 == u64::from(map::SHARED_VALIDATE);
+        let shared =
+            flags & 0x3 == u64::from(map::SHARED) || flags & 0x3 == u64::from(map::SHARED_VALIDATE);
         let kind = if flags & u64::from(map::HUGETLB) != 0 {
             FileKind::Hugetlbfs
         } else if shared && self.hugetlb_hint.contains(&tid) && len % PMD == 0 && addr % PMD == 0 {
@@ -666,7 +749,35 @@ impl Lowering {
         } else {
             FileKind::Regular
         };
-        FileRef { id: FileId(id), kind }
+        let k = kind_code(kind);
+        // The trace names fds, not inodes, and fd numbers are reused (ld.so maps every
+        // library through fd 3). A non-fixed mapping at offset 0 opens a new identity; the
+        // fixed segment mappings that follow on the same fd share it. A private file mapping
+        // opened that way is keyed by its length, so every exec of the same binary or library
+        // shares one page cache (as the kernel does) instead of growing a new one per process.
+        let fresh = off == 0 && flags & u64::from(map::FIXED) == 0;
+        let id = match self.files.get(&(root, fd, k)) {
+            Some(id) if !fresh => *id,
+            _ => {
+                let id = match (shared, self.files_by_len.get(&(len, k))) {
+                    (false, Some(id)) => *id,
+                    _ => {
+                        let id = self.next_file;
+                        self.next_file += 1;
+                        if !shared {
+                            self.files_by_len.insert((len, k), id);
+                        }
+                        id
+                    }
+                };
+                self.files.insert((root, fd, k), id);
+                id
+            }
+        };
+        FileRef {
+            id: FileId(id),
+            kind,
+        }
     }
 
     fn apply_syscall(&mut self, tid: i32, p: Pending, ret: Option<i64>, out: &mut Vec<Op>) {
@@ -678,13 +789,19 @@ impl Lowering {
         let cpu = p.cpu;
         match p.nr {
             Syscall::Mmap => {
-                let Some(addr) = ret.map(|r| r as u64) else { return };
+                let Some(addr) = ret.map(|r| r as u64) else {
+                    return;
+                };
                 let len = a[1];
                 let flags = a[3];
                 let fd = a[4];
                 let fd_none = fd as u32 == u32::MAX || fd as i64 == -1;
                 let anon = flags & u64::from(map::ANONYMOUS) != 0 || fd_none;
-                let file = if anon { None } else { Some(self.file_ref(tid, mm, fd, a[5], flags, len, addr)) };
+                let file = if anon {
+                    None
+                } else {
+                    Some(self.file_ref(tid, mm, &a, addr))
+                };
                 if let Some(s) = self.mms.get_mut(&mm.0) {
                     remove_range(&mut s.vmas, addr, round_up(len));
                     if len > 0 {
@@ -709,24 +826,44 @@ impl Lowering {
                 if let Some(s) = self.mms.get_mut(&mm.0) {
                     remove_range(&mut s.vmas, a[0], round_up(a[1]));
                 }
-                self.emit(out, Op::Munmap { cpu, mm, addr: a[0], len: a[1] });
+                self.emit(
+                    out,
+                    Op::Munmap {
+                        cpu,
+                        mm,
+                        addr: a[0],
+                        len: a[1],
+                    },
+                );
             }
             Syscall::Mremap => {
-                let Some(new_addr) = ret.map(|r| r as u64) else { return };
+                let Some(new_addr) = ret.map(|r| r as u64) else {
+                    return;
+                };
                 if let Some(s) = self.mms.get_mut(&mm.0) {
                     remove_range(&mut s.vmas, a[0], round_up(a[1]));
                     remove_range(&mut s.vmas, new_addr, round_up(a[2]));
                     if a[2] > 0 {
-                        s.vmas.insert(new_addr, new_addr.saturating_add(round_up(a[2])));
+                        s.vmas
+                            .insert(new_addr, new_addr.saturating_add(round_up(a[2])));
                     }
                 }
                 self.emit(
                     out,
-                    Op::Mremap { cpu, mm, old_addr: a[0], old_len: a[1], new_addr, new_len: a[2] },
+                    Op::Mremap {
+                        cpu,
+                        mm,
+                        old_addr: a[0],
+                        old_len: a[1],
+                        new_addr,
+                        new_len: a[2],
+                    },
                 );
             }
             Syscall::Brk => {
-                let Some(brk) = ret.map(|r| r as u64) else { return };
+                let Some(brk) = ret.map(|r| r as u64) else {
+                    return;
+                };
                 if let Some(s) = self.mms.get_mut(&mm.0) {
                     match s.brk {
                         None => s.brk = Some(brk),
@@ -746,10 +883,28 @@ impl Lowering {
                 self.emit(out, Op::Brk { cpu, mm, brk });
             }
             Syscall::Mprotect => {
-                self.emit(out, Op::Mprotect { cpu, mm, addr: a[0], len: a[1], prot: a[2] as u32 });
+                self.emit(
+                    out,
+                    Op::Mprotect {
+                        cpu,
+                        mm,
+                        addr: a[0],
+                        len: a[1],
+                        prot: a[2] as u32,
+                    },
+                );
             }
             Syscall::Madvise => {
-                self.emit(out, Op::Madvise { cpu, mm, addr: a[0], len: a[1], advice: a[2] as u32 });
+                self.emit(
+                    out,
+                    Op::Madvise {
+                        cpu,
+                        mm,
+                        addr: a[0],
+                        len: a[1],
+                        advice: a[2] as u32,
+                    },
+                );
             }
             other => self.not_lowered(&format!("sys_{}", other.name())),
         }
@@ -770,7 +925,11 @@ impl Lowering {
         // Prefer the mm of the task running on this CPU (the migrating task's own pages, NUMA
         // hinting faults), then any mm with a VMA covering the address (kcompactd, rmap walks
         // across mms), lowest id first for determinism.
-        let own = self.tasks.get(&r.pid).copied().filter(|m| self.mms.get(&m.0).is_some_and(|s| covers(&s.vmas, va)));
+        let own = self
+            .tasks
+            .get(&r.pid)
+            .copied()
+            .filter(|m| self.mms.get(&m.0).is_some_and(|s| covers(&s.vmas, va)));
         let mm = own.or_else(|| {
             self.mms
                 .iter()
@@ -778,7 +937,13 @@ impl Lowering {
                 .map(|(id, _)| MmId(*id))
         });
         match mm {
-            Some(mm) => self.emit(out, Op::Migrate { cpu: r.cpu, target: MigrateTarget::Va { mm, va } }),
+            Some(mm) => self.emit(
+                out,
+                Op::Migrate {
+                    cpu: r.cpu,
+                    target: MigrateTarget::Va { mm, va },
+                },
+            ),
             None => self.unplaced("set_migration_pte_no_mm_maps_address"),
         }
     }
@@ -798,7 +963,13 @@ impl Lowering {
                 }
                 if *nr_reclaimed > 0 {
                     let n = u32::try_from(*nr_reclaimed).unwrap_or(u32::MAX);
-                    self.emit(out, Op::Reclaim { cpu, nr_to_reclaim: n });
+                    self.emit(
+                        out,
+                        Op::Reclaim {
+                            cpu,
+                            nr_to_reclaim: n,
+                        },
+                    );
                 } else {
                     self.not_lowered("mm_vmscan_lru_shrink_inactive_nothing_reclaimed");
                 }
@@ -808,7 +979,13 @@ impl Lowering {
                 if !shrunk && *nr_reclaimed > 0 {
                     // No per-LRU event inside the episode: the episode's total is the target.
                     let n = u32::try_from(*nr_reclaimed).unwrap_or(u32::MAX);
-                    self.emit(out, Op::Reclaim { cpu, nr_to_reclaim: n });
+                    self.emit(
+                        out,
+                        Op::Reclaim {
+                            cpu,
+                            nr_to_reclaim: n,
+                        },
+                    );
                 } else {
                     self.not_lowered("vmscan_episode_end");
                 }
@@ -824,12 +1001,22 @@ impl Lowering {
     }
 }
 
+fn kind_code(k: FileKind) -> u8 {
+    match k {
+        FileKind::Regular => 0,
+        FileKind::Shmem => 1,
+        FileKind::Hugetlbfs => 2,
+    }
+}
+
 fn round_up(len: u64) -> u64 {
     len.saturating_add(PAGE - 1) & !(PAGE - 1)
 }
 
 fn covers(vmas: &BTreeMap<u64, u64>, va: u64) -> bool {
-    vmas.range(..=va).next_back().is_some_and(|(_, end)| va < *end)
+    vmas.range(..=va)
+        .next_back()
+        .is_some_and(|(_, end)| va < *end)
 }
 
 /// The 2 MiB-aligned region around `va`, clipped to the gap between known VMAs.
@@ -875,7 +1062,9 @@ fn remove_range(vmas: &mut BTreeMap<u64, u64>, addr: u64, len: u64) {
 
 /// Join the heap VMA starting at `start` with a following adjacent one (brk growth).
 fn merge_heap(vmas: &mut BTreeMap<u64, u64>, start: u64) {
-    let Some(end) = vmas.get(&start).copied() else { return };
+    let Some(end) = vmas.get(&start).copied() else {
+        return;
+    };
     if let Some(next_end) = vmas.get(&end).copied() {
         vmas.remove(&end);
         vmas.insert(start, next_end);

@@ -84,6 +84,10 @@ pub enum RecordError {
     },
     #[error("none of the requested events exist in this kernel")]
     NoEvents,
+    #[error("another `mmreplay record` (pid {pid}) is using tracefs (journal {journal})")]
+    Busy { pid: u32, journal: PathBuf },
+    #[error("bad journal {path}: {reason}")]
+    BadJournal { path: PathBuf, reason: String },
 }
 
 /// One `--events` item: `system:event`, or `system:*` (`event == None`).
@@ -460,16 +464,86 @@ pub struct Session {
     fs: Tracefs,
     saved: SavedState,
     restored: bool,
+    /// Where the saved state is mirrored before each change, so a recorder killed with SIGKILL
+    /// (no destructor runs) can be undone by the next one ([`recover`]).
+    journal: Option<PathBuf>,
+}
+
+/// The on-disk form of a [`SavedState`] (`journal`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Journal {
+    pid: u32,
+    tracefs: PathBuf,
+    entries: Vec<(String, String)>,
+}
+
+fn write_journal(path: &Path, j: &Journal) -> Result<(), RecordError> {
+    let werr = |source| RecordError::Write {
+        path: path.to_path_buf(),
+        value: "journal".into(),
+        source,
+    };
+    let bytes = serde_json::to_vec(j).map_err(|e| werr(io::Error::other(e)))?;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    fs::write(&tmp, bytes).map_err(werr)?;
+    fs::rename(&tmp, path).map_err(werr)
+}
+
+/// Undoes what a recorder that died without restoring (SIGKILL, OOM kill, power loss of the
+/// process) left in tracefs, using its journal. Returns how many settings were written back
+/// (`None`: no journal). A journal whose recorder is still alive is an error: two recorders
+/// must not share the global tracefs instance.
+pub fn recover(fs: &Tracefs, journal: &Path) -> Result<Option<usize>, RecordError> {
+    let text = match fs::read_to_string(journal) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(RecordError::Read {
+                path: journal.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let j: Journal = serde_json::from_str(&text).map_err(|e| RecordError::BadJournal {
+        path: journal.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if Path::new(&format!("/proc/{}", j.pid)).exists() {
+        return Err(RecordError::Busy {
+            pid: j.pid,
+            journal: journal.to_path_buf(),
+        });
+    }
+    let mut sess = Session {
+        fs: fs.clone(),
+        saved: SavedState { entries: j.entries },
+        restored: false,
+        journal: Some(journal.to_path_buf()),
+    };
+    let n = sess.saved.entries.len();
+    sess.restore()?;
+    Ok(Some(n))
 }
 
 impl Session {
     /// Saves, then applies, every setting. Tracing is left off and the buffer cleared. If a
     /// step fails, what was already changed is restored (by drop) before the error returns.
     pub fn start(fs: Tracefs, s: &Settings) -> Result<Session, RecordError> {
+        Self::start_journaled(fs, s, None)
+    }
+
+    /// [`Session::start`], mirroring the saved state to `journal` before every change (and
+    /// removing it once restored). Call [`recover`] first.
+    pub fn start_journaled(
+        fs: Tracefs,
+        s: &Settings,
+        journal: Option<PathBuf>,
+    ) -> Result<Session, RecordError> {
         let mut sess = Session {
             fs,
             saved: SavedState::default(),
             restored: false,
+            journal,
         };
         sess.change("tracing_on", "0", |c| Some(c.trim().to_string()))?;
         let cur = sess.fs.read("current_tracer")?;
@@ -520,9 +594,24 @@ impl Session {
         })?;
         if old != value {
             self.saved.entries.push((rel.to_string(), old));
+            self.sync_journal()?;
             self.fs.write(rel, value)?;
         }
         Ok(())
+    }
+
+    fn sync_journal(&self) -> Result<(), RecordError> {
+        match &self.journal {
+            Some(p) => write_journal(
+                p,
+                &Journal {
+                    pid: std::process::id(),
+                    tracefs: self.fs.root.clone(),
+                    entries: self.saved.entries.clone(),
+                },
+            ),
+            None => Ok(()),
+        }
     }
 
     /// `buffer_size_kb` reads `X` when CPUs differ: then each `per_cpu/cpuN/buffer_size_kb` is
@@ -545,6 +634,7 @@ impl Session {
             })?;
             self.saved.entries.push((rel, old.to_string()));
         }
+        self.sync_journal()?;
         self.fs.write("buffer_size_kb", &value)
     }
 
@@ -583,7 +673,13 @@ impl Session {
         }
         match first {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => {
+                // Kept on failure, so the next recorder retries the restore.
+                if let Some(p) = &self.journal {
+                    let _ = fs::remove_file(p);
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -812,6 +908,71 @@ mod tests {
             let _s = Session::start(fs.clone(), &st).unwrap();
         }
         assert_eq!(get(&fs, "set_event_pid"), "");
+    }
+
+    #[test]
+    fn journal_lets_a_later_run_undo_a_killed_one() {
+        let (d, fs) = fake();
+        let journal = d.0.join("journal.json");
+        let st = settings(vec!["ipi:ipi_send_cpu".into()]);
+        let s = Session::start_journaled(fs.clone(), &st, Some(journal.clone())).unwrap();
+        assert!(journal.is_file());
+        // What SIGKILL does: no destructor runs.
+        std::mem::forget(s);
+        assert_eq!(get(&fs, "events/ipi/ipi_send_cpu/enable"), "1");
+        // The journal names this (live) process: another recorder must refuse to start.
+        assert!(matches!(
+            recover(&fs, &journal),
+            Err(RecordError::Busy { .. })
+        ));
+        assert_eq!(get(&fs, "events/ipi/ipi_send_cpu/enable"), "1");
+        assert!(matches!(recover(&fs, &d.0.join("none.json")), Ok(None)));
+        // Pretend the writer is dead: pid of a process that has exited.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let text = fs::read_to_string(&journal).unwrap();
+        let me = format!("\"pid\":{}", std::process::id());
+        assert!(text.contains(&me), "{text}");
+        fs::write(&journal, text.replace(&me, &format!("\"pid\":{dead}"))).unwrap();
+        let n = recover(&fs, &journal).unwrap();
+        assert_eq!(n, Some(6));
+        assert!(!journal.exists());
+        assert_eq!(get(&fs, "events/ipi/ipi_send_cpu/enable"), "0");
+        assert_eq!(get(&fs, "trace_clock"), "local");
+        assert_eq!(get(&fs, "tracing_on"), "1");
+        assert_eq!(get(&fs, "buffer_size_kb"), "1408");
+    }
+
+    #[test]
+    fn journal_of_a_live_recorder_is_busy_and_garbage_is_an_error() {
+        let (d, fs) = fake();
+        let journal = d.0.join("journal.json");
+        // pid 1 is always alive.
+        fs::write(
+            &journal,
+            r#"{"pid":1,"tracefs":"/x","entries":[["tracing_on","1"]]}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            recover(&fs, &journal),
+            Err(RecordError::Busy { pid: 1, .. })
+        ));
+        fs::write(&journal, "not json").unwrap();
+        let e = recover(&fs, &journal).unwrap_err();
+        assert!(matches!(e, RecordError::BadJournal { .. }));
+        assert!(e.to_string().contains("journal.json"), "{e}");
+    }
+
+    #[test]
+    fn journal_removed_after_normal_restore() {
+        let (d, fs) = fake();
+        let journal = d.0.join("journal.json");
+        let st = settings(vec!["ipi:ipi_send_cpu".into()]);
+        let s = Session::start_journaled(fs.clone(), &st, Some(journal.clone())).unwrap();
+        assert!(journal.is_file());
+        drop(s);
+        assert!(!journal.exists());
     }
 
     #[test]

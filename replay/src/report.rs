@@ -47,10 +47,15 @@ impl Report<'_> {
     /// Fidelity from the first policy (the reference).
     pub fn fidelity(&self) -> Fidelity {
         let o = &self.run.lower.observed;
-        let (rp, ip) = self
-            .reference()
-            .map_or((0, 0), |r| (r.counters.tlb_flush_remote, r.counters.ipi_sends()));
-        Fidelity { remote_observed: o.remote_tlb_flushes, remote_predicted: rp, ipis_observed: o.ipis, ipis_predicted: ip }
+        let (rp, ip) = self.reference().map_or((0, 0), |r| {
+            (r.counters.tlb_flush_remote, r.counters.ipi_sends())
+        });
+        Fidelity {
+            remote_observed: o.remote_tlb_flushes,
+            remote_predicted: rp,
+            ipis_observed: o.ipis,
+            ipis_predicted: ip,
+        }
     }
 
     /// The `--json` object.
@@ -103,7 +108,11 @@ impl Report<'_> {
     pub fn text(&self) -> String {
         let mut s = String::new();
         let l = &self.run.lower;
-        let _ = writeln!(s, "trace: {} ({}, {} CPUs, mode {})", self.trace, self.format, self.nr_cpus, self.mode);
+        let _ = writeln!(
+            s,
+            "trace: {} ({}, {} CPUs, mode {})",
+            self.trace, self.format, self.nr_cpus, self.mode
+        );
         let _ = writeln!(
             s,
             "lowering: {} records -> {} ops; {} inferred VMAs; {} mms first seen mid-capture; {} records filtered out",
@@ -116,7 +125,11 @@ impl Report<'_> {
             let _ = writeln!(s, "unplaced: {}", u.join(", "));
         }
         if !l.approximations.is_empty() {
-            let u: Vec<String> = l.approximations.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let u: Vec<String> = l
+                .approximations
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             let _ = writeln!(s, "approximations: {}", u.join(", "));
         }
         s.push('\n');
@@ -127,16 +140,26 @@ impl Report<'_> {
             ("TLB flushes remote", |p| p.counters.tlb_flush_remote),
             ("IPI sends shootdown", |p| p.counters.ipi_sends_shootdown),
             ("IPI sends table sync", |p| p.counters.ipi_sends_table_sync),
-            ("IPI targets shootdown", |p| p.counters.ipi_targets_shootdown),
-            ("IPI targets table sync", |p| p.counters.ipi_targets_table_sync),
+            ("IPI targets shootdown", |p| {
+                p.counters.ipi_targets_shootdown
+            }),
+            ("IPI targets table sync", |p| {
+                p.counters.ipi_targets_table_sync
+            }),
             ("rmap walks", |p| p.counters.rmap_walks),
             ("A-bit clears", |p| p.counters.a_bit_clears),
             ("hardware A sets", |p| p.counters.hw_a_sets),
             ("hardware D sets", |p| p.counters.hw_d_sets),
-            ("hw A sets after migration", |p| p.counters.hw_a_sets_after_mig),
+            ("hw A sets after migration", |p| {
+                p.counters.hw_a_sets_after_mig
+            }),
             ("migrations", |p| p.counters.migrations),
-            ("migration restored young", |p| p.counters.mig_restored_young),
-            ("migration restored dirty", |p| p.counters.mig_restored_dirty),
+            ("migration restored young", |p| {
+                p.counters.mig_restored_young
+            }),
+            ("migration restored dirty", |p| {
+                p.counters.mig_restored_dirty
+            }),
             ("evictions", |p| p.counters.evictions),
             ("refaults", |p| p.counters.refaults),
             ("PMD table shares", |p| p.counters.pmd_shares),
@@ -159,14 +182,30 @@ impl Report<'_> {
         }
         for p in &self.run.policies {
             if !p.model_errors.is_empty() {
-                let u: Vec<String> = p.model_errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let u: Vec<String> = p
+                    .model_errors
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 let _ = writeln!(s, "{}: ops rejected: {}", p.name, u.join(", "));
             }
             for v in p.violations.iter().take(5) {
-                let _ = writeln!(s, "{}: violation {} at step {}: {}", p.name, v.invariant.name(), v.step, v.detail);
+                let _ = writeln!(
+                    s,
+                    "{}: violation {} at step {}: {}",
+                    p.name,
+                    v.invariant.name(),
+                    v.step,
+                    v.detail
+                );
             }
             if p.violation_count > 5 {
-                let _ = writeln!(s, "{}: ... {} more violations", p.name, p.violation_count - 5);
+                let _ = writeln!(
+                    s,
+                    "{}: ... {} more violations",
+                    p.name,
+                    p.violation_count - 5
+                );
             }
         }
         s.push('\n');
@@ -177,12 +216,25 @@ impl Report<'_> {
             let _ = write!(s, "verdict {}: {}", v.candidate, v.label());
             match &v.outcome {
                 Outcome::Same => {}
-                Outcome::Diverged { first_step, field, reference, candidate, allowed_by_contract } => {
-                    let at = first_step.map_or_else(|| "at the end".to_string(), |st| format!("first at op {st}"));
+                Outcome::Diverged {
+                    first_step,
+                    field,
+                    reference,
+                    candidate,
+                    allowed_by_contract,
+                } => {
+                    let at = first_step.map_or_else(
+                        || "at the end".to_string(),
+                        |st| format!("first at op {st}"),
+                    );
                     let _ = write!(
                         s,
                         " ({at}: {field}: reference {reference}, candidate {candidate}; {})",
-                        if *allowed_by_contract { "allowed by the contract" } else { "NOT allowed by the contract" }
+                        if *allowed_by_contract {
+                            "allowed by the contract"
+                        } else {
+                            "NOT allowed by the contract"
+                        }
                     );
                 }
                 Outcome::NotComparable { reason } => {

@@ -78,8 +78,12 @@ pub struct SessionResult {
 
 /// Parse the policy list, putting `reference` first.
 pub fn specs(list: &[String]) -> Result<Vec<PolicySpec>, SessionError> {
-    let mut names: Vec<&str> = list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
-    if !names.first().is_some_and(|n| *n == "reference") {
+    let mut names: Vec<&str> = list
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if names.first() != Some(&"reference") {
         names.retain(|n| *n != "reference");
         names.insert(0, "reference");
     }
@@ -119,12 +123,24 @@ impl Iterator for OpStream {
 }
 
 /// Replay one input (`None`: the bundled capture).
-pub fn run(input: Option<&str>, o: &SessionOptions, progress: impl FnMut(&Source, u64) + Send) -> Result<SessionResult, SessionError> {
+pub fn run(
+    input: Option<&str>,
+    o: &SessionOptions,
+    progress: impl FnMut(&Source, u64) + Send,
+) -> Result<SessionResult, SessionError> {
     let specs = specs(&o.policies)?;
     let src = Source::open_opt(input, o.strict)?;
-    let nr_cpus = o.cpus.or(src.nr_cpus()).unwrap_or(DEFAULT_CPUS).clamp(1, 64);
+    let nr_cpus = o
+        .cpus
+        .or(src.nr_cpus())
+        .unwrap_or(DEFAULT_CPUS)
+        .clamp(1, 64);
     let profile = profile(nr_cpus, o.cpumask_mode);
-    let lower = LowerOptions { pid: o.pid, comm: o.comm.clone(), nr_cpus };
+    let lower = LowerOptions {
+        pid: o.pid,
+        comm: o.comm.clone(),
+        nr_cpus,
+    };
     let trace = src.name().to_string();
     let format = src.format().to_string();
     let engines = registry::build_all(&specs, &profile);
@@ -144,7 +160,14 @@ pub fn run(input: Option<&str>, o: &SessionOptions, progress: impl FnMut(&Source
     let mut verdicts = Vec::new();
     let mut diffs = BTreeMap::new();
     let Some(reference) = run.policies.first() else {
-        return Ok(SessionResult { trace, format, nr_cpus, run, verdicts, diffs });
+        return Ok(SessionResult {
+            trace,
+            format,
+            nr_cpus,
+            run,
+            verdicts,
+            diffs,
+        });
     };
     for (i, cand) in run.policies.iter().enumerate().skip(1) {
         let Some(spec) = specs.get(i) else { continue };
@@ -154,17 +177,35 @@ pub fn run(input: Option<&str>, o: &SessionOptions, progress: impl FnMut(&Source
             (Some(w), true, n) if n > 0 => {
                 let skip = w as u64 * n;
                 let src = Source::open_opt(input, o.strict)?;
-                let ops = OpStream { src, lowering: Lowering::new(lower.clone()), buf: Default::default(), scratch: Vec::new(), done: false };
-                let pair: Vec<PolicySpec> = specs.first().cloned().into_iter().chain([spec.clone()]).collect();
+                let ops = OpStream {
+                    src,
+                    lowering: Lowering::new(lower.clone()),
+                    buf: Default::default(),
+                    scratch: Vec::new(),
+                    done: false,
+                };
+                let pair: Vec<PolicySpec> = specs
+                    .first()
+                    .cloned()
+                    .into_iter()
+                    .chain([spec.clone()])
+                    .collect();
                 let mut e = registry::build_all(&pair, &profile);
                 match (e.pop(), e.pop()) {
-                    (Some(mut c), Some(mut r)) => engine::first_divergence(ops, &mut *r, &mut *c, skip),
+                    (Some(mut c), Some(mut r)) => {
+                        engine::first_divergence(ops, &mut *r, &mut *c, skip)
+                    }
                     _ => None,
                 }
             }
             _ => None,
         };
-        let v = differ::compare(Some(&contract), reference, cand, located.as_ref().map(|(s, a, b)| (*s, a, b)));
+        let v = differ::compare(
+            Some(&contract),
+            reference,
+            cand,
+            located.as_ref().map(|(s, a, b)| (*s, a, b)),
+        );
         let (a, b) = match &located {
             Some((_, a, b)) => (a.to_text(), b.to_text()),
             None => (reference.snapshot.to_text(), cand.snapshot.to_text()),
@@ -175,15 +216,29 @@ pub fn run(input: Option<&str>, o: &SessionOptions, progress: impl FnMut(&Source
         }
         verdicts.push(v);
     }
-    Ok(SessionResult { trace, format, nr_cpus, run, verdicts, diffs })
+    Ok(SessionResult {
+        trace,
+        format,
+        nr_cpus,
+        run,
+        verdicts,
+        diffs,
+    })
 }
 
 /// The kernel profile a replay uses: defaults, the capture's CPU count and cpumask mode.
 pub fn profile(nr_cpus: u32, cpumask_mode: CpumaskMode) -> KernelProfile {
-    KernelProfile { nr_cpus, cpumask_mode, ..KernelProfile::default() }
+    KernelProfile {
+        nr_cpus,
+        cpumask_mode,
+        ..KernelProfile::default()
+    }
 }
 
 /// Engines for `specs` with the default session profile (benches).
 pub fn build(specs: &[PolicySpec], nr_cpus: u32) -> Vec<BoxedEngine> {
-    registry::build_all(specs, &profile(nr_cpus, SessionOptions::default().cpumask_mode))
+    registry::build_all(
+        specs,
+        &profile(nr_cpus, SessionOptions::default().cpumask_mode),
+    )
 }

@@ -39,7 +39,7 @@ pub enum SourceError {
 
 enum Inner {
     Parsed(Box<dyn RecordSource + Send>),
-    Compiled(corpus::Reader<CountingReader<BufReader<File>>>),
+    Compiled(Box<corpus::Reader<CountingReader<BufReader<File>>>>),
 }
 
 /// A stream of time-ordered records from one input.
@@ -69,8 +69,17 @@ impl<R: Read> Read for CountingReader<R> {
 /// `#P:N` from an ftrace header (`entries-in-buffer/entries-written: a/b   #P:2`).
 pub fn cpus_from_header(head: &[u8]) -> Option<u32> {
     let pos = head.windows(3).position(|w| w == b"#P:")?;
-    let digits: Vec<u8> = head.get(pos + 3..)?.iter().take_while(|c| c.is_ascii_digit()).copied().collect();
-    std::str::from_utf8(&digits).ok()?.parse().ok().filter(|n| *n > 0)
+    let digits: Vec<u8> = head
+        .get(pos + 3..)?
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .copied()
+        .collect();
+    std::str::from_utf8(&digits)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
 }
 
 /// The first `n` decompressed bytes of a (possibly zstd) stream.
@@ -99,33 +108,73 @@ fn head_of(mut r: impl Read, n: usize) -> Vec<u8> {
 impl Source {
     /// Open `path`: a compiled corpus if it starts with the corpus magic, else a capture.
     pub fn open(path: &str, strict: bool) -> Result<Source, SourceError> {
-        let open = |p: &str| File::open(p).map_err(|source| SourceError::Open { path: p.to_string(), source });
+        let open = |p: &str| {
+            File::open(p).map_err(|source| SourceError::Open {
+                path: p.to_string(),
+                source,
+            })
+        };
         let mut f = open(path)?;
         let mut magic = [0u8; 8];
-        let n = f.read(&mut magic).map_err(|source| SourceError::Open { path: path.to_string(), source })?;
+        let n = f.read(&mut magic).map_err(|source| SourceError::Open {
+            path: path.to_string(),
+            source,
+        })?;
         let total_bytes = f.metadata().ok().map(|m| m.len());
         let bytes = Arc::new(AtomicU64::new(0));
         if corpus::is_compiled(magic.get(..n).unwrap_or(&[])) {
             let f = open(path)?;
-            let cr = CountingReader { inner: BufReader::with_capacity(1 << 20, f), n: bytes.clone() };
+            let cr = CountingReader {
+                inner: BufReader::with_capacity(1 << 20, f),
+                n: bytes.clone(),
+            };
             let r = corpus::Reader::new(path, cr)?;
-            let (format, nr_cpus) = (format!("compiled ({})", r.header().format), r.header().nr_cpus);
-            return Ok(Source { inner: Inner::Compiled(r), name: path.to_string(), format, nr_cpus, bytes, total_bytes });
+            let (format, nr_cpus) = (
+                format!("compiled ({})", r.header().format),
+                r.header().nr_cpus,
+            );
+            return Ok(Source {
+                inner: Inner::Compiled(Box::new(r)),
+                name: path.to_string(),
+                format,
+                nr_cpus,
+                bytes,
+                total_bytes,
+            });
         }
         let nr_cpus = cpus_from_header(&head_of(open(path)?, 64 * 1024));
-        let cr = CountingReader { inner: open(path)?, n: bytes.clone() };
-        let opts = Options { strict, ..Options::default() };
+        let cr = CountingReader {
+            inner: open(path)?,
+            n: bytes.clone(),
+        };
+        let opts = Options {
+            strict,
+            ..Options::default()
+        };
         let src = mmreplay_parsers::open_reader(path, Box::new(cr), &opts)?;
         let format = src.format().name().to_string();
-        Ok(Source { inner: Inner::Parsed(src), name: path.to_string(), format, nr_cpus, bytes, total_bytes })
+        Ok(Source {
+            inner: Inner::Parsed(src),
+            name: path.to_string(),
+            format,
+            nr_cpus,
+            bytes,
+            total_bytes,
+        })
     }
 
     /// The capture bundled in the binary.
     pub fn bundled(strict: bool) -> Result<Source, SourceError> {
         let bytes = Arc::new(AtomicU64::new(0));
         let nr_cpus = cpus_from_header(&head_of(BUNDLED, 64 * 1024));
-        let cr = CountingReader { inner: BUNDLED, n: bytes.clone() };
-        let opts = Options { strict, ..Options::default() };
+        let cr = CountingReader {
+            inner: BUNDLED,
+            n: bytes.clone(),
+        };
+        let opts = Options {
+            strict,
+            ..Options::default()
+        };
         let src = mmreplay_parsers::open_reader(BUNDLED_NAME, Box::new(cr), &opts)?;
         let format = src.format().name().to_string();
         Ok(Source {
@@ -185,7 +234,10 @@ impl Source {
     /// Whether `path` names a compiled corpus file.
     pub fn is_compiled_path(path: &Path) -> bool {
         let mut m = [0u8; 8];
-        File::open(path).and_then(|mut f| f.read_exact(&mut m)).is_ok() && corpus::is_compiled(&m)
+        File::open(path)
+            .and_then(|mut f| f.read_exact(&mut m))
+            .is_ok()
+            && corpus::is_compiled(&m)
     }
 }
 

@@ -73,7 +73,14 @@ fn record_small_workload_then_stats() {
     let o = Command::new(&bin)
         .args(["record", "--buffer-kb", "16384", "-o"])
         .arg(&out)
-        .args(["--", "dd", "if=/dev/zero", "of=/dev/null", "bs=4M", "count=4"])
+        .args([
+            "--",
+            "dd",
+            "if=/dev/zero",
+            "of=/dev/null",
+            "bs=4M",
+            "count=4",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -105,8 +112,14 @@ fn record_small_workload_then_stats() {
         .filter(|l| l.contains(" page_fault_user: ") && l.contains(&tag))
         .filter(|l| l.trim_start().starts_with("dd-"))
         .count();
-    assert!(faults > 0, "no page_fault_user of dd (pid {pid}) in capture");
-    let total_faults = text.lines().filter(|l| l.contains(" page_fault_user: ")).count();
+    assert!(
+        faults > 0,
+        "no page_fault_user of dd (pid {pid}) in capture"
+    );
+    let total_faults = text
+        .lines()
+        .filter(|l| l.contains(" page_fault_user: "))
+        .count();
 
     let o = Command::new(&bin)
         .args(["stats", "--json"])
@@ -124,5 +137,85 @@ fn record_small_workload_then_stats() {
         Some(total_faults as u64),
         "stats disagrees with the text on page_fault_user"
     );
+
+    // The signal path (same test: two recorders must not share tracefs). The workload sends
+    // SIGTERM to its parent, the recorder, then would sleep 30 s: the recorder must kill it,
+    // still save the capture, restore tracefs and exit 130.
+    let out2 = dir.join("term.trace.zst");
+    let o = Command::new(&bin)
+        .args(["record", "-o"])
+        .arg(&out2)
+        .args(["--", "sh", "-c", "kill -TERM $PPID; exec sleep 30"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        tracefs_state(),
+        before,
+        "tracefs not restored after SIGTERM"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("term.trace.zst.meta.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["interrupted_by_signal"], 15);
+    // The workload died of the recorder's SIGKILL, not of old age.
+    assert_eq!(meta["workload_signal"], 9);
+    assert!(out2.is_file());
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// Every capture in corpus/captures was made by `mmreplay record` and says so: it has its
+/// sidecar, the sidecar's line count matches the text, it stays under the 2 MB corpus budget,
+/// and corpus/README.md describes it. Needs no root.
+#[test]
+fn corpus_captures_have_provenance() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+    let readme = fs::read_to_string(root.join("README.md")).expect("corpus/README.md");
+    let mut n = 0;
+    let mut names: Vec<PathBuf> = fs::read_dir(root.join("captures"))
+        .expect("corpus/captures")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".trace.zst"))
+        .collect();
+    names.sort();
+    for cap in names {
+        let name = cap.file_name().unwrap().to_string_lossy().into_owned();
+        let size = fs::metadata(&cap).unwrap().len();
+        assert!(size <= 2_000_000, "{name}: {size} bytes > 2 MB");
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "{name} not in README"
+        );
+        let meta_path = cap.with_file_name(format!("{name}.meta.json"));
+        let meta: serde_json::Value = serde_json::from_str(
+            &fs::read_to_string(&meta_path)
+                .unwrap_or_else(|e| panic!("{}: {e}", meta_path.display())),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", meta_path.display()));
+        assert_eq!(meta["tool"], "mmreplay record", "{name}");
+        assert!(meta["kernel_release"]
+            .as_str()
+            .is_some_and(|k| !k.is_empty()));
+        let mut text = Vec::new();
+        zstd::Decoder::new(fs::File::open(&cap).unwrap())
+            .unwrap()
+            .read_to_end(&mut text)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let lines = text.iter().filter(|&&b| b == b'\n').count() as u64;
+        assert_eq!(Some(lines), meta["lines"].as_u64(), "{name}: line count");
+        // Only the deliberate small-buffer variants may have lost events.
+        let lost = meta["lost_events"].as_u64().unwrap();
+        assert_eq!(
+            lost > 0,
+            name.starts_with("fmt-lost") || name.starts_with("fmt-overrun"),
+            "{name}: lost_events {lost}"
+        );
+        n += 1;
+    }
+    assert!(n >= 5, "only {n} captures in corpus/captures");
 }

@@ -5,6 +5,7 @@
 //! their offsets, so decoding a record is a few bounded loads. It must never use hard-coded
 //! offsets, and never panic on short or lying records (missing bytes decode as 0 / empty).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use super::bytes::{read_uint, sign_extend, Endian};
@@ -84,7 +85,14 @@ pub struct Plan {
     kind: Kind,
     f: [Option<F>; 6],
     format: Arc<EventFormat>,
+    /// `__print_symbolic` texts as shared `Sym`s, so a record costs no allocation for them.
+    symbols: BTreeMap<String, Vec<(i64, Sym)>>,
+    /// `sched_switch` prev_state texts by state value, filled on first sight (values below
+    /// `STATE_CACHE`; others are rendered each time).
+    states: Vec<OnceLock<Sym>>,
 }
+
+const STATE_CACHE: usize = 0x1000;
 
 /// Decodes raw records of one capture.
 #[derive(Debug)]
@@ -108,7 +116,13 @@ impl Decoder {
         let kernel_long = meta
             .header_page
             .map_or(usize::from(meta.long_size), |h| h.commit_size);
-        let max_id = meta.formats.keys().copied().filter(|&i| i <= 0xffff).max().unwrap_or(0);
+        let max_id = meta
+            .formats
+            .keys()
+            .copied()
+            .filter(|&i| i <= 0xffff)
+            .max()
+            .unwrap_or(0);
         let mut sources: Vec<Option<FormatSource>> = vec![None; max_id as usize + 1];
         for (id, f) in &meta.formats {
             if let Some(slot) = sources.get_mut(*id as usize) {
@@ -116,12 +130,21 @@ impl Decoder {
             }
         }
         let plans = (0..sources.len()).map(|_| OnceLock::new()).collect();
-        Decoder { endian: meta.endian, kernel_long, kallsyms: meta.kallsyms.clone(), sources, plans }
+        Decoder {
+            endian: meta.endian,
+            kernel_long,
+            kallsyms: meta.kallsyms.clone(),
+            sources,
+            plans,
+        }
     }
 
     /// Format files that failed to parse among the ids decoded so far.
     pub fn format_errors(&self) -> Vec<FormatError> {
-        self.plans.iter().filter_map(|p| p.get()?.as_ref().err().cloned()).collect()
+        self.plans
+            .iter()
+            .filter_map(|p| p.get()?.as_ref().err().cloned())
+            .collect()
     }
 
     pub fn endian(&self) -> Endian {
@@ -145,7 +168,8 @@ impl Decoder {
     pub fn plan(&self, id: u16) -> Option<Result<&Plan, &FormatError>> {
         let src = self.sources.get(usize::from(id))?.as_ref()?;
         let slot = self.plans.get(usize::from(id))?;
-        let p = slot.get_or_init(|| parse_format(&src.text, &src.system).map(|f| Plan::build(Arc::new(f))));
+        let p = slot
+            .get_or_init(|| parse_format(&src.text, &src.system).map(|f| Plan::build(Arc::new(f))));
         Some(p.as_ref())
     }
 
@@ -153,12 +177,18 @@ impl Decoder {
     /// ids whose format does not parse `Other { "unparsed_format_<id>" }`.
     pub fn decode(&self, raw: &[u8]) -> Event {
         let Some(id) = self.event_id(raw) else {
-            return Event::Other { name: Sym::from("short_record") };
+            return Event::Other {
+                name: Sym::from("short_record"),
+            };
         };
         match self.plan(id) {
             Some(Ok(p)) => self.decode_with(p, raw),
-            Some(Err(_)) => Event::Other { name: Sym::from(format!("unparsed_format_{id}")) },
-            None => Event::Other { name: Sym::from(format!("unknown_event_{id}")) },
+            Some(Err(_)) => Event::Other {
+                name: Sym::from(format!("unparsed_format_{id}")),
+            },
+            None => Event::Other {
+                name: Sym::from(format!("unknown_event_{id}")),
+            },
         }
     }
 
@@ -217,11 +247,10 @@ impl Decoder {
     }
 
     fn symbolic(&self, p: &Plan, field: &str, v: i64) -> Sym {
-        Sym::from(
-            p.format
-                .symbol(field, v)
-                .map_or_else(|| v.to_string(), str::to_string),
-        )
+        p.symbols
+            .get(field)
+            .and_then(|t| t.iter().find(|(k, _)| *k == v))
+            .map_or_else(|| Sym::from(v.to_string()), |(_, s)| s.clone())
     }
 
     fn decode_with(&self, p: &Plan, raw: &[u8]) -> Event {
@@ -236,15 +265,16 @@ impl Decoder {
             Kind::TlbFlush => {
                 let code = self.i(raw, f[1]);
                 let text = p
-                    .format
-                    .symbol("reason", code)
-                    .unwrap_or_else(|| default_tlb_reason(code));
+                    .symbols
+                    .get("reason")
+                    .and_then(|t| t.iter().find(|(k, _)| *k == code))
+                    .map_or_else(|| Sym::from(default_tlb_reason(code)), |(_, s)| s.clone());
                 Event::TlbFlush {
                     // Printed with %ld: sign-extend whatever the field's signedness says.
                     pages: self.i(raw, f[0]),
                     reason: TlbReason {
                         code: Some(code as i32),
-                        text: Sym::from(text),
+                        text,
                     },
                 }
             }
@@ -387,15 +417,22 @@ impl Decoder {
             },
             Kind::SchedSwitch { table, report_max } => {
                 let state = self.u(raw, f[1]);
-                let text = if table.is_empty() {
-                    prev_state_text(state, PREV_STATE_FLAGS, *report_max)
-                } else {
-                    let t: Vec<(u64, &str)> = table.iter().map(|(v, s)| (*v, s.as_str())).collect();
-                    prev_state_text(state, &t, *report_max)
+                let render = || {
+                    Sym::from(if table.is_empty() {
+                        prev_state_text(state, PREV_STATE_FLAGS, *report_max)
+                    } else {
+                        let t: Vec<(u64, &str)> =
+                            table.iter().map(|(v, s)| (*v, s.as_str())).collect();
+                        prev_state_text(state, &t, *report_max)
+                    })
+                };
+                let text = match usize::try_from(state).ok().and_then(|i| p.states.get(i)) {
+                    Some(slot) => slot.get_or_init(render).clone(),
+                    None => render(),
                 };
                 Event::SchedSwitch {
                     prev_pid: self.i(raw, f[0]) as i32,
-                    prev_state: Sym::from(text),
+                    prev_state: text,
                     next_pid: self.i(raw, f[2]) as i32,
                     next_comm: self.comm(raw, f[3]),
                 }
@@ -686,12 +723,29 @@ impl Plan {
                 }
             }
         }
+        let symbols = format
+            .symbolic
+            .iter()
+            .map(|(k, t)| {
+                (
+                    k.clone(),
+                    t.iter().map(|(v, s)| (*v, Sym::from(s.as_str()))).collect(),
+                )
+            })
+            .collect();
+        let states = if matches!(kind, Kind::SchedSwitch { .. }) {
+            (0..STATE_CACHE).map(|_| OnceLock::new()).collect()
+        } else {
+            Vec::new()
+        };
         Plan {
             name,
             short,
             kind,
             f,
             format,
+            symbols,
+            states,
         }
     }
 }

@@ -22,7 +22,9 @@ pub fn merge_by<T>(mut streams: Vec<Vec<T>>, ts: impl Fn(&T) -> u64, mut sink: i
         .filter_map(|(i, r)| r.as_ref().map(|r| Reverse((ts(r), i))))
         .collect();
     while let Some(Reverse((_, i))) = heap.pop() {
-        let (Some(slot), Some(it)) = (heads.get_mut(i), iters.get_mut(i)) else { continue };
+        let (Some(slot), Some(it)) = (heads.get_mut(i), iters.get_mut(i)) else {
+            continue;
+        };
         if let Some(r) = slot.take() {
             sink(r);
         }

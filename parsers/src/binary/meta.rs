@@ -29,14 +29,20 @@ pub struct Kallsyms {
 
 impl Clone for Kallsyms {
     fn clone(&self) -> Self {
-        Kallsyms { raw: self.raw.clone(), index: OnceLock::new() }
+        Kallsyms {
+            raw: self.raw.clone(),
+            index: OnceLock::new(),
+        }
     }
 }
 
 impl Kallsyms {
     /// Keeps `/proc/kallsyms` text (`addr type name [module]`) for later lookups.
     pub fn parse(text: &[u8]) -> Self {
-        Kallsyms { raw: text.to_vec(), index: OnceLock::new() }
+        Kallsyms {
+            raw: text.to_vec(),
+            index: OnceLock::new(),
+        }
     }
 
     fn index(&self) -> &[(u64, u32, u32)] {
@@ -47,11 +53,15 @@ impl Kallsyms {
                 let here = pos;
                 pos += line.len() + 1;
                 // Malformed lines are skipped: kallsyms is only used to name addresses.
-                let mut it = line.split(|&b| b == b' ' || b == b'\t').filter(|w| !w.is_empty());
+                let mut it = line
+                    .split(|&b| b == b' ' || b == b'\t')
+                    .filter(|w| !w.is_empty());
                 let (Some(a), Some(_ty), Some(name)) = (it.next(), it.next(), it.next()) else {
                     continue;
                 };
-                let Some(addr) = std::str::from_utf8(a).ok().and_then(|a| u64::from_str_radix(a, 16).ok())
+                let Some(addr) = std::str::from_utf8(a)
+                    .ok()
+                    .and_then(|a| u64::from_str_radix(a, 16).ok())
                 else {
                     continue;
                 };
@@ -137,10 +147,20 @@ impl Meta {
     /// Keeps a format file for parsing on first use; only its `ID:` is read now.
     pub fn add_format(&mut self, text: &[u8], system: &str) {
         let text = String::from_utf8_lossy(text);
-        let id = text.lines().find_map(|l| l.trim().strip_prefix("ID:").map(|v| v.trim().parse::<u32>()));
+        let id = text.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("ID:")
+                .map(|v| v.trim().parse::<u32>())
+        });
         match id {
             Some(Ok(id)) => {
-                self.formats.insert(id, FormatSource { system: Sym::from(system), text: Arc::from(text.as_ref()) });
+                self.formats.insert(
+                    id,
+                    FormatSource {
+                        system: Sym::from(system),
+                        text: Arc::from(text.as_ref()),
+                    },
+                );
             }
             _ => self.format_errors.push(FormatError {
                 context: format!("{system}/?"),

@@ -132,21 +132,63 @@ pub struct BinaryCapture {
     pub format_errors: Vec<FormatError>,
 }
 
+/// Options of [`read_bytes_with`].
+#[derive(Clone, Debug, Default)]
+pub struct ReadOptions {
+    /// `/proc/kallsyms` of the recording boot, used when the capture carries none (perf.data
+    /// never does): names IPI callbacks so their kind can be classified.
+    pub kallsyms: Option<std::sync::Arc<meta::Kallsyms>>,
+}
+
+impl ReadOptions {
+    /// Loads kallsyms text from a file (`.zst` or plain).
+    pub fn with_kallsyms_file(mut self, path: &Path) -> Result<Self, BinaryError> {
+        let raw = std::fs::read(path).map_err(|e| BinaryError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        let text = if raw.starts_with(&ZSTD_MAGIC) {
+            unzstd(&raw)?
+        } else {
+            raw
+        };
+        self.kallsyms = Some(std::sync::Arc::new(meta::Kallsyms::parse(&text)));
+        Ok(self)
+    }
+}
+
 /// Decodes a whole binary capture held in memory (outer zstd is removed first).
 pub fn read_bytes(data: &[u8]) -> Result<BinaryCapture, BinaryError> {
+    read_bytes_with(data, &ReadOptions::default())
+}
+
+/// [`read_bytes`] with options.
+pub fn read_bytes_with(data: &[u8], opts: &ReadOptions) -> Result<BinaryCapture, BinaryError> {
     if data.starts_with(&ZSTD_MAGIC) {
         let inner = unzstd(data)?;
-        return read_bytes(&inner);
+        return read_bytes_with(&inner, opts);
     }
     match sniff(data) {
         Some(f @ (BinaryFormat::TraceDatV6 | BinaryFormat::TraceDatV7)) => {
-            let td = tracedat::TraceDat::parse(data)?;
+            let mut td = tracedat::TraceDat::parse(data)?;
+            if let Some(k) = opts
+                .kallsyms
+                .clone()
+                .filter(|_| td.meta.kallsyms.is_empty())
+            {
+                td.meta.kallsyms = k;
+            }
             let (records, mut format_errors) = td.decode()?;
             format_errors.extend(td.meta.format_errors.iter().cloned());
-            Ok(BinaryCapture { format: f, records, formats: td.meta.format_count(), format_errors })
+            Ok(BinaryCapture {
+                format: f,
+                records,
+                formats: td.meta.format_count(),
+                format_errors,
+            })
         }
         Some(f @ (BinaryFormat::PerfFile | BinaryFormat::PerfPipe)) => {
-            let (_info, records) = perf::read_perf(data)?;
+            let (_info, records) = perf::read_perf_with(data, opts.kallsyms.clone())?;
             Ok(BinaryCapture {
                 format: f,
                 records,
@@ -174,9 +216,15 @@ pub fn unzstd(data: &[u8]) -> Result<Vec<u8>, BinaryError> {
 }
 
 /// Reads a file (`-` = stdin; `.zst` or any zstd-framed content is decompressed) and decodes it.
+/// Regular files are memory-mapped (no copy); a file truncated by another process while it is
+/// read raises SIGBUS, as with any mmap reader.
 pub fn read_path(path: &Path) -> Result<BinaryCapture, BinaryError> {
     let name = path.display().to_string();
-    let data = if path.as_os_str() == "-" {
+    let wrap = |e: BinaryError| BinaryError::InFile {
+        path: name.clone(),
+        source: Box::new(e),
+    };
+    if path.as_os_str() == "-" {
         let mut v = Vec::new();
         std::io::stdin()
             .read_to_end(&mut v)
@@ -184,17 +232,32 @@ pub fn read_path(path: &Path) -> Result<BinaryCapture, BinaryError> {
                 path: "<stdin>".into(),
                 source: e,
             })?;
-        v
-    } else {
-        std::fs::read(path).map_err(|e| BinaryError::Io {
+        return read_bytes(&v).map_err(wrap);
+    }
+    let f = std::fs::File::open(path).map_err(|e| BinaryError::Io {
+        path: name.clone(),
+        source: e,
+    })?;
+    let meta = f.metadata().map_err(|e| BinaryError::Io {
+        path: name.clone(),
+        source: e,
+    })?;
+    if meta.is_file() && meta.len() > 0 {
+        // SAFETY: the map is read-only and private to this call; the input is treated as
+        // untrusted bytes throughout, so concurrent changes can only give wrong data or errors.
+        let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| BinaryError::Io {
             path: name.clone(),
             source: e,
-        })?
-    };
-    read_bytes(&data).map_err(|e| BinaryError::InFile {
-        path: name,
-        source: Box::new(e),
-    })
+        })?;
+        return read_bytes(&map).map_err(wrap);
+    }
+    let mut v = Vec::new();
+    let mut f = f;
+    f.read_to_end(&mut v).map_err(|e| BinaryError::Io {
+        path: name.clone(),
+        source: e,
+    })?;
+    read_bytes(&v).map_err(wrap)
 }
 
 /// The comm trace-cmd prints for `pid`: saved_cmdlines, `<idle>` for pid 0, else `<...>`.

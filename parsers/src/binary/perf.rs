@@ -9,7 +9,7 @@
 //! the pipe stream, takes the tracing data out and hands the rest to the crate.
 //! It must never trust a size field beyond the bytes that are present.
 
-use linux_perf_data::linux_perf_event_reader::{EventRecord, PerfEventType};
+use linux_perf_data::linux_perf_event_reader::{EventRecord, PerfEventType, RecordType};
 use linux_perf_data::{Feature, PerfFileReader, PerfFileRecord};
 
 use super::bytes::{Cursor, Endian};
@@ -46,6 +46,35 @@ fn perr(e: impl std::fmt::Display) -> BinaryError {
 
 /// Reads a whole perf.data (either mode) into time-ordered records.
 pub fn read_perf(data: &[u8]) -> Result<(PerfInfo, Vec<Record>), BinaryError> {
+    read_perf_with(data, None)
+}
+
+/// Like [`read_perf`], with kallsyms to use when the file has none: perf's TRACING_DATA carries
+/// an empty kallsyms (perf 5.12 and 6.1 files checked), so IPI callbacks of a perf.data can only
+/// be named from a `/proc/kallsyms` copy of the recording boot. Without it they are `Other`.
+pub fn read_perf_with(
+    data: &[u8],
+    kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
+) -> Result<(PerfInfo, Vec<Record>), BinaryError> {
+    // linux-perf-data / linux-perf-event-reader still hold asserts reachable from input (e.g.
+    // `Mmap2Record::parse` asserts a build-id length; found by fuzz_binary). Records we do not
+    // need are never parsed, and any remaining panic in the crates becomes an error here.
+    std::panic::catch_unwind(|| read_perf_inner(data, kallsyms)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(BinaryError::Perf(format!(
+            "malformed input made the perf.data reader crate fail: {msg}"
+        )))
+    })
+}
+
+fn read_perf_inner(
+    data: &[u8],
+    kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
+) -> Result<(PerfInfo, Vec<Record>), BinaryError> {
     let endian = match data.get(..8) {
         Some(b"PERFILE2") => Endian::Little,
         Some(b"2ELIFREP") => Endian::Big,
@@ -61,7 +90,13 @@ pub fn read_perf(data: &[u8]) -> Result<(PerfInfo, Vec<Record>), BinaryError> {
     if info.pipe {
         let (stream, tracing) = split_pipe(data, endian)?;
         let reader = PerfFileReader::parse_pipe(std::io::Cursor::new(stream)).map_err(perr)?;
-        let records = run(reader, tracing.as_deref(), &mut info)?;
+        let records = run(
+            data.len(),
+            reader,
+            tracing.as_deref(),
+            kallsyms.clone(),
+            &mut info,
+        )?;
         Ok((info, records))
     } else {
         validate_file_header(data, endian)?;
@@ -70,7 +105,13 @@ pub fn read_perf(data: &[u8]) -> Result<(PerfInfo, Vec<Record>), BinaryError> {
             .perf_file
             .feature_section_data(Feature::TRACING_DATA)
             .map(<[u8]>::to_vec);
-        let records = run(reader, tracing.as_deref(), &mut info)?;
+        let records = run(
+            data.len(),
+            reader,
+            tracing.as_deref(),
+            kallsyms.clone(),
+            &mut info,
+        )?;
         Ok((info, records))
     }
 }
@@ -124,7 +165,12 @@ fn validate_file_header(data: &[u8], endian: Endian) -> Result<(), BinaryError> 
         let entry = attr_size + 16;
         for i in 0..size / entry {
             let at = off + i * entry + attr_size;
-            let mut e = Cursor::new(data.get(at as usize..).unwrap_or(&[]), at, endian, "perf.data attrs");
+            let mut e = Cursor::new(
+                data.get(at as usize..).unwrap_or(&[]),
+                at,
+                endian,
+                "perf.data attrs",
+            );
             let (ioff, isize) = (e.u64("ids offset")?, e.u64("ids size")?);
             if ioff.checked_add(isize).is_none_or(|end| end > len) {
                 return Err(BinaryError::Invalid {
@@ -141,8 +187,16 @@ fn validate_file_header(data: &[u8], endian: Endian) -> Result<(), BinaryError> 
     }
     let table = sections[1].0 + sections[1].1;
     let start = usize::try_from(table).unwrap_or(usize::MAX);
-    let mut t = Cursor::new(data.get(start..).unwrap_or(&[]), table, endian, "perf.data feature table");
-    for feat in (0..256u32).filter(|i| bits.get((i / 64) as usize).is_some_and(|w| w >> (i % 64) & 1 == 1)) {
+    let mut t = Cursor::new(
+        data.get(start..).unwrap_or(&[]),
+        table,
+        endian,
+        "perf.data feature table",
+    );
+    for feat in (0..256u32).filter(|i| {
+        bits.get((i / 64) as usize)
+            .is_some_and(|w| w >> (i % 64) & 1 == 1)
+    }) {
         let at = t.file_offset();
         let (off, size) = (t.u64("feature offset")?, t.u64("feature size")?);
         if off.checked_add(size).is_none_or(|end| end > len) {
@@ -174,7 +228,10 @@ fn validate_event_desc(body: &[u8], base: u64, endian: Endian) -> Result<(), Bin
         return Err(BinaryError::Invalid {
             what: "perf.data EVENT_DESC",
             offset: base,
-            msg: format!("{nr} events of {attr_size}-byte attrs do not fit in {} bytes", body.len()),
+            msg: format!(
+                "{nr} events of {attr_size}-byte attrs do not fit in {} bytes",
+                body.len()
+            ),
         });
     }
     for _ in 0..nr {
@@ -232,8 +289,10 @@ fn split_pipe(data: &[u8], endian: Endian) -> Result<(Vec<u8>, Option<Vec<u8>>),
 }
 
 fn run<R: std::io::Read>(
+    size_hint: usize,
     reader: PerfFileReader<R>,
     tracing: Option<&[u8]>,
+    kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
     info: &mut PerfInfo,
 ) -> Result<Vec<Record>, BinaryError> {
     let PerfFileReader {
@@ -248,6 +307,10 @@ fn run<R: std::io::Read>(
         }
         None => Meta::new(Endian::Little, 8, 4096),
     };
+    let mut meta = meta;
+    if let Some(k) = kallsyms.filter(|_| meta.kallsyms.is_empty()) {
+        meta.kallsyms = k;
+    }
     let dec = Decoder::new(&meta);
     for a in perf_file.event_attributes() {
         info.attr_names.push(a.name().unwrap_or("").to_string());
@@ -265,11 +328,22 @@ fn run<R: std::io::Read>(
     }
     // Looked up once per sample: a hash map (iteration order never matters here).
     let mut comms: crate::intern::FxHashMap<i32, Comm> = Default::default();
-    let mut out = Vec::with_capacity(4096);
+    // A tracepoint sample is at least ~64 bytes on disk: reserving by that bound avoids regrowth
+    // copies; untouched capacity costs no memory.
+    let mut out = Vec::with_capacity(size_hint / 64);
     while let Some(rec) = record_iter.next_record(&mut perf_file).map_err(perr)? {
         let PerfFileRecord::EventRecord { attr_index, record } = rec else {
             continue;
         };
+        // Only the record types used below are parsed (MMAP2 parsing can panic on bad input).
+        let ty = record.record_type;
+        if ty != RecordType::SAMPLE
+            && ty != RecordType::COMM
+            && ty != RecordType::FORK
+            && ty != RecordType::LOST
+        {
+            continue;
+        }
         match record.parse().map_err(perr)? {
             EventRecord::Sample(s) => {
                 info.samples += 1;

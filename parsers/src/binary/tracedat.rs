@@ -107,7 +107,11 @@ impl<'a> TraceDat<'a> {
             offset: 0,
             msg: "no header_page".into(),
         })?;
-        let layout = PageLayout { header, page_size: self.meta.page_size as usize, endian: self.meta.endian };
+        let layout = PageLayout {
+            header,
+            page_size: self.meta.page_size as usize,
+            endian: self.meta.endian,
+        };
         let mut bufs: Vec<(u32, u64, std::borrow::Cow<'_, [u8]>)> = Vec::new();
         for b in &self.info.buffers {
             for &(cpu, off, size) in &b.cpus {
@@ -121,9 +125,19 @@ impl<'a> TraceDat<'a> {
                         // the file end bounds them.
                         let left = (self.data.len() as u64).saturating_sub(off);
                         let tail = slice(self.data, off, left, "flyrecord CPU data")?;
-                        std::borrow::Cow::Owned(decompress_chunks(tail, algo, off, self.meta.endian)?)
+                        std::borrow::Cow::Owned(decompress_chunks(
+                            tail,
+                            algo,
+                            off,
+                            self.meta.endian,
+                        )?)
                     }
-                    None => std::borrow::Cow::Borrowed(slice(self.data, off, size, "flyrecord CPU data")?),
+                    None => std::borrow::Cow::Borrowed(slice(
+                        self.data,
+                        off,
+                        size,
+                        "flyrecord CPU data",
+                    )?),
                 };
                 bufs.push((cpu, off, pages));
             }
@@ -137,7 +151,11 @@ impl<'a> TraceDat<'a> {
         let total = streams.iter().map(Vec::len).sum();
         let mut out = Vec::with_capacity(total);
         let ts_off = self.info.ts_offset;
-        merge_by(streams, |(_, it)| item_ts(it), |(cpu, it)| out.push(self.record(&dec, cpu, it, ts_off)));
+        merge_by(
+            streams,
+            |(_, it)| item_ts(it),
+            |(cpu, it)| out.push(self.record(&dec, cpu, it, ts_off)),
+        );
         Ok((out, dec.format_errors()))
     }
 

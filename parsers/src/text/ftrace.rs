@@ -125,6 +125,21 @@ fn is_flag_token(tok: &[u8]) -> bool {
 /// Tries every `[` as the cpu anchor (a comm may itself contain `-12 [3]`); the first one that
 /// gives a complete line wins.
 fn parse_event(line: &[u8]) -> Result<Line<'_>, LineError> {
+    // Fast path: the kernel's fixed columns put `[` at byte 25 (`%16s-%-7d `), or 35 with the
+    // `(%7d) ` tgid column. Anything else (wider pids, trace-cmd's 5-wide pids, prefixes) takes
+    // the general scan below, which gives the same answer.
+    for open in [25usize, 35] {
+        if line.get(open) == Some(&b'[') {
+            if let Some(a) = try_anchor(line, open) {
+                if let Ok(l) = parse_after_anchor(line, a) {
+                    // Only if no earlier `[` could have been the anchor.
+                    if memchr::memchr(b'[', line.get(..open).unwrap_or(&[])).is_none() {
+                        return Ok(l);
+                    }
+                }
+            }
+        }
+    }
     let mut err = NO_ANCHOR;
     for open in memchr::memchr_iter(b'[', line) {
         if let Some(a) = try_anchor(line, open) {
@@ -172,7 +187,12 @@ fn parse_after_anchor<'a>(line: &'a [u8], a: Anchor<'a>) -> Result<Line<'a>, Lin
         i += rest.iter().take_while(|&&c| c == b' ').count();
     }
     let rest = line.get(i..).ok_or(BAD_TS)?;
-    let colon = memchr::memchr(b':', rest).ok_or(BAD_TS)?;
+    // The timestamp is digits and at most one `.`, so its `:` is within the first ~30 bytes.
+    let colon = rest
+        .iter()
+        .take(32)
+        .position(|&c| c == b':')
+        .ok_or(BAD_TS)?;
     let ts_ns = timestamp_ns(rest.get(..colon).ok_or(BAD_TS)?).ok_or(BAD_TS)?;
     let after = trim_start(rest.get(colon + 1..).ok_or(BAD_NAME)?);
     if after.first() == Some(&b'<')

@@ -68,7 +68,13 @@ fn is_ident(c: u8) -> bool {
 #[inline]
 fn value_end(p: &[u8], start: usize) -> usize {
     let tail = p.get(start..).unwrap_or(&[]);
-    for sp in memchr::memchr_iter(b' ', tail) {
+    // Values are short: a plain loop beats a memchr call per value.
+    let spaces = tail
+        .iter()
+        .enumerate()
+        .filter(|(_, &c)| c == b' ')
+        .map(|(i, _)| i);
+    for sp in spaces {
         let rest = tail.get(sp + 1..).unwrap_or(&[]);
         if rest.first().is_some_and(|&c| is_ident_start(c)) {
             let n = rest.iter().take_while(|&&c| is_ident(c)).count();
@@ -93,7 +99,7 @@ impl<'a> Fields<'a> {
     }
 
     #[inline]
-    fn value_at(&mut self, at: usize, key: &[u8]) -> Option<&'a [u8]> {
+    fn value_at(&mut self, at: usize, key: &[u8], word: bool) -> Option<&'a [u8]> {
         let sep_i = at + key.len();
         match self.p.get(sep_i) {
             Some(b'=' | b':') => {}
@@ -104,28 +110,45 @@ impl<'a> Fields<'a> {
         if self.p.get(sep_i) == Some(&b':') && self.p.get(vs) == Some(&b' ') {
             vs += 1;
         }
-        let ve = value_end(self.p, vs);
+        let ve = if word {
+            let tail = self.p.get(vs..).unwrap_or(&[]);
+            vs + tail.iter().position(|&c| c == b' ').unwrap_or(tail.len())
+        } else {
+            value_end(self.p, vs)
+        };
         self.pos = (ve + 1).min(self.p.len());
         Some(trim_end(self.p.get(vs..ve)?))
     }
 
-    /// The value of `key` (trimmed at the end), or `None` when the key is absent.
     #[inline]
-    fn get(&mut self, key: &[u8]) -> Option<&'a [u8]> {
-        if self.p.get(self.pos..).is_some_and(|t| t.starts_with(key)) {
-            if let Some(v) = self.value_at(self.pos, key) {
+    fn lookup(&mut self, key: &[u8], word: bool) -> Option<&'a [u8]> {
+        if self.p.get(self.pos..).is_some_and(|t| has_prefix(t, key)) {
+            if let Some(v) = self.value_at(self.pos, key, word) {
                 return Some(v);
             }
         }
         for at in find_all(self.p, key) {
             let boundary = at == 0 || matches!(self.p.get(at - 1), Some(b' ' | b',' | b'('));
             if boundary {
-                if let Some(v) = self.value_at(at, key) {
+                if let Some(v) = self.value_at(at, key, word) {
                     return Some(v);
                 }
             }
         }
         None
+    }
+
+    /// The value of `key`, which may contain spaces (it runs to the next ` ident=`), trimmed
+    /// at the end; `None` when the key is absent.
+    #[inline]
+    fn get(&mut self, key: &[u8]) -> Option<&'a [u8]> {
+        self.lookup(key, false)
+    }
+
+    /// The value of `key` up to the next space: numbers, hex, symbols, masks.
+    #[inline]
+    fn word(&mut self, key: &[u8]) -> Option<&'a [u8]> {
+        self.lookup(key, true)
     }
 }
 
@@ -134,8 +157,17 @@ impl<'a> Fields<'a> {
 #[inline]
 fn find_all<'h>(hay: &'h [u8], needle: &'h [u8]) -> impl Iterator<Item = usize> + 'h {
     let first = needle.first().copied().unwrap_or(0);
-    memchr::memchr_iter(first, hay)
-        .filter(move |&i| hay.get(i..).is_some_and(|t| t.starts_with(needle)) && !needle.is_empty())
+    hay.iter()
+        .enumerate()
+        .filter(move |(_, &c)| c == first)
+        .map(|(i, _)| i)
+        .filter(move |&i| !needle.is_empty() && has_prefix(hay.get(i..).unwrap_or(&[]), needle))
+}
+
+/// `hay.starts_with(needle)` without a `memcmp` call (needles here are a few bytes).
+#[inline]
+fn has_prefix(hay: &[u8], needle: &[u8]) -> bool {
+    hay.len() >= needle.len() && hay.iter().zip(needle).all(|(a, b)| a == b)
 }
 
 #[inline]
@@ -284,9 +316,9 @@ impl Decoder {
         let ev = match self.kind_of(name) {
             Kind::PageFault => {
                 const E: Expected = "`address=<addr> ip=<addr> error_code=0x<hex>`";
-                let address = req!(f.get(b"address"), E);
-                let ip = req!(f.get(b"ip"), E);
-                let error_code = req!(f.get(b"error_code").and_then(hex_u64), E);
+                let address = req!(f.word(b"address"), E);
+                let ip = req!(f.word(b"ip"), E);
+                let error_code = req!(f.word(b"error_code").and_then(hex_u64), E);
                 Event::PageFault {
                     user: name == b"page_fault_user",
                     address: addr_or_symbol(address).unwrap_or(0),
@@ -296,7 +328,7 @@ impl Decoder {
             }
             Kind::TlbFlush => {
                 const E: Expected = "`pages:<n> reason:<text> (<code>)` (or `pages=`/`reason=`)";
-                let pages = req!(f.get(b"pages").and_then(dec_i64), E);
+                let pages = req!(f.word(b"pages").and_then(dec_i64), E);
                 let r = trim(req!(f.get(b"reason"), E));
                 let (text, code) = match (r.strip_suffix(b")"), memchr::memrchr(b'(', r)) {
                     (Some(_), Some(open)) => {
@@ -315,7 +347,7 @@ impl Decoder {
             }
             Kind::IpiCpu => {
                 const E: Expected = "`cpu=<n> callsite=<sym> callback=<sym>`";
-                let target = req!(f.get(b"cpu").and_then(dec_u32), E);
+                let target = req!(f.word(b"cpu").and_then(dec_u32), E);
                 let kind = f
                     .get(b"callback")
                     .map(classify_ipi)
@@ -325,7 +357,7 @@ impl Decoder {
             Kind::IpiMask => {
                 const E: Expected =
                     "`cpumask=<hex words or cpu list> callsite=<sym> callback=<sym>`";
-                let (mask, targets) = req!(f.get(b"cpumask").and_then(parse_cpumask), E);
+                let (mask, targets) = req!(f.word(b"cpumask").and_then(parse_cpumask), E);
                 let kind = f
                     .get(b"callback")
                     .map(classify_ipi)
@@ -338,9 +370,9 @@ impl Decoder {
             }
             Kind::MigrationPte => {
                 const E: Expected = "`addr=<hex>, pte=<hex> order=<n>`";
-                let addr = req!(f.get(b"addr").map(strip_comma).and_then(hex_u64), E);
-                let pte = req!(f.get(b"pte").map(strip_comma).and_then(hex_u64), E);
-                let order = f.get(b"order").and_then(dec_u32).unwrap_or(0);
+                let addr = req!(f.word(b"addr").map(strip_comma).and_then(hex_u64), E);
+                let pte = req!(f.word(b"pte").map(strip_comma).and_then(hex_u64), E);
+                let order = f.word(b"order").and_then(dec_u32).unwrap_or(0);
                 if name == b"set_migration_pte" {
                     Event::SetMigrationPte { addr, pte, order }
                 } else {
@@ -350,18 +382,18 @@ impl Decoder {
             Kind::MigratePages => {
                 const E: Expected = "`nr_succeeded=<n> nr_failed=<n> ... mode=<m> reason=<r>`";
                 let succeeded = req!(
-                    f.get(b"nr_succeeded")
-                        .or_else(|| f.get(b"succeeded"))
+                    f.word(b"nr_succeeded")
+                        .or_else(|| f.word(b"succeeded"))
                         .and_then(dec_u64),
                     E
                 );
                 let failed = req!(
-                    f.get(b"nr_failed")
-                        .or_else(|| f.get(b"failed"))
+                    f.word(b"nr_failed")
+                        .or_else(|| f.word(b"failed"))
                         .and_then(dec_u64),
                     E
                 );
-                let mode = self.interner.intern(req!(f.get(b"mode"), E));
+                let mode = self.interner.intern(req!(f.word(b"mode"), E));
                 let reason = self.interner.intern(req!(f.get(b"reason"), E));
                 Event::MmMigratePages {
                     succeeded,
@@ -372,28 +404,28 @@ impl Decoder {
             }
             Kind::MigratePagesStart => {
                 const E: Expected = "`mode=<m> reason=<r>`";
-                let mode = self.interner.intern(req!(f.get(b"mode"), E));
+                let mode = self.interner.intern(req!(f.word(b"mode"), E));
                 let reason = self.interner.intern(req!(f.get(b"reason"), E));
                 Event::MmMigratePagesStart { mode, reason }
             }
             Kind::LruInsertion => {
                 const E: Expected = "`folio=<p> pfn=<0xhex|dec> lru=<n> flags=<chars>`";
-                let pfn = req!(f.get(b"pfn").and_then(auto_u64), E);
-                let lru = req!(f.get(b"lru").and_then(dec_i32), E);
+                let pfn = req!(f.word(b"pfn").and_then(auto_u64), E);
+                let lru = req!(f.word(b"lru").and_then(dec_i32), E);
                 let flags = self.interner.intern(f.get(b"flags").unwrap_or(&[]));
                 Event::MmLruInsertion { pfn, lru, flags }
             }
             Kind::LruActivate => {
                 const E: Expected = "`folio=<p> pfn=<0xhex|dec>`";
                 Event::MmLruActivate {
-                    pfn: req!(f.get(b"pfn").and_then(auto_u64), E),
+                    pfn: req!(f.word(b"pfn").and_then(auto_u64), E),
                 }
             }
             Kind::Fork => {
                 const E: Expected = "`comm=<c> pid=<n> child_comm=<c> child_pid=<n>`";
-                let parent_pid = req!(f.get(b"pid").and_then(dec_i32), E);
+                let parent_pid = req!(f.word(b"pid").and_then(dec_i32), E);
                 let child_comm = Comm::new(req!(f.get(b"child_comm"), E));
-                let child_pid = req!(f.get(b"child_pid").and_then(dec_i32), E);
+                let child_pid = req!(f.word(b"child_pid").and_then(dec_i32), E);
                 Event::SchedProcessFork {
                     parent_pid,
                     child_pid,
@@ -402,22 +434,22 @@ impl Decoder {
             }
             Kind::Exec => {
                 const E: Expected = "`filename=<f> pid=<n> old_pid=<n>`";
-                let pid = req!(f.get(b"pid").and_then(dec_i32), E);
-                let old_pid = req!(f.get(b"old_pid").and_then(dec_i32), E);
+                let pid = req!(f.word(b"pid").and_then(dec_i32), E);
+                let old_pid = req!(f.word(b"old_pid").and_then(dec_i32), E);
                 Event::SchedProcessExec { pid, old_pid }
             }
             Kind::Exit => {
                 const E: Expected = "`comm=<c> pid=<n> prio=<n>`";
                 Event::SchedProcessExit {
-                    pid: req!(f.get(b"pid").and_then(dec_i32), E),
+                    pid: req!(f.word(b"pid").and_then(dec_i32), E),
                 }
             }
             Kind::Switch => return self.sched_switch(p),
             Kind::MigrateTask => {
                 const E: Expected = "`comm=<c> pid=<n> prio=<n> orig_cpu=<n> dest_cpu=<n>`";
-                let pid = req!(f.get(b"pid").and_then(dec_i32), E);
-                let orig_cpu = req!(f.get(b"orig_cpu").and_then(dec_u32), E);
-                let dest_cpu = req!(f.get(b"dest_cpu").and_then(dec_u32), E);
+                let pid = req!(f.word(b"pid").and_then(dec_i32), E);
+                let orig_cpu = req!(f.word(b"orig_cpu").and_then(dec_u32), E);
+                let dest_cpu = req!(f.word(b"dest_cpu").and_then(dec_u32), E);
                 Event::SchedMigrateTask {
                     pid,
                     orig_cpu,
@@ -426,19 +458,19 @@ impl Decoder {
             }
             Kind::Newtask => {
                 const E: Expected = "`pid=<n> comm=<c> clone_flags=<hex> oom_score_adj=<n>`";
-                let pid = req!(f.get(b"pid").and_then(dec_i32), E);
-                let clone_flags = req!(f.get(b"clone_flags").and_then(hex_u64), E);
+                let pid = req!(f.word(b"pid").and_then(dec_i32), E);
+                let clone_flags = req!(f.word(b"clone_flags").and_then(hex_u64), E);
                 Event::TaskNewtask { pid, clone_flags }
             }
             Kind::ExitMmap => Event::ExitMmap,
             Kind::RssStat => {
                 const E: Expected = "`mm_id=<n> curr=<0|1> type=<MM_*> size=<n>B`";
-                let mm_id = req!(f.get(b"mm_id").and_then(dec_u64), E);
-                let curr = req!(f.get(b"curr").and_then(dec_u32), E) != 0;
+                let mm_id = req!(f.word(b"mm_id").and_then(dec_u64), E);
+                let curr = req!(f.word(b"curr").and_then(dec_u32), E) != 0;
                 let member = self
                     .interner
-                    .intern(req!(f.get(b"type").or_else(|| f.get(b"member")), E));
-                let size_v = req!(f.get(b"size"), E);
+                    .intern(req!(f.word(b"type").or_else(|| f.word(b"member")), E));
+                let size_v = req!(f.word(b"size"), E);
                 let size = req!(dec_i64(size_v.strip_suffix(b"B").unwrap_or(size_v)), E);
                 Event::RssStat {
                     mm_id,
@@ -457,9 +489,9 @@ impl Decoder {
                     .position(|&c| c == b' ')
                     .unwrap_or(ino_tok.len());
                 let ino = req!(ino_tok.get(..ino_end).and_then(hex_u64), E);
-                let pfn = req!(f.get(b"pfn").and_then(auto_u64), E);
-                let ofs = req!(f.get(b"ofs").and_then(dec_u64), E);
-                let order = f.get(b"order").and_then(dec_u32).unwrap_or(0);
+                let pfn = req!(f.word(b"pfn").and_then(auto_u64), E);
+                let ofs = req!(f.word(b"ofs").and_then(dec_u64), E);
+                let order = f.word(b"order").and_then(dec_u32).unwrap_or(0);
                 Event::Filemap {
                     add: name == b"mm_filemap_add_to_page_cache",
                     pfn,
@@ -509,22 +541,22 @@ impl Decoder {
         let v = match rest {
             b"kswapd_wake" => {
                 const E: Expected = "`nid=<n> [zid=<n>] order=<n>`";
-                let nid = req!(f.get(b"nid").and_then(dec_i32), E);
-                let order = req!(f.get(b"order").and_then(dec_i32), E);
+                let nid = req!(f.word(b"nid").and_then(dec_i32), E);
+                let order = req!(f.word(b"order").and_then(dec_i32), E);
                 Vmscan::KswapdWake { nid, order }
             }
             b"kswapd_sleep" => Vmscan::KswapdSleep {
-                nid: req!(f.get(b"nid").and_then(dec_i32), "`nid=<n>`"),
+                nid: req!(f.word(b"nid").and_then(dec_i32), "`nid=<n>`"),
             },
             b"wakeup_kswapd" => {
                 const E: Expected = "`nid=<n> [zid=<n>] order=<n> gfp_flags=<f>`";
-                let nid = req!(f.get(b"nid").and_then(dec_i32), E);
-                let order = req!(f.get(b"order").and_then(dec_i32), E);
+                let nid = req!(f.word(b"nid").and_then(dec_i32), E);
+                let order = req!(f.word(b"order").and_then(dec_i32), E);
                 Vmscan::WakeupKswapd { nid, order }
             }
             b"direct_reclaim_begin" | b"memcg_reclaim_begin" | b"memcg_softlimit_reclaim_begin" => {
                 let order = req!(
-                    f.get(b"order").and_then(dec_i32),
+                    f.word(b"order").and_then(dec_i32),
                     "`order=<n> gfp_flags=<f>`"
                 );
                 Vmscan::DirectReclaimBegin {
@@ -534,7 +566,7 @@ impl Decoder {
             }
             b"direct_reclaim_end" | b"memcg_reclaim_end" | b"memcg_softlimit_reclaim_end" => {
                 let nr_reclaimed = req!(
-                    f.get(b"nr_reclaimed").and_then(dec_u64),
+                    f.word(b"nr_reclaimed").and_then(dec_u64),
                     "`nr_reclaimed=<n>`"
                 );
                 Vmscan::DirectReclaimEnd {
@@ -545,10 +577,10 @@ impl Decoder {
             b"lru_isolate" => {
                 const E: Expected =
                     "`... nr_requested=<n> nr_scanned=<n> nr_skipped=<n> nr_taken=<n> lru=<l>`";
-                let nr_requested = req!(f.get(b"nr_requested").and_then(dec_u64), E);
-                let nr_scanned = req!(f.get(b"nr_scanned").and_then(dec_u64), E);
-                let nr_taken = req!(f.get(b"nr_taken").and_then(dec_u64), E);
-                let lru = req!(f.get(b"lru").or_else(|| f.get(b"file")), E);
+                let nr_requested = req!(f.word(b"nr_requested").and_then(dec_u64), E);
+                let nr_scanned = req!(f.word(b"nr_scanned").and_then(dec_u64), E);
+                let nr_taken = req!(f.word(b"nr_taken").and_then(dec_u64), E);
+                let lru = req!(f.word(b"lru").or_else(|| f.word(b"file")), E);
                 Vmscan::LruIsolate {
                     nr_requested,
                     nr_scanned,
@@ -558,10 +590,10 @@ impl Decoder {
             }
             b"lru_shrink_inactive" => {
                 const E: Expected = "`nid=<n> nr_scanned=<n> nr_reclaimed=<n> ... priority=<n>`";
-                let nid = req!(f.get(b"nid").and_then(dec_i32), E);
-                let nr_scanned = req!(f.get(b"nr_scanned").and_then(dec_u64), E);
-                let nr_reclaimed = req!(f.get(b"nr_reclaimed").and_then(dec_u64), E);
-                let priority = req!(f.get(b"priority").and_then(dec_i32), E);
+                let nid = req!(f.word(b"nid").and_then(dec_i32), E);
+                let nr_scanned = req!(f.word(b"nr_scanned").and_then(dec_u64), E);
+                let nr_reclaimed = req!(f.word(b"nr_reclaimed").and_then(dec_u64), E);
+                let priority = req!(f.word(b"priority").and_then(dec_i32), E);
                 Vmscan::LruShrinkInactive {
                     nid,
                     nr_scanned,
@@ -571,10 +603,10 @@ impl Decoder {
             }
             b"lru_shrink_active" => {
                 const E: Expected = "`nid=<n> nr_taken=<n> nr_active=<n> nr_deactivated=<n> ...`";
-                let nid = req!(f.get(b"nid").and_then(dec_i32), E);
-                let nr_taken = req!(f.get(b"nr_taken").and_then(dec_u64), E);
-                let nr_active = req!(f.get(b"nr_active").and_then(dec_u64), E);
-                let nr_deactivated = req!(f.get(b"nr_deactivated").and_then(dec_u64), E);
+                let nid = req!(f.word(b"nid").and_then(dec_i32), E);
+                let nr_taken = req!(f.word(b"nr_taken").and_then(dec_u64), E);
+                let nr_active = req!(f.word(b"nr_active").and_then(dec_u64), E);
+                let nr_deactivated = req!(f.word(b"nr_deactivated").and_then(dec_u64), E);
                 Vmscan::LruShrinkActive {
                     nid,
                     nr_taken,
@@ -584,7 +616,7 @@ impl Decoder {
             }
             b"write_folio" | b"writepage" => Vmscan::WriteFolio {
                 pfn: req!(
-                    f.get(b"pfn").and_then(auto_u64),
+                    f.word(b"pfn").and_then(auto_u64),
                     "`page=<p> pfn=<0xhex|dec> flags=<f>`"
                 ),
             },
@@ -664,12 +696,12 @@ impl Decoder {
         let has_kv = find(p, b"prev_pid=").is_some();
         if has_kv {
             let mut f = Fields::new(p);
-            let prev_pid = req!(f.get(b"prev_pid").and_then(dec_i32), E);
+            let prev_pid = req!(f.word(b"prev_pid").and_then(dec_i32), E);
             let state = req!(f.get(b"prev_state"), E);
             let state = trim(state.strip_suffix(b"==>").unwrap_or(state));
             let prev_state = self.interner.intern(state);
             let next_comm = Comm::new(req!(f.get(b"next_comm"), E));
-            let next_pid = req!(f.get(b"next_pid").and_then(dec_i32), E);
+            let next_pid = req!(f.word(b"next_pid").and_then(dec_i32), E);
             return Ok(Event::SchedSwitch {
                 prev_pid,
                 prev_state,

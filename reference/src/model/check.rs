@@ -57,7 +57,9 @@ impl<P: Policy> Model<P> {
                 let counted_before = huge_table.is_some_and(|t| seen_huge_tables.contains(&t));
                 match self.get(loc) {
                     Pte::Present(p) if p.folio != ZERO_SLOT => {
-                        let Some(f) = self.folios.get(p.folio as usize) else { continue };
+                        let Some(f) = self.folios.get(p.folio as usize) else {
+                            continue;
+                        };
                         if !f.live {
                             problems.push(format!("mm{id} {va:#x} maps a freed folio slot"));
                             continue;
@@ -77,20 +79,31 @@ impl<P: Policy> Model<P> {
                             *c += 1;
                         }
                     }
-                    Pte::Migration { .. } => problems.push(format!("mm{id} {va:#x}: migration entry left behind")),
+                    Pte::Migration { .. } => {
+                        problems.push(format!("mm{id} {va:#x}: migration entry left behind"))
+                    }
                     _ => {}
                 }
             }
             for t in m.pgd.values() {
-                if self.pmd_tables.get(*t as usize).is_some_and(|x| x.hugetlb) && !seen_huge_tables.contains(t) {
+                if self.pmd_tables.get(*t as usize).is_some_and(|x| x.hugetlb)
+                    && !seen_huge_tables.contains(t)
+                {
                     seen_huge_tables.push(*t);
                 }
             }
             if rss != m.rss {
-                problems.push(format!("mm{id}: rss {:?} but page tables hold {:?}", m.rss, rss));
+                problems.push(format!(
+                    "mm{id}: rss {:?} but page tables hold {:?}",
+                    m.rss, rss
+                ));
             }
             if m.nr_pmds != m.pgd.len() as i64 {
-                problems.push(format!("mm{id}: nr_pmds {} but {} PMD tables reachable", m.nr_pmds, m.pgd.len()));
+                problems.push(format!(
+                    "mm{id}: nr_pmds {} but {} PMD tables reachable",
+                    m.nr_pmds,
+                    m.pgd.len()
+                ));
             }
         }
         self.scratch_locs = locs;
@@ -100,11 +113,21 @@ impl<P: Policy> Model<P> {
             }
             let mc = mapcount.get(slot).copied().unwrap_or(0);
             if mc != f.mapcount {
-                problems.push(format!("folio {}: mapcount {} but {} mappings", f.id.0, f.mapcount, mc));
+                problems.push(format!(
+                    "folio {}: mapcount {} but {} mappings",
+                    f.id.0, f.mapcount, mc
+                ));
             }
-            let expect = f.mapcount + u32::from(f.in_pagecache) + u32::from(f.swapcache.is_some()) + f.extra + f.pincount;
+            let expect = f.mapcount
+                + u32::from(f.in_pagecache)
+                + u32::from(f.swapcache.is_some())
+                + f.extra
+                + f.pincount;
             if f.refcount != expect {
-                problems.push(format!("folio {}: refcount {} but expected {}", f.id.0, f.refcount, expect));
+                problems.push(format!(
+                    "folio {}: refcount {} but expected {}",
+                    f.id.0, f.refcount, expect
+                ));
             }
             if f.locked {
                 problems.push(format!("folio {} still locked after the op", f.id.0));
@@ -168,7 +191,11 @@ pub(crate) fn snapshot<P: Policy>(m: &Model<P>) -> Snapshot {
         let mut ptes = Vec::with_capacity(locs.len());
         for &(va, loc) in &locs {
             let huge = matches!(loc, Loc::Huge(..));
-            let fid = |slot: u32| m.folios.get(slot as usize).map_or(crate::op::FolioId(0), |f| f.id);
+            let fid = |slot: u32| {
+                m.folios
+                    .get(slot as usize)
+                    .map_or(crate::op::FolioId(0), |f| f.id)
+            };
             let state = match m.get(loc) {
                 Pte::None => continue,
                 Pte::Present(p) if p.folio == ZERO_SLOT => PteState::Zero,
@@ -179,8 +206,13 @@ pub(crate) fn snapshot<P: Policy>(m: &Model<P>) -> Snapshot {
                     dirty: p.dirty,
                     soft_dirty: p.soft_dirty,
                 },
-                Pte::Swap { slot, exclusive, .. } => PteState::Swap {
-                    folio: m.swap.get(slot as usize).map_or(crate::op::FolioId(0), |x| x.id),
+                Pte::Swap {
+                    slot, exclusive, ..
+                } => PteState::Swap {
+                    folio: m
+                        .swap
+                        .get(slot as usize)
+                        .map_or(crate::op::FolioId(0), |x| x.id),
                     exclusive,
                 },
                 Pte::Migration { folio, kind, .. } => PteState::Migration {
@@ -190,7 +222,9 @@ pub(crate) fn snapshot<P: Policy>(m: &Model<P>) -> Snapshot {
             };
             ptes.push(PteSnap { va, huge, state });
         }
-        let cpumask = (0..64u32).filter(|c| mm.cpumask & (1u64 << c) != 0).collect();
+        let cpumask = (0..64u32)
+            .filter(|c| mm.cpumask & (1u64 << c) != 0)
+            .collect();
         mms.push(MmSnap {
             id: mm.id,
             vmas,

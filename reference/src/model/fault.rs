@@ -166,7 +166,13 @@ impl<P: Policy> Model<P> {
     }
 
     /// `handle_mm_fault`; `None` means SIGSEGV.
-    pub(crate) fn handle_mm_fault(&mut self, cpu: u32, mm: u32, va: u64, kind: AccessKind) -> Option<FaultClass> {
+    pub(crate) fn handle_mm_fault(
+        &mut self,
+        cpu: u32,
+        mm: u32,
+        va: u64,
+        kind: AccessKind,
+    ) -> Option<FaultClass> {
         let vma = self.find_vma(mm, va)?;
         let allowed = match kind {
             AccessKind::Read => vma.readable() || vma.writable() || vma.executable(),
@@ -191,7 +197,9 @@ impl<P: Policy> Model<P> {
                     Some(FaultClass::Spurious)
                 }
             }
-            Pte::Swap { slot, exclusive, .. } => Some(self.do_swap_page(mm, &vma, va, loc, slot, exclusive, write)),
+            Pte::Swap {
+                slot, exclusive, ..
+            } => Some(self.do_swap_page(mm, &vma, va, loc, slot, exclusive, write)),
             Pte::Migration { .. } => {
                 self.c.flt_migration_wait += 1;
                 Some(FaultClass::MigrationWait)
@@ -262,13 +270,18 @@ impl<P: Policy> Model<P> {
         let n = u64::from(self.profile.fault_around_pages.max(1));
         let span = n * PAGE_SIZE;
         let start = (va & !(span - 1)).max(vma.start).max(va & !(PMD_SIZE - 1));
-        let end = ((va & !(span - 1)) + span).min(vma.end).min((va & !(PMD_SIZE - 1)) + PMD_SIZE);
+        let end = ((va & !(span - 1)) + span)
+            .min(vma.end)
+            .min((va & !(PMD_SIZE - 1)) + PMD_SIZE);
         let Some(file) = vma.file else { return };
         let mut a = start;
         while a < end {
             if a != va {
                 let idx = vma.file_index(a);
-                let cached = self.files.get(&file).and_then(|f| f.pagecache.get(&idx).copied());
+                let cached = self
+                    .files
+                    .get(&file)
+                    .and_then(|f| f.pagecache.get(&idx).copied());
                 if let Some(pc) = cached {
                     if let Some(loc) = self.locate(mm, a) {
                         if self.get(loc) == Pte::None {
@@ -285,7 +298,15 @@ impl<P: Policy> Model<P> {
     }
 
     /// `set_pte_at` of a new present PTE (young: x86 `vm_page_prot` has `_PAGE_ACCESSED`).
-    pub(crate) fn install(&mut self, loc: Loc, mm: u32, va: u64, slot: u32, write: bool, dirty: bool) {
+    pub(crate) fn install(
+        &mut self,
+        loc: Loc,
+        mm: u32,
+        va: u64,
+        slot: u32,
+        write: bool,
+        dirty: bool,
+    ) {
         self.set(
             loc,
             Pte::Present(PresentPte {
@@ -302,7 +323,15 @@ impl<P: Policy> Model<P> {
     }
 
     /// `do_wp_page`: write fault on a present read-only PTE.
-    fn do_wp_page(&mut self, cpu: u32, mm: u32, vma: &Vma, va: u64, loc: Loc, p: PresentPte) -> FaultClass {
+    fn do_wp_page(
+        &mut self,
+        cpu: u32,
+        mm: u32,
+        vma: &Vma,
+        va: u64,
+        loc: Loc,
+        p: PresentPte,
+    ) -> FaultClass {
         if vma.shared {
             // wp_page_shared: page_mkwrite, then write + dirty.
             let mut q = p;
@@ -378,7 +407,16 @@ impl<P: Policy> Model<P> {
 
     /// `do_swap_page`.
     #[allow(clippy::too_many_arguments)]
-    fn do_swap_page(&mut self, mm: u32, vma: &Vma, va: u64, loc: Loc, s: u32, exclusive: bool, write: bool) -> FaultClass {
+    fn do_swap_page(
+        &mut self,
+        mm: u32,
+        vma: &Vma,
+        va: u64,
+        loc: Loc,
+        s: u32,
+        exclusive: bool,
+        write: bool,
+    ) -> FaultClass {
         let Some(sw) = self.swap.get(s as usize).copied() else {
             return FaultClass::Spurious;
         };
@@ -404,7 +442,10 @@ impl<P: Policy> Model<P> {
             }
         };
         let last_ref = sw.count <= 1;
-        let mapped_elsewhere = self.folios.get(slot as usize).is_some_and(|f| f.mapcount > 0);
+        let mapped_elsewhere = self
+            .folios
+            .get(slot as usize)
+            .is_some_and(|f| f.mapcount > 0);
         let excl = exclusive || (last_ref && !mapped_elsewhere);
         if let Some(x) = self.swap.get_mut(s as usize) {
             x.count = x.count.saturating_sub(1);
@@ -445,7 +486,11 @@ impl<P: Policy> Model<P> {
         }
         let va = va & !(PAGE_SIZE - 1);
         self.ensure_running(cpu, mm.0);
-        let kind = if write { AccessKind::Write } else { AccessKind::Read };
+        let kind = if write {
+            AccessKind::Write
+        } else {
+            AccessKind::Read
+        };
         let mut slot = None;
         for _ in 0..3 {
             match self.pte_at(mm.0, va) {
@@ -529,8 +574,15 @@ impl<P: Policy> Model<P> {
 
     /// Drop a pin (`unpin_user_pages_dirty_lock` for write pins) or an extra reference (DIO
     /// completion writes the data first if `write`).
-    pub(crate) fn op_release(&mut self, hold: HoldId, write: bool) -> Result<OpOutcome, ModelError> {
-        let h = self.holds.remove(&hold.0).ok_or(ModelError::UnknownHold(hold))?;
+    pub(crate) fn op_release(
+        &mut self,
+        hold: HoldId,
+        write: bool,
+    ) -> Result<OpOutcome, ModelError> {
+        let h = self
+            .holds
+            .remove(&hold.0)
+            .ok_or(ModelError::UnknownHold(hold))?;
         let writes = write || (h.pin && h.write);
         if writes {
             self.write_content(h.slot);
@@ -555,7 +607,10 @@ impl<P: Policy> Model<P> {
             None => (false, crate::op::FolioId(0), false),
         };
         if h.pin {
-            let still = self.folios.get(h.slot as usize).is_some_and(|f| f.pincount > 0);
+            let still = self
+                .folios
+                .get(h.slot as usize)
+                .is_some_and(|f| f.pincount > 0);
             if !still {
                 self.pinned.retain(|s| *s != h.slot);
             }
@@ -565,7 +620,10 @@ impl<P: Policy> Model<P> {
             // (mm-semantics D, I5's violating sequence step 4).
             self.violate(
                 Invariant::I5,
-                format!("I/O completed into folio {} after it was discarded from every mapping", id.0),
+                format!(
+                    "I/O completed into folio {} after it was discarded from every mapping",
+                    id.0
+                ),
             );
         }
         if gone {

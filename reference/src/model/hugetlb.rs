@@ -24,22 +24,42 @@ impl<P: Policy> Model<P> {
         let base = va & !(PUD_SIZE - 1);
         let file = v.file?;
         let file_idx = v.file_index(base);
-        let mappers: Vec<u32> = self.files.get(&file)?.mappers.iter().map(|(m, _)| *m).collect();
+        let mappers: Vec<u32> = self
+            .files
+            .get(&file)?
+            .mappers
+            .iter()
+            .map(|(m, _)| *m)
+            .collect();
         for m2 in mappers {
             if m2 == mm {
                 continue;
             }
-            let Some(mm2) = self.mms.get(&m2) else { continue };
+            let Some(mm2) = self.mms.get(&m2) else {
+                continue;
+            };
             for sv in mm2.vmas.values() {
                 if sv.file != Some(file) || !sv.shared || sv.prot != v.prot || file_idx < sv.pgoff {
                     continue;
                 }
-                let saddr = sv.start + ((file_idx - sv.pgoff) << PAGE_SHIFT);
-                if saddr % PUD_SIZE != 0 || saddr < sv.start || saddr + PUD_SIZE > sv.end {
+                let Some(saddr) = (file_idx - sv.pgoff)
+                    .checked_mul(PAGE_SIZE)
+                    .and_then(|off| sv.start.checked_add(off))
+                else {
+                    continue;
+                };
+                if saddr % PUD_SIZE != 0
+                    || saddr < sv.start
+                    || saddr.saturating_add(PUD_SIZE) > sv.end
+                {
                     continue;
                 }
                 if let Some(&t) = mm2.pgd.get(&pud_index(saddr)) {
-                    if self.pmd_tables.get(t as usize).is_some_and(|x| x.hugetlb && x.live) {
+                    if self
+                        .pmd_tables
+                        .get(t as usize)
+                        .is_some_and(|x| x.hugetlb && x.live)
+                    {
                         return Some(t);
                     }
                 }
@@ -76,7 +96,14 @@ impl<P: Policy> Model<P> {
     }
 
     /// `hugetlb_fault` → `hugetlb_no_page` / `hugetlb_wp`.
-    pub(crate) fn hugetlb_fault(&mut self, cpu: u32, mm: u32, v: &Vma, va: u64, kind: AccessKind) -> Option<FaultClass> {
+    pub(crate) fn hugetlb_fault(
+        &mut self,
+        cpu: u32,
+        mm: u32,
+        v: &Vma,
+        va: u64,
+        kind: AccessKind,
+    ) -> Option<FaultClass> {
         let va2 = va & !(PMD_SIZE - 1);
         let t = self.huge_pte_alloc(mm, v, va2)?;
         let i = pmd_index(va2);
@@ -93,7 +120,10 @@ impl<P: Policy> Model<P> {
             Pte::Present(p) => {
                 if write && !p.write {
                     // hugetlb_wp on a private mapping: reuse an exclusive anon folio, else copy.
-                    let reuse = self.folios.get(p.folio as usize).is_some_and(|f| f.is_anon() && f.mapcount == 1);
+                    let reuse = self
+                        .folios
+                        .get(p.folio as usize)
+                        .is_some_and(|f| f.is_anon() && f.mapcount == 1);
                     if reuse {
                         let mut q = p;
                         q.write = true;
@@ -167,12 +197,19 @@ impl<P: Policy> Model<P> {
                     let mut a = lo;
                     while a < hi {
                         let i = pmd_index(a);
-                        let e = self.pmd_tables.get(pt as usize).and_then(|x| x.entries.get(i).copied());
+                        let e = self
+                            .pmd_tables
+                            .get(pt as usize)
+                            .and_then(|x| x.entries.get(i).copied());
                         if let Some(PmdEntry::Leaf(Pte::Present(mut p))) = e {
                             if let Some(ct) = self.huge_pte_alloc(child, v, a) {
                                 if !v.shared && p.write {
                                     p.write = false;
-                                    if let Some(x) = self.pmd_tables.get_mut(pt as usize).and_then(|x| x.entries.get_mut(i)) {
+                                    if let Some(x) = self
+                                        .pmd_tables
+                                        .get_mut(pt as usize)
+                                        .and_then(|x| x.entries.get_mut(i))
+                                    {
                                         *x = PmdEntry::Leaf(Pte::Present(p));
                                     }
                                 }
@@ -257,7 +294,10 @@ impl<P: Policy> Model<P> {
         } else if g.unshare.fully_unshared_tables {
             self.violate(
                 Invariant::I3,
-                format!("mm{}: tlb_finish_mmu saw fully_unshared_tables still set", g.mm),
+                format!(
+                    "mm{}: tlb_finish_mmu saw fully_unshared_tables still set",
+                    g.mm
+                ),
             );
         }
         g.unshare.unsynced_full = 0;
@@ -289,7 +329,10 @@ impl<P: Policy> Model<P> {
             let mut a = lo & !(PMD_SIZE - 1);
             while a < hi {
                 let i = pmd_index(a);
-                let ent = self.pmd_tables.get(t as usize).and_then(|x| x.entries.get(i).copied());
+                let ent = self
+                    .pmd_tables
+                    .get(t as usize)
+                    .and_then(|x| x.entries.get(i).copied());
                 if let Some(PmdEntry::Leaf(Pte::Present(p))) = ent {
                     self.set(super::Loc::Huge(t, i), Pte::None);
                     g.extend(a, a + PMD_SIZE);
@@ -335,8 +378,10 @@ impl<P: Policy> Model<P> {
             let mut a = lo & !(PMD_SIZE - 1);
             while a < hi {
                 let i = pmd_index(a);
-                if let Some(PmdEntry::Leaf(Pte::Present(mut p))) =
-                    self.pmd_tables.get(t as usize).and_then(|x| x.entries.get(i).copied())
+                if let Some(PmdEntry::Leaf(Pte::Present(mut p))) = self
+                    .pmd_tables
+                    .get(t as usize)
+                    .and_then(|x| x.entries.get(i).copied())
                 {
                     if p.write && (!v.writable() || v.prot == 0) {
                         p.write = false;

@@ -12,7 +12,11 @@ use crate::policy::{MigEntryCtx, MigRestoreCtx, Policy};
 use crate::profile::Base;
 
 impl<P: Policy> Model<P> {
-    pub(crate) fn op_migrate(&mut self, cpu: u32, target: MigrateTarget) -> Result<OpOutcome, ModelError> {
+    pub(crate) fn op_migrate(
+        &mut self,
+        cpu: u32,
+        target: MigrateTarget,
+    ) -> Result<OpOutcome, ModelError> {
         self.check_cpu(cpu)?;
         let slot = match target {
             MigrateTarget::Va { mm, va } => {
@@ -23,7 +27,9 @@ impl<P: Policy> Model<P> {
                 }
             }
             MigrateTarget::Pfn(pfn) => {
-                let s = pfn.checked_sub(PFN_BASE).filter(|s| *s < u64::from(u32::MAX));
+                let s = pfn
+                    .checked_sub(PFN_BASE)
+                    .filter(|s| *s < u64::from(u32::MAX));
                 match s {
                     Some(s) if self.folios.get(s as usize).is_some_and(|f| f.live) => s as u32,
                     _ => return Err(ModelError::NoFolioAtPfn(pfn)),
@@ -56,8 +62,12 @@ impl<P: Policy> Model<P> {
         let mut aborted = false;
         for &(mm, va) in &list {
             self.c.rmap_vma_visits += 1;
-            let Some(loc) = self.locate(mm, va) else { continue };
-            let Pte::Present(p) = self.get(loc) else { continue };
+            let Some(loc) = self.locate(mm, va) else {
+                continue;
+            };
+            let Pte::Present(p) = self.get(loc) else {
+                continue;
+            };
             if p.folio != slot {
                 continue;
             }
@@ -95,7 +105,10 @@ impl<P: Policy> Model<P> {
                 );
             }
             if (ad.young && !p.young) || (ad.dirty && !p.dirty) {
-                self.violate(Invariant::I7, format!("migration entry at mm{mm} {va:#x} invents A/D bits"));
+                self.violate(
+                    Invariant::I7,
+                    format!("migration entry at mm{mm} {va:#x} invents A/D bits"),
+                );
             }
             let kind = if p.write {
                 MigKind::Write
@@ -171,7 +184,9 @@ impl<P: Policy> Model<P> {
                 f.refs,
             )
         });
-        if let Some((pae, dirty, swapbacked, swapcache, in_pc, referenced, workingset, refs)) = src_state {
+        if let Some((pae, dirty, swapbacked, swapcache, in_pc, referenced, workingset, refs)) =
+            src_state
+        {
             if let Some(d) = self.folios.get_mut(dst as usize) {
                 d.pae = pae;
                 d.dirty = dirty;

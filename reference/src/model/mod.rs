@@ -140,13 +140,12 @@ impl<P: Policy> Model<P> {
     pub fn new(profile: KernelProfile, policy: P) -> Model<P> {
         let mut profile = profile;
         profile.nr_cpus = profile.nr_cpus.clamp(1, 64);
-        profile.tlb_entries = profile.tlb_entries.clamp(1, 4096);
+        profile.tlb_entries = profile.tlb_entries.clamp(1, 4096).next_power_of_two();
         let cpus = (0..profile.nr_cpus)
             .map(|_| CpuState {
                 loaded: None,
                 lazy: false,
                 tlb: vec![TlbEntry::default(); profile.tlb_entries as usize],
-                next: 0,
             })
             .collect();
         Model {
@@ -352,9 +351,7 @@ impl<P: Policy> Model<P> {
     }
 
     pub(crate) fn find_vma(&self, mm: u32, va: u64) -> Option<Vma> {
-        let m = self.mms.get(&mm)?;
-        let (_, v) = m.vmas.range(..=va).next_back()?;
-        (va < v.end).then_some(*v)
+        self.mms.get(&mm)?.vmas.find(va)
     }
 
     pub(crate) fn locate(&self, mm: u32, va: u64) -> Option<Loc> {
@@ -375,7 +372,11 @@ impl<P: Policy> Model<P> {
                 .get(t as usize)
                 .and_then(|tb| tb.ptes.get(i).copied())
                 .unwrap_or_default(),
-            Loc::Huge(t, i) => match self.pmd_tables.get(t as usize).and_then(|tb| tb.entries.get(i)) {
+            Loc::Huge(t, i) => match self
+                .pmd_tables
+                .get(t as usize)
+                .and_then(|tb| tb.entries.get(i))
+            {
                 Some(PmdEntry::Leaf(p)) => *p,
                 _ => Pte::None,
             },
@@ -385,12 +386,20 @@ impl<P: Policy> Model<P> {
     pub(crate) fn set(&mut self, loc: Loc, pte: Pte) {
         match loc {
             Loc::Pte(t, i) => {
-                if let Some(p) = self.pte_tables.get_mut(t as usize).and_then(|tb| tb.ptes.get_mut(i)) {
+                if let Some(p) = self
+                    .pte_tables
+                    .get_mut(t as usize)
+                    .and_then(|tb| tb.ptes.get_mut(i))
+                {
                     *p = pte;
                 }
             }
             Loc::Huge(t, i) => {
-                if let Some(e) = self.pmd_tables.get_mut(t as usize).and_then(|tb| tb.entries.get_mut(i)) {
+                if let Some(e) = self
+                    .pmd_tables
+                    .get_mut(t as usize)
+                    .and_then(|tb| tb.entries.get_mut(i))
+                {
                     *e = PmdEntry::Leaf(pte);
                 }
             }
@@ -450,13 +459,23 @@ impl<P: Policy> Model<P> {
                 t
             }
         };
-        let e = self.pmd_tables.get(t as usize)?.entries.get(pmd_index(va)).copied()?;
+        let e = self
+            .pmd_tables
+            .get(t as usize)?
+            .entries
+            .get(pmd_index(va))
+            .copied()?;
         match e {
             PmdEntry::Table(p) => Some(Loc::Pte(p, pte_index(va))),
             PmdEntry::Leaf(_) => Some(Loc::Huge(t, pmd_index(va))),
             PmdEntry::None => {
                 let p = self.alloc_pte_table();
-                if let Some(slot) = self.pmd_tables.get_mut(t as usize)?.entries.get_mut(pmd_index(va)) {
+                if let Some(slot) = self
+                    .pmd_tables
+                    .get_mut(t as usize)?
+                    .entries
+                    .get_mut(pmd_index(va))
+                {
                     *slot = PmdEntry::Table(p);
                 }
                 Some(Loc::Pte(p, pte_index(va)))
@@ -470,7 +489,13 @@ impl<P: Policy> Model<P> {
         self.alloc_folio_with_id(kind, order, content, id)
     }
 
-    pub(crate) fn alloc_folio_with_id(&mut self, kind: FolioKind, order: u8, content: u64, id: FolioId) -> u32 {
+    pub(crate) fn alloc_folio_with_id(
+        &mut self,
+        kind: FolioKind,
+        order: u8,
+        content: u64,
+        id: FolioId,
+    ) -> u32 {
         let slot = match self.free_folios.pop() {
             Some(s) => s,
             None => {
@@ -524,7 +549,8 @@ impl<P: Policy> Model<P> {
     pub(crate) fn write_content(&mut self, slot: u32) {
         let step = self.step;
         if let Some(f) = self.folios.get_mut(slot as usize) {
-            f.content = crate::hash::fnv1a(f.content ^ 0x9e37_79b9_7f4a_7c15, &step.to_le_bytes()) | 1;
+            f.content =
+                crate::hash::fnv1a(f.content ^ 0x9e37_79b9_7f4a_7c15, &step.to_le_bytes()) | 1;
         }
     }
 

@@ -23,7 +23,11 @@ enum Verdict {
 }
 
 impl<P: Policy> Model<P> {
-    pub(crate) fn op_reclaim(&mut self, cpu: u32, nr_to_reclaim: u32) -> Result<OpOutcome, ModelError> {
+    pub(crate) fn op_reclaim(
+        &mut self,
+        cpu: u32,
+        nr_to_reclaim: u32,
+    ) -> Result<OpOutcome, ModelError> {
         self.check_cpu(cpu)?;
         let target = u64::from(nr_to_reclaim);
         let mut reclaimed = 0u64;
@@ -32,7 +36,9 @@ impl<P: Policy> Model<P> {
         while reclaimed < target && rounds < 32 {
             rounds += 1;
             for t in 0..2 {
-                while lru::can_inc_min_seq(&self.lru, t) && lru::oldest_is_empty(&mut self.lru, &self.folios, t) {
+                while lru::can_inc_min_seq(&self.lru, t)
+                    && lru::oldest_is_empty(&mut self.lru, &self.folios, t)
+                {
                     if let Some(m) = self.lru.min_seq.get_mut(t) {
                         *m += 1;
                         self.c.min_seq_incs += 1;
@@ -73,9 +79,18 @@ impl<P: Policy> Model<P> {
             let min = self.lru.min_seq[t];
             let g = lru::gen(min);
             while batch.len() < EVICT_BATCH {
-                let Some((slot, stamp)) = self.lru.lists[g][t].pop_front() else { break };
-                let Some(f) = self.folios.get_mut(slot as usize) else { continue };
-                if !(f.live && f.on_lru && f.stamp == stamp && f.lru_type as usize == t && f.seq == min) {
+                let Some((slot, stamp)) = self.lru.lists[g][t].pop_front() else {
+                    break;
+                };
+                let Some(f) = self.folios.get_mut(slot as usize) else {
+                    continue;
+                };
+                if !(f.live
+                    && f.on_lru
+                    && f.stamp == stamp
+                    && f.lru_type as usize == t
+                    && f.seq == min)
+                {
                     continue;
                 }
                 // isolate_folio.
@@ -112,19 +127,30 @@ impl<P: Policy> Model<P> {
     /// `walk_mm` → `walk_pte_range` over mms used since the last walk: clear young PTEs,
     /// transfer dirty bits, promote folios to `max_seq` (no TLB flush on x86).
     fn walk_mms(&mut self) {
-        let mut ids: Vec<u32> = self.mms.iter().filter(|(_, m)| m.used).map(|(k, _)| *k).collect();
+        let mut ids: Vec<u32> = self
+            .mms
+            .iter()
+            .filter(|(_, m)| m.used)
+            .map(|(k, _)| *k)
+            .collect();
         ids.sort_unstable();
         let max = self.lru.max_seq;
         let mut locs = std::mem::take(&mut self.scratch_locs);
         for id in ids {
-            let vmas: Vec<Vma> = self.mms.get(&id).map(|m| m.vmas.values().copied().collect()).unwrap_or_default();
+            let vmas: Vec<Vma> = self
+                .mms
+                .get(&id)
+                .map(|m| m.vmas.values().copied().collect())
+                .unwrap_or_default();
             for v in &vmas {
                 if v.kind == VmaKind::Hugetlb || v.locked {
                     continue;
                 }
                 self.collect_ptes(id, v.start, v.end, &mut locs);
                 for &(_, loc) in &locs {
-                    let Pte::Present(mut p) = self.get(loc) else { continue };
+                    let Pte::Present(mut p) = self.get(loc) else {
+                        continue;
+                    };
                     if !p.young || p.folio == ZERO_SLOT {
                         continue;
                     }
@@ -135,7 +161,10 @@ impl<P: Policy> Model<P> {
                     self.set(loc, Pte::Present(p));
                     let slot = p.folio;
                     if let Some(f) = self.folios.get_mut(slot as usize) {
-                        if p.dirty && !f.dirty && !(f.is_anon() && f.swapbacked && f.swapcache.is_none()) {
+                        if p.dirty
+                            && !f.dirty
+                            && !(f.is_anon() && f.swapbacked && f.swapcache.is_none())
+                        {
                             f.dirty = true;
                         }
                         if !f.on_lru {
@@ -158,7 +187,10 @@ impl<P: Policy> Model<P> {
     /// `folio_referenced`: rmap walk, decision point (1) for young PTEs. Returns the number of
     /// referencing PTEs.
     fn folio_referenced(&mut self, slot: u32) -> u32 {
-        let mapped = self.folios.get(slot as usize).is_some_and(|f| f.mapcount > 0);
+        let mapped = self
+            .folios
+            .get(slot as usize)
+            .is_some_and(|f| f.mapcount > 0);
         if !mapped {
             return 0;
         }
@@ -171,13 +203,17 @@ impl<P: Policy> Model<P> {
         let mut referenced = 0;
         for &(mm, va) in &list {
             self.c.rmap_vma_visits += 1;
-            let Some(v) = self.find_vma(mm, va) else { continue };
+            let Some(v) = self.find_vma(mm, va) else {
+                continue;
+            };
             if v.locked {
                 // VM_LOCKED: mlock and stop (treated as referenced so it is kept).
                 referenced += 1;
                 break;
             }
-            let Some(super::Loc::Pte(t, i)) = self.locate(mm, va) else { continue };
+            let Some(super::Loc::Pte(t, i)) = self.locate(mm, va) else {
+                continue;
+            };
             let young = match self.get(super::Loc::Pte(t, i)) {
                 Pte::Present(p) if p.folio == slot => p.young,
                 _ => continue,
@@ -197,7 +233,9 @@ impl<P: Policy> Model<P> {
                 c,
                 ..
             } = self;
-            let Some(tb) = pte_tables.get_mut(t as usize) else { continue };
+            let Some(tb) = pte_tables.get_mut(t as usize) else {
+                continue;
+            };
             let mut ctx = YoungPteCtx {
                 addr: va,
                 win_start,
@@ -232,8 +270,12 @@ impl<P: Policy> Model<P> {
                 ok = false;
                 break;
             }
-            let Some(loc) = self.locate(mm, va) else { continue };
-            let Pte::Present(p) = self.get(loc) else { continue };
+            let Some(loc) = self.locate(mm, va) else {
+                continue;
+            };
+            let Pte::Present(p) = self.get(loc) else {
+                continue;
+            };
             if p.folio != slot {
                 continue;
             }
@@ -269,7 +311,10 @@ impl<P: Policy> Model<P> {
                     None => break,
                 };
                 if self.policy.lazyfree_may_discard(&chk) {
-                    let extra = self.folios.get(slot as usize).map_or(0, |f| f.extra + f.pincount);
+                    let extra = self
+                        .folios
+                        .get(slot as usize)
+                        .map_or(0, |f| f.extra + f.pincount);
                     if chk.refcount != 1 + chk.mapcount || chk.dirty || extra > 0 {
                         let id = self.folios.get(slot as usize).map_or(0, |f| f.id.0);
                         self.violate(
@@ -320,7 +365,10 @@ impl<P: Policy> Model<P> {
             self.remove_rmap(slot, mm, va, true);
         }
         self.scratch = list;
-        ok && self.folios.get(slot as usize).is_some_and(|f| f.mapcount == 0)
+        ok && self
+            .folios
+            .get(slot as usize)
+            .is_some_and(|f| f.mapcount == 0)
     }
 
     /// Put an isolated folio back (`folio_putback_lru`).
@@ -342,7 +390,9 @@ impl<P: Policy> Model<P> {
     pub(crate) fn shrink_isolated(&mut self, cpu: u32, list: &[u32], ignore_refs: bool) -> u64 {
         let mut to_free: Vec<u32> = Vec::new();
         for &slot in list {
-            let Some(f) = self.folios.get(slot as usize) else { continue };
+            let Some(f) = self.folios.get(slot as usize) else {
+                continue;
+            };
             if !f.live {
                 continue;
             }
@@ -350,7 +400,8 @@ impl<P: Policy> Model<P> {
             if !ignore_refs && self.policy.mglru_isolated_referenced() {
                 // 018ee47f1489: "page_update_gen() tried to promote this page?" -> keep_locked,
                 // no rmap walk (policy hook; the reference never takes this path).
-                if self.folios.get(slot as usize).is_some_and(|f| f.mapcount > 0 && f.referenced) {
+                let kept = self.folios.get(slot as usize);
+                if kept.is_some_and(|f| f.mapcount > 0 && f.referenced) {
                     self.putback(slot, false);
                     continue;
                 }
@@ -393,7 +444,10 @@ impl<P: Policy> Model<P> {
             if anon && swapbacked && !has_swap {
                 // add_to_swap: the folio enters the swap cache, dirty.
                 let content = self.folios.get(slot as usize).map_or(0, |f| f.content);
-                let id = self.folios.get(slot as usize).map_or(crate::op::FolioId(0), |f| f.id);
+                let id = self
+                    .folios
+                    .get(slot as usize)
+                    .map_or(crate::op::FolioId(0), |f| f.id);
                 let s = match self.free_swap.pop() {
                     Some(s) => s,
                     None => {
@@ -424,14 +478,19 @@ impl<P: Policy> Model<P> {
                     f.refcount += 1;
                 }
             }
-            let mapped = self.folios.get(slot as usize).is_some_and(|f| f.mapcount > 0);
+            let mapped = self
+                .folios
+                .get(slot as usize)
+                .is_some_and(|f| f.mapcount > 0);
             if mapped && !self.try_to_unmap(cpu, slot) {
                 self.putback(slot, true);
                 continue;
             }
             let dirty = self.folios.get(slot as usize).is_some_and(|f| f.dirty);
             if dirty {
-                let Some(f) = self.folios.get(slot as usize) else { continue };
+                let Some(f) = self.folios.get(slot as usize) else {
+                    continue;
+                };
                 let lazy = f.is_anon() && !f.swapbacked;
                 if !lazy {
                     // try_to_unmap_flush_dirty before pageout (I1).
@@ -442,7 +501,9 @@ impl<P: Policy> Model<P> {
                 }
             }
             // __remove_mapping: refcount must be exactly isolation + cache reference.
-            let Some(f) = self.folios.get(slot as usize) else { continue };
+            let Some(f) = self.folios.get(slot as usize) else {
+                continue;
+            };
             let cache = u32::from(f.in_pagecache) + u32::from(f.swapcache.is_some());
             if f.mapcount > 0 || f.refcount != 1 + cache || f.dirty {
                 self.putback(slot, false);
@@ -489,7 +550,9 @@ impl<P: Policy> Model<P> {
     /// `pageout`: write the data (swap slot or file), folio clean. I1: no writable+dirty TLB
     /// entry may still translate to the folio at the dirty → clean transition.
     fn pageout(&mut self, slot: u32) {
-        let Some(f) = self.folios.get(slot as usize) else { return };
+        let Some(f) = self.folios.get(slot as usize) else {
+            return;
+        };
         let (content, kind, swapcache) = (f.content, f.kind, f.swapcache);
         if f.tlb_dirty_refs > 0 {
             let d = format!(
@@ -522,7 +585,9 @@ impl<P: Policy> Model<P> {
 
     /// `__remove_mapping`: drop the page-cache / swap-cache reference, leave a shadow.
     fn remove_from_cache(&mut self, slot: u32) {
-        let Some(f) = self.folios.get_mut(slot as usize) else { return };
+        let Some(f) = self.folios.get_mut(slot as usize) else {
+            return;
+        };
         let kind = f.kind;
         let sc = f.swapcache.take();
         let pc = std::mem::replace(&mut f.in_pagecache, false);

@@ -2,6 +2,7 @@
 //! Arena-indexed (`u32` slots) with free lists so the hot path does not allocate. Nothing here
 //! is public API; the canonical view is `Snapshot`. It must never hold policy logic.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::hash::FxHashMap;
@@ -148,13 +149,67 @@ impl Vma {
     /// Page index in the file for `va`.
     #[inline]
     pub fn file_index(&self, va: u64) -> u64 {
-        self.pgoff + ((va - self.start) >> PAGE_SHIFT)
+        self.pgoff
+            .wrapping_add(va.wrapping_sub(self.start) >> PAGE_SHIFT)
+    }
+}
+
+/// The VMA tree (`mm->mm_mt`) with a one-entry lookup cache (like the pre-6.1 `vmacache`):
+/// every mutating access clears the cache.
+#[derive(Default)]
+pub(crate) struct VmaTree {
+    map: BTreeMap<u64, Vma>,
+    cache: Cell<Option<Vma>>,
+}
+
+impl VmaTree {
+    /// The VMA containing `va`.
+    #[inline]
+    pub fn find(&self, va: u64) -> Option<Vma> {
+        if let Some(v) = self.cache.get() {
+            if v.start <= va && va < v.end {
+                return Some(v);
+            }
+        }
+        let (_, v) = self.map.range(..=va).next_back()?;
+        if va < v.end {
+            self.cache.set(Some(*v));
+            Some(*v)
+        } else {
+            None
+        }
+    }
+    pub fn insert(&mut self, k: u64, v: Vma) -> Option<Vma> {
+        self.cache.set(None);
+        self.map.insert(k, v)
+    }
+    pub fn remove(&mut self, k: &u64) -> Option<Vma> {
+        self.cache.set(None);
+        self.map.remove(k)
+    }
+    pub fn get_mut(&mut self, k: &u64) -> Option<&mut Vma> {
+        self.cache.set(None);
+        self.map.get_mut(k)
+    }
+    pub fn range_mut<R: std::ops::RangeBounds<u64>>(&mut self, r: R) -> std::collections::btree_map::RangeMut<'_, u64, Vma> {
+        self.cache.set(None);
+        self.map.range_mut(r)
+    }
+    pub fn clear(&mut self) {
+        self.cache.set(None);
+        self.map.clear();
+    }
+    pub fn range<R: std::ops::RangeBounds<u64>>(&self, r: R) -> std::collections::btree_map::Range<'_, u64, Vma> {
+        self.map.range(r)
+    }
+    pub fn values(&self) -> std::collections::btree_map::Values<'_, u64, Vma> {
+        self.map.values()
     }
 }
 
 pub(crate) struct Mm {
     pub id: MmId,
-    pub vmas: BTreeMap<u64, Vma>,
+    pub vmas: VmaTree,
     pub pgd: FxHashMap<u64, u32>,
     /// mm_cpumask as a bitmask (nr_cpus <= 64).
     pub cpumask: u64,
@@ -286,8 +341,8 @@ pub(crate) struct TlbEntry {
 pub(crate) struct CpuState {
     pub loaded: Option<u32>,
     pub lazy: bool,
+    /// Direct-mapped, power-of-two sized.
     pub tlb: Vec<TlbEntry>,
-    pub next: usize,
 }
 
 #[derive(Clone, Copy, Debug)]

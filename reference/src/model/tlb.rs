@@ -18,13 +18,30 @@ pub(crate) enum HwAccess {
 }
 
 impl<P: Policy> Model<P> {
+    /// Direct-mapped TLB slot for (mm, vpn): the model's TLB is a small direct-mapped cache
+    /// (only staleness matters, not hit rates), so lookups and inserts are O(1).
+    #[inline]
+    fn tlb_index(c: &CpuState, mm: u32, vpn: u64) -> usize {
+        let h = (vpn ^ (u64::from(mm) << 20)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+        (h as usize) & (c.tlb.len() - 1)
+    }
+
     fn tlb_find(&self, cpu: usize, mm: u32, va: u64) -> Option<usize> {
         let c = self.cpus.get(cpu)?;
         let vpn = va >> PAGE_SHIFT;
+        let i = Self::tlb_index(c, mm, vpn);
+        if c.tlb
+            .get(i)
+            .is_some_and(|e| e.valid && !e.huge && e.mm == mm && e.vpn == vpn)
+        {
+            return Some(i);
+        }
         let hvpn = (va >> PMD_SHIFT) << (PMD_SHIFT - PAGE_SHIFT);
-        c.tlb.iter().position(|e| {
-            e.valid && e.mm == mm && ((!e.huge && e.vpn == vpn) || (e.huge && e.vpn == hvpn))
-        })
+        let j = Self::tlb_index(c, mm, hvpn);
+        c.tlb
+            .get(j)
+            .is_some_and(|e| e.valid && e.huge && e.mm == mm && e.vpn == hvpn)
+            .then_some(j)
     }
 
     fn tlb_entry_ref(&mut self, e: &TlbEntry, delta: i32) {
@@ -58,15 +75,11 @@ impl<P: Policy> Model<P> {
 
     fn tlb_insert(&mut self, cpu: usize, e: TlbEntry) {
         let Some(c) = self.cpus.get(cpu) else { return };
-        // Prefer an invalid slot, else round-robin replacement.
-        let i = c.tlb.iter().position(|x| !x.valid).unwrap_or(c.next);
+        let i = Self::tlb_index(c, e.mm, e.vpn);
         self.tlb_invalidate(cpu, i);
         self.tlb_entry_ref(&e, 1);
-        if let Some(c) = self.cpus.get_mut(cpu) {
-            if let Some(slot) = c.tlb.get_mut(i) {
-                *slot = e;
-            }
-            c.next = (i + 1) % c.tlb.len().max(1);
+        if let Some(slot) = self.cpus.get_mut(cpu).and_then(|c| c.tlb.get_mut(i)) {
+            *slot = e;
         }
     }
 
@@ -90,6 +103,33 @@ impl<P: Policy> Model<P> {
     /// Drop `cpu`'s entries of `mm` in `[start, end)` (`None`: all of the mm).
     fn tlb_drop_range(&mut self, cpu: usize, mm: u32, range: Option<(u64, u64)>) {
         let n = self.cpus.get(cpu).map_or(0, |c| c.tlb.len());
+        if let Some((s, t)) = range {
+            let pages = t.saturating_sub(s) >> PAGE_SHIFT;
+            if pages <= n as u64 {
+                // Small range: probe the slots the range's pages (and 2 MiB bases) map to.
+                let mut va = s;
+                while va < t {
+                    let vpn = va >> PAGE_SHIFT;
+                    let hvpn = (va >> PMD_SHIFT) << (PMD_SHIFT - PAGE_SHIFT);
+                    for (v, huge) in [(vpn, false), (hvpn, true)] {
+                        let hit = self.cpus.get(cpu).and_then(|c| {
+                            let i = Self::tlb_index(c, mm, v);
+                            c.tlb
+                                .get(i)
+                                .is_some_and(|e| {
+                                    e.valid && e.huge == huge && e.mm == mm && e.vpn == v
+                                })
+                                .then_some(i)
+                        });
+                        if let Some(i) = hit {
+                            self.tlb_invalidate(cpu, i);
+                        }
+                    }
+                    va += PAGE_SIZE;
+                }
+                return;
+            }
+        }
         for i in 0..n {
             let Some(e) = self.cpus.get(cpu).and_then(|c| c.tlb.get(i)).copied() else {
                 continue;
@@ -115,7 +155,14 @@ impl<P: Policy> Model<P> {
     /// `native_flush_tlb_multi` with `should_flush_tlb` targeting (lazy CPUs only when tables
     /// were freed). Every CPU's cached entries for the range are dropped: CPUs skipped because
     /// they are lazy catch up through `tlb_gen` before they can use them again.
-    pub(crate) fn flush_tlb_mm_range(&mut self, sender: u32, mm: u32, start: u64, end: u64, freed_tables: bool) {
+    pub(crate) fn flush_tlb_mm_range(
+        &mut self,
+        sender: u32,
+        mm: u32,
+        start: u64,
+        end: u64,
+        freed_tables: bool,
+    ) {
         let pages = end.saturating_sub(start) >> PAGE_SHIFT;
         let full = pages > self.profile.flush_ceiling_pages;
         let Some(mask) = self.mms.get(&mm).map(|m| m.cpumask) else {
@@ -131,7 +178,9 @@ impl<P: Policy> Model<P> {
                 if others & (1u64 << cpu) == 0 {
                     continue;
                 }
-                let Some(c) = self.cpus.get(cpu) else { continue };
+                let Some(c) = self.cpus.get(cpu) else {
+                    continue;
+                };
                 let runs = c.loaded == Some(mm);
                 if freed_tables {
                     targets += 1;
@@ -141,6 +190,7 @@ impl<P: Policy> Model<P> {
                             c.loaded = None;
                             c.lazy = false;
                         }
+                        self.tlb_drop_range(cpu, mm, None);
                         trimmed |= 1u64 << cpu;
                     } else if !runs {
                         trimmed |= 1u64 << cpu;
@@ -175,8 +225,12 @@ impl<P: Policy> Model<P> {
             self.c.tlb_flush_pages += pages;
         }
         let range = if full { None } else { Some((start, end)) };
+        // Entries of `mm` only live on CPUs in its (pre-trim) mm_cpumask: inserts happen on a
+        // CPU running the mm, and switching away drops them.
         for cpu in 0..self.cpus.len() {
-            self.tlb_drop_range(cpu, mm, range);
+            if mask & (1u64 << cpu) != 0 {
+                self.tlb_drop_range(cpu, mm, range);
+            }
         }
     }
 
@@ -228,9 +282,13 @@ impl<P: Policy> Model<P> {
         }
         self.c.tlb_flush_full += 1;
         let mms = std::mem::take(&mut self.ubc.mms);
+        let mask = self.ubc.cpumask;
         for &mm in &mms {
+            let cur = self.mms.get(&mm).map_or(0, |m| m.cpumask);
             for cpu in 0..self.cpus.len() {
-                self.tlb_drop_range(cpu, mm, None);
+                if (mask | cur) & (1u64 << cpu) != 0 {
+                    self.tlb_drop_range(cpu, mm, None);
+                }
             }
         }
         self.ubc.mms = mms;
@@ -256,7 +314,11 @@ impl<P: Policy> Model<P> {
     }
 
     /// Context switch (`switch_mm_irqs_off`; kernel thread → lazy TLB).
-    pub(crate) fn op_switch(&mut self, cpu: u32, next: Option<MmId>) -> Result<OpOutcome, super::ModelError> {
+    pub(crate) fn op_switch(
+        &mut self,
+        cpu: u32,
+        next: Option<MmId>,
+    ) -> Result<OpOutcome, super::ModelError> {
         self.check_cpu(cpu)?;
         if let Some(n) = next {
             self.check_mm(n)?;
@@ -383,12 +445,10 @@ impl<P: Policy> Model<P> {
         if kind == AccessKind::Write && !p.write {
             return HwAccess::Fault;
         }
-        if kind == AccessKind::Exec {
-            if let Some(v) = self.find_vma(mm, va) {
-                if !v.executable() {
-                    return HwAccess::Fault;
-                }
-            }
+        // PROT_NONE PTEs are not present to the hardware (x86 _PAGE_PROTNONE); NX for exec.
+        match self.find_vma(mm, va) {
+            Some(v) if v.prot != 0 && (kind != AccessKind::Exec || v.executable()) => {}
+            _ => return HwAccess::Fault,
         }
         let mut changed = false;
         if !p.young {

@@ -54,7 +54,10 @@ fn page_range(addr: u64, len: u64) -> Result<(u64, u64), ModelError> {
         why: "range overflows",
     })?;
     let s = addr & !(PAGE_SIZE - 1);
-    let e = end.checked_add(PAGE_SIZE - 1).map(|x| x & !(PAGE_SIZE - 1)).unwrap_or(u64::MAX);
+    let e = end
+        .checked_add(PAGE_SIZE - 1)
+        .map(|x| x & !(PAGE_SIZE - 1))
+        .unwrap_or(u64::MAX);
     if len == 0 || e > TASK_SIZE || s >= e {
         return Err(ModelError::BadRange {
             addr,
@@ -74,7 +77,11 @@ impl<P: Policy> Model<P> {
         if !any {
             return;
         }
-        let (s, e) = if g.fullmm || g.start >= g.end { (0, TASK_SIZE) } else { (g.start, g.end) };
+        let (s, e) = if g.fullmm || g.start >= g.end {
+            (0, TASK_SIZE)
+        } else {
+            (g.start, g.end)
+        };
         self.flush_tlb_mm_range(g.cpu, g.mm, s, e, g.freed_tables);
         g.start = u64::MAX;
         g.end = 0;
@@ -145,7 +152,9 @@ impl<P: Policy> Model<P> {
                 va = ((va >> PUD_SHIFT) + 1) << PUD_SHIFT;
                 continue;
             };
-            let Some(pt) = self.pmd_tables.get(t as usize) else { break };
+            let Some(pt) = self.pmd_tables.get(t as usize) else {
+                break;
+            };
             let next_pmd = ((va >> PMD_SHIFT) + 1) << PMD_SHIFT;
             match pt.entries.get(pmd_index(va)).copied().unwrap_or_default() {
                 PmdEntry::None => va = next_pmd,
@@ -174,7 +183,9 @@ impl<P: Policy> Model<P> {
 
     /// Drop one swap-entry reference (`free_swap_and_cache`).
     pub(crate) fn swap_put(&mut self, s: u32) {
-        let Some(x) = self.swap.get_mut(s as usize) else { return };
+        let Some(x) = self.swap.get_mut(s as usize) else {
+            return;
+        };
         x.count = x.count.saturating_sub(1);
         if x.count > 0 {
             return;
@@ -229,7 +240,10 @@ impl<P: Policy> Model<P> {
                     if p.folio == ZERO_SLOT {
                         continue;
                     }
-                    let anon = self.folios.get(p.folio as usize).is_some_and(|f| f.is_anon());
+                    let anon = self
+                        .folios
+                        .get(p.folio as usize)
+                        .is_some_and(|f| f.is_anon());
                     if !anon {
                         if let Some(f) = self.folios.get_mut(p.folio as usize) {
                             if p.dirty {
@@ -262,21 +276,31 @@ impl<P: Policy> Model<P> {
 
     fn vma_overlaps(&self, mm: u32, s: u64, e: u64) -> bool {
         self.mms.get(&mm).is_some_and(|m| {
-            m.vmas.range(..e).next_back().is_some_and(|(_, v)| v.end > s)
+            m.vmas
+                .range(..e)
+                .next_back()
+                .is_some_and(|(_, v)| v.end > s)
         })
     }
 
     /// `free_pgtables`: free PTE tables and (private) PMD tables in `[s, e)` no VMA covers.
     pub(crate) fn free_pgtables(&mut self, g: &mut Gather, s: u64, e: u64) {
         let mm = g.mm;
-        let mut pud = pud_index(s);
+        let first = pud_index(s);
         let last = pud_index(e.saturating_sub(1));
-        while pud <= last {
+        // Visit only populated PUD slots (exit covers the whole address space).
+        let mut puds: Vec<(u64, u32)> = match self.mms.get(&mm) {
+            Some(m) => m
+                .pgd
+                .iter()
+                .filter(|(k, _)| **k >= first && **k <= last)
+                .map(|(k, t)| (*k, *t))
+                .collect(),
+            None => return,
+        };
+        puds.sort_unstable();
+        for (pud, t) in puds {
             let base = pud << PUD_SHIFT;
-            let Some(t) = self.mms.get(&mm).and_then(|m| m.pgd.get(&pud).copied()) else {
-                pud += 1;
-                continue;
-            };
             let shared = self.pmd_tables.get(t as usize).is_some_and(|x| x.pts > 0);
             if !shared {
                 let lo = s.max(base);
@@ -284,9 +308,14 @@ impl<P: Policy> Model<P> {
                 let mut a = lo & !(PMD_SIZE - 1);
                 while a < hi {
                     let i = pmd_index(a);
-                    let entry = self.pmd_tables.get(t as usize).and_then(|x| x.entries.get(i).copied());
+                    let entry = self
+                        .pmd_tables
+                        .get(t as usize)
+                        .and_then(|x| x.entries.get(i).copied());
                     let removable = match entry {
-                        Some(PmdEntry::Table(_)) | Some(PmdEntry::Leaf(Pte::None)) => !self.vma_overlaps(mm, a, a + PMD_SIZE),
+                        Some(PmdEntry::Table(_)) | Some(PmdEntry::Leaf(Pte::None)) => {
+                            !self.vma_overlaps(mm, a, a + PMD_SIZE)
+                        }
                         _ => false,
                     };
                     if removable {
@@ -295,7 +324,11 @@ impl<P: Policy> Model<P> {
                             g.freed_tables = true;
                             g.extend(a, a + PMD_SIZE);
                         }
-                        if let Some(x) = self.pmd_tables.get_mut(t as usize).and_then(|x| x.entries.get_mut(i)) {
+                        if let Some(x) = self
+                            .pmd_tables
+                            .get_mut(t as usize)
+                            .and_then(|x| x.entries.get_mut(i))
+                        {
                             *x = PmdEntry::None;
                         }
                     }
@@ -315,15 +348,18 @@ impl<P: Policy> Model<P> {
                     x.pts = x.pts.saturating_sub(1);
                 }
             }
-            pud += 1;
         }
     }
 
     // ----- VMA tree -----
 
     fn split_at(&mut self, mm: u32, addr: u64) {
-        let Some(m) = self.mms.get_mut(&mm) else { return };
-        let Some((&start, v)) = m.vmas.range(..addr).next_back() else { return };
+        let Some(m) = self.mms.get_mut(&mm) else {
+            return;
+        };
+        let Some((&start, v)) = m.vmas.range(..addr).next_back() else {
+            return;
+        };
         if v.end <= addr || start == addr {
             return;
         }
@@ -331,7 +367,7 @@ impl<P: Policy> Model<P> {
         let mut hi = *v;
         lo.end = addr;
         hi.start = addr;
-        hi.pgoff = v.pgoff + ((addr - v.start) >> PAGE_SHIFT);
+        hi.pgoff = v.pgoff.wrapping_add((addr - v.start) >> PAGE_SHIFT);
         m.vmas.insert(start, lo);
         m.vmas.insert(addr, hi);
         if let Some(f) = hi.file {
@@ -343,7 +379,9 @@ impl<P: Policy> Model<P> {
     fn detach_vmas(&mut self, mm: u32, s: u64, e: u64) -> Vec<Vma> {
         self.split_at(mm, s);
         self.split_at(mm, e);
-        let Some(m) = self.mms.get_mut(&mm) else { return Vec::new() };
+        let Some(m) = self.mms.get_mut(&mm) else {
+            return Vec::new();
+        };
         let keys: Vec<u64> = m.vmas.range(s..e).map(|(k, _)| *k).collect();
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
@@ -379,7 +417,13 @@ impl<P: Policy> Model<P> {
         self.tlb_finish_mmu(&mut g);
     }
 
-    pub(crate) fn op_munmap(&mut self, cpu: u32, mm: MmId, addr: u64, len: u64) -> Result<OpOutcome, ModelError> {
+    pub(crate) fn op_munmap(
+        &mut self,
+        cpu: u32,
+        mm: MmId,
+        addr: u64,
+        len: u64,
+    ) -> Result<OpOutcome, ModelError> {
         self.check_cpu(cpu)?;
         self.check_mm(mm)?;
         let (s, e) = page_range(addr, len)?;
@@ -421,7 +465,8 @@ impl<P: Policy> Model<P> {
     ) -> Result<OpOutcome, ModelError> {
         self.check_cpu(cpu)?;
         self.check_mm(mm)?;
-        let hugetlb = flags & map::HUGETLB != 0 || file.is_some_and(|f| f.kind == FileKind::Hugetlbfs);
+        let hugetlb =
+            flags & map::HUGETLB != 0 || file.is_some_and(|f| f.kind == FileKind::Hugetlbfs);
         let (s, mut e) = page_range(addr, len)?;
         if hugetlb {
             if s % PMD_SIZE != 0 {
@@ -431,7 +476,9 @@ impl<P: Policy> Model<P> {
                     why: "hugetlb mapping not 2 MiB aligned",
                 });
             }
-            e = e.checked_add(PMD_SIZE - 1).map_or(u64::MAX, |x| x & !(PMD_SIZE - 1));
+            e = e
+                .checked_add(PMD_SIZE - 1)
+                .map_or(u64::MAX, |x| x & !(PMD_SIZE - 1));
             if e > TASK_SIZE {
                 return Err(ModelError::BadRange {
                     addr,
@@ -443,14 +490,22 @@ impl<P: Policy> Model<P> {
         let shared = flags & 0x3 == map::SHARED || flags & 0x3 == map::SHARED_VALIDATE;
         let file_id = match file {
             Some(fr) => {
-                let kind = if hugetlb { FileKind::Hugetlbfs } else { fr.kind };
+                let kind = if hugetlb {
+                    FileKind::Hugetlbfs
+                } else {
+                    fr.kind
+                };
                 Some(self.register_file(FileRef { id: fr.id, kind })?)
             }
             None if shared || hugetlb => {
                 // MAP_ANONYMOUS|MAP_SHARED (shmem_zero_setup) or MAP_HUGETLB: an internal inode.
                 let id = self.next_anon_file;
                 self.next_anon_file += 1;
-                let kind = if hugetlb { FileKind::Hugetlbfs } else { FileKind::Shmem };
+                let kind = if hugetlb {
+                    FileKind::Hugetlbfs
+                } else {
+                    FileKind::Shmem
+                };
                 Some(self.register_file(FileRef {
                     id: crate::op::FileId(id),
                     kind,
@@ -520,7 +575,11 @@ impl<P: Policy> Model<P> {
                 .next_back()
                 .filter(|(_, v)| v.end == old_end && v.heap)
                 .map(|(k, _)| *k);
-            let overl = m.vmas.range(..new_end).next_back().is_some_and(|(_, v)| v.end > old_end);
+            let overl = m
+                .vmas
+                .range(..new_end)
+                .next_back()
+                .is_some_and(|(_, v)| v.end > old_end);
             if overl {
                 return Ok(OpOutcome::Ignored);
             }
@@ -683,7 +742,9 @@ impl<P: Policy> Model<P> {
             let mut locs = std::mem::take(&mut self.scratch_locs);
             self.collect_ptes(mm.0, v.start, v.end, &mut locs);
             for &(va, loc) in &locs {
-                let Pte::Present(mut p) = self.get(loc) else { continue };
+                let Pte::Present(mut p) = self.get(loc) else {
+                    continue;
+                };
                 let old = p;
                 let wants_write = v.writable();
                 if !wants_write || prot == 0 {
@@ -741,7 +802,9 @@ impl<P: Policy> Model<P> {
                 self.tlb_finish_mmu(&mut g);
             }
             madv::FREE => self.madvise_free(cpu, mm.0, s, e),
-            madv::COLD | madv::PAGEOUT => self.madvise_cold(cpu, mm.0, s, e, advice == madv::PAGEOUT),
+            madv::COLD | madv::PAGEOUT => {
+                self.madvise_cold(cpu, mm.0, s, e, advice == madv::PAGEOUT)
+            }
             madv::DONTFORK | madv::DOFORK | madv::WIPEONFORK => {
                 self.split_at(mm.0, s);
                 self.split_at(mm.0, e);
@@ -766,7 +829,9 @@ impl<P: Policy> Model<P> {
     }
 
     fn vmas_in(&self, mm: u32, s: u64, e: u64) -> Vec<Vma> {
-        let Some(m) = self.mms.get(&mm) else { return Vec::new() };
+        let Some(m) = self.mms.get(&mm) else {
+            return Vec::new();
+        };
         let mut out: Vec<Vma> = Vec::new();
         if let Some((_, v)) = m.vmas.range(..s).next_back() {
             if v.end > s {
@@ -798,7 +863,10 @@ impl<P: Policy> Model<P> {
                         }
                     }
                     Pte::Present(mut p) if p.folio != ZERO_SLOT => {
-                        let shared = self.folios.get(p.folio as usize).is_none_or(|f| f.mapcount != 1 || !f.is_anon());
+                        let shared = self
+                            .folios
+                            .get(p.folio as usize)
+                            .is_none_or(|f| f.mapcount != 1 || !f.is_anon());
                         if shared {
                             continue;
                         }
@@ -846,11 +914,16 @@ impl<P: Policy> Model<P> {
             let mut locs = std::mem::take(&mut self.scratch_locs);
             self.collect_ptes(mm, s.max(v.start), e.min(v.end), &mut locs);
             for &(va, loc) in &locs {
-                let Pte::Present(mut p) = self.get(loc) else { continue };
+                let Pte::Present(mut p) = self.get(loc) else {
+                    continue;
+                };
                 if p.folio == ZERO_SLOT {
                     continue;
                 }
-                let ok = self.folios.get(p.folio as usize).is_some_and(|f| f.mapcount == 1 && f.live);
+                let ok = self
+                    .folios
+                    .get(p.folio as usize)
+                    .is_some_and(|f| f.mapcount == 1 && f.live);
                 if !ok {
                     continue;
                 }
@@ -906,14 +979,23 @@ impl<P: Policy> Model<P> {
     }
 
     /// `dup_mmap` + `copy_page_range` (B.4).
-    pub(crate) fn op_fork(&mut self, cpu: u32, parent: MmId, child: MmId) -> Result<OpOutcome, ModelError> {
+    pub(crate) fn op_fork(
+        &mut self,
+        cpu: u32,
+        parent: MmId,
+        child: MmId,
+    ) -> Result<OpOutcome, ModelError> {
         self.check_cpu(cpu)?;
         self.check_mm(parent)?;
         self.new_mm(child)?;
         self.c.forks += 1;
         let (p, c) = (parent.0, child.0);
         let brk = self.mms.get(&p).and_then(|m| m.brk);
-        let vmas: Vec<Vma> = self.mms.get(&p).map(|m| m.vmas.values().copied().collect()).unwrap_or_default();
+        let vmas: Vec<Vma> = self
+            .mms
+            .get(&p)
+            .map(|m| m.vmas.values().copied().collect())
+            .unwrap_or_default();
         if let Some(m) = self.mms.get_mut(&c) {
             m.brk = brk;
         }
@@ -951,10 +1033,13 @@ impl<P: Policy> Model<P> {
                                 .folios
                                 .get(pp.folio as usize)
                                 .is_some_and(|f| f.is_anon() && f.pae && f.pincount > 0);
-                        let Some(cl) = self.locate_alloc(c, va) else { continue };
+                        let Some(cl) = self.locate_alloc(c, va) else {
+                            continue;
+                        };
                         if anon_pinned {
                             // folio_try_dup_anon_rmap_ptes failed: copy_present_page (I2).
-                            let content = self.folios.get(pp.folio as usize).map_or(0, |f| f.content);
+                            let content =
+                                self.folios.get(pp.folio as usize).map_or(0, |f| f.content);
                             let slot = self.alloc_folio(FolioKind::Anon, 0, content);
                             if let Some(f) = self.folios.get_mut(slot as usize) {
                                 f.pae = true;
@@ -982,7 +1067,9 @@ impl<P: Policy> Model<P> {
                         self.set(cl, Pte::Present(cp));
                         self.add_rmap(pp.folio, c, va);
                     }
-                    Pte::Swap { slot, soft_dirty, .. } => {
+                    Pte::Swap {
+                        slot, soft_dirty, ..
+                    } => {
                         if let Some(x) = self.swap.get_mut(slot as usize) {
                             x.count += 1;
                         }
@@ -1012,7 +1099,11 @@ impl<P: Policy> Model<P> {
 
     /// `exit_mmap`: fullmm gather, unmap everything, free all tables.
     pub(crate) fn exit_mmap(&mut self, cpu: u32, mm: u32) {
-        let vmas: Vec<Vma> = self.mms.get(&mm).map(|m| m.vmas.values().copied().collect()).unwrap_or_default();
+        let vmas: Vec<Vma> = self
+            .mms
+            .get(&mm)
+            .map(|m| m.vmas.values().copied().collect())
+            .unwrap_or_default();
         let mut g = Gather::new(mm, cpu, true);
         self.flush_batched_pending(cpu, mm);
         for v in &vmas {
@@ -1042,7 +1133,12 @@ impl<P: Policy> Model<P> {
         Ok(OpOutcome::Done)
     }
 
-    pub(crate) fn op_exec(&mut self, cpu: u32, old: Option<MmId>, new: MmId) -> Result<OpOutcome, ModelError> {
+    pub(crate) fn op_exec(
+        &mut self,
+        cpu: u32,
+        old: Option<MmId>,
+        new: MmId,
+    ) -> Result<OpOutcome, ModelError> {
         self.check_cpu(cpu)?;
         if let Some(o) = old {
             self.check_mm(o)?;

@@ -24,7 +24,11 @@ pub struct Args {
     /// Capture to measure (default: the bundled one).
     pub trace: Option<String>,
     /// Policies.
-    #[arg(long, value_delimiter = ',', default_value = "reference,lookaround,ad-preserve,batched-unshare")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "reference,lookaround,ad-preserve,batched-unshare"
+    )]
     pub policies: Vec<String>,
     /// Internal: stream the capture this many times through a replay and print VmHWM.
     #[arg(long, hide = true)]
@@ -57,14 +61,36 @@ fn rss_child(path: Option<&str>, repeat: u32, policies: &[String]) -> anyhow::Re
     let first = Source::open_opt(path, false)?;
     let nr_cpus = first.nr_cpus().unwrap_or(DEFAULT_CPUS);
     drop(first);
-    let mut sources = Vec::new();
-    for _ in 0..repeat {
-        sources.push(Source::open_opt(path, false)?);
-    }
-    // Sources open lazily in sequence: the concatenation is streamed, never materialised.
-    let it = sources.into_iter().flatten();
+    // Each copy is opened only when the previous one is exhausted: the concatenation is
+    // streamed, never materialised, and at most one parser is alive at a time.
+    let mut left = repeat;
+    let mut cur: Option<Source> = None;
+    let mut open_err = None;
+    let it = std::iter::from_fn(move || loop {
+        if let Some(src) = cur.as_mut() {
+            match src.next_record() {
+                Ok(Some(r)) => return Some(Ok(r)),
+                Ok(None) => cur = None,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        if left == 0 {
+            return open_err.take().map(Err);
+        }
+        left -= 1;
+        match Source::open_opt(path, false) {
+            Ok(s) => cur = Some(s),
+            Err(e) => {
+                open_err = Some(e);
+                left = 0;
+            }
+        }
+    });
     let engines = session::build(&specs, nr_cpus);
-    let lower = LowerOptions { nr_cpus, ..LowerOptions::default() };
+    let lower = LowerOptions {
+        nr_cpus,
+        ..LowerOptions::default()
+    };
     let run = engine::run(it, lower, engines, &EngineConfig::default(), |_| {})?;
     println!("{} {} {}", repeat, run.lower.ops, vm_hwm_kb());
     Ok(ExitCode::SUCCESS)
@@ -98,7 +124,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let dir = std::env::temp_dir().join(format!("mmreplay-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let mmr = dir.join("bench.mmr");
-    let mut w = Writer::create(&mmr, &CompiledHeader { source: name.clone(), format: "bench".into(), nr_cpus: cpus })?;
+    let mut w = Writer::create(
+        &mmr,
+        &CompiledHeader {
+            source: name.clone(),
+            format: "bench".into(),
+            nr_cpus: cpus,
+        },
+    )?;
     for r in &records {
         w.push(r.clone())?;
     }
@@ -122,11 +155,26 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     );
 
     // 2. Lowering alone (baseline for replay).
-    let lower = LowerOptions { nr_cpus, ..LowerOptions::default() };
+    let lower = LowerOptions {
+        nr_cpus,
+        ..LowerOptions::default()
+    };
     let t = Instant::now();
-    let (ops, stats) = engine::lower_all(records.iter().cloned().map(Ok::<_, std::convert::Infallible>), lower)?;
+    let (ops, stats) = engine::lower_all(
+        records
+            .iter()
+            .cloned()
+            .map(Ok::<_, std::convert::Infallible>),
+        lower,
+    )?;
     let lower_s = t.elapsed().as_secs_f64();
-    println!("lowering alone: {} records -> {} ops in {:.3}s ({} ops)", stats.records, ops.len(), lower_s, rate(ops.len() as u64, lower_s));
+    println!(
+        "lowering alone: {} records -> {} ops in {:.3}s ({} ops)",
+        stats.records,
+        ops.len(),
+        lower_s,
+        rate(ops.len() as u64, lower_s)
+    );
     let nops = ops.len() as u64;
 
     // 3. Each policy alone, one thread (pure apply over an in-memory op vector).
@@ -148,7 +196,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 
     // 4. All policies: one after the other on one thread vs in parallel on two.
     for threads in [1usize, 2] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
         let mut engines = session::build(&specs, nr_cpus);
         let t = Instant::now();
         pool.install(|| engines.par_iter_mut().for_each(|e| apply(&mut **e, &ops)));
@@ -168,23 +218,37 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut peaks = Vec::new();
     for repeat in [1u32, 10] {
         let mut cmd = std::process::Command::new(&exe);
-        cmd.arg("bench").arg("--rss-child").arg(repeat.to_string()).arg("--policies").arg(a.policies.join(","));
+        cmd.arg("bench")
+            .arg("--rss-child")
+            .arg(repeat.to_string())
+            .arg("--policies")
+            .arg(a.policies.join(","));
         if let Some(t) = &a.trace {
             cmd.arg(t);
         }
         let out = cmd.output().context("running the RSS child")?;
         let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let f: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
         match f.as_slice() {
             [_, ops, kb] => {
                 println!("streaming replay x{repeat}: {ops} ops, peak RSS (VmHWM) {kb} kB");
                 peaks.push(*kb);
             }
-            _ => println!("streaming replay x{repeat}: child failed: {} {}", line, String::from_utf8_lossy(&out.stderr).trim()),
+            _ => println!(
+                "streaming replay x{repeat}: child failed: {} {}",
+                line,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
         }
     }
     if let [one, ten] = peaks.as_slice() {
-        println!("peak RSS x10 / x1 = {:.2} (goal < 1.5)", *ten as f64 / (*one).max(1) as f64);
+        println!(
+            "peak RSS x10 / x1 = {:.2} (goal < 1.5)",
+            *ten as f64 / (*one).max(1) as f64
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

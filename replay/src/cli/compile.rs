@@ -29,7 +29,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let header = CompiledHeader { source: a.trace.clone(), format: src.format().to_string(), nr_cpus: src.nr_cpus() };
+    let header = CompiledHeader {
+        source: a.trace.clone(),
+        format: src.format().to_string(),
+        nr_cpus: src.nr_cpus(),
+    };
     let mut w = Writer::create(&a.output, &header)?;
     loop {
         match src.next_record() {

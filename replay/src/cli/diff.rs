@@ -22,12 +22,22 @@ pub struct Args {
 pub fn load(path: &std::path::Path) -> Result<String, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let text = String::from_utf8(bytes).map_err(|e| {
-        format!("{}: not a snapshot: byte {} is not UTF-8 (expected canonical snapshot text or JSON)", path.display(), e.utf8_error().valid_up_to())
+        format!(
+            "{}: not a snapshot: byte {} is not UTF-8 (expected canonical snapshot text or JSON)",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
     })?;
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') {
-        let s: Snapshot = serde_json::from_str(trimmed)
-            .map_err(|e| format!("{}: JSON is not a snapshot: {e} (line {}, column {})", path.display(), e.line(), e.column()))?;
+        let s: Snapshot = serde_json::from_str(trimmed).map_err(|e| {
+            format!(
+                "{}: JSON is not a snapshot: {e} (line {}, column {})",
+                path.display(),
+                e.line(),
+                e.column()
+            )
+        })?;
         return Ok(s.to_text());
     }
     // Canonical text starts with the LRU line (Snapshot::write_text).
@@ -56,6 +66,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let diff = similar::TextDiff::from_lines(&ta, &tb);
     let an = a.a.display().to_string();
     let bn = a.b.display().to_string();
-    print!("{}", diff.unified_diff().context_radius(a.context).header(&an, &bn));
+    print!(
+        "{}",
+        diff.unified_diff()
+            .context_radius(a.context)
+            .header(&an, &bn)
+    );
     Ok(ExitCode::from(1))
 }

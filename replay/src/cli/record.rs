@@ -66,6 +66,10 @@ pub struct Args {
     /// tracefs root (for testing against another mount point).
     #[arg(long, default_value = DEFAULT_ROOT, hide = true)]
     pub tracefs: PathBuf,
+    /// Journal of the tracefs settings being changed, for recovery after SIGKILL; also keeps
+    /// two recorders from sharing tracefs.
+    #[arg(long, default_value = "/run/mmreplay-record.json", hide = true)]
+    pub journal: PathBuf,
     /// The command to run, after `--`.
     #[arg(last = true, required = true, num_args = 1..)]
     pub cmd: Vec<String>,
@@ -295,6 +299,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let specs = record::parse_event_list(&a.events)?;
     record::ensure_mounted(&a.tracefs)?;
     let fs_ = Tracefs::new(&a.tracefs);
+    if let Some(n) = record::recover(&fs_, &a.journal)? {
+        eprintln!(
+            "mmreplay record: warning: a previous recorder died without restoring tracefs; \
+             restored {n} settings from {}",
+            a.journal.display()
+        );
+    }
     let (events, skipped) = fs_.resolve(&specs);
     for w in &skipped {
         eprintln!("mmreplay record: warning: {w}");
@@ -320,7 +331,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         record_tgid: a.tgid,
         follow_pid: a.follow.then(std::process::id),
     };
-    let mut sess = Session::start(fs_.clone(), &settings)?;
+    let mut sess = Session::start_journaled(fs_.clone(), &settings, Some(a.journal.clone()))?;
     let trace_clock = fs_
         .read("trace_clock")
         .ok()
@@ -459,9 +470,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         lost
     );
     if lost > 0 {
+        let hint = match a.from {
+            Source::Trace => " or use --from pipe",
+            Source::Pipe => "",
+        };
         eprintln!(
             "mmreplay record: warning: [LOST {lost} EVENTS] (per-CPU overrun {overrun}, \
-             markers {}): raise --buffer-kb (now {}) or use --from pipe",
+             markers {}): raise --buffer-kb (now {}){hint}",
             loss.lost_events, meta.buffer_size_kb
         );
     }
@@ -506,6 +521,7 @@ mod tests {
         assert_eq!(a.buffer_kb, None);
         assert_eq!(a.clock, "local");
         assert_eq!(a.tracefs, PathBuf::from(DEFAULT_ROOT));
+        assert_eq!(a.journal, PathBuf::from("/run/mmreplay-record.json"));
     }
 
     #[test]

@@ -38,7 +38,11 @@ pub struct Args {
     /// not, or compiled .mmr). None: the small real capture bundled in the binary.
     pub traces: Vec<String>,
     /// Policies to replay side by side (comma separated; `reference` is always first).
-    #[arg(long, value_delimiter = ',', default_value = "reference,lookaround,ad-preserve,batched-unshare")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "reference,lookaround,ad-preserve,batched-unshare"
+    )]
     pub policies: Vec<String>,
     /// Replay mode.
     #[arg(long, value_enum, default_value = "lockstep")]
@@ -71,8 +75,20 @@ pub struct Args {
 }
 
 fn stem(trace: &str) -> String {
-    let name = Path::new(trace).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "bundled".into());
-    let name: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect();
+    let name = Path::new(trace)
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "bundled".into());
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let name = name.trim_matches('_').to_string();
     if name.is_empty() {
         "bundled".into()
@@ -85,7 +101,8 @@ fn stem(trace: &str) -> String {
 pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     std::fs::write(&tmp, text).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("{}: cannot rename into place", path.display()))?;
     Ok(())
 }
 
@@ -101,7 +118,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         comm: a.comm.clone(),
         strict: a.strict,
         cpus: a.cpus,
-        engine: EngineConfig { hash_every: a.hash_every, ..EngineConfig::default() },
+        engine: EngineConfig {
+            hash_every: a.hash_every,
+            ..EngineConfig::default()
+        },
         locate: a.hash_every > 0,
         cpumask_mode: match a.cpumask {
             CpumaskArg::Trim => mmreplay_reference::profile::CpumaskMode::TrimByFlush,
@@ -114,9 +134,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     if let Some(d) = &a.snapshot_out {
-        std::fs::create_dir_all(d).with_context(|| format!("--snapshot-out {}: cannot create directory", d.display()))?;
+        std::fs::create_dir_all(d)
+            .with_context(|| format!("--snapshot-out {}: cannot create directory", d.display()))?;
     }
-    let inputs: Vec<Option<String>> = if a.traces.is_empty() { vec![None] } else { a.traces.iter().cloned().map(Some).collect() };
+    let inputs: Vec<Option<String>> = if a.traces.is_empty() {
+        vec![None]
+    } else {
+        a.traces.iter().cloned().map(Some).collect()
+    };
     let show_progress = std::io::stderr().is_terminal() && !a.json;
     let results: Vec<Result<SessionResult, session::SessionError>> = inputs
         .par_iter()
@@ -131,8 +156,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 let b = bar.get_or_insert_with(|| {
                     let b = indicatif::ProgressBar::new(total.unwrap_or(0));
                     b.set_style(
-                        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}")
-                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                        indicatif::ProgressStyle::with_template(
+                            "{msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}",
+                        )
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
                     );
                     b.set_message(src.name().to_string());
                     b
@@ -160,7 +187,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             Mode::Lockstep => "lockstep",
             Mode::FreeRunning => "free",
         };
-        let rep = Report { trace: &r.trace, format: &r.format, mode: mode_name, nr_cpus: r.nr_cpus, run: &r.run, verdicts: &r.verdicts, diffs: &r.diffs };
+        let rep = Report {
+            trace: &r.trace,
+            format: &r.format,
+            mode: mode_name,
+            nr_cpus: r.nr_cpus,
+            run: &r.run,
+            verdicts: &r.verdicts,
+            diffs: &r.diffs,
+        };
         if a.json {
             println!("{}", serde_json::to_string(&rep.json())?);
         } else {
@@ -174,10 +209,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         if a.strict && !r.run.lower.unplaced.is_empty() {
             let n: u64 = r.run.lower.unplaced.values().sum();
-            eprintln!("mmreplay replay: {}: --strict: {n} records could not be placed (see `unplaced`)", r.trace);
+            eprintln!(
+                "mmreplay replay: {}: --strict: {n} records could not be placed (see `unplaced`)",
+                r.trace
+            );
             code = code.max(2);
         }
-        let breach = r.verdicts.iter().any(|v| v.label() != "same" && v.label() != "diverged_within_contract");
+        let breach = r
+            .verdicts
+            .iter()
+            .any(|v| v.label() != "same" && v.label() != "diverged_within_contract");
         let violations = r.run.policies.iter().any(|p| p.violation_count > 0);
         if breach || violations {
             code = code.max(1);

@@ -6,7 +6,14 @@ use mmreplay_parsers::record::{Comm, TlbReason};
 use std::sync::Arc;
 
 fn rec(cpu: u32, pid: i32, event: Event) -> Record {
-    Record { ts_ns: 0, cpu, pid, tgid: None, comm: Comm::new(b"w"), event }
+    Record {
+        ts_ns: 0,
+        cpu,
+        pid,
+        tgid: None,
+        comm: Comm::new(b"w"),
+        event,
+    }
 }
 
 fn args(a: &[u64]) -> SysArgs {
@@ -30,44 +37,129 @@ fn lower(records: &[Record], opts: LowerOptions) -> (Vec<Op>, LowerStats) {
 }
 
 fn opts() -> LowerOptions {
-    LowerOptions { nr_cpus: 2, ..LowerOptions::default() }
+    LowerOptions {
+        nr_cpus: 2,
+        ..LowerOptions::default()
+    }
 }
 
 fn fault(cpu: u32, pid: i32, addr: u64, code: u64) -> Record {
-    rec(cpu, pid, Event::PageFault { user: true, address: addr, ip: 0, error_code: code })
+    rec(
+        cpu,
+        pid,
+        Event::PageFault {
+            user: true,
+            address: addr,
+            ip: 0,
+            error_code: code,
+        },
+    )
 }
 
 #[test]
 fn first_seen_task_gets_an_mm_and_faults_infer_a_vma() {
-    let (ops, st) = lower(&[fault(0, 10, 0x7f00_0000_1234, 0x6), fault(0, 10, 0x7f00_0000_2000, 0x14)], opts());
+    let (ops, st) = lower(
+        &[
+            fault(0, 10, 0x7f00_0000_1234, 0x6),
+            fault(0, 10, 0x7f00_0000_2000, 0x14),
+        ],
+        opts(),
+    );
     assert_eq!(st.mms_first_seen, 1);
-    assert_eq!(st.inferred_vmas, 1, "second fault is inside the inferred 2 MiB region");
-    assert!(matches!(ops[0], Op::Exec { old: None, new: MmId(1), cpu: 0 }));
+    assert_eq!(
+        st.inferred_vmas, 1,
+        "second fault is inside the inferred 2 MiB region"
+    );
+    assert!(matches!(
+        ops[0],
+        Op::Exec {
+            old: None,
+            new: MmId(1),
+            cpu: 0
+        }
+    ));
     match &ops[1] {
-        Op::Mmap { addr, len, file: None, .. } => {
+        Op::Mmap {
+            addr,
+            len,
+            file: None,
+            ..
+        } => {
             assert_eq!(*addr, 0x7f00_0000_0000);
             assert_eq!(*len, PMD);
         }
         o => panic!("expected inferred mmap, got {o:?}"),
     }
-    assert!(matches!(ops[2], Op::Fault { kind: AccessKind::Write, va: 0x7f00_0000_1234, .. }));
-    assert!(matches!(ops[3], Op::Fault { kind: AccessKind::Exec, .. }));
+    assert!(matches!(
+        ops[2],
+        Op::Fault {
+            kind: AccessKind::Write,
+            va: 0x7f00_0000_1234,
+            ..
+        }
+    ));
+    assert!(matches!(
+        ops[3],
+        Op::Fault {
+            kind: AccessKind::Exec,
+            ..
+        }
+    ));
     assert_eq!(ops.len(), 4);
 }
 
 #[test]
 fn mmap_applies_only_on_success_and_uses_the_returned_address() {
     let recs = [
-        rec(0, 10, Event::SysEnter { nr: Syscall::Mmap, args: args(&[0, 0x4000, 3, 0x22, u64::from(u32::MAX), 0]) }),
-        rec(0, 10, Event::SysExit { nr: Syscall::Mmap, ret: -12 }),
-        rec(0, 10, Event::SysEnter { nr: Syscall::Mmap, args: args(&[0, 0x4000, 3, 0x22, u64::from(u32::MAX), 0]) }),
-        rec(0, 10, Event::SysExit { nr: Syscall::Mmap, ret: 0x7000_0000 }),
+        rec(
+            0,
+            10,
+            Event::SysEnter {
+                nr: Syscall::Mmap,
+                args: args(&[0, 0x4000, 3, 0x22, u64::from(u32::MAX), 0]),
+            },
+        ),
+        rec(
+            0,
+            10,
+            Event::SysExit {
+                nr: Syscall::Mmap,
+                ret: -12,
+            },
+        ),
+        rec(
+            0,
+            10,
+            Event::SysEnter {
+                nr: Syscall::Mmap,
+                args: args(&[0, 0x4000, 3, 0x22, u64::from(u32::MAX), 0]),
+            },
+        ),
+        rec(
+            0,
+            10,
+            Event::SysExit {
+                nr: Syscall::Mmap,
+                ret: 0x7000_0000,
+            },
+        ),
         fault(0, 10, 0x7000_1000, 0x6),
     ];
     let (ops, st) = lower(&recs, opts());
-    let mmaps: Vec<&Op> = ops.iter().filter(|o| matches!(o, Op::Mmap { .. })).collect();
+    let mmaps: Vec<&Op> = ops
+        .iter()
+        .filter(|o| matches!(o, Op::Mmap { .. }))
+        .collect();
     assert_eq!(mmaps.len(), 1, "{ops:?}");
-    assert!(matches!(mmaps[0], Op::Mmap { addr: 0x7000_0000, len: 0x4000, file: None, .. }));
+    assert!(matches!(
+        mmaps[0],
+        Op::Mmap {
+            addr: 0x7000_0000,
+            len: 0x4000,
+            file: None,
+            ..
+        }
+    ));
     assert_eq!(st.inferred_vmas, 0, "the fault hits the mapped VMA");
     assert_eq!(st.not_lowered.get("mmap_failed"), Some(&1));
 }
@@ -75,19 +167,42 @@ fn mmap_applies_only_on_success_and_uses_the_returned_address() {
 #[test]
 fn mprotect_without_exit_is_applied_when_the_thread_moves_on() {
     let recs = [
-        rec(1, 11, Event::SysEnter { nr: Syscall::Mprotect, args: args(&[0x1000, 0x1000, 1]) }),
+        rec(
+            1,
+            11,
+            Event::SysEnter {
+                nr: Syscall::Mprotect,
+                args: args(&[0x1000, 0x1000, 1]),
+            },
+        ),
         fault(1, 11, 0x5000, 0x4),
     ];
     let (ops, st) = lower(&recs, opts());
-    let i = ops.iter().position(|o| matches!(o, Op::Mprotect { .. })).expect("mprotect lowered");
-    let j = ops.iter().position(|o| matches!(o, Op::Fault { .. })).expect("fault lowered");
+    let i = ops
+        .iter()
+        .position(|o| matches!(o, Op::Mprotect { .. }))
+        .expect("mprotect lowered");
+    let j = ops
+        .iter()
+        .position(|o| matches!(o, Op::Fault { .. }))
+        .expect("fault lowered");
     assert!(i < j, "the syscall returned before the thread's next fault");
-    assert_eq!(st.approximations.get("mprotect_applied_without_exit"), Some(&1));
+    assert_eq!(
+        st.approximations.get("mprotect_applied_without_exit"),
+        Some(&1)
+    );
 }
 
 #[test]
 fn mmap_without_exit_is_unplaced() {
-    let recs = [rec(0, 10, Event::SysEnter { nr: Syscall::Mmap, args: args(&[0, 0x4000, 3, 0x22, u64::MAX, 0]) })];
+    let recs = [rec(
+        0,
+        10,
+        Event::SysEnter {
+            nr: Syscall::Mmap,
+            args: args(&[0, 0x4000, 3, 0x22, u64::MAX, 0]),
+        },
+    )];
     let (ops, st) = lower(&recs, opts());
     assert_eq!(st.unplaced.get("mmap_without_exit"), Some(&1));
     assert!(!ops.iter().any(|o| matches!(o, Op::Mmap { .. })));
@@ -98,25 +213,85 @@ fn fork_copies_threads_share_and_last_exit_tears_down() {
     let recs = [
         fault(0, 10, 0x1000, 0x6),
         // A thread: task_newtask with CLONE_VM, then sched_process_fork.
-        rec(0, 10, Event::TaskNewtask { pid: 11, clone_flags: 0x3d0f00 }),
-        rec(0, 10, Event::SchedProcessFork { parent_pid: 10, child_pid: 11, child_comm: Comm::new(b"w") }),
+        rec(
+            0,
+            10,
+            Event::TaskNewtask {
+                pid: 11,
+                clone_flags: 0x3d0f00,
+            },
+        ),
+        rec(
+            0,
+            10,
+            Event::SchedProcessFork {
+                parent_pid: 10,
+                child_pid: 11,
+                child_comm: Comm::new(b"w"),
+            },
+        ),
         // A process: no CLONE_VM.
-        rec(0, 10, Event::TaskNewtask { pid: 12, clone_flags: 0x1200011 }),
-        rec(0, 10, Event::SchedProcessFork { parent_pid: 10, child_pid: 12, child_comm: Comm::new(b"w") }),
+        rec(
+            0,
+            10,
+            Event::TaskNewtask {
+                pid: 12,
+                clone_flags: 0x1200011,
+            },
+        ),
+        rec(
+            0,
+            10,
+            Event::SchedProcessFork {
+                parent_pid: 10,
+                child_pid: 12,
+                child_comm: Comm::new(b"w"),
+            },
+        ),
         fault(1, 11, 0x1000, 0x4),
         rec(1, 11, Event::SchedProcessExit { pid: 11 }),
         rec(0, 10, Event::SchedProcessExit { pid: 10 }),
         rec(0, 12, Event::SchedProcessExit { pid: 12 }),
     ];
     let (ops, _) = lower(&recs, opts());
-    let forks: Vec<&Op> = ops.iter().filter(|o| matches!(o, Op::Fork { .. })).collect();
+    let forks: Vec<&Op> = ops
+        .iter()
+        .filter(|o| matches!(o, Op::Fork { .. }))
+        .collect();
     assert_eq!(forks.len(), 1, "only the non-CLONE_VM child forks: {ops:?}");
-    assert!(matches!(forks[0], Op::Fork { parent: MmId(1), child: MmId(2), .. }));
+    assert!(matches!(
+        forks[0],
+        Op::Fork {
+            parent: MmId(1),
+            child: MmId(2),
+            ..
+        }
+    ));
     // The thread faults in the parent's mm.
-    assert!(ops.iter().any(|o| matches!(o, Op::Fault { cpu: 1, mm: MmId(1), .. })));
-    let exits: Vec<&Op> = ops.iter().filter(|o| matches!(o, Op::Exit { .. })).collect();
-    assert_eq!(exits.len(), 2, "mm 1 dies with its last task, mm 2 with the child: {ops:?}");
-    assert!(matches!(exits[0], Op::Exit { mm: MmId(1), cpu: 0 }));
+    assert!(ops.iter().any(|o| matches!(
+        o,
+        Op::Fault {
+            cpu: 1,
+            mm: MmId(1),
+            ..
+        }
+    )));
+    let exits: Vec<&Op> = ops
+        .iter()
+        .filter(|o| matches!(o, Op::Exit { .. }))
+        .collect();
+    assert_eq!(
+        exits.len(),
+        2,
+        "mm 1 dies with its last task, mm 2 with the child: {ops:?}"
+    );
+    assert!(matches!(
+        exits[0],
+        Op::Exit {
+            mm: MmId(1),
+            cpu: 0
+        }
+    ));
     assert!(matches!(exits[1], Op::Exit { mm: MmId(2), .. }));
 }
 
@@ -124,14 +299,59 @@ fn fork_copies_threads_share_and_last_exit_tears_down() {
 fn exec_replaces_the_mm_and_switch_follows_tasks() {
     let recs = [
         fault(0, 10, 0x1000, 0x6),
-        rec(0, 10, Event::SchedProcessExec { pid: 10, old_pid: 10 }),
-        rec(1, 0, Event::SchedSwitch { prev_pid: 0, prev_state: Arc::from("R"), next_pid: 10, next_comm: Comm::new(b"w") }),
-        rec(1, 10, Event::SchedSwitch { prev_pid: 10, prev_state: Arc::from("S"), next_pid: 0, next_comm: Comm::new(b"swapper") }),
+        rec(
+            0,
+            10,
+            Event::SchedProcessExec {
+                pid: 10,
+                old_pid: 10,
+            },
+        ),
+        rec(
+            1,
+            0,
+            Event::SchedSwitch {
+                prev_pid: 0,
+                prev_state: Arc::from("R"),
+                next_pid: 10,
+                next_comm: Comm::new(b"w"),
+            },
+        ),
+        rec(
+            1,
+            10,
+            Event::SchedSwitch {
+                prev_pid: 10,
+                prev_state: Arc::from("S"),
+                next_pid: 0,
+                next_comm: Comm::new(b"swapper"),
+            },
+        ),
     ];
     let (ops, _) = lower(&recs, opts());
-    assert!(ops.iter().any(|o| matches!(o, Op::Exec { old: Some(MmId(1)), new: MmId(2), .. })), "{ops:?}");
-    assert!(ops.iter().any(|o| matches!(o, Op::Switch { cpu: 1, next: Some(MmId(2)) })));
-    assert!(ops.iter().any(|o| matches!(o, Op::Switch { cpu: 1, next: None })), "idle is lazy TLB");
+    assert!(
+        ops.iter().any(|o| matches!(
+            o,
+            Op::Exec {
+                old: Some(MmId(1)),
+                new: MmId(2),
+                ..
+            }
+        )),
+        "{ops:?}"
+    );
+    assert!(ops.iter().any(|o| matches!(
+        o,
+        Op::Switch {
+            cpu: 1,
+            next: Some(MmId(2))
+        }
+    )));
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::Switch { cpu: 1, next: None })),
+        "idle is lazy TLB"
+    );
 }
 
 #[test]
@@ -141,20 +361,95 @@ fn migration_matches_running_task_then_any_mm_and_dedups_mappings() {
         fault(0, 10, 0x4000_1000, 0x6),
         fault(1, 20, 0x9000_0000, 0x6),
         // On CPU 1 (task 20) but the address is only mapped by task 10's mm.
-        rec(1, 20, Event::SetMigrationPte { addr: 0x4000_1000, pte: swap, order: 0 }),
-        rec(1, 20, Event::SetMigrationPte { addr: 0x4000_1000, pte: swap, order: 0 }),
-        rec(1, 20, Event::RemoveMigrationPte { addr: 0x4000_1000, pte: 0x8000_0000_1234_5067, order: 0 }),
-        rec(1, 20, Event::SetMigrationPte { addr: 0x9000_0000, pte: swap, order: 0 }),
-        rec(1, 20, Event::SetMigrationPte { addr: 0x1_0000_0000, pte: swap, order: 0 }),
-        rec(1, 20, Event::SetMigrationPte { addr: 0x9000_0000, pte: 0x25, order: 0 }),
+        rec(
+            1,
+            20,
+            Event::SetMigrationPte {
+                addr: 0x4000_1000,
+                pte: swap,
+                order: 0,
+            },
+        ),
+        rec(
+            1,
+            20,
+            Event::SetMigrationPte {
+                addr: 0x4000_1000,
+                pte: swap,
+                order: 0,
+            },
+        ),
+        rec(
+            1,
+            20,
+            Event::RemoveMigrationPte {
+                addr: 0x4000_1000,
+                pte: 0x8000_0000_1234_5067,
+                order: 0,
+            },
+        ),
+        rec(
+            1,
+            20,
+            Event::SetMigrationPte {
+                addr: 0x9000_0000,
+                pte: swap,
+                order: 0,
+            },
+        ),
+        rec(
+            1,
+            20,
+            Event::SetMigrationPte {
+                addr: 0x1_0000_0000,
+                pte: swap,
+                order: 0,
+            },
+        ),
+        rec(
+            1,
+            20,
+            Event::SetMigrationPte {
+                addr: 0x9000_0000,
+                pte: 0x25,
+                order: 0,
+            },
+        ),
     ];
     let (ops, st) = lower(&recs, opts());
-    let migs: Vec<&Op> = ops.iter().filter(|o| matches!(o, Op::Migrate { .. })).collect();
+    let migs: Vec<&Op> = ops
+        .iter()
+        .filter(|o| matches!(o, Op::Migrate { .. }))
+        .collect();
     assert_eq!(migs.len(), 2, "{ops:?}");
-    assert!(matches!(migs[0], Op::Migrate { target: MigrateTarget::Va { mm: MmId(1), va: 0x4000_1000 }, .. }));
-    assert!(matches!(migs[1], Op::Migrate { target: MigrateTarget::Va { mm: MmId(2), va: 0x9000_0000 }, .. }));
-    assert_eq!(st.unplaced.get("set_migration_pte_no_mm_maps_address"), Some(&1));
-    assert_eq!(st.unplaced.get("set_migration_pte_not_a_swap_entry"), Some(&1));
+    assert!(matches!(
+        migs[0],
+        Op::Migrate {
+            target: MigrateTarget::Va {
+                mm: MmId(1),
+                va: 0x4000_1000
+            },
+            ..
+        }
+    ));
+    assert!(matches!(
+        migs[1],
+        Op::Migrate {
+            target: MigrateTarget::Va {
+                mm: MmId(2),
+                va: 0x9000_0000
+            },
+            ..
+        }
+    ));
+    assert_eq!(
+        st.unplaced.get("set_migration_pte_no_mm_maps_address"),
+        Some(&1)
+    );
+    assert_eq!(
+        st.unplaced.get("set_migration_pte_not_a_swap_entry"),
+        Some(&1)
+    );
     assert_eq!(st.observed.mig_restored_young, 1);
     assert_eq!(st.observed.mig_restored_dirty, 1);
 }
@@ -162,24 +457,130 @@ fn migration_matches_running_task_then_any_mm_and_dedups_mappings() {
 #[test]
 fn reclaim_targets_nr_reclaimed_and_observations_are_counted() {
     let recs = [
-        rec(0, 30, Event::Vmscan(Vmscan::DirectReclaimBegin { order: 0, memcg: false })),
-        rec(0, 30, Event::Vmscan(Vmscan::LruShrinkInactive { nid: 0, nr_scanned: 64, nr_reclaimed: 17, priority: 12 })),
-        rec(0, 30, Event::Vmscan(Vmscan::DirectReclaimEnd { nr_reclaimed: 17, memcg: false })),
-        rec(1, 31, Event::Vmscan(Vmscan::DirectReclaimBegin { order: 0, memcg: false })),
-        rec(1, 31, Event::Vmscan(Vmscan::DirectReclaimEnd { nr_reclaimed: 5, memcg: false })),
-        rec(0, 30, Event::TlbFlush { pages: -1, reason: TlbReason { code: Some(4), text: Arc::from("remote IPI send") } }),
-        rec(0, 30, Event::TlbFlush { pages: 1, reason: TlbReason { code: Some(3), text: Arc::from("local MM shootdown") } }),
-        rec(0, 30, Event::IpiSendCpumask { mask: 0b10, targets: 1, kind: IpiKind::TlbShootdown }),
-        rec(0, 30, Event::IpiSendCpu { target: 1, kind: IpiKind::Other }),
+        rec(
+            0,
+            30,
+            Event::Vmscan(Vmscan::DirectReclaimBegin {
+                order: 0,
+                memcg: false,
+            }),
+        ),
+        rec(
+            0,
+            30,
+            Event::Vmscan(Vmscan::LruShrinkInactive {
+                nid: 0,
+                nr_scanned: 64,
+                nr_reclaimed: 17,
+                priority: 12,
+            }),
+        ),
+        rec(
+            0,
+            30,
+            Event::Vmscan(Vmscan::DirectReclaimEnd {
+                nr_reclaimed: 17,
+                memcg: false,
+            }),
+        ),
+        rec(
+            1,
+            31,
+            Event::Vmscan(Vmscan::DirectReclaimBegin {
+                order: 0,
+                memcg: false,
+            }),
+        ),
+        rec(
+            1,
+            31,
+            Event::Vmscan(Vmscan::DirectReclaimEnd {
+                nr_reclaimed: 5,
+                memcg: false,
+            }),
+        ),
+        rec(
+            0,
+            30,
+            Event::TlbFlush {
+                pages: -1,
+                reason: TlbReason {
+                    code: Some(4),
+                    text: Arc::from("remote IPI send"),
+                },
+            },
+        ),
+        rec(
+            0,
+            30,
+            Event::TlbFlush {
+                pages: 1,
+                reason: TlbReason {
+                    code: Some(3),
+                    text: Arc::from("local MM shootdown"),
+                },
+            },
+        ),
+        rec(
+            0,
+            30,
+            Event::IpiSendCpumask {
+                mask: 0b10,
+                targets: 1,
+                kind: IpiKind::TlbShootdown,
+            },
+        ),
+        rec(
+            0,
+            30,
+            Event::IpiSendCpu {
+                target: 1,
+                kind: IpiKind::Other,
+            },
+        ),
         // A single-target call right after a remote-send flush is its shootdown; without the
         // flush before it (timers, irq work) it is not.
-        rec(1, 30, Event::TlbFlush { pages: -1, reason: TlbReason { code: Some(4), text: Arc::from("remote IPI send") } }),
-        rec(1, 30, Event::IpiSendCpu { target: 0, kind: IpiKind::CallFunctionSingle }),
-        rec(1, 30, Event::IpiSendCpu { target: 0, kind: IpiKind::CallFunctionSingle }),
+        rec(
+            1,
+            30,
+            Event::TlbFlush {
+                pages: -1,
+                reason: TlbReason {
+                    code: Some(4),
+                    text: Arc::from("remote IPI send"),
+                },
+            },
+        ),
+        rec(
+            1,
+            30,
+            Event::IpiSendCpu {
+                target: 0,
+                kind: IpiKind::CallFunctionSingle,
+            },
+        ),
+        rec(
+            1,
+            30,
+            Event::IpiSendCpu {
+                target: 0,
+                kind: IpiKind::CallFunctionSingle,
+            },
+        ),
     ];
     let (ops, st) = lower(&recs, opts());
-    let targets: Vec<u32> = ops.iter().filter_map(|o| match o { Op::Reclaim { nr_to_reclaim, .. } => Some(*nr_to_reclaim), _ => None }).collect();
-    assert_eq!(targets, vec![17, 5], "end's total only when no per-LRU event was seen");
+    let targets: Vec<u32> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::Reclaim { nr_to_reclaim, .. } => Some(*nr_to_reclaim),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        targets,
+        vec![17, 5],
+        "end's total only when no per-LRU event was seen"
+    );
     assert_eq!(st.observed.remote_tlb_flushes, 2);
     assert_eq!(st.observed.ipis, 2);
     assert_eq!(st.observed.ipis_shootdown, 2);
@@ -191,20 +592,52 @@ fn pid_filter_keeps_descendants_and_counts_the_rest() {
     let recs = [
         fault(0, 10, 0x1000, 0x6),
         fault(0, 99, 0x1000, 0x6),
-        rec(0, 10, Event::SchedProcessFork { parent_pid: 10, child_pid: 12, child_comm: Comm::new(b"c") }),
+        rec(
+            0,
+            10,
+            Event::SchedProcessFork {
+                parent_pid: 10,
+                child_pid: 12,
+                child_comm: Comm::new(b"c"),
+            },
+        ),
         fault(1, 12, 0x1000, 0x6),
-        rec(1, 12, Event::SchedSwitch { prev_pid: 12, prev_state: Arc::from("S"), next_pid: 99, next_comm: Comm::new(b"o") }),
+        rec(
+            1,
+            12,
+            Event::SchedSwitch {
+                prev_pid: 12,
+                prev_state: Arc::from("S"),
+                next_pid: 99,
+                next_comm: Comm::new(b"o"),
+            },
+        ),
     ];
-    let (ops, st) = lower(&recs, LowerOptions { pid: Some(10), ..opts() });
+    let (ops, st) = lower(
+        &recs,
+        LowerOptions {
+            pid: Some(10),
+            ..opts()
+        },
+    );
     assert_eq!(st.filtered_out, 1);
-    assert_eq!(ops.iter().filter(|o| matches!(o, Op::Fault { .. })).count(), 2);
+    assert_eq!(
+        ops.iter().filter(|o| matches!(o, Op::Fault { .. })).count(),
+        2
+    );
     // Switching to an outside task unloads the selected mm (placeholder mm, not lazy TLB).
-    assert!(matches!(ops.last(), Some(Op::Switch { next: Some(_), .. })), "{ops:?}");
+    assert!(
+        matches!(ops.last(), Some(Op::Switch { next: Some(_), .. })),
+        "{ops:?}"
+    );
 }
 
 #[test]
 fn out_of_range_cpu_and_lost_events_are_unplaced() {
-    let recs = [fault(7, 10, 0x1000, 0x6), rec(0, 0, Event::Lost { count: Some(42) })];
+    let recs = [
+        fault(7, 10, 0x1000, 0x6),
+        rec(0, 0, Event::Lost { count: Some(42) }),
+    ];
     let (ops, st) = lower(&recs, opts());
     assert!(ops.is_empty());
     assert_eq!(st.unplaced.get("cpu_out_of_range"), Some(&1));
@@ -214,18 +647,64 @@ fn out_of_range_cpu_and_lost_events_are_unplaced() {
 #[test]
 fn munmap_splits_the_shadow_so_later_faults_infer() {
     let recs = [
-        rec(0, 10, Event::SysEnter { nr: Syscall::Mmap, args: args(&[0, 0x10000, 3, 0x22, u64::MAX, 0]) }),
-        rec(0, 10, Event::SysExit { nr: Syscall::Mmap, ret: 0x10_0000 }),
-        rec(0, 10, Event::SysEnter { nr: Syscall::Munmap, args: args(&[0x10_4000, 0x4000]) }),
-        rec(0, 10, Event::SysExit { nr: Syscall::Munmap, ret: 0 }),
+        rec(
+            0,
+            10,
+            Event::SysEnter {
+                nr: Syscall::Mmap,
+                args: args(&[0, 0x10000, 3, 0x22, u64::MAX, 0]),
+            },
+        ),
+        rec(
+            0,
+            10,
+            Event::SysExit {
+                nr: Syscall::Mmap,
+                ret: 0x10_0000,
+            },
+        ),
+        rec(
+            0,
+            10,
+            Event::SysEnter {
+                nr: Syscall::Munmap,
+                args: args(&[0x10_4000, 0x4000]),
+            },
+        ),
+        rec(
+            0,
+            10,
+            Event::SysExit {
+                nr: Syscall::Munmap,
+                ret: 0,
+            },
+        ),
         fault(0, 10, 0x10_0000, 0x6),
         fault(0, 10, 0x10_c000, 0x6),
         fault(0, 10, 0x10_5000, 0x6),
     ];
     let (ops, st) = lower(&recs, opts());
-    assert_eq!(st.inferred_vmas, 1, "only the fault in the hole infers: {ops:?}");
-    let inferred = ops.iter().filter(|o| matches!(o, Op::Mmap { addr: 0x10_4000, len: 0x4000, .. })).count();
-    assert_eq!(inferred, 1, "the inferred VMA is clipped to the hole: {ops:?}");
+    assert_eq!(
+        st.inferred_vmas, 1,
+        "only the fault in the hole infers: {ops:?}"
+    );
+    let inferred = ops
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Op::Mmap {
+                    addr: 0x10_4000,
+                    len: 0x4000,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(
+        inferred, 1,
+        "the inferred VMA is clipped to the hole: {ops:?}"
+    );
 }
 
 #[test]
@@ -233,7 +712,10 @@ fn helpers_keep_ranges_consistent() {
     let mut v = BTreeMap::new();
     v.insert(0x1000, 0x9000);
     remove_range(&mut v, 0x3000, 0x2000);
-    assert_eq!(v.into_iter().collect::<Vec<_>>(), vec![(0x1000, 0x3000), (0x5000, 0x9000)]);
+    assert_eq!(
+        v.into_iter().collect::<Vec<_>>(),
+        vec![(0x1000, 0x3000), (0x5000, 0x9000)]
+    );
     let mut v = BTreeMap::new();
     v.insert(0x40_0000, 0x40_1000);
     assert_eq!(inferred_range(&v, 0x40_3000), (0x40_1000, 0x60_0000));
@@ -241,7 +723,18 @@ fn helpers_keep_ranges_consistent() {
 
 #[test]
 fn rss_stat_mm_id_groups_threads_first_seen_mid_capture() {
-    let rss = |cpu, pid, hash| rec(cpu, pid, Event::RssStat { mm_id: hash, curr: true, member: Arc::from("MM_ANONPAGES"), size: 4096 });
+    let rss = |cpu, pid, hash| {
+        rec(
+            cpu,
+            pid,
+            Event::RssStat {
+                mm_id: hash,
+                curr: true,
+                member: Arc::from("MM_ANONPAGES"),
+                size: 4096,
+            },
+        )
+    };
     let recs = [
         fault(0, 40, 0x1000, 0x6),
         rss(0, 40, 0xabc),
@@ -258,12 +751,32 @@ fn rss_stat_mm_id_groups_threads_first_seen_mid_capture() {
         rss(0, 50, 0xdef),
     ];
     let (ops, st) = lower(&recs, opts());
-    let mm_of_fault = |va: u64| ops.iter().find_map(|o| match o { Op::Fault { mm, va: v, .. } if *v == va => Some(*mm), _ => None });
+    let mm_of_fault = |va: u64| {
+        ops.iter().find_map(|o| match o {
+            Op::Fault { mm, va: v, .. } if *v == va => Some(*mm),
+            _ => None,
+        })
+    };
     assert_eq!(mm_of_fault(0x3000), mm_of_fault(0x1000), "{ops:?}");
     assert_eq!(mm_of_fault(0x4000), mm_of_fault(0x1000));
-    assert_ne!(ops.iter().filter(|o| matches!(o, Op::Fault { va: 0x1000, .. })).count(), 0);
-    assert_eq!(st.approximations.get("task_regrouped_by_rss_stat_mm_id"), Some(&1));
-    assert_eq!(st.approximations.get("task_grouped_by_rss_stat_mm_id"), Some(&1));
+    assert_ne!(
+        ops.iter()
+            .filter(|o| matches!(o, Op::Fault { va: 0x1000, .. }))
+            .count(),
+        0
+    );
+    assert_eq!(
+        st.approximations.get("task_regrouped_by_rss_stat_mm_id"),
+        Some(&1)
+    );
+    assert_eq!(
+        st.approximations.get("task_grouped_by_rss_stat_mm_id"),
+        Some(&1)
+    );
     // The private mm 41 got at first sight is torn down when it is left empty.
-    assert!(ops.iter().any(|o| matches!(o, Op::Exit { mm: MmId(2), .. })), "{ops:?}");
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::Exit { mm: MmId(2), .. })),
+        "{ops:?}"
+    );
 }

@@ -1,0 +1,1084 @@
+//! Litmus scenarios: a tiny line-oriented language for HAND-WRITTEN op sequences
+//! (`corpus/litmus/*.litmus`) that reproduce historical MM bugs (mm-semantics.md D), with the
+//! verdict each policy must get written in the file itself. Pins, DIO references and GUP have
+//! no tracepoints, so these files name model operations directly: every op line maps to exactly
+//! one [`mmreplay_reference::Op`] (an `access`/`fault` line with `repeat=N` is N ops).
+//!
+//! This module parses files, runs them through an engine and checks expectations; it never
+//! builds engines (callers choose policies, including test-only negative controls), never
+//! panics on input, and never decides what a contract allows (`Contract::check` does).
+//!
+//! # Syntax
+//! ```text
+//! # any comment
+//! # profile: cpus=4 base=k61 mm_walk=0 mig_ad=1 rcu_table_free=1
+//! # mode: lockstep                       (or free-running; for contract checks)
+//! # expect reference: clean
+//! # expect negative:free-before-flush: violation I1 step 5
+//! # expect lookaround: within-contract   (or same, breach FIELD)
+//! # check batched-unshare: ipi_sends_table_sync < reference
+//! exec cpu=0 mm=1
+//! mmap cpu=0 mm=1 addr=0x7f0000000000 len=2m prot=rw flags=private|anonymous
+//! mmap cpu=0 mm=1 addr=0x40000000 len=1g prot=rw flags=shared file=5 kind=hugetlbfs
+//! access cpu=1 mm=1 va=0x7f0000000000 kind=write repeat=64 stride=0x1000
+//! fork cpu=0 parent=1 child=2
+//! switch cpu=1 mm=2                      (mm=none: kernel thread, lazy TLB)
+//! pin cpu=0 mm=1 va=0x... hold=1 write   unpin hold=1
+//! getref cpu=0 mm=1 va=0x... hold=2      putref hold=2 write
+//! madvise cpu=0 mm=1 addr=.. len=.. advice=free
+//! reclaim cpu=0 nr=64                    migrate cpu=0 mm=1 va=0x... (or pfn=N)
+//! ```
+//! Steps are 0-based op indices, as in `Violation::step`; `violation I1 line 14` names the op
+//! by its line instead.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use mmreplay_candidates::contract::{Breach, Contract, Mode, Observed, Subject};
+use mmreplay_reference::counters::Counters;
+use mmreplay_reference::invariant::{Invariant, Violation};
+use mmreplay_reference::model::ModelError;
+use mmreplay_reference::op::{madv, map, prot};
+use mmreplay_reference::profile::{Base, KernelProfile};
+use mmreplay_reference::snapshot::Snapshot;
+use mmreplay_reference::{
+    AccessKind, Engine, FileId, FileKind, FileRef, HoldId, MigrateTarget, MmId, Op,
+};
+
+/// Largest `repeat=` accepted (keeps a typo from allocating gigabytes).
+pub const MAX_REPEAT: u64 = 4096;
+
+/// Why a litmus file could not be read, parsed or run.
+#[derive(Debug, thiserror::Error)]
+pub enum LitmusError {
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Io {
+        /// Path.
+        file: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A line does not follow the syntax.
+    #[error("{file}:{line}: expected {expected}, found `{found}`")]
+    Syntax {
+        /// Path.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// What the parser wanted.
+        expected: String,
+        /// The offending text.
+        found: String,
+    },
+    /// The model refused an op (a broken scenario, not a policy verdict).
+    #[error("{file}:{line}: the {policy} model refused `{op}`: {source}")]
+    Model {
+        /// Path.
+        file: String,
+        /// 1-based line of the op.
+        line: usize,
+        /// Policy that ran it.
+        policy: String,
+        /// Op name.
+        op: &'static str,
+        /// Cause.
+        source: ModelError,
+    },
+}
+
+/// One op and the line it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LitmusOp {
+    /// 1-based line.
+    pub line: usize,
+    /// The model op.
+    pub op: Op,
+}
+
+/// Where a violation must happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum At {
+    /// 0-based op index.
+    Step(u64),
+    /// The op on this 1-based line (the first op of a `repeat` line).
+    Line(usize),
+}
+
+/// An expected verdict for one policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// No invariant violation.
+    Clean,
+    /// This invariant is violated at this op.
+    Violation {
+        /// Invariant.
+        invariant: Invariant,
+        /// Where.
+        at: At,
+    },
+    /// Clean, and identical to the reference (counters and snapshot).
+    Same,
+    /// Clean, differs from the reference, and the policy's contract holds.
+    WithinContract,
+    /// The contract is breached on this counter, field or relation (prefix match).
+    Breach {
+        /// Counter name, field class (`pte.dirty`) or relation text prefix.
+        field: String,
+    },
+}
+
+/// `# expect POLICY: VERDICT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expect {
+    /// 1-based line.
+    pub line: usize,
+    /// Policy spec as written (`reference`, `lookaround:window=32`, `negative:free-before-flush`).
+    pub policy: String,
+    /// Verdict.
+    pub verdict: Verdict,
+}
+
+/// Comparison of a counter check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmp {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl Cmp {
+    fn holds(self, l: u64, r: u64) -> bool {
+        match self {
+            Cmp::Eq => l == r,
+            Cmp::Ne => l != r,
+            Cmp::Lt => l < r,
+            Cmp::Le => l <= r,
+            Cmp::Gt => l > r,
+            Cmp::Ge => l >= r,
+        }
+    }
+    fn symbol(self) -> &'static str {
+        match self {
+            Cmp::Eq => "==",
+            Cmp::Ne => "!=",
+            Cmp::Lt => "<",
+            Cmp::Le => "<=",
+            Cmp::Gt => ">",
+            Cmp::Ge => ">=",
+        }
+    }
+}
+
+/// Right-hand side of a counter check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rhs {
+    /// A number.
+    Value(u64),
+    /// The same counter in the reference run.
+    Reference,
+}
+
+/// `# check POLICY: COUNTER CMP (N | reference)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CounterCheck {
+    /// 1-based line.
+    pub line: usize,
+    /// Policy spec as written.
+    pub policy: String,
+    /// Counter name (`Counters::NAMES`).
+    pub counter: String,
+    /// Comparison.
+    pub cmp: Cmp,
+    /// Right-hand side.
+    pub rhs: Rhs,
+}
+
+/// A parsed litmus file.
+#[derive(Clone, Debug)]
+pub struct LitmusFile {
+    /// Path or name (for messages).
+    pub file: String,
+    /// Kernel profile (defaults plus `# profile:`).
+    pub profile: KernelProfile,
+    /// Contract mode (`# mode:`, default lockstep as in `mmreplay replay`).
+    pub mode: Mode,
+    /// Ops in order.
+    pub ops: Vec<LitmusOp>,
+    /// Expected verdicts, in file order.
+    pub expects: Vec<Expect>,
+    /// Counter checks, in file order.
+    pub checks: Vec<CounterCheck>,
+}
+
+impl LitmusFile {
+    /// Every policy the file names, in first-mention order (`reference` first if named).
+    pub fn policies(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let named = self
+            .expects
+            .iter()
+            .map(|e| &e.policy)
+            .chain(self.checks.iter().map(|c| &c.policy));
+        for p in named {
+            if !out.contains(p) {
+                out.push(p.clone());
+            }
+        }
+        if let Some(i) = out.iter().position(|p| p == "reference") {
+            let r = out.remove(i);
+            out.insert(0, r);
+        }
+        out
+    }
+
+    /// The 1-based line of the op at `step`.
+    pub fn line_of_step(&self, step: u64) -> Option<usize> {
+        usize::try_from(step)
+            .ok()
+            .and_then(|s| self.ops.get(s))
+            .map(|o| o.line)
+    }
+
+    fn step_of(&self, at: At) -> Option<u64> {
+        match at {
+            At::Step(s) => Some(s),
+            At::Line(l) => self
+                .ops
+                .iter()
+                .position(|o| o.line == l)
+                .and_then(|i| u64::try_from(i).ok()),
+        }
+    }
+}
+
+/// Read and parse a file.
+pub fn load(path: &Path) -> Result<LitmusFile, LitmusError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| LitmusError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    parse(&file, &text)
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    line: usize,
+}
+
+impl Ctx<'_> {
+    fn err(&self, expected: impl Into<String>, found: impl Into<String>) -> LitmusError {
+        LitmusError::Syntax {
+            file: self.file.to_string(),
+            line: self.line,
+            expected: expected.into(),
+            found: found.into(),
+        }
+    }
+}
+
+/// Parse the text of a litmus file named `file`.
+pub fn parse(file: &str, text: &str) -> Result<LitmusFile, LitmusError> {
+    let mut out = LitmusFile {
+        file: file.to_string(),
+        profile: KernelProfile::default(),
+        mode: Mode::Lockstep,
+        ops: Vec::new(),
+        expects: Vec::new(),
+        checks: Vec::new(),
+    };
+    for (i, raw) in text.lines().enumerate() {
+        let cx = Ctx { file, line: i + 1 };
+        let l = raw.trim();
+        if l.is_empty() {
+            continue;
+        }
+        if let Some(c) = l.strip_prefix('#') {
+            header(&cx, c.trim(), &mut out)?;
+            continue;
+        }
+        op_line(&cx, l, &mut out.ops)?;
+    }
+    if out.ops.is_empty() {
+        return Err(Ctx {
+            file,
+            line: text.lines().count().max(1),
+        }
+        .err("at least one op line", "end of file"));
+    }
+    Ok(out)
+}
+
+fn header(cx: &Ctx<'_>, c: &str, out: &mut LitmusFile) -> Result<(), LitmusError> {
+    if let Some(rest) = c.strip_prefix("expect ") {
+        let (policy, verdict) = rest
+            .split_once(": ")
+            .ok_or_else(|| cx.err("`expect POLICY: VERDICT`", c))?;
+        out.expects.push(Expect {
+            line: cx.line,
+            policy: policy.trim().to_string(),
+            verdict: parse_verdict(cx, verdict.trim())?,
+        });
+    } else if let Some(rest) = c.strip_prefix("check ") {
+        let (policy, body) = rest
+            .split_once(": ")
+            .ok_or_else(|| cx.err("`check POLICY: COUNTER CMP VALUE`", c))?;
+        let w: Vec<&str> = body.split_whitespace().collect();
+        let (Some(counter), Some(cmp), Some(rhs), None) = (w.first(), w.get(1), w.get(2), w.get(3))
+        else {
+            return Err(cx.err("`COUNTER CMP (N|reference)`", body));
+        };
+        if Counters::default().get(counter).is_none() {
+            return Err(cx.err("a counter name (Counters::NAMES)", *counter));
+        }
+        let cmp = match *cmp {
+            "==" => Cmp::Eq,
+            "!=" => Cmp::Ne,
+            "<" => Cmp::Lt,
+            "<=" => Cmp::Le,
+            ">" => Cmp::Gt,
+            ">=" => Cmp::Ge,
+            o => return Err(cx.err("one of == != < <= > >=", o)),
+        };
+        let rhs = if *rhs == "reference" {
+            Rhs::Reference
+        } else {
+            Rhs::Value(num(cx, "value", rhs)?)
+        };
+        out.checks.push(CounterCheck {
+            line: cx.line,
+            policy: policy.trim().to_string(),
+            counter: counter.to_string(),
+            cmp,
+            rhs,
+        });
+    } else if let Some(rest) = c.strip_prefix("profile:") {
+        for kv in rest.split_whitespace() {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| cx.err("key=value", kv))?;
+            let p = &mut out.profile;
+            match k {
+                "cpus" => {
+                    p.nr_cpus = u32::try_from(num(cx, "cpus", v)?)
+                        .ok()
+                        .filter(|n| (1..=64).contains(n))
+                        .ok_or_else(|| cx.err("cpus in 1..=64", v))?
+                }
+                "base" => {
+                    p.base = match v {
+                        "k61" => Base::K61,
+                        "knew" => Base::Knew,
+                        _ => return Err(cx.err("base=k61 or base=knew", v)),
+                    }
+                }
+                "mm_walk" => p.lru_gen_mm_walk = flag(cx, v)?,
+                "mig_ad" => p.mig_ad_supported = flag(cx, v)?,
+                "rcu_table_free" => p.rcu_table_free = flag(cx, v)?,
+                _ => {
+                    return Err(cx.err(
+                        "a profile key (cpus, base, mm_walk, mig_ad, rcu_table_free)",
+                        k,
+                    ))
+                }
+            }
+        }
+    } else if let Some(rest) = c.strip_prefix("mode:") {
+        out.mode = match rest.trim() {
+            "lockstep" => Mode::Lockstep,
+            "free-running" => Mode::FreeRunning,
+            o => return Err(cx.err("mode: lockstep or free-running", o)),
+        };
+    }
+    // Any other comment is prose.
+    Ok(())
+}
+
+fn flag(cx: &Ctx<'_>, v: &str) -> Result<bool, LitmusError> {
+    match v {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" => Ok(false),
+        _ => Err(cx.err("0 or 1", v)),
+    }
+}
+
+fn parse_verdict(cx: &Ctx<'_>, v: &str) -> Result<Verdict, LitmusError> {
+    let w: Vec<&str> = v.split_whitespace().collect();
+    match w.as_slice() {
+        ["clean"] => Ok(Verdict::Clean),
+        ["same"] => Ok(Verdict::Same),
+        ["within-contract"] => Ok(Verdict::WithinContract),
+        ["breach", field] => Ok(Verdict::Breach {
+            field: field.to_string(),
+        }),
+        ["violation", inv, kind, n] => {
+            let invariant = match *inv {
+                "I1" => Invariant::I1,
+                "I2" => Invariant::I2,
+                "I3" => Invariant::I3,
+                "I4" => Invariant::I4,
+                "I5" => Invariant::I5,
+                "I7" => Invariant::I7,
+                o => return Err(cx.err("an invariant I1 I2 I3 I4 I5 I7", o)),
+            };
+            let n = num(cx, "step or line number", n)?;
+            let at = match *kind {
+                "step" => At::Step(n),
+                "line" => At::Line(
+                    usize::try_from(n).map_err(|_| cx.err("a line number", n.to_string()))?,
+                ),
+                o => return Err(cx.err("`step N` or `line N`", o)),
+            };
+            Ok(Verdict::Violation { invariant, at })
+        }
+        _ => Err(cx.err(
+            "clean | same | within-contract | breach FIELD | violation IN (step|line) N",
+            v,
+        )),
+    }
+}
+
+/// A number: decimal, `0x` hex, or decimal with a `k`/`m`/`g` (binary) suffix.
+fn num(cx: &Ctx<'_>, what: &str, s: &str) -> Result<u64, LitmusError> {
+    let bad = || cx.err(format!("{what}: a number (decimal, 0x hex, or 4k/2m/1g)"), s);
+    if let Some(h) = s.strip_prefix("0x") {
+        return u64::from_str_radix(h, 16).map_err(|_| bad());
+    }
+    let (digits, mul) = match s.as_bytes().last() {
+        Some(b'k') => (s.get(..s.len() - 1), 1u64 << 10),
+        Some(b'm') => (s.get(..s.len() - 1), 1 << 20),
+        Some(b'g') => (s.get(..s.len() - 1), 1 << 30),
+        _ => (Some(s), 1),
+    };
+    digits
+        .and_then(|d| d.parse::<u64>().ok())
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or_else(bad)
+}
+
+/// The `key=value` words and bare flags of an op line, with every key used exactly once.
+struct Args<'a, 'c> {
+    cx: &'a Ctx<'c>,
+    op: &'a str,
+    kv: BTreeMap<&'a str, &'a str>,
+    flags: Vec<&'a str>,
+}
+
+impl<'a, 'c> Args<'a, 'c> {
+    fn new(cx: &'a Ctx<'c>, op: &'a str, words: &[&'a str]) -> Result<Self, LitmusError> {
+        let mut kv = BTreeMap::new();
+        let mut flags = Vec::new();
+        for w in words {
+            match w.split_once('=') {
+                Some((k, v)) => {
+                    if kv.insert(k, v).is_some() {
+                        return Err(cx.err(format!("`{k}=` at most once"), *w));
+                    }
+                }
+                None => flags.push(*w),
+            }
+        }
+        Ok(Args {
+            cx,
+            op,
+            kv,
+            flags,
+        })
+    }
+    fn opt(&mut self, k: &str) -> Option<&'a str> {
+        self.kv.remove(k)
+    }
+    fn req(&mut self, k: &str) -> Result<&'a str, LitmusError> {
+        self.kv
+            .remove(k)
+            .ok_or_else(|| self.cx.err(format!("`{k}=` on a `{}` line", self.op), self.op))
+    }
+    fn n(&mut self, k: &str) -> Result<u64, LitmusError> {
+        let v = self.req(k)?;
+        num(self.cx, k, v)
+    }
+    fn n32(&mut self, k: &str) -> Result<u32, LitmusError> {
+        let v = self.req(k)?;
+        u32::try_from(num(self.cx, k, v)?).map_err(|_| self.cx.err(format!("{k}: a u32"), v))
+    }
+    fn mm(&mut self, k: &str) -> Result<MmId, LitmusError> {
+        self.n32(k).map(MmId)
+    }
+    fn flag(&mut self, f: &str) -> bool {
+        match self.flags.iter().position(|x| *x == f) {
+            Some(i) => {
+                self.flags.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+    fn kind(&mut self) -> Result<AccessKind, LitmusError> {
+        match self.req("kind")? {
+            "read" => Ok(AccessKind::Read),
+            "write" => Ok(AccessKind::Write),
+            "exec" => Ok(AccessKind::Exec),
+            o => Err(self.cx.err("kind=read|write|exec", o)),
+        }
+    }
+    fn prot(&mut self) -> Result<u32, LitmusError> {
+        let v = self.req("prot")?;
+        if v == "none" {
+            return Ok(0);
+        }
+        let mut p = 0;
+        for c in v.chars() {
+            p |= match c {
+                'r' => prot::READ,
+                'w' => prot::WRITE,
+                'x' => prot::EXEC,
+                _ => return Err(self.cx.err("prot=none or letters of rwx", v)),
+            };
+        }
+        Ok(p)
+    }
+    /// Every word must have been used.
+    fn done(self) -> Result<(), LitmusError> {
+        if let Some((k, v)) = self.kv.iter().next() {
+            return Err(self
+                .cx
+                .err(format!("no `{k}=` on a `{}` line", self.op), format!("{k}={v}")));
+        }
+        if let Some(f) = self.flags.first() {
+            return Err(self
+                .cx
+                .err(format!("no bare word `{f}` on a `{}` line", self.op), *f));
+        }
+        Ok(())
+    }
+}
+
+fn op_line(cx: &Ctx<'_>, l: &str, ops: &mut Vec<LitmusOp>) -> Result<(), LitmusError> {
+    let words: Vec<&str> = l.split_whitespace().collect();
+    let Some((name, rest)) = words.split_first() else {
+        return Ok(());
+    };
+    let mut a = Args::new(cx, name, rest)?;
+    let mut repeat = (1u64, 0u64);
+    let op = match *name {
+        "exec" => Op::Exec {
+            cpu: a.n32("cpu")?,
+            old: match a.opt("old") {
+                Some(v) => Some(MmId(
+                    u32::try_from(num(cx, "old", v)?).map_err(|_| cx.err("old: a u32", v))?,
+                )),
+                None => None,
+            },
+            new: a.mm("mm")?,
+        },
+        "exit" => Op::Exit {
+            cpu: a.n32("cpu")?,
+            mm: a.mm("mm")?,
+        },
+        "fork" => Op::Fork {
+            cpu: a.n32("cpu")?,
+            parent: a.mm("parent")?,
+            child: a.mm("child")?,
+        },
+        "mmap" => {
+            let cpu = a.n32("cpu")?;
+            let mm = a.mm("mm")?;
+            let addr = a.n("addr")?;
+            let len = a.n("len")?;
+            let prot = a.prot()?;
+            let fl = a.req("flags")?;
+            let mut flags = 0;
+            for f in fl.split('|') {
+                flags |= match f {
+                    "shared" => map::SHARED,
+                    "private" => map::PRIVATE,
+                    "anonymous" => map::ANONYMOUS,
+                    "fixed" => map::FIXED,
+                    "locked" => map::LOCKED,
+                    "hugetlb" => map::HUGETLB,
+                    o => {
+                        return Err(cx.err(
+                            "flags of shared|private|anonymous|fixed|locked|hugetlb",
+                            o,
+                        ))
+                    }
+                };
+            }
+            let file = match a.opt("file") {
+                None => None,
+                Some(id) => {
+                    let kind = match a.req("kind")? {
+                        "regular" => FileKind::Regular,
+                        "shmem" => FileKind::Shmem,
+                        "hugetlbfs" => FileKind::Hugetlbfs,
+                        o => return Err(cx.err("kind=regular|shmem|hugetlbfs", o)),
+                    };
+                    Some(FileRef {
+                        id: FileId(num(cx, "file", id)?),
+                        kind,
+                    })
+                }
+            };
+            let pgoff = match a.opt("pgoff") {
+                Some(v) => num(cx, "pgoff", v)?,
+                None => 0,
+            };
+            Op::Mmap {
+                cpu,
+                mm,
+                addr,
+                len,
+                prot,
+                flags,
+                file,
+                pgoff,
+            }
+        }
+        "munmap" => Op::Munmap {
+            cpu: a.n32("cpu")?,
+            mm: a.mm("mm")?,
+            addr: a.n("addr")?,
+            len: a.n("len")?,
+        },
+        "mprotect" => Op::Mprotect {
+            cpu: a.n32("cpu")?,
+            mm: a.mm("mm")?,
+            addr: a.n("addr")?,
+            len: a.n("len")?,
+            prot: a.prot()?,
+        },
+        "mremap" => Op::Mremap {
+            cpu: a.n32("cpu")?,
+            mm: a.mm("mm")?,
+            old_addr: a.n("old_addr")?,
+            old_len: a.n("old_len")?,
+            new_addr: a.n("new_addr")?,
+            new_len: a.n("new_len")?,
+        },
+        "brk" => Op::Brk {
+            cpu: a.n32("cpu")?,
+            mm: a.mm("mm")?,
+            brk: a.n("brk")?,
+        },
+        "madvise" => {
+            let (cpu, mm, addr, len) = (a.n32("cpu")?, a.mm("mm")?, a.n("addr")?, a.n("len")?);
+            let v = a.req("advice")?;
+            let advice = match v {
+                "dontneed" => madv::DONTNEED,
+                "free" => madv::FREE,
+                "dontfork" => madv::DONTFORK,
+                "dofork" => madv::DOFORK,
+                "wipeonfork" => madv::WIPEONFORK,
+                "cold" => madv::COLD,
+                "pageout" => madv::PAGEOUT,
+                o => u32::try_from(num(cx, "advice", o)?)
+                    .map_err(|_| cx.err("advice: a name or a u32", o))?,
+            };
+            Op::Madvise {
+                cpu,
+                mm,
+                addr,
+                len,
+                advice,
+            }
+        }
+        "fault" | "access" => {
+            let (cpu, mm, va, kind) = (a.n32("cpu")?, a.mm("mm")?, a.n("va")?, a.kind()?);
+            if let Some(r) = a.opt("repeat") {
+                let n = num(cx, "repeat", r)?;
+                if n == 0 || n > MAX_REPEAT {
+                    return Err(cx.err(format!("repeat in 1..={MAX_REPEAT}"), r));
+                }
+                repeat = (n, a.n("stride")?);
+            }
+            if *name == "fault" {
+                Op::Fault { cpu, mm, va, kind }
+            } else {
+                Op::Access { cpu, mm, va, kind }
+            }
+        }
+        "switch" => {
+            let cpu = a.n32("cpu")?;
+            let next = match a.req("mm")? {
+                "none" => None,
+                v => Some(MmId(
+                    u32::try_from(num(cx, "mm", v)?).map_err(|_| cx.err("mm: a u32", v))?,
+                )),
+            };
+            Op::Switch { cpu, next }
+        }
+        "migrate" => {
+            let cpu = a.n32("cpu")?;
+            let target = match a.opt("pfn") {
+                Some(p) => MigrateTarget::Pfn(num(cx, "pfn", p)?),
+                None => MigrateTarget::Va {
+                    mm: a.mm("mm")?,
+                    va: a.n("va")?,
+                },
+            };
+            Op::Migrate { cpu, target }
+        }
+        "reclaim" => Op::Reclaim {
+            cpu: a.n32("cpu")?,
+            nr_to_reclaim: a.n32("nr")?,
+        },
+        "pin" => Op::Pin {
+            cpu: a.n32("cpu")?,
+            mm: a.mm("mm")?,
+            va: a.n("va")?,
+            hold: HoldId(a.n("hold")?),
+            write: a.flag("write"),
+        },
+        "unpin" => Op::Unpin {
+            hold: HoldId(a.n("hold")?),
+        },
+        "getref" => Op::GetRef {
+            cpu: a.n32("cpu")?,
+            mm: a.mm("mm")?,
+            va: a.n("va")?,
+            hold: HoldId(a.n("hold")?),
+        },
+        "putref" => Op::PutRef {
+            hold: HoldId(a.n("hold")?),
+            write: a.flag("write"),
+        },
+        o => {
+            return Err(cx.err(
+                "an op (exec exit fork mmap munmap mprotect mremap brk madvise fault access \
+                 switch migrate reclaim pin unpin getref putref) or a `#` line",
+                o,
+            ))
+        }
+    };
+    a.done()?;
+    let (n, stride) = repeat;
+    for i in 0..n {
+        let mut op = op.clone();
+        if let Op::Access { va, .. } | Op::Fault { va, .. } = &mut op {
+            *va = i
+                .checked_mul(stride)
+                .and_then(|d| va.checked_add(d))
+                .ok_or_else(|| cx.err("repeat*stride within the address space", l))?;
+        }
+        ops.push(LitmusOp { line: cx.line, op });
+    }
+    Ok(())
+}
+
+/// What one policy did on a litmus file.
+#[derive(Clone, Debug)]
+pub struct PolicyResult {
+    /// Policy spec as written in the file.
+    pub policy: String,
+    /// Final counters.
+    pub counters: Counters,
+    /// Final snapshot (after `finish`).
+    pub snapshot: Snapshot,
+    /// Violations, including the final full scan.
+    pub violations: Vec<Violation>,
+}
+
+/// Run every op of `file` through `engine`, then `finish` it. A refused op is an error naming
+/// its line: litmus files are meant to be valid for every policy.
+pub fn run(
+    file: &LitmusFile,
+    policy: &str,
+    engine: &mut (dyn Engine + Send),
+) -> Result<PolicyResult, LitmusError> {
+    for o in &file.ops {
+        engine.apply(&o.op).map_err(|source| LitmusError::Model {
+            file: file.file.clone(),
+            line: o.line,
+            policy: policy.to_string(),
+            op: o.op.name(),
+            source,
+        })?;
+    }
+    engine.finish();
+    Ok(PolicyResult {
+        policy: policy.to_string(),
+        counters: engine.counters().clone(),
+        snapshot: engine.snapshot(),
+        violations: engine.violations().to_vec(),
+    })
+}
+
+/// An expectation that did not hold.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {policy}: expected {expected}, got {got}")]
+pub struct Mismatch {
+    /// Path.
+    pub file: String,
+    /// Line of the expectation.
+    pub line: usize,
+    /// Policy.
+    pub policy: String,
+    /// The expectation.
+    pub expected: String,
+    /// What happened.
+    pub got: String,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Clean => write!(f, "clean"),
+            Verdict::Same => write!(f, "same"),
+            Verdict::WithinContract => write!(f, "within-contract"),
+            Verdict::Breach { field } => write!(f, "breach {field}"),
+            Verdict::Violation {
+                invariant,
+                at: At::Step(s),
+            } => write!(f, "violation {} step {s}", invariant.name()),
+            Verdict::Violation {
+                invariant,
+                at: At::Line(l),
+            } => write!(f, "violation {} line {l}", invariant.name()),
+        }
+    }
+}
+
+fn describe_violations(file: &LitmusFile, v: &[Violation]) -> String {
+    if v.is_empty() {
+        return "no violation".to_string();
+    }
+    let shown: Vec<String> = v
+        .iter()
+        .take(5)
+        .map(|x| {
+            let line = file
+                .line_of_step(x.step)
+                .map_or_else(|| "after the last op".to_string(), |l| format!("line {l}"));
+            format!("{} at step {} ({line}): {}", x.invariant.name(), x.step, x.detail)
+        })
+        .collect();
+    format!("{} violation(s): {}", v.len(), shown.join("; "))
+}
+
+fn describe_breaches(b: &[Breach]) -> String {
+    if b.is_empty() {
+        return "no breach".to_string();
+    }
+    let shown: Vec<String> = b.iter().take(5).map(|x| x.to_string()).collect();
+    format!("{} breach(es): {}", b.len(), shown.join("; "))
+}
+
+/// Check one expectation. `contract` is the policy's contract with the reference (needed for
+/// `within-contract` and `breach`).
+pub fn check_expect(
+    file: &LitmusFile,
+    e: &Expect,
+    reference: &PolicyResult,
+    this: &PolicyResult,
+    contract: Option<&Contract>,
+) -> Result<(), Mismatch> {
+    let fail = |got: String| Mismatch {
+        file: file.file.clone(),
+        line: e.line,
+        policy: e.policy.clone(),
+        expected: e.verdict.to_string(),
+        got,
+    };
+    let breaches = || -> Result<Vec<Breach>, Mismatch> {
+        let c = contract.ok_or_else(|| fail("no contract for this policy".to_string()))?;
+        Ok(c.check(
+            Observed {
+                counters: &reference.counters,
+                snapshot: &reference.snapshot,
+            },
+            Observed {
+                counters: &this.counters,
+                snapshot: &this.snapshot,
+            },
+        ))
+    };
+    let clean = || {
+        if this.violations.is_empty() {
+            Ok(())
+        } else {
+            Err(fail(describe_violations(file, &this.violations)))
+        }
+    };
+    let identical =
+        this.counters == reference.counters && this.snapshot.to_text() == reference.snapshot.to_text();
+    match &e.verdict {
+        Verdict::Clean => clean(),
+        Verdict::Violation { invariant, at } => {
+            let step = file
+                .step_of(*at)
+                .ok_or_else(|| fail(format!("no op at {at:?} in the file")))?;
+            if this
+                .violations
+                .iter()
+                .any(|v| v.invariant == *invariant && v.step == step)
+            {
+                Ok(())
+            } else {
+                Err(fail(describe_violations(file, &this.violations)))
+            }
+        }
+        Verdict::Same => {
+            clean()?;
+            if identical {
+                Ok(())
+            } else {
+                Err(fail("a run that differs from the reference".to_string()))
+            }
+        }
+        Verdict::WithinContract => {
+            clean()?;
+            let b = breaches()?;
+            if !b.is_empty() {
+                return Err(fail(describe_breaches(&b)));
+            }
+            if identical {
+                return Err(fail(
+                    "a run identical to the reference (the scenario does not exercise the policy)"
+                        .to_string(),
+                ));
+            }
+            Ok(())
+        }
+        Verdict::Breach { field } => {
+            let b = breaches()?;
+            let hit = b.iter().any(|x| match x.subject {
+                Subject::Relation => x.field.starts_with(field.as_str()),
+                _ => x.field == *field,
+            });
+            if hit {
+                Ok(())
+            } else {
+                Err(fail(describe_breaches(&b)))
+            }
+        }
+    }
+}
+
+/// Check one counter expectation.
+pub fn check_counter(
+    file: &LitmusFile,
+    c: &CounterCheck,
+    reference: &PolicyResult,
+    this: &PolicyResult,
+) -> Result<(), Mismatch> {
+    let fail = |got: String| Mismatch {
+        file: file.file.clone(),
+        line: c.line,
+        policy: c.policy.clone(),
+        expected: format!(
+            "{} {} {}",
+            c.counter,
+            c.cmp.symbol(),
+            match &c.rhs {
+                Rhs::Value(v) => v.to_string(),
+                Rhs::Reference => "reference".to_string(),
+            }
+        ),
+        got,
+    };
+    let l = this
+        .counters
+        .get(&c.counter)
+        .ok_or_else(|| fail("an unknown counter".to_string()))?;
+    let r = match c.rhs {
+        Rhs::Value(v) => v,
+        Rhs::Reference => reference
+            .counters
+            .get(&c.counter)
+            .ok_or_else(|| fail("an unknown counter".to_string()))?,
+    };
+    if c.cmp.holds(l, r) {
+        Ok(())
+    } else {
+        Err(fail(format!("{} = {l} (right side {r})", c.counter)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse("t.litmus", text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn parses_ops_and_headers() {
+        let f = parse(
+            "t.litmus",
+            "# profile: cpus=2 base=k61\n# mode: free-running\n\
+             # expect reference: clean\n# expect negative:x: violation I1 line 6\n\
+             exec cpu=0 mm=1\n\
+             mmap cpu=0 mm=1 addr=0x1000 len=8k prot=rw flags=shared file=3 kind=regular\n\
+             access cpu=1 mm=1 va=0x1000 kind=write repeat=2 stride=0x1000\n\
+             # check lookaround: rmap_walks < reference\n\
+             pin cpu=0 mm=1 va=0x1000 hold=1 write\nswitch cpu=1 mm=none\n",
+        );
+        let Ok(f) = f else {
+            panic!("{f:?}");
+        };
+        assert_eq!(f.profile.nr_cpus, 2);
+        assert_eq!(f.profile.base, Base::K61);
+        assert_eq!(f.mode, Mode::FreeRunning);
+        assert_eq!(f.ops.len(), 6);
+        assert_eq!(f.ops.get(3).map(|o| o.line), Some(7));
+        assert!(matches!(
+            f.ops.get(3).map(|o| &o.op),
+            Some(Op::Access { va: 0x2000, .. })
+        ));
+        assert!(matches!(
+            f.ops.get(4).map(|o| &o.op),
+            Some(Op::Pin { write: true, .. })
+        ));
+        assert_eq!(f.step_of(At::Line(6)), Some(1));
+        assert_eq!(f.policies(), vec!["reference", "negative:x", "lookaround"]);
+        assert_eq!(f.checks.len(), 1);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_expectation() {
+        let e = err("exec cpu=0 mm=1\nfrob cpu=0\n");
+        assert!(e.starts_with("t.litmus:2: expected an op"), "{e}");
+        let e = err("exec cpu=0\n");
+        assert!(e.contains("t.litmus:1:") && e.contains("`mm=`"), "{e}");
+        let e = err("exec cpu=0 mm=1 color=red\n");
+        assert!(e.contains("no `color=`"), "{e}");
+        let e = err("exec cpu=0 mm=1\naccess cpu=0 mm=1 va=0xzz kind=read\n");
+        assert!(e.contains("t.litmus:2:") && e.contains("0xzz"), "{e}");
+        let e = err("# expect reference: violation I9 step 1\nexec cpu=0 mm=1\n");
+        assert!(e.contains("I9"), "{e}");
+        let e = err("# check reference: no_such_counter < 3\nexec cpu=0 mm=1\n");
+        assert!(e.contains("counter"), "{e}");
+        let e = err("# just prose\n");
+        assert!(e.contains("at least one op"), "{e}");
+        let e = err("access cpu=0 mm=1 va=0xffffffffffff0000 kind=read repeat=4096 stride=1g\n");
+        assert!(e.contains("repeat*stride"), "{e}");
+        let e = err("mmap cpu=0 mm=1 addr=0 len=99999999999999999999g prot=rw flags=private\n");
+        assert!(e.contains("len"), "{e}");
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        for s in [
+            "", "=", "mmap", "mmap ====", "# expect", "# expect x:", "# check a: b", "k=v",
+            "access cpu=0 mm=1 va=1 kind=read repeat=0 stride=0", "switch cpu=0 mm=",
+            "\u{0}\u{ffff}", "# profile: cpus=0", "# mode: sideways", "migrate cpu=0",
+        ] {
+            let _ = parse("g", s);
+        }
+    }
+}

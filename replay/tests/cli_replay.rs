@@ -1,0 +1,389 @@
+//! CLI tests of `mmreplay replay`, `diff`, `compile` and `bench`: run the built binary on real
+//! captures from corpus/captures/ (and on /work/shared samples when MMREPLAY_SHARED_DIR is set),
+//! check outputs, JSON keys and exit codes (0 within contract, 1 breach/violation, 2 bad input).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mmreplay");
+
+fn corpus(name: &str) -> String {
+    format!("{}/../corpus/captures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run mmreplay")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exit code")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mmreplay-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("tmpdir");
+    d
+}
+
+#[test]
+fn replay_without_trace_reports_the_bundled_capture_deterministically() {
+    let a = run(&["replay"]);
+    assert!(
+        code(&a) == 0 || code(&a) == 1,
+        "exit {}: {}",
+        code(&a),
+        stderr(&a)
+    );
+    let out = stdout(&a);
+    for needle in [
+        "<bundled:",
+        "reference",
+        "lookaround",
+        "ad-preserve",
+        "batched-unshare",
+        "faults",
+        "TLB flushes remote",
+        "IPI sends shootdown",
+        "rmap walks",
+        "invariant violations",
+        "verdict lookaround:",
+        "fidelity",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+    // The bundled capture has faults: the model must have seen them.
+    let faults = out
+        .lines()
+        .find(|l| l.starts_with("faults"))
+        .expect("faults row");
+    assert!(
+        faults
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 1000),
+        "{faults}"
+    );
+    let b = run(&["replay"]);
+    assert_eq!(
+        a.stdout, b.stdout,
+        "same input and options must give byte-identical output"
+    );
+}
+
+#[test]
+fn replay_json_has_the_documented_keys() {
+    let o = run(&["replay", "--json", &corpus("fmt-tgid.trace.zst")]);
+    assert!(code(&o) == 0 || code(&o) == 1, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    for k in [
+        "trace", "ops", "unplaced", "policies", "verdicts", "fidelity",
+    ] {
+        assert!(v.get(k).is_some(), "missing key {k}");
+    }
+    assert!(v["ops"].as_u64().is_some_and(|n| n > 0));
+    let r = &v["policies"]["reference"];
+    assert!(r["counters"]["faults"].as_u64().is_some_and(|n| n > 0));
+    for c in [
+        "tlb_flush_local",
+        "tlb_flush_remote",
+        "ipi_sends_shootdown",
+        "ipi_sends_table_sync",
+        "ipi_targets",
+        "rmap_walks",
+        "a_bit_clears",
+        "hw_a_sets",
+        "hw_d_sets",
+        "hw_a_sets_after_mig",
+        "mig_entries_set",
+        "mig_restored_young",
+        "mig_restored_dirty",
+        "evictions",
+        "refaults",
+        "pmd_shares",
+        "pmd_unshares",
+    ] {
+        assert!(r["counters"][c].is_u64(), "counter {c}");
+    }
+    assert!(r["violations"].is_array());
+    assert_eq!(r["snapshot_hash"].as_str().map(str::len), Some(16));
+    for cand in ["lookaround", "ad-preserve", "batched-unshare"] {
+        let verdict = v["verdicts"][cand].as_str().expect("verdict string");
+        assert!(
+            [
+                "same",
+                "diverged_within_contract",
+                "contract_breach",
+                "not_comparable"
+            ]
+            .contains(&verdict),
+            "{verdict}"
+        );
+    }
+    for k in ["remote_tlb_flushes", "ipis"] {
+        assert!(
+            v["fidelity"][k]["observed"].is_u64() && v["fidelity"][k]["predicted"].is_u64(),
+            "fidelity {k}"
+        );
+    }
+    // This capture logged remote-IPI-send flushes.
+    assert!(v["fidelity"]["remote_tlb_flushes"]["observed"]
+        .as_u64()
+        .is_some_and(|n| n > 0));
+}
+
+#[test]
+fn bad_inputs_exit_2_naming_the_file() {
+    let missing = run(&["replay", "/nonexistent/x.trace"]);
+    assert_eq!(code(&missing), 2);
+    assert!(
+        stderr(&missing).contains("/nonexistent/x.trace"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let d = tmpdir("bad");
+    let junk = d.join("junk.trace");
+    std::fs::write(&junk, b"\x00\x01\x02 this is not a trace\n").expect("write");
+    let o = run(&["replay", junk.to_str().expect("utf8")]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("junk.trace"), "{}", stderr(&o));
+
+    let o = run(&[
+        "replay",
+        "--policies",
+        "reference,nosuch",
+        &corpus("fmt-noirq.trace.zst"),
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("nosuch"), "{}", stderr(&o));
+
+    let o = run(&["replay", "--mode", "sideways"]);
+    assert_eq!(code(&o), 2);
+    let o = run(&["replay", "--cpus", "0"]);
+    assert_eq!(code(&o), 2);
+    let o = run(&["frobnicate"]);
+    assert_eq!(code(&o), 2);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn snapshot_out_and_diff() {
+    let d = tmpdir("snap");
+    let ds = d.to_str().expect("utf8");
+    let o = run(&[
+        "replay",
+        "--policies",
+        "reference,ad-preserve",
+        "--snapshot-out",
+        ds,
+        &corpus("compaction.trace.zst"),
+    ]);
+    assert!(code(&o) == 0 || code(&o) == 1, "{}", stderr(&o));
+    let r = d.join("compaction.trace.zst.reference.snap");
+    let c = d.join("compaction.trace.zst.ad-preserve.snap");
+    assert!(
+        r.exists() && c.exists(),
+        "{:?}",
+        std::fs::read_dir(&d).map(|x| x.count())
+    );
+    // Same file: exit 0, no output.
+    let same = run(&["diff", r.to_str().expect("utf8"), r.to_str().expect("utf8")]);
+    assert_eq!(code(&same), 0);
+    assert!(stdout(&same).is_empty());
+    // A/D preservation keeps young/dirty bits the reference drops: the snapshots differ.
+    let diff = run(&["diff", r.to_str().expect("utf8"), c.to_str().expect("utf8")]);
+    assert_eq!(code(&diff), 1, "{}", stderr(&diff));
+    let text = stdout(&diff);
+    assert!(
+        text.starts_with("--- ") && text.contains("\n+++ ") && text.contains("\n@@ "),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with('-') && l.contains(" a=0 ")),
+        "{text}"
+    );
+    // Not a snapshot / missing: exit 2 naming the file.
+    let junk = d.join("junk.snap");
+    std::fs::write(&junk, "hello\n").expect("write");
+    let bad = run(&[
+        "diff",
+        r.to_str().expect("utf8"),
+        junk.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code(&bad), 2);
+    assert!(stderr(&bad).contains("junk.snap"), "{}", stderr(&bad));
+    let missing = run(&["diff", "/nonexistent/a.snap", r.to_str().expect("utf8")]);
+    assert_eq!(code(&missing), 2);
+    assert!(stderr(&missing).contains("/nonexistent/a.snap"));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn json_without_source(o: &Output) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_str(stdout(o).trim()).expect("json");
+    if let Some(m) = v.as_object_mut() {
+        m.remove("trace");
+        m.remove("format");
+    }
+    v
+}
+
+#[test]
+fn compile_then_replay_gives_the_same_report_and_corruption_is_caught() {
+    let d = tmpdir("compile");
+    let out = d.join("t.mmr");
+    let src = corpus("fmt-tgid.trace.zst");
+    let o = run(&["compile", &src, "-o", out.to_str().expect("utf8")]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("compiled "), "{}", stderr(&o));
+    let text = run(&["replay", "--json", &src]);
+    let comp = run(&["replay", "--json", out.to_str().expect("utf8")]);
+    assert_eq!(code(&text), code(&comp));
+    assert_eq!(json_without_source(&text), json_without_source(&comp));
+
+    // Flip one byte in the middle: checksum error naming the file, exit 2.
+    let mut bytes = std::fs::read(&out).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    let bad = d.join("bad.mmr");
+    std::fs::write(&bad, &bytes).expect("write");
+    let o = run(&["replay", bad.to_str().expect("utf8")]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("bad.mmr"), "{}", stderr(&o));
+    // Truncated.
+    let cut = d.join("cut.mmr");
+    std::fs::write(&cut, &bytes[..40]).expect("write");
+    let o = run(&["replay", cut.to_str().expect("utf8")]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("cut.mmr") && stderr(&o).contains("truncated"),
+        "{}",
+        stderr(&o)
+    );
+    // Missing input to compile.
+    let o = run(&[
+        "compile",
+        "/nonexistent/in.trace",
+        "-o",
+        d.join("x.mmr").to_str().expect("utf8"),
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(!d.join("x.mmr").exists(), "no output file on failure");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn pid_and_comm_filters_reduce_the_replay() {
+    let src = corpus("threads-shootdown.trace.zst");
+    let all: serde_json::Value = serde_json::from_str(
+        stdout(&run(&["replay", "--json", "--policies", "reference", &src])).trim(),
+    )
+    .expect("json");
+    let one: serde_json::Value = serde_json::from_str(
+        stdout(&run(&[
+            "replay",
+            "--json",
+            "--policies",
+            "reference",
+            "--comm",
+            "threads_shootdo",
+            &src,
+        ]))
+        .trim(),
+    )
+    .expect("json");
+    let f = |v: &serde_json::Value| {
+        v["policies"]["reference"]["counters"]["faults"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert!(
+        f(&one) > 0 && f(&one) < f(&all),
+        "{} vs {}",
+        f(&one),
+        f(&all)
+    );
+    assert!(one["filtered_out"].as_u64().is_some_and(|n| n > 0));
+    let none: serde_json::Value = serde_json::from_str(
+        stdout(&run(&[
+            "replay",
+            "--json",
+            "--policies",
+            "reference",
+            "--pid",
+            "999999",
+            &src,
+        ]))
+        .trim(),
+    )
+    .expect("json");
+    assert_eq!(f(&none), 0);
+}
+
+#[test]
+fn bench_prints_measurements_and_baselines() {
+    let o = run(&[
+        "bench",
+        "--policies",
+        "reference,lookaround",
+        &corpus("fmt-noirq.trace.zst"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    for needle in [
+        "parse capture",
+        "read compiled .mmr",
+        "lowering alone",
+        "1 thread:",
+        "2 thread(s)",
+        "streaming replay x1:",
+        "streaming replay x10:",
+        "peak RSS x10 / x1",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?}:\n{out}");
+    }
+}
+
+#[test]
+fn shared_samples_replay_when_available() {
+    let Some(dir) = std::env::var_os("MMREPLAY_SHARED_DIR") else {
+        eprintln!("note: MMREPLAY_SHARED_DIR not set, skipping the shared-sample replay test");
+        return;
+    };
+    for (name, min_faults) in [
+        ("fork-exit-hugetlb-2.trace.zst", 600u64),
+        ("threads-shootdown.trace.zst", 80_000),
+    ] {
+        let p = Path::new(&dir).join("samples").join(name);
+        assert!(
+            p.exists(),
+            "MMREPLAY_SHARED_DIR is set but {} is missing",
+            p.display()
+        );
+        let o = run(&["replay", "--json", p.to_str().expect("utf8")]);
+        assert!(code(&o) == 0 || code(&o) == 1, "{}: {}", name, stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("json");
+        assert!(
+            v["policies"]["reference"]["counters"]["faults"]
+                .as_u64()
+                .is_some_and(|n| n >= min_faults),
+            "{name}"
+        );
+        assert!(
+            v["fidelity"]["remote_tlb_flushes"]["observed"]
+                .as_u64()
+                .is_some_and(|n| n > 0),
+            "{name}"
+        );
+    }
+}
