@@ -78,6 +78,18 @@ pub type FxHashSet<K> = std::collections::HashSet<K, FxBuild>;
 #[derive(Default)]
 pub struct Interner {
     map: FxHashMap<Box<[u8]>, Sym>,
+    /// Direct-mapped cache in front of `map`, indexed by length and end bytes: hot values
+    /// (`MM_ANONPAGES`, lru flags, tlb reasons) hit here with one short compare and no hashing.
+    recent: Vec<Option<(Box<[u8]>, Sym)>>,
+}
+
+const RECENT: usize = 64;
+
+#[inline]
+fn recent_slot(s: &[u8]) -> usize {
+    let a = s.first().copied().unwrap_or(0) as usize;
+    let b = s.last().copied().unwrap_or(0) as usize;
+    (s.len().wrapping_mul(31) ^ a.wrapping_mul(7) ^ b.wrapping_mul(13)) % RECENT
 }
 
 impl Interner {
@@ -85,7 +97,30 @@ impl Interner {
     /// memory stays bounded on garbage input.
     pub const CAP: usize = 1 << 16;
 
+    #[inline]
     pub fn intern(&mut self, s: &[u8]) -> Sym {
+        let slot = recent_slot(s);
+        if let Some(Some((k, v))) = self.recent.get(slot) {
+            if **k == *s {
+                return v.clone();
+            }
+        }
+        self.intern_slow(s, slot)
+    }
+
+    #[cold]
+    fn intern_slow(&mut self, s: &[u8], slot: usize) -> Sym {
+        if self.recent.is_empty() {
+            self.recent.resize(RECENT, None);
+        }
+        let sym = self.lookup_or_insert(s);
+        if let Some(e) = self.recent.get_mut(slot) {
+            *e = Some((Box::from(s), sym.clone()));
+        }
+        sym
+    }
+
+    fn lookup_or_insert(&mut self, s: &[u8]) -> Sym {
         if let Some(v) = self.map.get(s) {
             return v.clone();
         }
@@ -129,6 +164,22 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(&*i.intern2(b"sys_enter_", b"read"), "sys_enter_read");
         assert_eq!(&*i.intern(&[0x66, 0xff]), "f\u{fffd}");
+    }
+
+    #[test]
+    fn recent_cache_never_confuses_colliding_strings() {
+        // Same length and end bytes: same cache slot, different strings.
+        let mut i = Interner::default();
+        for _ in 0..3 {
+            for s in [&b"axb"[..], b"ayb", b"azb", b"ab", b"", b"MM_ANONPAGES"] {
+                assert_eq!(i.intern(s).as_bytes(), s);
+            }
+        }
+        let a = i.intern(b"axb");
+        let b = i.intern(b"ayb");
+        let a2 = i.intern(b"axb");
+        assert!(Arc::ptr_eq(&a, &a2));
+        assert!(!Arc::ptr_eq(&a, &b));
     }
 
     #[test]

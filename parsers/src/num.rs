@@ -185,6 +185,67 @@ pub fn timestamp_ns(s: &[u8]) -> Option<u64> {
     sec.checked_mul(1_000_000_000)?.checked_add(f * scale)
 }
 
+/// A timestamp (as [`timestamp_ns`] accepts it) immediately followed by `:`, parsed in one pass:
+/// returns (ns, index of the `:`). Same verdict as finding the first `:` and calling
+/// [`timestamp_ns`] on what precedes it, without scanning the bytes twice.
+#[inline]
+pub fn timestamp_colon(s: &[u8]) -> Option<(u64, usize)> {
+    let mut sec: u64 = 0;
+    let mut i = 0;
+    loop {
+        let c = *s.get(i)?;
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        if i >= 19 {
+            return None;
+        }
+        sec = sec * 10 + d as u64;
+        i += 1;
+    }
+    if i == 0 {
+        return None;
+    }
+    match s.get(i) {
+        Some(b':') => return Some((sec, i)),
+        Some(b'.') => {}
+        _ => return None,
+    }
+    let start = i + 1;
+    let mut j = start;
+    let mut f: u64 = 0;
+    loop {
+        let c = *s.get(j)?;
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        if j - start >= 9 {
+            return None;
+        }
+        f = f * 10 + d as u64;
+        j += 1;
+    }
+    if j == start || s.get(j) != Some(&b':') {
+        return None;
+    }
+    const SCALE: [u64; 10] = [
+        1_000_000_000,
+        100_000_000,
+        10_000_000,
+        1_000_000,
+        100_000,
+        10_000,
+        1_000,
+        100,
+        10,
+        1,
+    ];
+    let scale = SCALE.get(j - start).copied()?;
+    Some((sec.checked_mul(1_000_000_000)?.checked_add(f * scale)?, j))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +266,37 @@ mod tests {
         assert_eq!(hex_u64(b"foo+0x20"), None);
         assert_eq!(auto_u64(b"0x1f"), Some(31));
         assert_eq!(auto_u64(b"31"), Some(31));
+    }
+
+    #[test]
+    fn fused_timestamp_agrees_with_two_pass() {
+        let two_pass = |s: &[u8]| -> Option<(u64, usize)> {
+            let colon = s.iter().take(32).position(|&c| c == b':')?;
+            Some((timestamp_ns(s.get(..colon)?)?, colon))
+        };
+        for s in [
+            &b"1439.231584: x"[..],
+            b"82820.952659205: e",
+            b"123456789: e",
+            b"1.: e",
+            b"1.1234567890: e",
+            b"1.123456789: e",
+            b"99999999999999999.1: e",
+            b"9999999999999999999: e",
+            b"99999999999999999999: e",
+            b"18446744073.709551615: e",
+            b"18446744074.0: e",
+            b".5: e",
+            b"5",
+            b"5.5",
+            b"1.2.3: e",
+            b"12x: e",
+            b": e",
+            b"",
+            b"7.024822:",
+        ] {
+            assert_eq!(timestamp_colon(s), two_pass(s), "{:?}", String::from_utf8_lossy(s));
+        }
     }
 
     #[test]

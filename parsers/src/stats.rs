@@ -131,12 +131,73 @@ fn name_parts(ev: &Event) -> (usize, &str) {
 }
 const PREFIXES: [&str; 4] = ["", "mm_vmscan_", "mm_compaction_", "hugetlbfs_"];
 
+/// Number of syscalls in [`Syscall`] (ids below are `base + nr as usize`).
+const NR_SYSCALLS: usize = 13;
+/// Ids of events whose name is fixed by their variant; `STATIC_ID_END` and above are unused.
+const SYS_ENTER_BASE: usize = 40;
+const SYS_EXIT_BASE: usize = SYS_ENTER_BASE + NR_SYSCALLS;
+const STATIC_ID_END: usize = SYS_EXIT_BASE + NR_SYSCALLS;
+
+/// A small dense id for events whose name does not depend on data, so counting them is an array
+/// increment instead of hashing the name string; `None` for names carried as a [`Sym`].
+/// Invariant (tested): `Event::name` is the same for every event with the same id.
+#[inline]
+fn static_id(ev: &Event) -> Option<usize> {
+    Some(match ev {
+        Event::PageFault { user: true, .. } => 0,
+        Event::PageFault { user: false, .. } => 1,
+        Event::TlbFlush { .. } => 2,
+        Event::IpiSendCpu { .. } => 3,
+        Event::IpiSendCpumask { .. } => 4,
+        Event::SetMigrationPte { .. } => 5,
+        Event::RemoveMigrationPte { .. } => 6,
+        Event::MmMigratePages { .. } => 7,
+        Event::MmMigratePagesStart { .. } => 8,
+        Event::MmLruInsertion { .. } => 9,
+        Event::MmLruActivate { .. } => 10,
+        Event::Vmscan(v) => match v {
+            Vmscan::KswapdWake { .. } => 11,
+            Vmscan::KswapdSleep { .. } => 12,
+            Vmscan::WakeupKswapd { .. } => 13,
+            Vmscan::DirectReclaimBegin { memcg: false, .. } => 14,
+            Vmscan::DirectReclaimBegin { memcg: true, .. } => 15,
+            Vmscan::DirectReclaimEnd { memcg: false, .. } => 16,
+            Vmscan::DirectReclaimEnd { memcg: true, .. } => 17,
+            Vmscan::LruIsolate { .. } => 18,
+            Vmscan::LruShrinkInactive { .. } => 19,
+            Vmscan::LruShrinkActive { .. } => 20,
+            Vmscan::WriteFolio { .. } => 21,
+            Vmscan::Other { .. } => return None,
+        },
+        Event::SchedProcessFork { .. } => 22,
+        Event::SchedProcessExec { .. } => 23,
+        Event::SchedProcessExit { .. } => 24,
+        Event::SchedSwitch { .. } => 25,
+        Event::SchedMigrateTask { .. } => 26,
+        Event::TaskNewtask { .. } => 27,
+        Event::ExitMmap => 28,
+        Event::RssStat { .. } => 29,
+        Event::Filemap { add: true, .. } => 30,
+        Event::Filemap { add: false, .. } => 31,
+        Event::DamonAggregated { .. } => 32,
+        Event::Lost { .. } => 33,
+        Event::SysEnter { nr, .. } => SYS_ENTER_BASE + *nr as usize,
+        Event::SysExit { nr, .. } => SYS_EXIT_BASE + *nr as usize,
+        Event::Compaction { .. }
+        | Event::Hugetlbfs { .. }
+        | Event::Khugepaged { .. }
+        | Event::Other { .. } => return None,
+    })
+}
+
 /// Accumulates [`Stats`] one record at a time.
 #[derive(Default)]
 pub struct StatsBuilder {
     filter: Filter,
     records: u64,
     events: [FxHashMap<Box<str>, u64>; 4],
+    /// Counts by [`static_id`], with the name of the first event seen for each id.
+    static_events: Vec<(u64, Box<str>)>,
     /// Counts for CPUs below 4096 (a vector index, no hashing); others in `per_cpu`.
     per_cpu_small: Vec<u64>,
     per_cpu: FxHashMap<u32, u64>,
@@ -157,6 +218,7 @@ impl StatsBuilder {
     pub fn new(filter: Filter) -> Self {
         StatsBuilder {
             filter,
+            static_events: vec![(0, Box::from("")); STATIC_ID_END],
             ..Default::default()
         }
     }
@@ -175,14 +237,13 @@ impl StatsBuilder {
             return;
         }
         self.records += 1;
-        let (pi, name) = name_parts(&r.event);
-        if let Some(m) = self.events.get_mut(pi) {
-            match m.get_mut(name) {
-                Some(c) => *c += 1,
-                None => {
-                    m.insert(Box::from(name), 1);
-                }
+        if let Some(slot) = static_id(&r.event).and_then(|id| self.static_events.get_mut(id)) {
+            if slot.0 == 0 {
+                slot.1 = Box::from(r.event.name());
             }
+            slot.0 += 1;
+        } else {
+            self.count_by_name(&r.event);
         }
         match self.per_cpu_small.get_mut(r.cpu as usize) {
             Some(c) => *c += 1,
@@ -237,6 +298,20 @@ impl StatsBuilder {
         }
     }
 
+    /// Names carried as a [`Sym`] (and any id out of range): counted by string.
+    #[cold]
+    fn count_by_name(&mut self, ev: &Event) {
+        let (pi, name) = name_parts(ev);
+        if let Some(m) = self.events.get_mut(pi) {
+            match m.get_mut(name) {
+                Some(c) => *c += 1,
+                None => {
+                    m.insert(Box::from(name), 1);
+                }
+            }
+        }
+    }
+
     fn bump_ipi(&mut self, k: IpiKind) {
         let i = match k {
             IpiKind::TlbShootdown => 0,
@@ -251,6 +326,9 @@ impl StatsBuilder {
 
     pub fn finish(self, format: &str, diag: &Diagnostics) -> Stats {
         let mut events = BTreeMap::new();
+        for (n, name) in self.static_events.iter().filter(|(n, _)| *n > 0) {
+            *events.entry(name.to_string()).or_insert(0) += *n;
+        }
         for (pi, m) in self.events.iter().enumerate() {
             let prefix = PREFIXES.get(pi).copied().unwrap_or("");
             for (k, v) in m {
@@ -340,4 +418,248 @@ pub fn stats_for_path(
 ) -> Result<Stats, ParseError> {
     let mut src = crate::input::open(path, opts)?;
     collect(src.as_mut(), filter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Comm, SysArgs, Syscall, TlbReason};
+    use std::sync::Arc;
+
+    /// One event of every variant (both flavours where the name depends on a field).
+    fn samples() -> Vec<Event> {
+        let s: crate::record::Sym = Arc::from("x");
+        let mut v = vec![
+            Event::PageFault {
+                user: true,
+                address: 0,
+                ip: 0,
+                error_code: 0,
+            },
+            Event::PageFault {
+                user: false,
+                address: 0,
+                ip: 0,
+                error_code: 0,
+            },
+            Event::TlbFlush {
+                pages: 1,
+                reason: TlbReason {
+                    code: None,
+                    text: s.clone(),
+                },
+            },
+            Event::IpiSendCpu {
+                target: 0,
+                kind: IpiKind::Other,
+            },
+            Event::IpiSendCpumask {
+                mask: 1,
+                targets: 1,
+                kind: IpiKind::Other,
+            },
+            Event::SetMigrationPte {
+                addr: 0,
+                pte: 0,
+                order: 0,
+            },
+            Event::RemoveMigrationPte {
+                addr: 0,
+                pte: 0,
+                order: 0,
+            },
+            Event::MmMigratePages {
+                succeeded: 0,
+                failed: 0,
+                mode: s.clone(),
+                reason: s.clone(),
+            },
+            Event::MmMigratePagesStart {
+                mode: s.clone(),
+                reason: s.clone(),
+            },
+            Event::MmLruInsertion {
+                pfn: 0,
+                lru: 0,
+                flags: s.clone(),
+            },
+            Event::MmLruActivate { pfn: 0 },
+            Event::Vmscan(Vmscan::KswapdWake { nid: 0, order: 0 }),
+            Event::Vmscan(Vmscan::KswapdSleep { nid: 0 }),
+            Event::Vmscan(Vmscan::WakeupKswapd { nid: 0, order: 0 }),
+            Event::Vmscan(Vmscan::DirectReclaimBegin {
+                order: 0,
+                memcg: false,
+            }),
+            Event::Vmscan(Vmscan::DirectReclaimBegin {
+                order: 0,
+                memcg: true,
+            }),
+            Event::Vmscan(Vmscan::DirectReclaimEnd {
+                nr_reclaimed: 0,
+                memcg: false,
+            }),
+            Event::Vmscan(Vmscan::DirectReclaimEnd {
+                nr_reclaimed: 0,
+                memcg: true,
+            }),
+            Event::Vmscan(Vmscan::LruIsolate {
+                nr_requested: 0,
+                nr_scanned: 0,
+                nr_taken: 0,
+                lru: s.clone(),
+            }),
+            Event::Vmscan(Vmscan::LruShrinkInactive {
+                nid: 0,
+                nr_scanned: 0,
+                nr_reclaimed: 0,
+                priority: 0,
+            }),
+            Event::Vmscan(Vmscan::LruShrinkActive {
+                nid: 0,
+                nr_taken: 0,
+                nr_active: 0,
+                nr_deactivated: 0,
+            }),
+            Event::Vmscan(Vmscan::WriteFolio { pfn: 0 }),
+            Event::Vmscan(Vmscan::Other {
+                name: Arc::from("foo"),
+            }),
+            Event::Compaction {
+                name: Arc::from("isolate"),
+            },
+            Event::SchedProcessFork {
+                parent_pid: 1,
+                child_pid: 2,
+                child_comm: Comm::new(b"a"),
+            },
+            Event::SchedProcessExec { pid: 1, old_pid: 1 },
+            Event::SchedProcessExit { pid: 1 },
+            Event::SchedSwitch {
+                prev_pid: 1,
+                prev_state: s.clone(),
+                next_pid: 2,
+                next_comm: Comm::new(b"b"),
+            },
+            Event::SchedMigrateTask {
+                pid: 1,
+                orig_cpu: 0,
+                dest_cpu: 1,
+            },
+            Event::TaskNewtask {
+                pid: 1,
+                clone_flags: 0,
+            },
+            Event::ExitMmap,
+            Event::RssStat {
+                mm_id: 0,
+                curr: true,
+                member: s.clone(),
+                size: 0,
+            },
+            Event::Filemap {
+                add: true,
+                pfn: 0,
+                ino: 0,
+                index: 0,
+                order: 0,
+            },
+            Event::Filemap {
+                add: false,
+                pfn: 0,
+                ino: 0,
+                index: 0,
+                order: 0,
+            },
+            Event::Hugetlbfs {
+                name: Arc::from("hugetlbfs_fallocate"),
+            },
+            Event::Khugepaged {
+                name: Arc::from("mm_khugepaged_scan_pmd"),
+            },
+            Event::DamonAggregated {
+                target_id: 0,
+                nr_regions: 0,
+                start: 0,
+                end: 0,
+                nr_accesses: 0,
+                age: None,
+            },
+            Event::Other {
+                name: Arc::from("sched_waking"),
+            },
+            Event::Lost { count: Some(1) },
+        ];
+        for name in [
+            "mmap",
+            "munmap",
+            "mprotect",
+            "madvise",
+            "mremap",
+            "brk",
+            "execve",
+            "clone",
+            "clone3",
+            "fork",
+            "vfork",
+            "exit",
+            "exit_group",
+        ] {
+            let nr = Syscall::from_name(name).unwrap_or(Syscall::Mmap);
+            v.push(Event::SysEnter {
+                nr,
+                args: SysArgs([0; 6]),
+            });
+            v.push(Event::SysExit { nr, ret: 0 });
+        }
+        v
+    }
+
+    #[test]
+    fn static_ids_are_one_to_one_with_names() {
+        let mut by_id: BTreeMap<usize, String> = BTreeMap::new();
+        let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
+        for ev in samples() {
+            let Some(id) = static_id(&ev) else { continue };
+            assert!(id < STATIC_ID_END, "{ev:?}");
+            let name = ev.name().to_string();
+            assert_eq!(by_id.insert(id, name.clone()).unwrap_or(name.clone()), name);
+            assert_eq!(*by_name.entry(name).or_insert(id), id, "{ev:?}");
+        }
+        // Every syscall and every fixed-name variant got its own id.
+        assert_eq!(by_id.len(), 34 + 2 * NR_SYSCALLS);
+    }
+
+    #[test]
+    fn static_and_named_counts_merge_into_one_report() {
+        let mut b = StatsBuilder::new(Filter::default());
+        let evs = samples();
+        for (i, ev) in evs.iter().enumerate() {
+            for _ in 0..=i % 3 {
+                b.add(&Record {
+                    ts_ns: i as u64,
+                    cpu: 0,
+                    pid: 1,
+                    tgid: None,
+                    comm: Comm::new(b"t"),
+                    event: ev.clone(),
+                });
+            }
+        }
+        let s = b.finish("ftrace", &Diagnostics::default());
+        let mut want: BTreeMap<String, u64> = BTreeMap::new();
+        for (i, ev) in evs.iter().enumerate() {
+            if matches!(ev, Event::Lost { .. }) {
+                continue;
+            }
+            let (pi, rest) = name_parts(ev);
+            *want.entry(format!("{}{rest}", PREFIXES[pi])).or_insert(0) += (i % 3 + 1) as u64;
+        }
+        assert_eq!(s.events, want);
+        assert_eq!(
+            s.events.get("sys_exit_exit_group"),
+            want.get("sys_exit_exit_group")
+        );
+        assert!(s.events.contains_key("mm_vmscan_foo"));
+    }
 }

@@ -16,6 +16,14 @@ fn run(ops: &[Op], profile: &KernelProfile) -> Model<Reference> {
     m
 }
 
+/// Case count: `PROPTEST_CASES` overrides the default (for longer bug hunts).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 fn profile() -> KernelProfile {
     KernelProfile {
         nr_cpus: 4,
@@ -26,7 +34,7 @@ fn profile() -> KernelProfile {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(64), .. ProptestConfig::default() })]
 
     #[test]
     fn reference_never_violates(ops in arb_ops_with(GenConfig { nr_cpus: 4, max_mms: 4 }, 200)) {
@@ -211,7 +219,7 @@ fn wild_op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(256), .. ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_ops_never_panic(ops in proptest::collection::vec(wild_op(), 0..80)) {

@@ -16,6 +16,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use mmreplay_parsers::record::Record;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// File magic.
@@ -103,7 +104,9 @@ pub fn checksum64(bytes: &[u8]) -> u64 {
         for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(8)) {
             let mut w = [0u8; 8];
             w.copy_from_slice(word);
-            *lane = (*lane ^ u64::from_le_bytes(w)).wrapping_mul(P).rotate_left(29);
+            *lane = (*lane ^ u64::from_le_bytes(w))
+                .wrapping_mul(P)
+                .rotate_left(29);
         }
     }
     let mut h = fnv1a64(FNV_OFFSET, blocks.remainder());
@@ -113,8 +116,8 @@ pub fn checksum64(bytes: &[u8]) -> u64 {
     h ^ (bytes.len() as u64)
 }
 
-fn cfg() -> bincode::config::Configuration {
-    bincode::config::standard()
+fn cfg() -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Fixint> {
+    bincode::config::standard().with_fixed_int_encoding()
 }
 
 /// Streaming writer; call [`Writer::finish`] to write the end marker and rename into place.
@@ -250,13 +253,26 @@ pub struct Reader<R: Read> {
     inp: R,
     offset: u64,
     header: CompiledHeader,
-    chunk: std::vec::IntoIter<Record>,
+    /// Decoded chunks not yet consumed.
+    ready: std::collections::VecDeque<std::vec::IntoIter<Record>>,
+    /// Read and verified, not yet decoded.
+    raw: Vec<RawChunk>,
     chunks: u64,
     total: u64,
     sum: u64,
     done: bool,
-    buf: Vec<u8>,
 }
+
+/// A chunk read and checksummed but not decoded.
+struct RawChunk {
+    buf: Vec<u8>,
+    count: u32,
+    offset: u64,
+    index: u64,
+}
+
+/// Chunks decoded in parallel at a time (memory: at most this many chunks of records).
+pub const PREFETCH_CHUNKS: usize = 4;
 
 impl Reader<BufReader<File>> {
     /// Open a compiled file.
@@ -279,12 +295,12 @@ impl<R: Read> Reader<R> {
             inp,
             offset: 0,
             header: CompiledHeader::default(),
-            chunk: Vec::new().into_iter(),
+            ready: Default::default(),
+            raw: Vec::new(),
             chunks: 0,
             total: 0,
             sum: FNV_OFFSET,
             done: false,
-            buf: Vec::new(),
         };
         let mut magic = [0u8; 8];
         r.exact(&mut magic, "the 8-byte magic")?;
@@ -372,7 +388,7 @@ impl<R: Read> Reader<R> {
                 let sum = self.u64("the checksum of the end marker")?;
                 if total != self.total {
                     return Err(self.corrupt(format!(
-                        "end marker says {total} records, chunks held {}",
+                        "end marker says {total} records, chunk headers say {}",
                         self.total
                     )));
                 }
@@ -392,11 +408,11 @@ impl<R: Read> Reader<R> {
                 let count = self.u32("a chunk record count")?;
                 let len = self.u32("a chunk length")?;
                 let stored = self.u64("a chunk checksum")?;
+                self.total += u64::from(count);
                 if len > MAX_CHUNK_BYTES || count as usize > CHUNK_RECORDS {
                     return Err(self.corrupt(format!("chunk {} claims {count} records in {len} bytes (limits {CHUNK_RECORDS}, {MAX_CHUNK_BYTES})", self.chunks)));
                 }
-                let mut buf = std::mem::take(&mut self.buf);
-                buf.resize(len as usize, 0);
+                let mut buf = vec![0u8; len as usize];
                 self.exact(&mut buf, "chunk payload")?;
                 let computed = checksum64(&buf);
                 if computed != stored {
@@ -409,27 +425,13 @@ impl<R: Read> Reader<R> {
                     });
                 }
                 self.sum = fnv1a64(self.sum, &stored.to_le_bytes());
-                let (recs, _) = bincode::serde::decode_from_slice::<Vec<Record>, _>(&buf, cfg())
-                    .map_err(|e| CorpusError::Corrupt {
-                        path: self.path.clone(),
-                        offset: start,
-                        what: format!("chunk {} does not decode: {e}", self.chunks),
-                    })?;
-                self.buf = buf;
-                if recs.len() != count as usize {
-                    return Err(CorpusError::Corrupt {
-                        path: self.path.clone(),
-                        offset: start,
-                        what: format!(
-                            "chunk {} holds {} records, header says {count}",
-                            self.chunks,
-                            recs.len()
-                        ),
-                    });
-                }
+                self.raw.push(RawChunk {
+                    buf,
+                    count,
+                    offset: start,
+                    index: self.chunks,
+                });
                 self.chunks += 1;
-                self.total += recs.len() as u64;
-                self.chunk = recs.into_iter();
                 Ok(true)
             }
             t => Err(CorpusError::Corrupt {
@@ -440,15 +442,56 @@ impl<R: Read> Reader<R> {
         }
     }
 
+    /// Read (and checksum) up to [`PREFETCH_CHUNKS`] chunks, then decode them in parallel
+    /// (rayon): decoding dominates reading, and chunks are independent.
+    fn fill(&mut self) -> Result<(), CorpusError> {
+        while self.raw.len() < PREFETCH_CHUNKS && !self.done && self.next_chunk()? {}
+        let raw = std::mem::take(&mut self.raw);
+        let path = self.path.as_str();
+        let decoded: Vec<Result<Vec<Record>, CorpusError>> = raw
+            .par_iter()
+            .map(|c| {
+                let (recs, _) = bincode::serde::decode_from_slice::<Vec<Record>, _>(&c.buf, cfg())
+                    .map_err(|e| CorpusError::Corrupt {
+                        path: path.to_string(),
+                        offset: c.offset,
+                        what: format!("chunk {} does not decode: {e}", c.index),
+                    })?;
+                if recs.len() != c.count as usize {
+                    return Err(CorpusError::Corrupt {
+                        path: path.to_string(),
+                        offset: c.offset,
+                        what: format!(
+                            "chunk {} holds {} records, its header says {}",
+                            c.index,
+                            recs.len(),
+                            c.count
+                        ),
+                    });
+                }
+                Ok(recs)
+            })
+            .collect();
+        for d in decoded {
+            self.ready.push_back(d?.into_iter());
+        }
+        Ok(())
+    }
+
     /// The next record, `Ok(None)` after the verified end marker.
     pub fn next_record(&mut self) -> Result<Option<Record>, CorpusError> {
         loop {
-            if let Some(r) = self.chunk.next() {
-                return Ok(Some(r));
+            if let Some(it) = self.ready.front_mut() {
+                if let Some(r) = it.next() {
+                    return Ok(Some(r));
+                }
+                self.ready.pop_front();
+                continue;
             }
-            if self.done || !self.next_chunk()? {
+            if self.done {
                 return Ok(None);
             }
+            self.fill()?;
         }
     }
 }

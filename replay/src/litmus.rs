@@ -365,9 +365,7 @@ fn header(cx: &Ctx<'_>, c: &str, out: &mut LitmusFile) -> Result<(), LitmusError
         });
     } else if let Some(rest) = c.strip_prefix("profile:") {
         for kv in rest.split_whitespace() {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| cx.err("key=value", kv))?;
+            let (k, v) = kv.split_once('=').ok_or_else(|| cx.err("key=value", kv))?;
             let p = &mut out.profile;
             match k {
                 "cpus" => {
@@ -451,7 +449,12 @@ fn parse_verdict(cx: &Ctx<'_>, v: &str) -> Result<Verdict, LitmusError> {
 
 /// A number: decimal, `0x` hex, or decimal with a `k`/`m`/`g` (binary) suffix.
 fn num(cx: &Ctx<'_>, what: &str, s: &str) -> Result<u64, LitmusError> {
-    let bad = || cx.err(format!("{what}: a number (decimal, 0x hex, or 4k/2m/1g)"), s);
+    let bad = || {
+        cx.err(
+            format!("{what}: a number (decimal, 0x hex, or 4k/2m/1g)"),
+            s,
+        )
+    };
     if let Some(h) = s.strip_prefix("0x") {
         return u64::from_str_radix(h, 16).map_err(|_| bad());
     }
@@ -489,20 +492,16 @@ impl<'a, 'c> Args<'a, 'c> {
                 None => flags.push(*w),
             }
         }
-        Ok(Args {
-            cx,
-            op,
-            kv,
-            flags,
-        })
+        Ok(Args { cx, op, kv, flags })
     }
     fn opt(&mut self, k: &str) -> Option<&'a str> {
         self.kv.remove(k)
     }
     fn req(&mut self, k: &str) -> Result<&'a str, LitmusError> {
-        self.kv
-            .remove(k)
-            .ok_or_else(|| self.cx.err(format!("`{k}=` on a `{}` line", self.op), self.op))
+        self.kv.remove(k).ok_or_else(|| {
+            self.cx
+                .err(format!("`{k}=` on a `{}` line", self.op), self.op)
+        })
     }
     fn n(&mut self, k: &str) -> Result<u64, LitmusError> {
         let v = self.req(k)?;
@@ -551,9 +550,10 @@ impl<'a, 'c> Args<'a, 'c> {
     /// Every word must have been used.
     fn done(self) -> Result<(), LitmusError> {
         if let Some((k, v)) = self.kv.iter().next() {
-            return Err(self
-                .cx
-                .err(format!("no `{k}=` on a `{}` line", self.op), format!("{k}={v}")));
+            return Err(self.cx.err(
+                format!("no `{k}=` on a `{}` line", self.op),
+                format!("{k}={v}"),
+            ));
         }
         if let Some(f) = self.flags.first() {
             return Err(self
@@ -608,10 +608,9 @@ fn op_line(cx: &Ctx<'_>, l: &str, ops: &mut Vec<LitmusOp>) -> Result<(), LitmusE
                     "locked" => map::LOCKED,
                     "hugetlb" => map::HUGETLB,
                     o => {
-                        return Err(cx.err(
-                            "flags of shared|private|anonymous|fixed|locked|hugetlb",
-                            o,
-                        ))
+                        return Err(
+                            cx.err("flags of shared|private|anonymous|fixed|locked|hugetlb", o)
+                        )
                     }
                 };
             }
@@ -860,7 +859,12 @@ fn describe_violations(file: &LitmusFile, v: &[Violation]) -> String {
             let line = file
                 .line_of_step(x.step)
                 .map_or_else(|| "after the last op".to_string(), |l| format!("line {l}"));
-            format!("{} at step {} ({line}): {}", x.invariant.name(), x.step, x.detail)
+            format!(
+                "{} at step {} ({line}): {}",
+                x.invariant.name(),
+                x.step,
+                x.detail
+            )
         })
         .collect();
     format!("{} violation(s): {}", v.len(), shown.join("; "))
@@ -910,8 +914,8 @@ pub fn check_expect(
             Err(fail(describe_violations(file, &this.violations)))
         }
     };
-    let identical =
-        this.counters == reference.counters && this.snapshot.to_text() == reference.snapshot.to_text();
+    let identical = this.counters == reference.counters
+        && this.snapshot.to_text() == reference.snapshot.to_text();
     match &e.verdict {
         Verdict::Clean => clean(),
         Verdict::Violation { invariant, at } => {
@@ -1074,9 +1078,20 @@ mod tests {
     #[test]
     fn never_panics_on_garbage() {
         for s in [
-            "", "=", "mmap", "mmap ====", "# expect", "# expect x:", "# check a: b", "k=v",
-            "access cpu=0 mm=1 va=1 kind=read repeat=0 stride=0", "switch cpu=0 mm=",
-            "\u{0}\u{ffff}", "# profile: cpus=0", "# mode: sideways", "migrate cpu=0",
+            "",
+            "=",
+            "mmap",
+            "mmap ====",
+            "# expect",
+            "# expect x:",
+            "# check a: b",
+            "k=v",
+            "access cpu=0 mm=1 va=1 kind=read repeat=0 stride=0",
+            "switch cpu=0 mm=",
+            "\u{0}\u{ffff}",
+            "# profile: cpus=0",
+            "# mode: sideways",
+            "migrate cpu=0",
         ] {
             let _ = parse("g", s);
         }

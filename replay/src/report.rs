@@ -209,6 +209,12 @@ impl Report<'_> {
             }
         }
         s.push('\n');
+        if self.mode == "lockstep" && !self.verdicts.is_empty() {
+            let _ = writeln!(
+                s,
+                "note: lockstep checks each candidate against its lockstep contract, but the models cannot yet impose the reference's reclaim victims on a candidate; runs are independent"
+            );
+        }
         if self.verdicts.is_empty() {
             let _ = writeln!(s, "verdicts: no candidates");
         }

@@ -174,10 +174,10 @@ fn wrong_expectations_are_reported() {
     let flipped = text
         .replace(
             "# expect reference: clean",
-            "# expect reference: violation I1 line 22",
+            "# expect reference: violation I1 line 30",
         )
         .replace(
-            "# expect negative:free-before-flush: violation I1 line 22",
+            "# expect negative:free-before-flush: violation I1 line 30",
             "# expect negative:free-before-flush: clean",
         );
     let dir = std::env::temp_dir().join(format!("mmreplay-litmus-{}", std::process::id()));
@@ -187,6 +187,6 @@ fn wrong_expectations_are_reported() {
     let errs = run_file(&q);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(errs.len(), 2, "{errs:#?}");
-    assert!(errs.iter().any(|e| e.contains("reference: expected violation I1 line 22, got no violation")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("reference: expected violation I1 line 30, got no violation")), "{errs:#?}");
     assert!(errs.iter().any(|e| e.contains("negative:free-before-flush: expected clean") && e.contains("I1 at step")), "{errs:#?}");
 }

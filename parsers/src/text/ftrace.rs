@@ -8,7 +8,7 @@
 //! never panic or allocate; it only slices the line.
 
 use super::{cpu_marker, Anchor, EventLine, Line, LineError, PayloadForm, SkipKind};
-use crate::num::{dec_i32, dec_u32, timestamp_ns, trim_start};
+use crate::num::{dec_i32, dec_u32, timestamp_colon, trim_start};
 
 const NO_ANCHOR: LineError = LineError::new(
     "no_anchor",
@@ -22,6 +22,15 @@ const BAD_NAME: LineError = LineError::new(
     "bad_event_name",
     "an event name followed by `:` (or `sys_x(...)` / `sys_x -> val`)",
 );
+
+/// Bytes that end an event name: `:` (`name: payload`), `(` (`sys_x(...)`), ` ` (`sys_x -> v`).
+static NAME_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b':' as usize] = true;
+    t[b'(' as usize] = true;
+    t[b' ' as usize] = true;
+    t
+};
 
 /// Classifies and tokenises one line (without its `\n`; a trailing `\r` is tolerated).
 pub fn parse_line(line: &[u8]) -> Result<Line<'_>, LineError> {
@@ -187,13 +196,8 @@ fn parse_after_anchor<'a>(line: &'a [u8], a: Anchor<'a>) -> Result<Line<'a>, Lin
         i += rest.iter().take_while(|&&c| c == b' ').count();
     }
     let rest = line.get(i..).ok_or(BAD_TS)?;
-    // The timestamp is digits and at most one `.`, so its `:` is within the first ~30 bytes.
-    let colon = rest
-        .iter()
-        .take(32)
-        .position(|&c| c == b':')
-        .ok_or(BAD_TS)?;
-    let ts_ns = timestamp_ns(rest.get(..colon).ok_or(BAD_TS)?).ok_or(BAD_TS)?;
+    // The timestamp is digits and at most one `.`, then `:`: parsed in one pass.
+    let (ts_ns, colon) = timestamp_colon(rest).ok_or(BAD_TS)?;
     let after = trim_start(rest.get(colon + 1..).ok_or(BAD_NAME)?);
     if after.first() == Some(&b'<')
         && (after.starts_with(b"<stack trace>") || after.starts_with(b"<user stack trace>"))
@@ -202,7 +206,7 @@ fn parse_after_anchor<'a>(line: &'a [u8], a: Anchor<'a>) -> Result<Line<'a>, Lin
     }
     let n = after
         .iter()
-        .position(|&c| c == b':' || c == b'(' || c == b' ')
+        .position(|&c| NAME_STOP[c as usize])
         .ok_or(BAD_NAME)?;
     if n == 0 {
         return Err(BAD_NAME);

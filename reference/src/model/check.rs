@@ -146,6 +146,27 @@ impl<P: Policy> Model<P> {
                 ));
             }
         }
+        for (ci, c) in self.cpus.iter().enumerate() {
+            let n = c.tlb.iter().filter(|e| e.valid).count() as u32;
+            if n != c.nr_valid {
+                problems.push(format!(
+                    "cpu {ci}: TLB holds {n} entries but counts {}",
+                    c.nr_valid
+                ));
+            }
+            for e in c.tlb.iter().filter(|e| e.valid) {
+                if self
+                    .mms
+                    .get(&e.mm)
+                    .is_none_or(|m| m.cpumask & (1u64 << ci) == 0)
+                {
+                    problems.push(format!(
+                        "cpu {ci}: TLB entry of mm{} outside its mm_cpumask",
+                        e.mm
+                    ));
+                }
+            }
+        }
         for p in problems.into_iter().take(100) {
             self.violate(Invariant::I7, p);
         }

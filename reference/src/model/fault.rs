@@ -601,7 +601,10 @@ impl<P: Policy> Model<P> {
                         f.extra_writers = f.extra_writers.saturating_sub(1);
                     }
                 }
-                let orphan = f.mapcount == 0 && !f.in_pagecache && f.swapcache.is_none();
+                // Only a lazyfree discard makes the kernel lose such a write; a user who unmaps
+                // a DIO buffer mid-flight loses it by choice.
+                let orphan =
+                    f.lazy_discarded && f.mapcount == 0 && !f.in_pagecache && f.swapcache.is_none();
                 (f.refcount == 0, f.id, orphan)
             }
             None => (false, crate::op::FolioId(0), false),

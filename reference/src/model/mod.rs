@@ -146,6 +146,7 @@ impl<P: Policy> Model<P> {
                 loaded: None,
                 lazy: false,
                 tlb: vec![TlbEntry::default(); profile.tlb_entries as usize],
+                nr_valid: 0,
             })
             .collect();
         Model {

@@ -325,6 +325,9 @@ impl<P: Policy> Model<P> {
                             ),
                         );
                     }
+                    if let Some(f) = self.folios.get_mut(slot as usize) {
+                        f.lazy_discarded = true;
+                    }
                     self.remove_rmap(slot, mm, va, true);
                     self.c.lazyfree_discard += 1;
                     continue;

@@ -191,7 +191,10 @@ impl VmaTree {
         self.cache.set(None);
         self.map.get_mut(k)
     }
-    pub fn range_mut<R: std::ops::RangeBounds<u64>>(&mut self, r: R) -> std::collections::btree_map::RangeMut<'_, u64, Vma> {
+    pub fn range_mut<R: std::ops::RangeBounds<u64>>(
+        &mut self,
+        r: R,
+    ) -> std::collections::btree_map::RangeMut<'_, u64, Vma> {
         self.cache.set(None);
         self.map.range_mut(r)
     }
@@ -199,7 +202,10 @@ impl VmaTree {
         self.cache.set(None);
         self.map.clear();
     }
-    pub fn range<R: std::ops::RangeBounds<u64>>(&self, r: R) -> std::collections::btree_map::Range<'_, u64, Vma> {
+    pub fn range<R: std::ops::RangeBounds<u64>>(
+        &self,
+        r: R,
+    ) -> std::collections::btree_map::Range<'_, u64, Vma> {
         self.map.range(r)
     }
     pub fn values(&self) -> std::collections::btree_map::Values<'_, u64, Vma> {
@@ -262,6 +268,8 @@ pub(crate) struct Folio {
     /// TLB entries (all CPUs) translating to this folio, and how many are writable+dirty.
     pub tlb_refs: u32,
     pub tlb_dirty_refs: u32,
+    /// Dropped from its mapping by a lazyfree discard while someone else held a reference.
+    pub lazy_discarded: bool,
 }
 
 impl Folio {
@@ -293,6 +301,7 @@ impl Folio {
             rmap: Vec::new(),
             tlb_refs: 0,
             tlb_dirty_refs: 0,
+            lazy_discarded: false,
         }
     }
     #[inline]
@@ -343,6 +352,8 @@ pub(crate) struct CpuState {
     pub lazy: bool,
     /// Direct-mapped, power-of-two sized.
     pub tlb: Vec<TlbEntry>,
+    /// Valid entries in `tlb` (lets full scans be skipped on empty TLBs).
+    pub nr_valid: u32,
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -68,8 +68,11 @@ impl<P: Policy> Model<P> {
             return;
         }
         self.tlb_entry_ref(&e, -1);
-        if let Some(slot) = self.cpus.get_mut(cpu).and_then(|c| c.tlb.get_mut(i)) {
-            slot.valid = false;
+        if let Some(c) = self.cpus.get_mut(cpu) {
+            if let Some(slot) = c.tlb.get_mut(i) {
+                slot.valid = false;
+            }
+            c.nr_valid = c.nr_valid.saturating_sub(1);
         }
     }
 
@@ -78,8 +81,11 @@ impl<P: Policy> Model<P> {
         let i = Self::tlb_index(c, e.mm, e.vpn);
         self.tlb_invalidate(cpu, i);
         self.tlb_entry_ref(&e, 1);
-        if let Some(slot) = self.cpus.get_mut(cpu).and_then(|c| c.tlb.get_mut(i)) {
-            *slot = e;
+        if let Some(c) = self.cpus.get_mut(cpu) {
+            if let Some(slot) = c.tlb.get_mut(i) {
+                *slot = e;
+                c.nr_valid += 1;
+            }
         }
     }
 
@@ -102,7 +108,10 @@ impl<P: Policy> Model<P> {
 
     /// Drop `cpu`'s entries of `mm` in `[start, end)` (`None`: all of the mm).
     fn tlb_drop_range(&mut self, cpu: usize, mm: u32, range: Option<(u64, u64)>) {
-        let n = self.cpus.get(cpu).map_or(0, |c| c.tlb.len());
+        let n = match self.cpus.get(cpu) {
+            Some(c) if c.nr_valid > 0 => c.tlb.len(),
+            _ => return,
+        };
         if let Some((s, t)) = range {
             let pages = t.saturating_sub(s) >> PAGE_SHIFT;
             if pages <= n as u64 {
@@ -506,6 +515,9 @@ impl<P: Policy> Model<P> {
     pub(crate) fn check_tlb_coherent(&mut self, mm: Option<u32>) {
         let mut bad: Option<String> = None;
         'outer: for (ci, c) in self.cpus.iter().enumerate() {
+            if c.nr_valid == 0 {
+                continue;
+            }
             for e in &c.tlb {
                 if !e.valid || mm.is_some_and(|m| m != e.mm) {
                     continue;
