@@ -45,7 +45,7 @@ static int run_concurrent(char *p, size_t size, int fd, int k)
 			char c;
 			touch(p, size, (char)(2 + i));
 			if (write(ready[1], "r", 1) != 1) _exit(1);
-			/* Each child waits for its own byte: children exit in order. */
+			/* Children exit one at a time, as the parent hands out bytes. */
 			if (read(go[0], &c, 1) != 1) _exit(1);
 			_exit(0);
 		}
@@ -56,10 +56,10 @@ static int run_concurrent(char *p, size_t size, int fd, int k)
 	}
 	/* K sharers remain: the parent's unshare leaves the tables shared. */
 	munmap(p, size);
+	/* One byte, one exit (whichever child reads it), before the next byte. */
 	for (int i = 0; i < k; i++) {
-		int st;
 		if (write(go[1], "g", 1) != 1) { perror("write go"); return 1; }
-		waitpid(kids[i], &st, 0);
+		if (wait(NULL) < 0) { perror("wait"); return 1; }
 	}
 	close(fd);
 	return 0;

@@ -183,22 +183,34 @@ pub fn compare(
     };
     let outcome = match outcome {
         Outcome::Same if reference.counters != candidate.counters => {
-            let (n, r, c) = reference
-                .counters
-                .pairs()
-                .into_iter()
-                .zip(candidate.counters.pairs())
-                .find(|((_, r), (_, c))| r != c)
-                .map(|((n, r), (_, c))| (n, r, c))
-                .unwrap_or(("counters", 0, 0));
-            Outcome::Diverged {
-                first_step: None,
-                field: format!("counter {n}"),
-                reference: r.to_string(),
-                candidate: c.to_string(),
-                allowed_by_contract: contract
-                    .check_counters(&reference.counters, &candidate.counters)
-                    .is_empty(),
+            // Name the first counter the contract forbids to differ, else the first that differs.
+            let counter_breaches =
+                contract.check_counters(&reference.counters, &candidate.counters);
+            match counter_breaches.first() {
+                Some(b) => Outcome::Diverged {
+                    first_step: None,
+                    field: format!("counter {}", b.field),
+                    reference: b.reference.clone(),
+                    candidate: b.candidate.clone(),
+                    allowed_by_contract: false,
+                },
+                None => {
+                    let (n, r, c) = reference
+                        .counters
+                        .pairs()
+                        .into_iter()
+                        .zip(candidate.counters.pairs())
+                        .find(|((_, r), (_, c))| r != c)
+                        .map(|((n, r), (_, c))| (n, r, c))
+                        .unwrap_or(("counters", 0, 0));
+                    Outcome::Diverged {
+                        first_step: None,
+                        field: format!("counter {n}"),
+                        reference: r.to_string(),
+                        candidate: c.to_string(),
+                        allowed_by_contract: true,
+                    }
+                }
             }
         }
         o => o,
@@ -247,6 +259,83 @@ pub fn unified_diff(a: &str, b: &str, a_name: &str, b_name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mmreplay_candidates::contract::{rules, Mode, Rule};
+    use mmreplay_reference::counters::Counters;
+    use std::collections::BTreeMap;
+
+    fn run(name: &str, c: Counters) -> PolicyRun {
+        let snapshot = Snapshot {
+            mms: vec![],
+            folios: vec![],
+            swap: vec![],
+            cpus: vec![],
+            lru_nr_gens: [0, 0],
+        };
+        PolicyRun {
+            name: name.into(),
+            counters: c,
+            violations: vec![],
+            violation_count: 0,
+            model_errors: BTreeMap::new(),
+            outcomes: BTreeMap::new(),
+            snapshot_hash: snapshot.state_hash(),
+            snapshot,
+            checkpoints: vec![1, 2, 3],
+        }
+    }
+
+    fn contract() -> Contract {
+        Contract {
+            candidate: "c".into(),
+            mode: Mode::Lockstep,
+            counters: rules(&[("rmap_walks", Rule::LessOrEqual)]),
+            fields: vec![],
+            relations: vec![],
+        }
+    }
+
+    #[test]
+    fn verdicts_follow_the_contract() {
+        let k = contract();
+        let base = Counters {
+            rmap_walks: 10,
+            faults: 5,
+            ..Counters::default()
+        };
+        let r = run("reference", base.clone());
+        assert_eq!(
+            compare(Some(&k), &r, &run("c", base.clone()), None).label(),
+            "same"
+        );
+        let fewer = Counters {
+            rmap_walks: 7,
+            ..base.clone()
+        };
+        let v = compare(Some(&k), &r, &run("c", fewer), None);
+        assert_eq!(v.label(), "diverged_within_contract");
+        assert!(
+            matches!(&v.outcome, Outcome::Diverged { field, allowed_by_contract: true, .. } if field == "counter rmap_walks")
+        );
+        let more = Counters {
+            rmap_walks: 11,
+            faults: 6,
+            ..base.clone()
+        };
+        let v = compare(Some(&k), &r, &run("c", more), None);
+        assert_eq!(v.label(), "contract_breach");
+        assert!(
+            matches!(&v.outcome, Outcome::Diverged { field, allowed_by_contract: false, .. } if field == "counter faults"),
+            "{v:?}"
+        );
+        assert_eq!(v.breaches.len(), 2);
+        let mut odd = run("c", base.clone());
+        odd.model_errors.insert("migrate:not_mapped".into(), 1);
+        assert_eq!(compare(Some(&k), &r, &odd, None).label(), "not_comparable");
+        assert_eq!(
+            compare(None, &r, &run("c", base), None).label(),
+            "not_comparable"
+        );
+    }
 
     #[test]
     fn diff_is_trimmed_with_note() {

@@ -13,7 +13,7 @@ use mmreplay_candidates::negative::{
     DirtyOnCleanRestore, FreeBeforeFlush, LazyfreeIgnoreRefs, NoSyncUnshare, PromoteWithoutClear,
 };
 use mmreplay_candidates::registry;
-use mmreplay_reference::{Engine, KernelProfile, Model};
+use mmreplay_reference::{Engine, KernelProfile, Model, Policy};
 
 fn litmus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/litmus")
@@ -33,6 +33,10 @@ fn files() -> Vec<PathBuf> {
 
 type Built = (Box<dyn Engine + Send>, Option<Contract>);
 
+fn boxed<P: Policy + Send + 'static>(p: &KernelProfile, policy: P) -> Box<dyn Engine + Send> {
+    Box::new(Model::new(p.clone(), policy))
+}
+
 /// An engine and its contract for a policy spec: a registry spec, or `negative:NAME` with the
 /// contract of the candidate that control breaks.
 fn build(spec: &str, f: &LitmusFile) -> Result<Built, String> {
@@ -42,26 +46,19 @@ fn build(spec: &str, f: &LitmusFile) -> Result<Built, String> {
             .map(|s| s.contract(f.mode, p))
             .map_err(|e| e.to_string())
     };
-    let model = |x: Box<dyn Engine + Send>| x;
     Ok(match spec.strip_prefix("negative:") {
-        Some("free-before-flush") => (model(Box::new(Model::new(p.clone(), FreeBeforeFlush))), None),
-        Some("lazyfree-ignore-refs") => (
-            model(Box::new(Model::new(p.clone(), LazyfreeIgnoreRefs))),
-            None,
-        ),
+        Some("free-before-flush") => (boxed(p, FreeBeforeFlush), None),
+        Some("lazyfree-ignore-refs") => (boxed(p, LazyfreeIgnoreRefs), None),
         Some("no-sync-unshare") => (
-            model(Box::new(Model::new(p.clone(), NoSyncUnshare))),
+            boxed(p, NoSyncUnshare),
             Some(contract_of("batched-unshare")?),
         ),
         Some("dirty-on-clean-restore") => (
-            model(Box::new(Model::new(p.clone(), DirtyOnCleanRestore))),
+            boxed(p, DirtyOnCleanRestore),
             Some(contract_of("ad-preserve")?),
         ),
         Some("promote-without-clear") => (
-            model(Box::new(Model::new(
-                p.clone(),
-                PromoteWithoutClear(LookAround::new(p.base)),
-            ))),
+            boxed(p, PromoteWithoutClear(LookAround::new(p.base))),
             Some(contract_of("lookaround")?),
         ),
         Some(other) => return Err(format!("unknown negative control `{other}`")),
@@ -114,7 +111,9 @@ fn run_file(path: &Path) -> Vec<String> {
     }
     println!(
         "{}: {} ops, {} expectations, {} counter checks, policies {:?}",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         f.ops.len(),
         f.expects.len(),
         f.checks.len(),
@@ -155,7 +154,12 @@ fn litmus_files_are_marked_and_complete() {
             panic!("{f:?}");
         };
         let pol = f.policies();
-        assert_eq!(pol.first().map(String::as_str), Some("reference"), "{}", p.display());
+        assert_eq!(
+            pol.first().map(String::as_str),
+            Some("reference"),
+            "{}",
+            p.display()
+        );
         assert!(pol.len() >= 2, "{}: names only {pol:?}", p.display());
     }
 }
@@ -187,6 +191,15 @@ fn wrong_expectations_are_reported() {
     let errs = run_file(&q);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(errs.len(), 2, "{errs:#?}");
-    assert!(errs.iter().any(|e| e.contains("reference: expected violation I1 line 30, got no violation")), "{errs:#?}");
-    assert!(errs.iter().any(|e| e.contains("negative:free-before-flush: expected clean") && e.contains("I1 at step")), "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("reference: expected violation I1 line 30, got no violation")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("negative:free-before-flush: expected clean")
+                && e.contains("I1 at step")),
+        "{errs:#?}"
+    );
 }

@@ -8,7 +8,7 @@
 //! never panic or allocate; it only slices the line.
 
 use super::{cpu_marker, Anchor, EventLine, Line, LineError, PayloadForm, SkipKind};
-use crate::num::{dec_i32, dec_u32, timestamp_colon, trim_start};
+use crate::num::{dec_i32, dec_u32, find3, timestamp_colon, trim_start};
 
 const NO_ANCHOR: LineError = LineError::new(
     "no_anchor",
@@ -23,19 +23,10 @@ const BAD_NAME: LineError = LineError::new(
     "an event name followed by `:` (or `sys_x(...)` / `sys_x -> val`)",
 );
 
-/// Bytes that end an event name: `:` (`name: payload`), `(` (`sys_x(...)`), ` ` (`sys_x -> v`).
-static NAME_STOP: [bool; 256] = {
-    let mut t = [false; 256];
-    t[b':' as usize] = true;
-    t[b'(' as usize] = true;
-    t[b' ' as usize] = true;
-    t
-};
-
 /// Classifies and tokenises one line (without its `\n`; a trailing `\r` is tolerated).
 pub fn parse_line(line: &[u8]) -> Result<Line<'_>, LineError> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let first = match line.iter().position(|c| !c.is_ascii_whitespace()) {
+    let first = match crate::num::first_non_space(line) {
         None => return Ok(Line::Skip(SkipKind::Blank)),
         Some(i) => i,
     };
@@ -142,7 +133,7 @@ fn parse_event(line: &[u8]) -> Result<Line<'_>, LineError> {
             if let Some(a) = try_anchor(line, open) {
                 if let Ok(l) = parse_after_anchor(line, a) {
                     // Only if no earlier `[` could have been the anchor.
-                    if memchr::memchr(b'[', line.get(..open).unwrap_or(&[])).is_none() {
+                    if crate::num::find1(line.get(..open).unwrap_or(&[]), b'[').is_none() {
                         return Ok(l);
                     }
                 }
@@ -204,10 +195,7 @@ fn parse_after_anchor<'a>(line: &'a [u8], a: Anchor<'a>) -> Result<Line<'a>, Lin
     {
         return Ok(Line::Skip(SkipKind::StackTrace));
     }
-    let n = after
-        .iter()
-        .position(|&c| NAME_STOP[c as usize])
-        .ok_or(BAD_NAME)?;
+    let n = find3(after, b':', b'(', b' ').ok_or(BAD_NAME)?;
     if n == 0 {
         return Err(BAD_NAME);
     }

@@ -68,13 +68,10 @@ fn is_ident(c: u8) -> bool {
 #[inline]
 fn value_end(p: &[u8], start: usize) -> usize {
     let tail = p.get(start..).unwrap_or(&[]);
-    // Values are short: a plain loop beats a memchr call per value.
-    let spaces = tail
-        .iter()
-        .enumerate()
-        .filter(|(_, &c)| c == b' ')
-        .map(|(i, _)| i);
-    for sp in spaces {
+    // Values are short: a word-at-a-time scan beats a memchr call per value.
+    let mut from = 0;
+    while let Some(rel) = tail.get(from..).and_then(|t| crate::num::find1(t, b' ')) {
+        let sp = from + rel;
         let rest = tail.get(sp + 1..).unwrap_or(&[]);
         if rest.first().is_some_and(|&c| is_ident_start(c)) {
             let n = rest.iter().take_while(|&&c| is_ident(c)).count();
@@ -82,6 +79,7 @@ fn value_end(p: &[u8], start: usize) -> usize {
                 return start + sp;
             }
         }
+        from = sp + 1;
     }
     p.len()
 }
@@ -112,7 +110,7 @@ impl<'a> Fields<'a> {
         }
         let ve = if word {
             let tail = self.p.get(vs..).unwrap_or(&[]);
-            vs + tail.iter().position(|&c| c == b' ').unwrap_or(tail.len())
+            vs + crate::num::find1(tail, b' ').unwrap_or(tail.len())
         } else {
             value_end(self.p, vs)
         };
@@ -127,7 +125,19 @@ impl<'a> Fields<'a> {
                 return Some(v);
             }
         }
-        for at in find_all(self.p, key) {
+        // Every occurrence of the key's first byte, word-at-a-time, then a prefix compare.
+        let first = *key.first()?;
+        let mut from = 0;
+        while let Some(rel) = self
+            .p
+            .get(from..)
+            .and_then(|t| crate::num::find1(t, first))
+        {
+            let at = from + rel;
+            from = at + 1;
+            if !has_prefix(self.p.get(at..).unwrap_or(&[]), key) {
+                continue;
+            }
             let boundary = at == 0 || matches!(self.p.get(at - 1), Some(b' ' | b',' | b'('));
             if boundary {
                 if let Some(v) = self.value_at(at, key, word) {
@@ -152,27 +162,26 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Positions of `needle` in `hay`. Payloads are short, so a first-byte memchr plus a compare
-/// beats building a `memmem::Finder` per lookup.
-#[inline]
-fn find_all<'h>(hay: &'h [u8], needle: &'h [u8]) -> impl Iterator<Item = usize> + 'h {
-    let first = needle.first().copied().unwrap_or(0);
-    hay.iter()
-        .enumerate()
-        .filter(move |(_, &c)| c == first)
-        .map(|(i, _)| i)
-        .filter(move |&i| !needle.is_empty() && has_prefix(hay.get(i..).unwrap_or(&[]), needle))
-}
-
 /// `hay.starts_with(needle)` without a `memcmp` call (needles here are a few bytes).
 #[inline]
 fn has_prefix(hay: &[u8], needle: &[u8]) -> bool {
     hay.len() >= needle.len() && hay.iter().zip(needle).all(|(a, b)| a == b)
 }
 
+/// First position of `needle` in `hay`. Payloads are short, so a word-at-a-time scan for the
+/// first byte plus a compare beats building a `memmem::Finder` per lookup.
 #[inline]
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    find_all(hay, needle).next()
+    let first = *needle.first()?;
+    let mut from = 0;
+    while let Some(rel) = hay.get(from..).and_then(|t| crate::num::find1(t, first)) {
+        let at = from + rel;
+        if has_prefix(hay.get(at..).unwrap_or(&[]), needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Symbol name of a `%pS` value: `foo+0x20/0x60` -> `foo`.
@@ -234,6 +243,33 @@ pub fn parse_cpumask(v: &[u8]) -> Option<(u128, u32)> {
     Some((mask, count))
 }
 
+/// The decoder of a name with a typed grammar of its own (not a prefixed family), if any.
+#[inline]
+fn typed_kind(name: &[u8]) -> Option<Kind> {
+    Some(match name {
+        b"page_fault_user" | b"page_fault_kernel" => Kind::PageFault,
+        b"tlb_flush" => Kind::TlbFlush,
+        b"ipi_send_cpu" => Kind::IpiCpu,
+        b"ipi_send_cpumask" => Kind::IpiMask,
+        b"set_migration_pte" | b"remove_migration_pte" => Kind::MigrationPte,
+        b"mm_migrate_pages" => Kind::MigratePages,
+        b"mm_migrate_pages_start" => Kind::MigratePagesStart,
+        b"mm_lru_insertion" => Kind::LruInsertion,
+        b"mm_lru_activate" => Kind::LruActivate,
+        b"sched_process_fork" => Kind::Fork,
+        b"sched_process_exec" => Kind::Exec,
+        b"sched_process_exit" => Kind::Exit,
+        b"sched_switch" => Kind::Switch,
+        b"sched_migrate_task" => Kind::MigrateTask,
+        b"task_newtask" => Kind::Newtask,
+        b"exit_mmap" => Kind::ExitMmap,
+        b"rss_stat" => Kind::RssStat,
+        b"mm_filemap_add_to_page_cache" | b"mm_filemap_delete_from_page_cache" => Kind::Filemap,
+        b"damon_aggregated" => Kind::Damon,
+        _ => return None,
+    })
+}
+
 macro_rules! req {
     ($e:expr, $what:expr) => {
         match $e {
@@ -255,29 +291,15 @@ impl Decoder {
 
     #[inline]
     fn kind_of(&mut self, name: &[u8]) -> Kind {
+        // Typed names first: a match on constant byte strings compiles to a length switch and
+        // inline compares, cheaper than hashing the name; only other names use the cache.
+        if let Some(k) = typed_kind(name) {
+            return k;
+        }
         if let Some(k) = self.kinds.get(name) {
             return k.clone();
         }
         let k = match name {
-            b"page_fault_user" | b"page_fault_kernel" => Kind::PageFault,
-            b"tlb_flush" => Kind::TlbFlush,
-            b"ipi_send_cpu" => Kind::IpiCpu,
-            b"ipi_send_cpumask" => Kind::IpiMask,
-            b"set_migration_pte" | b"remove_migration_pte" => Kind::MigrationPte,
-            b"mm_migrate_pages" => Kind::MigratePages,
-            b"mm_migrate_pages_start" => Kind::MigratePagesStart,
-            b"mm_lru_insertion" => Kind::LruInsertion,
-            b"mm_lru_activate" => Kind::LruActivate,
-            b"sched_process_fork" => Kind::Fork,
-            b"sched_process_exec" => Kind::Exec,
-            b"sched_process_exit" => Kind::Exit,
-            b"sched_switch" => Kind::Switch,
-            b"sched_migrate_task" => Kind::MigrateTask,
-            b"task_newtask" => Kind::Newtask,
-            b"exit_mmap" => Kind::ExitMmap,
-            b"rss_stat" => Kind::RssStat,
-            b"mm_filemap_add_to_page_cache" | b"mm_filemap_delete_from_page_cache" => Kind::Filemap,
-            b"damon_aggregated" => Kind::Damon,
             _ if [
                 &b"mm_vmscan_"[..],
                 b"mm_compaction_",

@@ -366,6 +366,22 @@ impl<P: Policy> Model<P> {
         }
     }
 
+    /// The PTE for `va` below PMD table `t` (the lower half of `locate` + `get`).
+    #[inline]
+    pub(crate) fn pte_in_pmd_table(&self, t: u32, va: u64) -> Option<Pte> {
+        let pt = self.pmd_tables.get(t as usize)?;
+        match pt.entries.get(pmd_index(va))? {
+            PmdEntry::None => None,
+            PmdEntry::Table(p) => Some(
+                self.pte_tables
+                    .get(*p as usize)
+                    .and_then(|tb| tb.ptes.get(pte_index(va)).copied())
+                    .unwrap_or_default(),
+            ),
+            PmdEntry::Leaf(l) => Some(*l),
+        }
+    }
+
     pub(crate) fn get(&self, loc: Loc) -> Pte {
         match loc {
             Loc::Pte(t, i) => self

@@ -135,53 +135,62 @@ impl<P: Policy> Model<P> {
             .collect();
         ids.sort_unstable();
         let max = self.lru.max_seq;
-        let mut locs = std::mem::take(&mut self.scratch_locs);
+        let Model {
+            mms,
+            pmd_tables,
+            pte_tables,
+            folios,
+            lru,
+            c,
+            ..
+        } = self;
         for id in ids {
-            let vmas: Vec<Vma> = self
-                .mms
-                .get(&id)
-                .map(|m| m.vmas.values().copied().collect())
-                .unwrap_or_default();
-            for v in &vmas {
+            let Some(m) = mms.get_mut(&id) else { continue };
+            // In VMA then address order, visiting only populated PMD slots (the same PTEs, in
+            // the same order, as a walk of every address in each VMA).
+            for v in m.vmas.values() {
                 if v.kind == VmaKind::Hugetlb || v.locked {
                     continue;
                 }
-                self.collect_ptes(id, v.start, v.end, &mut locs);
-                for &(_, loc) in &locs {
-                    let Pte::Present(mut p) = self.get(loc) else {
+                let mut va = v.start;
+                while va < v.end {
+                    let Some(&t) = m.pgd.get(&pud_index(va)) else {
+                        va = ((va >> PUD_SHIFT) + 1) << PUD_SHIFT;
                         continue;
                     };
-                    if !p.young || p.folio == ZERO_SLOT {
-                        continue;
-                    }
-                    self.c.a_tc_pt_walk += 1;
-                    self.c.a_cleared_pt_walk += 1;
-                    self.c.a_bit_clears += 1;
-                    p.young = false;
-                    self.set(loc, Pte::Present(p));
-                    let slot = p.folio;
-                    if let Some(f) = self.folios.get_mut(slot as usize) {
-                        if p.dirty
-                            && !f.dirty
-                            && !(f.is_anon() && f.swapbacked && f.swapcache.is_none())
-                        {
-                            f.dirty = true;
+                    let Some(pt) = pmd_tables.get(t as usize) else {
+                        break;
+                    };
+                    let next_pmd = ((va >> PMD_SHIFT) + 1) << PMD_SHIFT;
+                    let stop = next_pmd.min(v.end);
+                    let pi = pmd_index(va);
+                    let entry = pt.entries.get(pi).copied().unwrap_or_default();
+                    match entry {
+                        PmdEntry::None => {}
+                        PmdEntry::Leaf(_) => {
+                            let leaf = pmd_tables
+                                .get_mut(t as usize)
+                                .and_then(|x| x.entries.get_mut(pi));
+                            if let Some(PmdEntry::Leaf(Pte::Present(pp))) = leaf {
+                                age_walked_pte(pp, max, folios, lru, c);
+                            }
                         }
-                        if !f.on_lru {
-                            f.referenced = true;
-                        } else if f.seq != max {
-                            lru::move_to_seq(&mut self.lru, f, slot, max);
-                            f.refs = 0;
-                            self.c.gen_promote_ptwalk += 1;
+                        PmdEntry::Table(p) => {
+                            if let Some(tb) = pte_tables.get_mut(p as usize) {
+                                let (i0, i1) = (pte_index(va), pte_index(stop - 1) + 1);
+                                for pte in tb.ptes.get_mut(i0..i1).into_iter().flatten() {
+                                    if let Pte::Present(pp) = pte {
+                                        age_walked_pte(pp, max, folios, lru, c);
+                                    }
+                                }
+                            }
                         }
                     }
+                    va = stop;
                 }
             }
-            if let Some(m) = self.mms.get_mut(&id) {
-                m.used = false;
-            }
+            m.used = false;
         }
-        self.scratch_locs = locs;
     }
 
     /// `folio_referenced`: rmap walk, decision point (1) for young PTEs. Returns the number of
@@ -618,5 +627,38 @@ impl<P: Policy> Model<P> {
                 }
             }
         }
+    }
+}
+
+/// One present PTE seen by `walk_pte_range`: clear A, transfer D to the folio, promote it to
+/// `max_seq` (or mark it referenced if isolated).
+#[inline]
+fn age_walked_pte(
+    pp: &mut PresentPte,
+    max: u64,
+    folios: &mut [Folio],
+    lru: &mut Lru,
+    c: &mut crate::counters::Counters,
+) {
+    if !pp.young || pp.folio == ZERO_SLOT {
+        return;
+    }
+    c.a_tc_pt_walk += 1;
+    c.a_cleared_pt_walk += 1;
+    c.a_bit_clears += 1;
+    pp.young = false;
+    let slot = pp.folio;
+    let Some(f) = folios.get_mut(slot as usize) else {
+        return;
+    };
+    if pp.dirty && !f.dirty && !(f.is_anon() && f.swapbacked && f.swapcache.is_none()) {
+        f.dirty = true;
+    }
+    if !f.on_lru {
+        f.referenced = true;
+    } else if f.seq != max {
+        lru::move_to_seq(lru, f, slot, max);
+        f.refs = 0;
+        c.gen_promote_ptwalk += 1;
     }
 }

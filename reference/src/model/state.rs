@@ -3,7 +3,7 @@
 //! is public API; the canonical view is `Snapshot`. It must never hold policy logic.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::hash::FxHashMap;
 use crate::op::{FileKind, FolioId, MmId};
@@ -154,62 +154,129 @@ impl Vma {
     }
 }
 
-/// The VMA tree (`mm->mm_mt`) with a one-entry lookup cache (like the pre-6.1 `vmacache`):
-/// every mutating access clears the cache.
-#[derive(Default)]
+/// Entries of the VMA lookup cache (direct-mapped by address; power of two).
+const VMA_CACHE: usize = 64;
+
+/// The VMA tree (`mm->mm_mt`): VMAs sorted by start in one contiguous vector (binary search;
+/// an mm has at most a few hundred VMAs, so shifting on insert is cheaper than tree nodes),
+/// with a small direct-mapped lookup cache (like the pre-6.1 per-thread `vmacache`, which also
+/// had several entries hashed by address). Every mutating access clears the cache, so a hit
+/// always returns the VMA the search would.
 pub(crate) struct VmaTree {
-    map: BTreeMap<u64, Vma>,
-    cache: Cell<Option<Vma>>,
+    /// (start, VMA), sorted by start, unique starts.
+    map: Vec<(u64, Vma)>,
+    cache: [Cell<Option<Vma>>; VMA_CACHE],
+    /// Some cache entry may be filled (lets runs of mutations skip re-clearing it).
+    cached: Cell<bool>,
+}
+
+impl Default for VmaTree {
+    fn default() -> Self {
+        VmaTree {
+            map: Vec::new(),
+            cache: std::array::from_fn(|_| Cell::new(None)),
+            cached: Cell::new(false),
+        }
+    }
 }
 
 impl VmaTree {
+    #[inline]
+    fn cache_slot(va: u64) -> usize {
+        let vpn = va >> PAGE_SHIFT;
+        (vpn.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize & (VMA_CACHE - 1)
+    }
+    #[inline]
+    fn invalidate(&self) {
+        if self.cached.replace(false) {
+            for c in &self.cache {
+                c.set(None);
+            }
+        }
+    }
+    /// Index range of the entries whose start lies in `r`.
+    fn bounds<R: std::ops::RangeBounds<u64>>(&self, r: &R) -> (usize, usize) {
+        use std::ops::Bound;
+        let lo = match r.start_bound() {
+            Bound::Included(&s) => self.map.partition_point(|(k, _)| *k < s),
+            Bound::Excluded(&s) => self.map.partition_point(|(k, _)| *k <= s),
+            Bound::Unbounded => 0,
+        };
+        let hi = match r.end_bound() {
+            Bound::Included(&e) => self.map.partition_point(|(k, _)| *k <= e),
+            Bound::Excluded(&e) => self.map.partition_point(|(k, _)| *k < e),
+            Bound::Unbounded => self.map.len(),
+        };
+        (lo, hi.max(lo))
+    }
     /// The VMA containing `va`.
     #[inline]
     pub fn find(&self, va: u64) -> Option<Vma> {
-        if let Some(v) = self.cache.get() {
+        let c = self.cache.get(Self::cache_slot(va))?;
+        if let Some(v) = c.get() {
             if v.start <= va && va < v.end {
                 return Some(v);
             }
         }
-        let (_, v) = self.map.range(..=va).next_back()?;
+        let i = self.map.partition_point(|(k, _)| *k <= va);
+        let (_, v) = self.map.get(i.checked_sub(1)?)?;
         if va < v.end {
-            self.cache.set(Some(*v));
+            c.set(Some(*v));
+            self.cached.set(true);
             Some(*v)
         } else {
             None
         }
     }
     pub fn insert(&mut self, k: u64, v: Vma) -> Option<Vma> {
-        self.cache.set(None);
-        self.map.insert(k, v)
+        self.invalidate();
+        match self.map.binary_search_by_key(&k, |(s, _)| *s) {
+            Ok(i) => self.map.get_mut(i).map(|e| std::mem::replace(&mut e.1, v)),
+            Err(i) => {
+                self.map.insert(i, (k, v));
+                None
+            }
+        }
     }
     pub fn remove(&mut self, k: &u64) -> Option<Vma> {
-        self.cache.set(None);
-        self.map.remove(k)
+        self.invalidate();
+        let i = self.map.binary_search_by_key(k, |(s, _)| *s).ok()?;
+        Some(self.map.remove(i).1)
     }
     pub fn get_mut(&mut self, k: &u64) -> Option<&mut Vma> {
-        self.cache.set(None);
-        self.map.get_mut(k)
+        self.invalidate();
+        let i = self.map.binary_search_by_key(k, |(s, _)| *s).ok()?;
+        self.map.get_mut(i).map(|e| &mut e.1)
     }
     pub fn range_mut<R: std::ops::RangeBounds<u64>>(
         &mut self,
         r: R,
-    ) -> std::collections::btree_map::RangeMut<'_, u64, Vma> {
-        self.cache.set(None);
-        self.map.range_mut(r)
+    ) -> impl DoubleEndedIterator<Item = (&u64, &mut Vma)> {
+        self.invalidate();
+        let (lo, hi) = self.bounds(&r);
+        self.map
+            .get_mut(lo..hi)
+            .unwrap_or_default()
+            .iter_mut()
+            .map(|(k, v)| (&*k, v))
     }
     pub fn clear(&mut self) {
-        self.cache.set(None);
+        self.invalidate();
         self.map.clear();
     }
     pub fn range<R: std::ops::RangeBounds<u64>>(
         &self,
         r: R,
-    ) -> std::collections::btree_map::Range<'_, u64, Vma> {
-        self.map.range(r)
+    ) -> impl DoubleEndedIterator<Item = (&u64, &Vma)> {
+        let (lo, hi) = self.bounds(&r);
+        self.map
+            .get(lo..hi)
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, v)| (k, v))
     }
-    pub fn values(&self) -> std::collections::btree_map::Values<'_, u64, Vma> {
-        self.map.values()
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &Vma> {
+        self.map.iter().map(|(_, v)| v)
     }
 }
 

@@ -514,6 +514,8 @@ impl<P: Policy> Model<P> {
     /// writable), since no flush is pending at op boundaries.
     pub(crate) fn check_tlb_coherent(&mut self, mm: Option<u32>) {
         let mut bad: Option<String> = None;
+        // Memo of the last (mm, pud) -> PMD table lookup: entries of one mm cluster by address.
+        let mut memo: Option<(u32, u64, Option<u32>)> = None;
         'outer: for (ci, c) in self.cpus.iter().enumerate() {
             if c.nr_valid == 0 {
                 continue;
@@ -523,7 +525,20 @@ impl<P: Policy> Model<P> {
                     continue;
                 }
                 let va = e.vpn << PAGE_SHIFT;
-                let ok = match self.pte_at(e.mm, va) {
+                let pud = pud_index(va);
+                let table = match memo {
+                    Some((m, p, t)) if m == e.mm && p == pud => t,
+                    _ => {
+                        let t = self
+                            .mms
+                            .get(&e.mm)
+                            .and_then(|m| m.pgd.get(&pud).copied());
+                        memo = Some((e.mm, pud, t));
+                        t
+                    }
+                };
+                let pte = table.and_then(|t| self.pte_in_pmd_table(t, va));
+                let ok = match pte {
                     Some(Pte::Present(p)) => p.folio == e.folio && (p.write || !e.writable),
                     _ => false,
                 };
