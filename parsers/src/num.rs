@@ -63,15 +63,12 @@ pub fn hex_u64(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return None;
     }
-    let lead = s.iter().take_while(|&&c| c == b'0').count();
-    let sig = s.get(lead..).unwrap_or(&[]);
-    if sig.len() > 16 {
-        return None;
-    }
+    // One pass; leading zeros keep `v` at 0, so "more than 16 significant digits" is exactly
+    // "a digit arrives while the top nibble is already set".
     let mut v: u64 = 0;
-    for &c in sig {
+    for &c in s {
         let d = HEX.get(c as usize).copied().unwrap_or(0xff);
-        if d > 15 {
+        if d > 15 || v >> 60 != 0 {
             return None;
         }
         v = (v << 4) | d as u64;
@@ -331,7 +328,10 @@ mod tests {
         assert_eq!(dec_u64(b"99999999999999999999"), None);
         assert_eq!(dec_u64(b"18446744073709551615"), Some(u64::MAX));
         assert_eq!(dec_u64(b"18446744073709551616"), None);
-        assert_eq!(dec_u64(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
+        assert_eq!(
+            dec_u64(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
         assert_eq!(dec_u64(b"12a"), None);
         assert_eq!(dec_i64(b"-1"), Some(-1));
         assert_eq!(dec_i64(b"-9223372036854775808"), Some(i64::MIN));
@@ -340,6 +340,10 @@ mod tests {
         assert_eq!(hex_u64(b"0xfffffffffffffff5"), Some(0xffff_ffff_ffff_fff5));
         assert_eq!(hex_u64(b"0x00000000000000001"), Some(1));
         assert_eq!(hex_u64(b"0x1ffffffffffffffff"), None);
+        assert_eq!(hex_u64(b"10000000000000000"), None);
+        assert_eq!(hex_u64(b"0000ffffffffffffffff"), Some(u64::MAX));
+        assert_eq!(hex_u64(b"0x0"), Some(0));
+        assert_eq!(hex_u64(b"00g"), None);
         assert_eq!(hex_u64(b"0x"), None);
         assert_eq!(hex_u64(b"foo+0x20"), None);
         assert_eq!(auto_u64(b"0x1f"), Some(31));
@@ -351,7 +355,9 @@ mod tests {
         // Deterministic pseudo-random bytes biased towards the searched ones and 0x80/0x00,
         // where borrow tricks go wrong if done carelessly.
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let alphabet = [b':', b'(', b' ', 0x80, 0x00, 0xff, b'a', b'9', 0x3b, 0x1f, b'\t', 0xa0, b'!'];
+        let alphabet = [
+            b':', b'(', b' ', 0x80, 0x00, 0xff, b'a', b'9', 0x3b, 0x1f, b'\t', 0xa0, b'!',
+        ];
         for len in 0..40 {
             for _ in 0..200 {
                 let s: Vec<u8> = (0..len)
@@ -405,7 +411,12 @@ mod tests {
             b"",
             b"7.024822:",
         ] {
-            assert_eq!(timestamp_colon(s), two_pass(s), "{:?}", String::from_utf8_lossy(s));
+            assert_eq!(
+                timestamp_colon(s),
+                two_pass(s),
+                "{:?}",
+                String::from_utf8_lossy(s)
+            );
         }
     }
 

@@ -96,6 +96,18 @@ fn run(mix: &str, cfg: GenConfig, n: usize) {
         );
     }
     if let Some(mut m) = model {
+        // Cost of the replay engine's periodic checkpoint hash on the final state.
+        let t = Instant::now();
+        let reps = 20;
+        let mut h = 0u64;
+        for _ in 0..reps {
+            h ^= black_box(&m).state_hash();
+        }
+        black_box(h);
+        println!(
+            "state_hash (final state):  {:>8.1} us/call",
+            t.elapsed().as_secs_f64() / f64::from(reps) * 1e6
+        );
         m.finish();
         println!("violations:               {}", m.violation_count());
         for (k, v) in m.counters().pairs() {

@@ -128,11 +128,7 @@ impl<'a> Fields<'a> {
         // Every occurrence of the key's first byte, word-at-a-time, then a prefix compare.
         let first = *key.first()?;
         let mut from = 0;
-        while let Some(rel) = self
-            .p
-            .get(from..)
-            .and_then(|t| crate::num::find1(t, first))
-        {
+        while let Some(rel) = self.p.get(from..).and_then(|t| crate::num::find1(t, first)) {
             let at = from + rel;
             from = at + 1;
             if !has_prefix(self.p.get(at..).unwrap_or(&[]), key) {

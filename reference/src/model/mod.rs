@@ -356,7 +356,12 @@ impl<P: Policy> Model<P> {
     }
 
     pub(crate) fn locate(&self, mm: u32, va: u64) -> Option<Loc> {
-        let m = self.mms.get(&mm)?;
+        self.locate_in(self.mms.get(&mm)?, va)
+    }
+
+    /// `locate` for an mm already looked up.
+    #[inline]
+    pub(crate) fn locate_in(&self, m: &Mm, va: u64) -> Option<Loc> {
         let t = *m.pgd.get(&pud_index(va))?;
         let pt = self.pmd_tables.get(t as usize)?;
         match pt.entries.get(pmd_index(va))? {

@@ -139,10 +139,12 @@ impl<P: Policy> Model<P> {
                 return;
             }
         }
-        for i in 0..n {
-            let Some(e) = self.cpus.get(cpu).and_then(|c| c.tlb.get(i)).copied() else {
-                continue;
-            };
+        // One pass over the CPU's entries, dropping matches in place (same effect as
+        // `tlb_invalidate` on each, without re-indexing per entry).
+        let Model { cpus, folios, .. } = self;
+        let Some(c) = cpus.get_mut(cpu) else { return };
+        let mut dropped = 0u32;
+        for e in c.tlb.iter_mut() {
             if !e.valid || e.mm != mm {
                 continue;
             }
@@ -155,9 +157,17 @@ impl<P: Policy> Model<P> {
                 }
             };
             if hit {
-                self.tlb_invalidate(cpu, i);
+                if let Some(f) = folios.get_mut(e.folio as usize) {
+                    f.tlb_refs = f.tlb_refs.saturating_sub(1);
+                    if e.writable && e.dirty {
+                        f.tlb_dirty_refs = f.tlb_dirty_refs.saturating_sub(1);
+                    }
+                }
+                e.valid = false;
+                dropped += 1;
             }
         }
+        c.nr_valid = c.nr_valid.saturating_sub(dropped);
     }
 
     /// `arch/x86/mm/tlb.c:flush_tlb_mm_range` from `sender` (B.1): a local flush, or
@@ -444,8 +454,11 @@ impl<P: Policy> Model<P> {
                 _ => {}
             }
         }
-        // Page walk.
-        let Some(loc) = self.locate(mm, va) else {
+        // Page walk (one mm lookup for the page tables and the VMA).
+        let Some(m) = self.mms.get(&mm) else {
+            return HwAccess::Fault;
+        };
+        let Some(loc) = self.locate_in(m, va) else {
             return HwAccess::Fault;
         };
         let Pte::Present(mut p) = self.get(loc) else {
@@ -455,7 +468,7 @@ impl<P: Policy> Model<P> {
             return HwAccess::Fault;
         }
         // PROT_NONE PTEs are not present to the hardware (x86 _PAGE_PROTNONE); NX for exec.
-        match self.find_vma(mm, va) {
+        match m.vmas.find(va) {
             Some(v) if v.prot != 0 && (kind != AccessKind::Exec || v.executable()) => {}
             _ => return HwAccess::Fault,
         }

@@ -149,7 +149,13 @@ impl<P: Policy> Model<P> {
         let mut va = s;
         while va < e {
             let Some(&t) = m.pgd.get(&pud_index(va)) else {
-                va = ((va >> PUD_SHIFT) + 1) << PUD_SHIFT;
+                // Jump straight to the next populated PUD slot (the pgd holds a handful), so
+                // whole-address-space walks (snapshot, full check) do not probe 2^17 slots.
+                let cur = pud_index(va);
+                match m.pgd.keys().copied().filter(|&k| k > cur).min() {
+                    Some(k) => va = k << PUD_SHIFT,
+                    None => break,
+                }
                 continue;
             };
             let Some(pt) = self.pmd_tables.get(t as usize) else {
