@@ -73,5 +73,26 @@ fn main() {
             rate(ours),
             tool.as_secs_f64() / ours.as_secs_f64()
         );
+        if matches!(fmt, mmreplay_parsers::binary::BinaryFormat::PerfFile) {
+            // The same decoding through linux-perf-data's record iterator (the path used before
+            // the fast path existed), and whether both give the same Records.
+            use mmreplay_parsers::binary::perf::{read_perf, read_perf_crate_path};
+            let (crate_t, _) = best(repeat, || {
+                let (_, r) =
+                    read_perf_crate_path(&data, None).unwrap_or_else(|e| panic!("{p}: {e}"));
+                std::hint::black_box(&r);
+                r.len()
+            });
+            let (fi, fast) = read_perf(&data).unwrap_or_else(|e| panic!("{p}: {e}"));
+            let (_, slow) =
+                read_perf_crate_path(&data, None).unwrap_or_else(|e| panic!("{p}: {e}"));
+            println!(
+                "  perf.data crate path (in memory): {:.1} ms ({:.1}x perf script); fast path taken: {}; identical Records: {}",
+                crate_t.as_secs_f64() * 1e3,
+                tool.as_secs_f64() / crate_t.as_secs_f64(),
+                fi.fast_path,
+                fast == slow
+            );
+        }
     }
 }

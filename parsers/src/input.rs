@@ -28,6 +28,9 @@ pub enum Format {
     TraceDat,
     /// perf's binary `perf.data` (file or pipe mode).
     PerfData,
+    /// A directory of raw per-CPU ring-buffer pages (`mmreplay record --raw`, see
+    /// [`crate::binary::rawdir`]).
+    RawDir,
 }
 
 impl Format {
@@ -38,6 +41,7 @@ impl Format {
             Format::PerfScript => "perf-script",
             Format::TraceDat => "trace.dat",
             Format::PerfData => "perf.data",
+            Format::RawDir => "raw-dir",
         }
     }
 
@@ -48,6 +52,7 @@ impl Format {
             "perf-script" | "perf" => Format::PerfScript,
             "trace.dat" | "trace-dat" => Format::TraceDat,
             "perf.data" | "perf-data" => Format::PerfData,
+            "raw-dir" | "raw" => Format::RawDir,
             other => return Err(ParseError::UnknownFormatName(other.to_string())),
         })
     }
@@ -62,6 +67,9 @@ pub struct Options {
     pub strict: bool,
     /// Reorder window of the per-CPU merge.
     pub window: Window,
+    /// `/proc/kallsyms` copy for the binary readers (names IPI callbacks) when the capture
+    /// carries none.
+    pub kallsyms: Option<std::path::PathBuf>,
 }
 
 /// What a reader saw besides records: unparsed and skipped lines by kind, ordering problems.
@@ -102,6 +110,9 @@ const SNIFF_BYTES: usize = 64 * 1024;
 pub fn open(path: &str, opts: &Options) -> Result<Box<dyn RecordSource + Send>, ParseError> {
     if path == "-" {
         return open_reader(path, Box::new(std::io::stdin()), opts);
+    }
+    if std::path::Path::new(path).is_dir() {
+        return crate::binary::source::open_raw_dir(path, opts.kallsyms.as_deref());
     }
     let f = std::fs::File::open(path).map_err(|source| ParseError::Open {
         path: path.to_string(),
@@ -168,8 +179,13 @@ fn open_lines(lines: LineBuf, opts: &Options) -> Result<Box<dyn RecordSource + S
         // The binary-reader helper replaces this arm with a call into `crate::binary`, e.g.
         // `crate::binary::open(path, lines.into_reader(), format, opts)`: `into_reader()` gives
         // back the whole (decompressed) stream including the bytes already sniffed.
-        Format::TraceDat | Format::PerfData => {
-            crate::binary::source::open_source(path, lines.into_reader(), format)
+        Format::TraceDat | Format::PerfData | Format::RawDir => {
+            crate::binary::source::open_source_with(
+                path,
+                lines.into_reader(),
+                format,
+                opts.kallsyms.as_deref(),
+            )
         }
         // ----------------------------------------------------------------------------------
         Format::Ftrace | Format::TraceCmd | Format::PerfScript => {

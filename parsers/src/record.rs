@@ -25,11 +25,16 @@ impl Comm {
 
     pub fn new(raw: &[u8]) -> Self {
         let n = raw.len().min(Self::MAX);
-        let mut bytes = [0u8; 16];
-        bytes[..n].copy_from_slice(&raw[..n]);
+        // Assembled in a register rather than by a variable-length memcpy: the text readers
+        // build one Comm per line and copy it on at once, and a 16-byte load right after a
+        // byte-wise memcpy stalls on store forwarding.
+        let mut v: u128 = 0;
+        for (i, &c) in raw.iter().take(Self::MAX).enumerate() {
+            v |= (c as u128) << (8 * i);
+        }
         Comm {
             len: n as u8,
-            bytes,
+            bytes: v.to_le_bytes(),
         }
     }
 

@@ -73,7 +73,8 @@ counters! {
     hw_d_sets_after_mig,
     /// `flush_tlb_mm_range` calls that flushed only the local CPU.
     tlb_flush_local,
-    /// `flush_tlb_mm_range`/`arch_tlbbatch_flush` calls that sent shootdown IPIs.
+    /// `flush_tlb_mm_range`/`arch_tlbbatch_flush` calls that went to `flush_tlb_multi` (another
+    /// CPU in the mask; `TLB_REMOTE_SEND_IPI`), whether or not any CPU then needed an IPI.
     tlb_flush_remote,
     /// Flushes that became full flushes (range > ceiling, fullmm, batch).
     tlb_flush_full,

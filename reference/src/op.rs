@@ -329,6 +329,13 @@ pub enum Op {
         /// The device wrote into the page.
         write: bool,
     },
+    /// The capture's clock advanced to `now_ns` (nanoseconds, any epoch; never goes back). Only
+    /// time-based kernel rules read it: `mm_cpumask` trimming at most once a second per mm
+    /// (`arch/x86/mm/tlb.c:should_trim_cpumask`).
+    Clock {
+        /// Current time in nanoseconds.
+        now_ns: u64,
+    },
 }
 
 impl Op {
@@ -353,6 +360,7 @@ impl Op {
             Op::Unpin { .. } => "unpin",
             Op::GetRef { .. } => "get_ref",
             Op::PutRef { .. } => "put_ref",
+            Op::Clock { .. } => "clock",
         }
     }
 }

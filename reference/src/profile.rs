@@ -18,8 +18,8 @@ pub enum CpumaskMode {
     /// Older x86: the bit of `prev` is cleared when a CPU switches to a different user mm.
     ClearOnSwitch,
     /// Recent x86 (`should_trim_cpumask`): bits stay; a flush IPI to a CPU that no longer runs
-    /// the mm trims it (`TLB_REMOTE_WRONG_CPU`). The model trims on the first such flush (it has
-    /// no clock for "once a second").
+    /// the mm trims it (`TLB_REMOTE_WRONG_CPU`). Such IPIs go out only when
+    /// `should_trim_cpumask` is due: at most once a second per mm, by `Op::Clock` time.
     TrimByFlush,
 }
 

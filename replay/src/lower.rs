@@ -27,6 +27,8 @@ const PMD: u64 = 2 << 20;
 const TASK_SIZE: u64 = 1 << 47;
 /// `CLONE_VM`.
 const CLONE_VM: u64 = 0x100;
+/// Capture-time step between two `Op::Clock` ops (1 ms, about a jiffy).
+pub const CLOCK_STEP_NS: u64 = 1_000_000;
 /// `MREMAP_FIXED`.
 const MREMAP_FIXED: u64 = 2;
 /// `tlb_flush` reason `TLB_REMOTE_SEND_IPI`.
@@ -149,6 +151,8 @@ pub struct Lowering {
     /// Placeholder mm for tasks outside the filter (so switching to them unloads the selected
     /// mm as the kernel would).
     outside_mm: Option<MmId>,
+    /// Time of the last `Op::Clock` emitted (the model's clock only needs ms resolution).
+    last_clock_ns: Option<u64>,
     stats: LowerStats,
 }
 
@@ -174,6 +178,7 @@ impl Lowering {
             remote_send_armed: vec![false; n],
             mm_hash: HashMap::new(),
             outside_mm: None,
+            last_clock_ns: None,
             stats: LowerStats::default(),
         }
     }
@@ -299,6 +304,7 @@ impl Lowering {
     /// Lower one record, appending ops to `out`.
     pub fn push(&mut self, r: &Record, out: &mut Vec<Op>) {
         self.stats.records += 1;
+        self.clock(r.ts_ns, out);
         let cpu = r.cpu;
         if cpu >= self.opts.nr_cpus.max(1) {
             self.unplaced("cpu_out_of_range");
@@ -594,6 +600,21 @@ impl Lowering {
     fn drop_task_ref(&mut self, m: MmId) {
         if let Some(s) = self.mms.get_mut(&m.0) {
             s.tasks = s.tasks.saturating_sub(1);
+        }
+    }
+
+    /// Feed the model's clock (`Op::Clock`) when the capture time moved on by at least
+    /// [`CLOCK_STEP_NS`] since the last one: the model needs time only for once-a-second rules
+    /// (`should_trim_cpumask`), so a 1 ms resolution keeps the op count small. Records older
+    /// than the last clock (per-CPU buffers merge slightly out of order) emit nothing.
+    fn clock(&mut self, ts_ns: u64, out: &mut Vec<Op>) {
+        let due = match self.last_clock_ns {
+            None => true,
+            Some(last) => ts_ns >= last.saturating_add(CLOCK_STEP_NS),
+        };
+        if due {
+            self.last_clock_ns = Some(ts_ns);
+            self.emit(out, Op::Clock { now_ns: ts_ns });
         }
     }
 

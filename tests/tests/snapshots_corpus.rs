@@ -221,38 +221,39 @@ fn render(capture: &str, r: &Replayed, i: usize, v: Option<&Verdict>) -> String 
     o
 }
 
+/// Rendered summaries of one capture by policy, or why the replay failed.
+type PerPolicy = Result<BTreeMap<String, String>, String>;
+
 /// Summaries by capture, then policy; replayed once for the whole test binary.
-fn summaries() -> &'static BTreeMap<String, Result<BTreeMap<String, String>, String>> {
-    static CACHE: OnceLock<BTreeMap<String, Result<BTreeMap<String, String>, String>>> =
-        OnceLock::new();
+fn summaries() -> &'static BTreeMap<String, PerPolicy> {
+    static CACHE: OnceLock<BTreeMap<String, PerPolicy>> = OnceLock::new();
     CACHE.get_or_init(|| {
         let specs = specs();
         let stems = capture_stems();
         // Two captures at a time (the machine has 2 cores; engine::run also uses rayon).
-        let results: Vec<(String, Result<BTreeMap<String, String>, String>)> =
-            std::thread::scope(|sc| {
-                let handles: Vec<_> = stems
-                    .chunks(stems.len().div_ceil(2).max(1))
-                    .map(|chunk| {
-                        let specs = &specs;
-                        sc.spawn(move || {
-                            chunk
-                                .iter()
-                                .map(|c| (c.clone(), summarize(c, specs)))
-                                .collect::<Vec<_>>()
-                        })
+        let results: Vec<(String, PerPolicy)> = std::thread::scope(|sc| {
+            let handles: Vec<_> = stems
+                .chunks(stems.len().div_ceil(2).max(1))
+                .map(|chunk| {
+                    let specs = &specs;
+                    sc.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|c| (c.clone(), summarize(c, specs)))
+                            .collect::<Vec<_>>()
                     })
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().unwrap_or_default())
-                    .collect()
-            });
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
         results.into_iter().collect()
     })
 }
 
-fn summarize(capture: &str, specs: &[PolicySpec]) -> Result<BTreeMap<String, String>, String> {
+fn summarize(capture: &str, specs: &[PolicySpec]) -> PerPolicy {
     let r = replay(capture, |p| registry::build_all(specs, p))?;
     let mut out = BTreeMap::new();
     for (i, spec) in specs.iter().enumerate() {

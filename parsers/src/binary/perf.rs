@@ -16,6 +16,9 @@ use super::bytes::{Cursor, Endian};
 use super::decode::Decoder;
 use super::meta::Meta;
 use super::BinaryError;
+
+#[path = "perf_fast.rs"]
+mod fast;
 use crate::record::{Comm, Event, Record};
 
 const PERF_RECORD_HEADER_TRACING_DATA: u32 = 66;
@@ -33,6 +36,9 @@ pub struct PerfInfo {
     pub skipped_samples: u64,
     pub comm_records: u64,
     pub lost_records: u64,
+    /// Whether the records came from the fast path (`perf_fast.rs`) rather than the
+    /// linux-perf-data record iterator (pipe mode, big-endian, simpleperf, AUXTRACE, bad input).
+    pub fast_path: bool,
 }
 
 /// Whether `data` starts like perf.data (`PERFILE2` / `2ELIFREP`).
@@ -56,10 +62,27 @@ pub fn read_perf_with(
     data: &[u8],
     kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
 ) -> Result<(PerfInfo, Vec<Record>), BinaryError> {
+    read_perf_opts(data, kallsyms, true)
+}
+
+/// [`read_perf_with`] always through linux-perf-data's record iterator, never the fast path
+/// (`perf_fast.rs`): kept so that tests can check both give identical Records.
+pub fn read_perf_crate_path(
+    data: &[u8],
+    kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
+) -> Result<(PerfInfo, Vec<Record>), BinaryError> {
+    read_perf_opts(data, kallsyms, false)
+}
+
+fn read_perf_opts(
+    data: &[u8],
+    kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
+    fast: bool,
+) -> Result<(PerfInfo, Vec<Record>), BinaryError> {
     // linux-perf-data / linux-perf-event-reader still hold asserts reachable from input (e.g.
     // `Mmap2Record::parse` asserts a build-id length; found by fuzz_binary). Records we do not
     // need are never parsed, and any remaining panic in the crates becomes an error here.
-    std::panic::catch_unwind(|| read_perf_inner(data, kallsyms)).unwrap_or_else(|p| {
+    std::panic::catch_unwind(|| read_perf_inner(data, kallsyms, fast)).unwrap_or_else(|p| {
         let msg = p
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -74,6 +97,7 @@ pub fn read_perf_with(
 fn read_perf_inner(
     data: &[u8],
     kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
+    fast: bool,
 ) -> Result<(PerfInfo, Vec<Record>), BinaryError> {
     let endian = match data.get(..8) {
         Some(b"PERFILE2") => Endian::Little,
@@ -96,6 +120,7 @@ fn read_perf_inner(
             tracing.as_deref(),
             kallsyms.clone(),
             &mut info,
+            None,
         )?;
         Ok((info, records))
     } else {
@@ -111,6 +136,7 @@ fn read_perf_inner(
             tracing.as_deref(),
             kallsyms.clone(),
             &mut info,
+            Some(data).filter(|_| fast),
         )?;
         Ok((info, records))
     }
@@ -294,6 +320,7 @@ fn run<R: std::io::Read>(
     tracing: Option<&[u8]>,
     kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
     info: &mut PerfInfo,
+    fast_data: Option<&[u8]>,
 ) -> Result<Vec<Record>, BinaryError> {
     let PerfFileReader {
         mut perf_file,
@@ -326,11 +353,23 @@ fn run<R: std::io::Read>(
             msg: "tracepoint events but no TRACING_DATA (format files)".into(),
         });
     }
-    // Looked up once per sample: a hash map (iteration order never matters here).
-    let mut comms: crate::intern::FxHashMap<i32, Comm> = Default::default();
-    // A tracepoint sample is at least ~64 bytes on disk: reserving by that bound avoids regrowth
-    // copies; untouched capacity costs no memory.
-    let mut out = Vec::with_capacity(size_hint / 64);
+    if let Some(d) = fast_data {
+        {
+            let simpleperf = perf_file
+                .feature_section_data(Feature::SIMPLEPERF_META_INFO)
+                .is_some();
+            let mut sink = Sink::new(size_hint, &dec, &meta, info.clone());
+            let done = fast::walk(d, perf_file.event_attributes(), simpleperf, |i, ev| {
+                sink.event(i, ev)
+            });
+            if done.is_some() {
+                *info = sink.info;
+                info.fast_path = true;
+                return Ok(sink.out);
+            }
+        }
+    }
+    let mut sink = Sink::new(size_hint, &dec, &meta, std::mem::take(info));
     while let Some(rec) = record_iter.next_record(&mut perf_file).map_err(perr)? {
         let PerfFileRecord::EventRecord { attr_index, record } = rec else {
             continue;
@@ -344,7 +383,45 @@ fn run<R: std::io::Read>(
         {
             continue;
         }
-        match record.parse().map_err(perr)? {
+        sink.event(attr_index, record.parse().map_err(perr)?);
+    }
+    *info = sink.info;
+    Ok(sink.out)
+}
+
+/// Turns parsed SAMPLE / COMM / FORK / LOST records, in file order after sorting, into Records
+/// (shared by the fast path and the crate path so that both give the same Records).
+struct Sink<'d> {
+    dec: &'d Decoder,
+    meta: &'d Meta,
+    info: PerfInfo,
+    // Looked up once per sample: a hash map (iteration order never matters here).
+    comms: crate::intern::FxHashMap<i32, Comm>,
+    out: Vec<Record>,
+}
+
+impl<'d> Sink<'d> {
+    fn new(size_hint: usize, dec: &'d Decoder, meta: &'d Meta, info: PerfInfo) -> Self {
+        Sink {
+            dec,
+            meta,
+            info,
+            comms: Default::default(),
+            // A tracepoint sample is at least ~64 bytes on disk: reserving by that bound avoids
+            // regrowth copies; untouched capacity costs no memory.
+            out: Vec::with_capacity(size_hint / 64),
+        }
+    }
+
+    fn event(&mut self, attr_index: usize, ev: EventRecord<'_>) {
+        let (info, dec, meta, comms, out) = (
+            &mut self.info,
+            self.dec,
+            self.meta,
+            &mut self.comms,
+            &mut self.out,
+        );
+        match ev {
             EventRecord::Sample(s) => {
                 info.samples += 1;
                 let is_tp = info
@@ -355,7 +432,7 @@ fn run<R: std::io::Read>(
                     .is_some();
                 let Some(raw) = s.raw.filter(|_| is_tp) else {
                     info.skipped_samples += 1;
-                    continue;
+                    return;
                 };
                 let raw = raw.as_slice();
                 let tid = s.tid.unwrap_or_else(|| dec.common_pid(&raw));
@@ -399,5 +476,4 @@ fn run<R: std::io::Read>(
             _ => {}
         }
     }
-    Ok(out)
 }

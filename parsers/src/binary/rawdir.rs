@@ -85,7 +85,18 @@ pub fn load_meta(dir: &Path) -> Result<Meta, BinaryError> {
 
 /// Reads a raw capture directory into time-ordered records.
 pub fn read_raw_dir(dir: &Path) -> Result<Vec<Record>, BinaryError> {
-    let meta = load_meta(dir)?;
+    read_raw_dir_with(dir, &super::ReadOptions::default())
+}
+
+/// [`read_raw_dir`] with options: `opts.kallsyms` is used when `DIR/kallsyms` is absent.
+pub fn read_raw_dir_with(
+    dir: &Path,
+    opts: &super::ReadOptions,
+) -> Result<Vec<Record>, BinaryError> {
+    let mut meta = load_meta(dir)?;
+    if let Some(k) = opts.kallsyms.clone().filter(|_| meta.kallsyms.is_empty()) {
+        meta.kallsyms = k;
+    }
     let dec = Decoder::new(&meta);
     let header = meta.header_page.ok_or(BinaryError::Invalid {
         what: "raw capture",

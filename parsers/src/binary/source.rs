@@ -4,8 +4,9 @@
 //! decompressed) stream is read into memory once.
 
 use std::io::Read;
+use std::path::Path;
 
-use super::{read_bytes, BinaryCapture, BinaryError};
+use super::{read_bytes_with, BinaryCapture, BinaryError, ReadOptions};
 use crate::error::ParseError;
 use crate::input::{Diagnostics, Format, RecordSource};
 use crate::record::Record;
@@ -41,9 +42,56 @@ fn to_parse_error(path: &str, e: BinaryError) -> ParseError {
 /// Reads the whole stream (already past any outer zstd) and decodes it.
 pub fn open_source(
     path: &str,
-    mut stream: Box<dyn Read + Send>,
+    stream: Box<dyn Read + Send>,
     format: Format,
 ) -> Result<Box<dyn RecordSource + Send>, ParseError> {
+    open_source_with(path, stream, format, None)
+}
+
+fn read_options(path: &str, kallsyms: Option<&Path>) -> Result<ReadOptions, ParseError> {
+    let opts = ReadOptions::default();
+    match kallsyms {
+        Some(k) => opts
+            .with_kallsyms_file(k)
+            .map_err(|e| to_parse_error(path, e)),
+        None => Ok(opts),
+    }
+}
+
+/// A raw capture directory (`mmreplay record --raw`, layout in [`super::rawdir`]); `kallsyms`
+/// is used when the directory carries none.
+pub fn open_raw_dir(
+    path: &str,
+    kallsyms: Option<&Path>,
+) -> Result<Box<dyn RecordSource + Send>, ParseError> {
+    let opts = read_options(path, kallsyms)?;
+    let records = super::rawdir::read_raw_dir_with(Path::new(path), &opts)
+        .map_err(|e| to_parse_error(path, e))?;
+    Ok(Box::new(BinarySource {
+        format: Format::RawDir,
+        records: records.into_iter(),
+        diagnostics: Diagnostics::default(),
+    }))
+}
+
+/// [`open_source`] with a `/proc/kallsyms` copy for captures that carry none (perf.data).
+pub fn open_source_with(
+    path: &str,
+    mut stream: Box<dyn Read + Send>,
+    format: Format,
+    kallsyms: Option<&Path>,
+) -> Result<Box<dyn RecordSource + Send>, ParseError> {
+    if format == Format::RawDir {
+        return Err(to_parse_error(
+            path,
+            BinaryError::Invalid {
+                what: "raw capture",
+                offset: 0,
+                msg: "a raw capture is a directory (events/, per_cpu/), not a file".into(),
+            },
+        ));
+    }
+    let opts = read_options(path, kallsyms)?;
     let mut data = Vec::new();
     stream
         .read_to_end(&mut data)
@@ -56,7 +104,7 @@ pub fn open_source(
         records,
         format_errors,
         ..
-    } = read_bytes(&data).map_err(|e| to_parse_error(path, e))?;
+    } = read_bytes_with(&data, &opts).map_err(|e| to_parse_error(path, e))?;
     let mut diagnostics = Diagnostics::default();
     for e in &format_errors {
         diagnostics.unparsed_lines += 1;

@@ -126,6 +126,8 @@ pub struct Model<P: Policy> {
     pub(crate) scratch: Vec<(u32, u64)>,
     /// Scratch buffer of PTE locations (avoid per-op allocation).
     pub(crate) scratch_locs: Vec<(u64, Loc)>,
+    /// Capture time in ns, set by `Op::Clock` (0 until the first one).
+    pub(crate) now_ns: u64,
 }
 
 /// Where a PTE lives: a PTE table slot, or a hugetlb leaf in a PMD table.
@@ -147,6 +149,7 @@ impl<P: Policy> Model<P> {
                 lazy: false,
                 tlb: vec![TlbEntry::default(); profile.tlb_entries as usize],
                 nr_valid: 0,
+                mm_bits: 0,
             })
             .collect();
         Model {
@@ -175,6 +178,7 @@ impl<P: Policy> Model<P> {
             ubc: Ubc::default(),
             scratch: Vec::new(),
             scratch_locs: Vec::new(),
+            now_ns: 0,
         }
     }
 
@@ -241,6 +245,11 @@ impl<P: Policy> Model<P> {
             Op::GetRef { cpu, mm, va, hold } => self.op_hold(cpu, mm, va, true, hold, false),
             Op::Unpin { hold } => self.op_release(hold, false),
             Op::PutRef { hold, write } => self.op_release(hold, write),
+            Op::Clock { now_ns } => {
+                // Monotonic: a capture merged from per-CPU buffers may step back slightly.
+                self.now_ns = self.now_ns.max(now_ns);
+                Ok(OpOutcome::Done)
+            }
         }
     }
 

@@ -21,6 +21,8 @@ pub(crate) const TASK_SIZE: u64 = 1 << 47;
 pub(crate) const ZERO_SLOT: u32 = u32::MAX;
 /// Model pfns are folio slots plus this base (pfn 0.. are never used).
 pub(crate) const PFN_BASE: u64 = 0x10_0000;
+/// `HZ` worth of `Model::now_ns`: the `mm_cpumask` trim period (`should_trim_cpumask`).
+pub(crate) const NSEC_PER_SEC: u64 = 1_000_000_000;
 /// MGLRU constants (include/linux/mmzone.h).
 pub(crate) const MAX_NR_GENS: u64 = 4;
 pub(crate) const MIN_NR_GENS: u64 = 2;
@@ -292,6 +294,8 @@ pub(crate) struct Mm {
     pub brk: Option<(u64, u64)>,
     /// `lru_gen_used_bitmap`: set on switch_mm, cleared by the MGLRU walk.
     pub used: bool,
+    /// `mm->context.next_trim_cpumask` in ns of `Model::now_ns` (`should_trim_cpumask`).
+    pub next_trim_ns: u64,
 }
 
 pub(crate) const RSS_FILE: usize = 0;
@@ -421,6 +425,15 @@ pub(crate) struct CpuState {
     pub tlb: Vec<TlbEntry>,
     /// Valid entries in `tlb` (lets full scans be skipped on empty TLBs).
     pub nr_valid: u32,
+    /// Conservative filter of the mms with entries here: bit `mm % 64` is set on insert and
+    /// only cleared when the TLB empties, so a clear bit proves "no entry of that mm".
+    pub mm_bits: u64,
+}
+
+/// `CpuState::mm_bits` bit of `mm`.
+#[inline]
+pub(crate) fn mm_bit(mm: u32) -> u64 {
+    1u64 << (mm & 63)
 }
 
 #[derive(Clone, Copy, Debug)]

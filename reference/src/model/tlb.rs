@@ -8,6 +8,7 @@ use super::{Loc, Model};
 use crate::invariant::Invariant;
 use crate::op::{AccessKind, MmId, OpOutcome};
 use crate::policy::Policy;
+use crate::profile::CpumaskMode;
 
 /// Result of a hardware access attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +74,9 @@ impl<P: Policy> Model<P> {
                 slot.valid = false;
             }
             c.nr_valid = c.nr_valid.saturating_sub(1);
+            if c.nr_valid == 0 {
+                c.mm_bits = 0;
+            }
         }
     }
 
@@ -85,6 +89,7 @@ impl<P: Policy> Model<P> {
             if let Some(slot) = c.tlb.get_mut(i) {
                 *slot = e;
                 c.nr_valid += 1;
+                c.mm_bits |= mm_bit(e.mm);
             }
         }
     }
@@ -109,7 +114,7 @@ impl<P: Policy> Model<P> {
     /// Drop `cpu`'s entries of `mm` in `[start, end)` (`None`: all of the mm).
     fn tlb_drop_range(&mut self, cpu: usize, mm: u32, range: Option<(u64, u64)>) {
         let n = match self.cpus.get(cpu) {
-            Some(c) if c.nr_valid > 0 => c.tlb.len(),
+            Some(c) if c.nr_valid > 0 && c.mm_bits & mm_bit(mm) != 0 => c.tlb.len(),
             _ => return,
         };
         if let Some((s, t)) = range {
@@ -168,6 +173,9 @@ impl<P: Policy> Model<P> {
             }
         }
         c.nr_valid = c.nr_valid.saturating_sub(dropped);
+        if c.nr_valid == 0 {
+            c.mm_bits = 0;
+        }
     }
 
     /// `arch/x86/mm/tlb.c:flush_tlb_mm_range` from `sender` (B.1): a local flush, or
@@ -190,9 +198,22 @@ impl<P: Policy> Model<P> {
         let others = mask & !(1u64 << sender);
         let sender_loaded = self.cpus.get(sender as usize).and_then(|c| c.loaded) == Some(mm);
         if others != 0 {
+            // flush_tlb_multi (NR_TLB_REMOTE_FLUSH, TLB_REMOTE_SEND_IPI), counted even when
+            // should_flush_tlb leaves no CPU to interrupt.
             self.c.tlb_flush_remote += 1;
+            let trim_mode = self.profile.cpumask_mode == CpumaskMode::TrimByFlush;
+            // info->trim_cpumask = should_trim_cpumask(mm), evaluated on every multi flush.
+            let trim = trim_mode && self.should_trim_cpumask(mm);
             let mut targets = 0u64;
             let mut trimmed = 0u64;
+            if trim_mode && (freed_tables || trim) && !sender_loaded {
+                // SCF_RUN_LOCAL: the sender runs flush_tlb_func too and, not running the mm,
+                // takes the TLB_REMOTE_WRONG_CPU path and clears its own bit.
+                let sender_lazy = self.cpus.get(sender as usize).is_some_and(|c| c.lazy);
+                if mask & (1u64 << sender) != 0 && (freed_tables || !sender_lazy) {
+                    trimmed |= 1u64 << sender;
+                }
+            }
             for cpu in 0..self.cpus.len() {
                 if others & (1u64 << cpu) == 0 {
                     continue;
@@ -202,17 +223,30 @@ impl<P: Policy> Model<P> {
                 };
                 let runs = c.loaded == Some(mm);
                 if freed_tables {
+                    // on_each_cpu_mask: every CPU in mm_cpumask, lazy or not.
                     targets += 1;
                     if runs && c.lazy {
                         // Lazy receiver of a freed-tables flush: leave_mm (switch to init_mm).
+                        // Since v6.12 switch_mm_irqs_off keeps prev's mm_cpumask bit.
                         if let Some(c) = self.cpus.get_mut(cpu) {
                             c.loaded = None;
                             c.lazy = false;
                         }
                         self.tlb_drop_range(cpu, mm, None);
-                        trimmed |= 1u64 << cpu;
+                        if !trim_mode {
+                            trimmed |= 1u64 << cpu;
+                        }
                     } else if !runs {
                         trimmed |= 1u64 << cpu;
+                    }
+                } else if trim_mode {
+                    // should_flush_tlb: never a lazy CPU; a CPU running the mm; a CPU left in
+                    // the mask only when the trim is due (it then takes TLB_REMOTE_WRONG_CPU).
+                    if !c.lazy && (runs || trim) {
+                        targets += 1;
+                        if !runs {
+                            trimmed |= 1u64 << cpu;
+                        }
                     }
                 } else if runs && !c.lazy {
                     targets += 1;
@@ -250,6 +284,19 @@ impl<P: Policy> Model<P> {
             if mask & (1u64 << cpu) != 0 {
                 self.tlb_drop_range(cpu, mm, range);
             }
+        }
+    }
+
+    /// `arch/x86/mm/tlb.c:should_trim_cpumask`: true at most once per second per mm (from
+    /// `Op::Clock` time; `time_after` is strict), re-arming the next trim a second later.
+    fn should_trim_cpumask(&mut self, mm: u32) -> bool {
+        let now = self.now_ns;
+        match self.mms.get_mut(&mm) {
+            Some(m) if now > m.next_trim_ns => {
+                m.next_trim_ns = now.saturating_add(NSEC_PER_SEC);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -527,10 +574,12 @@ impl<P: Policy> Model<P> {
     /// writable), since no flush is pending at op boundaries.
     pub(crate) fn check_tlb_coherent(&mut self, mm: Option<u32>) {
         let mut bad: Option<String> = None;
-        // Memo of the last (mm, pud) -> PMD table lookup: entries of one mm cluster by address.
-        let mut memo: Option<(u32, u64, Option<u32>)> = None;
+        // Memo of recent (mm, pud) -> PMD table lookups (entries are scattered by the TLB hash,
+        // but come from a handful of (mm, pud) pairs).
+        let mut memo = [(u32::MAX, u64::MAX, None::<u32>); 8];
+        let mut memo_next = 0usize;
         'outer: for (ci, c) in self.cpus.iter().enumerate() {
-            if c.nr_valid == 0 {
+            if c.nr_valid == 0 || mm.is_some_and(|m| c.mm_bits & mm_bit(m) == 0) {
                 continue;
             }
             for e in &c.tlb {
@@ -539,14 +588,14 @@ impl<P: Policy> Model<P> {
                 }
                 let va = e.vpn << PAGE_SHIFT;
                 let pud = pud_index(va);
-                let table = match memo {
-                    Some((m, p, t)) if m == e.mm && p == pud => t,
-                    _ => {
-                        let t = self
-                            .mms
-                            .get(&e.mm)
-                            .and_then(|m| m.pgd.get(&pud).copied());
-                        memo = Some((e.mm, pud, t));
+                let table = match memo.iter().find(|(m, p, _)| *m == e.mm && *p == pud) {
+                    Some(&(_, _, t)) => t,
+                    None => {
+                        let t = self.mms.get(&e.mm).and_then(|m| m.pgd.get(&pud).copied());
+                        if let Some(x) = memo.get_mut(memo_next % 8) {
+                            *x = (e.mm, pud, t);
+                        }
+                        memo_next += 1;
                         t
                     }
                 };

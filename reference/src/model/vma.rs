@@ -979,6 +979,8 @@ impl<P: Policy> Model<P> {
                 nr_pmds: 0,
                 brk: None,
                 used: false,
+                // init_new_context: next_trim_cpumask = jiffies + HZ.
+                next_trim_ns: self.now_ns.saturating_add(NSEC_PER_SEC),
             },
         );
         Ok(())

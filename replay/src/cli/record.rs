@@ -57,6 +57,12 @@ pub struct Args {
     /// Where the text comes from.
     #[arg(long, value_enum, default_value = "trace")]
     pub from: Source,
+    /// Save the raw per-CPU ring-buffer pages (`per_cpu/cpuN/trace_pipe_raw`) with the event
+    /// `format` files, `saved_cmdlines` and the text symbols of `/proc/kallsyms` into OUT as a
+    /// directory (default `<cmd-name>-<UTC date>.raw`) instead of text: the kernel skips the text
+    /// formatting. `mmreplay stats OUT` reads it.
+    #[arg(long, conflicts_with_all = ["from", "zstd_level"])]
+    pub raw: bool,
     /// `trace_clock` to use.
     #[arg(long, default_value = "local")]
     pub clock: String,
@@ -124,6 +130,92 @@ pub fn default_out(cmd0: &str, now: SystemTime) -> PathBuf {
     PathBuf::from(format!(
         "{name}-{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z.trace.zst"
     ))
+}
+
+/// `<basename of cmd[0]>-<YYYYmmddTHHMMSSZ>.raw`: the directory `--raw` writes.
+pub fn default_raw_out(cmd0: &str, now: SystemTime) -> PathBuf {
+    let text = default_out(cmd0, now).to_string_lossy().into_owned();
+    let stem = text.strip_suffix(".trace.zst").unwrap_or(&text);
+    PathBuf::from(format!("{stem}.raw"))
+}
+
+/// Copies whole ring-buffer pages from a non-blocking `trace_pipe_raw` into `dst` until `done`
+/// is set and the buffer is empty. Reads are exactly one sub-buffer long so the kernel hands
+/// out whole pages (`kernel/trace/trace.c:tracing_buffers_read`). Returns the bytes saved.
+fn pump_raw(mut src: File, dst: File, page: usize, done: &AtomicBool) -> io::Result<u64> {
+    let mut w = io::BufWriter::new(dst);
+    let mut buf = vec![0u8; page];
+    let mut total = 0u64;
+    loop {
+        // The flag is read BEFORE the read: an empty buffer after tracing stopped is drained.
+        let stopping = done.load(Ordering::SeqCst);
+        match src.read(&mut buf) {
+            Ok(0) if stopping => break,
+            Ok(0) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(n) => {
+                w.write_all(buf.get(..n).unwrap_or_default())?;
+                total += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if stopping {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let f = w.into_inner().map_err(|e| e.into_error())?;
+    f.sync_all()?;
+    Ok(total)
+}
+
+/// Keeps the text symbols (`t`/`T`/`w`/`W`) of a `/proc/kallsyms` copy: IPI callbacks are
+/// functions, and the whole table is several times larger.
+pub fn text_symbols(kallsyms: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in kallsyms.split_inclusive(|&c| c == b'\n') {
+        let mut f = line.split(|&c| c == b' ');
+        let ty = f.nth(1).unwrap_or_default();
+        if matches!(ty, b"t" | b"T" | b"w" | b"W") {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
+fn copy_file(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if let Some(d) = to.parent() {
+        fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    // fs::read, not fs::copy: tracefs and procfs files report size 0.
+    let data = fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    fs::write(to, data).with_context(|| format!("writing {}", to.display()))
+}
+
+/// Fills the raw capture directory's metadata (layout of `mmreplay_parsers::binary::rawdir`).
+fn save_raw_meta(fs_: &Tracefs, dir: &Path, events: &[String]) -> anyhow::Result<()> {
+    for h in ["header_page", "header_event"] {
+        copy_file(
+            &fs_.path(&format!("events/{h}")),
+            &dir.join("events").join(h),
+        )?;
+    }
+    for e in events {
+        let Some((sys, ev)) = e.split_once(':') else {
+            continue;
+        };
+        let rel = format!("events/{sys}/{ev}/format");
+        copy_file(&fs_.path(&rel), &dir.join(&rel))?;
+    }
+    copy_file(&fs_.path("saved_cmdlines"), &dir.join("saved_cmdlines"))?;
+    match fs::read("/proc/kallsyms") {
+        Ok(k) => fs::write(dir.join("kallsyms"), text_symbols(&k))
+            .with_context(|| format!("writing {}", dir.join("kallsyms").display()))?,
+        Err(e) => eprintln!("mmreplay record: warning: /proc/kallsyms not saved: {e}"),
+    }
+    Ok(())
 }
 
 /// Gregorian UTC date and time (Howard Hinnant's civil_from_days).
@@ -200,7 +292,11 @@ struct Meta {
     follow_pid: Option<u32>,
     events_enabled: Vec<String>,
     events_skipped: Vec<String>,
-    lines: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lines: Option<u64>,
+    /// Bytes of ring-buffer pages saved per CPU (`--raw`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_bytes: Option<BTreeMap<String, u64>>,
     lost_events: u64,
     lost_markers: u64,
     lost_events_in_markers: u64,
@@ -268,7 +364,11 @@ struct TmpFile(Option<PathBuf>);
 impl Drop for TmpFile {
     fn drop(&mut self) {
         if let Some(p) = self.0.take() {
-            let _ = fs::remove_file(p);
+            if p.is_dir() {
+                let _ = fs::remove_dir_all(p);
+            } else {
+                let _ = fs::remove_file(p);
+            }
         }
     }
 }
@@ -314,13 +414,21 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return Err(record::RecordError::NoEvents.into());
     }
     let start_wall = SystemTime::now();
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| default_out(&cmd0, start_wall));
+    let out = a.out.clone().unwrap_or_else(|| {
+        if a.raw {
+            default_raw_out(&cmd0, start_wall)
+        } else {
+            default_out(&cmd0, start_wall)
+        }
+    });
     let tmp = tmp_path(&out);
     let mut tmp_guard = TmpFile(Some(tmp.clone()));
-    let tmp_file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let tmp_file = if a.raw {
+        fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        None
+    } else {
+        Some(File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?)
+    };
 
     install_signal_handlers()?;
     let settings = Settings {
@@ -345,7 +453,36 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // The pipe reader starts before tracing is on so nothing waits in the buffer unread.
     let pipe_done = Arc::new(AtomicBool::new(false));
     let mut pipe_thread = None;
-    let mut tmp_for_trace = Some(tmp_file);
+    let mut tmp_for_trace = tmp_file;
+    let mut raw_threads = Vec::new();
+    if a.raw {
+        use std::os::unix::fs::OpenOptionsExt;
+        // The ring buffer's sub-buffer size (6.8+ makes it tunable), else the page size.
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let page = fs_
+            .read("buffer_subbuf_size_kb")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .map_or(page_size, |k| k * 1024);
+        for cpu in fs_.cpus() {
+            let p = fs_.path(&format!("per_cpu/cpu{cpu}/trace_pipe_raw"));
+            let src = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&p)
+                .with_context(|| format!("opening {}", p.display()))?;
+            let d = tmp.join(format!("per_cpu/cpu{cpu}"));
+            fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+            let dst = File::create(d.join("trace_pipe_raw"))
+                .with_context(|| format!("creating {}", d.display()))?;
+            let done = Arc::clone(&pipe_done);
+            raw_threads.push((
+                cpu,
+                std::thread::spawn(move || pump_raw(src, dst, page, &done)),
+            ));
+        }
+    }
     if a.from == Source::Pipe {
         use std::os::unix::fs::OpenOptionsExt;
         let p = fs_.path("trace_pipe");
@@ -375,6 +512,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             if let Some(t) = pipe_thread {
                 let _ = t.join();
             }
+            for (_, t) in raw_threads {
+                let _ = t.join();
+            }
             return Err(e).with_context(|| format!("running {cmd0:?}"));
         }
     };
@@ -397,7 +537,22 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let status = status.context("waiting for the workload")?;
     let per_cpu = fs_.cpu_stats().unwrap_or_default();
 
+    let mut raw_bytes = None;
     let loss = match pipe_thread {
+        _ if a.raw => {
+            pipe_done.store(true, Ordering::SeqCst);
+            let mut bytes = BTreeMap::new();
+            for (cpu, t) in raw_threads {
+                let n = t
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("trace_pipe_raw reader panicked"))?
+                    .with_context(|| format!("reading per_cpu/cpu{cpu}/trace_pipe_raw"))?;
+                bytes.insert(format!("cpu{cpu}"), n);
+            }
+            raw_bytes = Some(bytes);
+            save_raw_meta(&fs_, &tmp, &events)?;
+            TextLoss::default()
+        }
         Some(t) => {
             pipe_done.store(true, Ordering::SeqCst);
             t.join()
@@ -424,8 +579,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let meta = Meta {
         tool: "mmreplay record",
         mmreplay_version: env!("CARGO_PKG_VERSION"),
-        format: "ftrace-text",
+        format: if a.raw {
+            "ftrace-raw-dir"
+        } else {
+            "ftrace-text"
+        },
         source: match a.from {
+            _ if a.raw => "trace_pipe_raw",
             Source::Trace => "trace",
             Source::Pipe => "trace_pipe",
         },
@@ -445,7 +605,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         follow_pid: settings.follow_pid,
         events_enabled: events,
         events_skipped: skipped,
-        lines: loss.lines,
+        lines: (!a.raw).then_some(loss.lines),
+        raw_bytes,
         lost_events: lost,
         lost_markers: loss.lost_markers,
         lost_events_in_markers: loss.lost_events,
@@ -463,14 +624,23 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     json.push(b'\n');
     write_atomic(Path::new(&meta_path), &json)?;
 
-    eprintln!(
-        "mmreplay record: wrote {} ({} lines, {} events lost)",
-        out.display(),
-        loss.lines,
-        lost
-    );
+    if a.raw {
+        eprintln!(
+            "mmreplay record: wrote {} (raw pages, {} events lost)",
+            out.display(),
+            lost
+        );
+    } else {
+        eprintln!(
+            "mmreplay record: wrote {} ({} lines, {} events lost)",
+            out.display(),
+            loss.lines,
+            lost
+        );
+    }
     if lost > 0 {
         let hint = match a.from {
+            _ if a.raw => "",
             Source::Trace => " or use --from pipe",
             Source::Pipe => "",
         };
@@ -566,6 +736,62 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn raw_flag_and_its_conflicts() {
+        let a = parse(&["--raw", "-o", "cap.raw", "--events", "tlb:*", "--", "dd"]).unwrap();
+        assert!(a.raw);
+        assert_eq!(a.out, Some(PathBuf::from("cap.raw")));
+        assert!(!parse(&["--", "dd"]).unwrap().raw);
+        // Text-only options make no sense with raw pages.
+        for bad in [
+            &["--raw", "--from", "pipe", "--", "dd"][..],
+            &["--raw", "--from", "trace", "--", "dd"],
+            &["--raw", "--zstd-level", "3", "--", "dd"],
+            &["--raw"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_316_645);
+        assert_eq!(
+            default_raw_out("/bin/dd", t),
+            PathBuf::from("dd-20261122T030405Z.raw")
+        );
+    }
+
+    #[test]
+    fn kallsyms_keeps_text_symbols_only() {
+        let k = b"ffffffff81000000 T _text\nffffffff82000000 D some_data\n\
+ffffffff81001000 t flush_tlb_func\nffffffff81002000 W weak_fn [mod]\nbad\n\
+ffffffff83000000 r rodata\n";
+        assert_eq!(
+            text_symbols(k),
+            b"ffffffff81000000 T _text\nffffffff81001000 t flush_tlb_func\n\
+ffffffff81002000 W weak_fn [mod]\n"
+        );
+    }
+
+    #[test]
+    fn pump_raw_drains_until_stopped() {
+        let dir = std::env::temp_dir().join(format!("mmreplay-pumpraw-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let src_p = dir.join("trace_pipe_raw");
+        let pages: Vec<u8> = (0..3 * 4096u32).map(|i| (i % 251) as u8).collect();
+        fs::write(&src_p, &pages).unwrap();
+        let out_p = dir.join("out");
+        // Already stopped: a regular file reads to EOF (0) and the copy ends there.
+        let done = AtomicBool::new(true);
+        let n = pump_raw(
+            File::open(&src_p).unwrap(),
+            File::create(&out_p).unwrap(),
+            4096,
+            &done,
+        )
+        .unwrap();
+        assert_eq!(n, pages.len() as u64);
+        assert_eq!(fs::read(&out_p).unwrap(), pages);
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Capture file (`-` for stdin); `.zst` / zstd data is decompressed transparently.
+    /// Capture file (`-` for stdin) or `record --raw` directory; `.zst` / zstd data is
+    /// decompressed transparently.
     pub file: String,
     /// Print the report as JSON.
     #[arg(long)]
@@ -27,6 +28,10 @@ pub struct Args {
     /// Input format instead of sniffing: ftrace, trace-cmd, perf-script, trace.dat, perf.data.
     #[arg(long)]
     pub format: Option<String>,
+    /// `/proc/kallsyms` copy (plain or zstd) of the recording boot, for binary captures that
+    /// carry none (perf.data): names IPI callbacks so their kind can be classified.
+    #[arg(long, value_name = "FILE")]
+    pub kallsyms: Option<std::path::PathBuf>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -34,6 +39,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let opts = Options {
         format,
         strict: a.strict,
+        kallsyms: a.kallsyms,
         ..Default::default()
     };
     let filter = Filter {

@@ -33,7 +33,43 @@ fn lower(records: &[Record], opts: LowerOptions) -> (Vec<Op>, LowerStats) {
         l.push(r, &mut ops);
     }
     l.finish(&mut ops);
+    // Clock ops are tested on their own (`clock_ops_follow_capture_time_in_ms_steps`).
+    ops.retain(|o| !matches!(o, Op::Clock { .. }));
     (ops, l.into_stats())
+}
+
+#[test]
+fn clock_ops_follow_capture_time_in_ms_steps() {
+    let at = |ts_ns: u64, addr: u64| Record {
+        ts_ns,
+        ..fault(0, 10, addr, 0x6)
+    };
+    let recs = [
+        at(5_000_000, 0x7f00_0000_1000),
+        at(5_400_000, 0x7f00_0000_2000),
+        at(5_999_999, 0x7f00_0000_3000),
+        at(6_000_000, 0x7f00_0000_4000),
+        // Slightly out of order (per-CPU buffers): no clock op, never backwards.
+        at(5_900_000, 0x7f00_0000_5000),
+        at(2_006_000_000, 0x7f00_0000_6000),
+    ];
+    let mut l = Lowering::new(opts());
+    let mut ops = Vec::new();
+    for r in &recs {
+        l.push(r, &mut ops);
+    }
+    let clocks: Vec<u64> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::Clock { now_ns } => Some(*now_ns),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(clocks, [5_000_000, 6_000_000, 2_006_000_000]);
+    assert!(
+        matches!(ops.first(), Some(Op::Clock { now_ns: 5_000_000 })),
+        "the clock is set before the first record's ops (mm creation reads it)"
+    );
 }
 
 fn opts() -> LowerOptions {
