@@ -6,6 +6,9 @@
 //! the shared captures when MMREPLAY_SHARED_DIR is set. A panic saves the input under
 //! /tmp/fuzz_binary-crash-*.bin and is counted; an allocation above 1 GiB aborts with a message
 //! (the run is reproducible from SEED). Prints a summary; exits 1 if anything panicked.
+//! `FUZZ_ONLY=perf` keeps only the perf.data seeds. Panics caught inside the readers (perf.rs
+//! turns crate panics into errors) are still seen by the panic hook: they are counted by source
+//! location and listed in the summary.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -177,8 +180,17 @@ fn main() {
         .nth(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed_1234_abcd_0001);
-    let seeds = load_seeds();
-    std::panic::set_hook(Box::new(|_| {}));
+    let mut seeds = load_seeds();
+    if std::env::var("FUZZ_ONLY").as_deref() == Ok("perf") {
+        seeds.retain(|(n, _)| n.contains("perf.data"));
+    }
+    static CAUGHT: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    std::panic::set_hook(Box::new(|info| {
+        if let Ok(mut c) = CAUGHT.lock() {
+            *c = Some(info.location().map_or("?".into(), |l| l.to_string()));
+        }
+    }));
+    let mut caught: std::collections::BTreeMap<String, u64> = Default::default();
     let mut r = Rng(seed | 1);
     let start = Instant::now();
     let (mut runs, mut ok, mut err, mut panics) = (0u64, 0u64, 0u64, 0u64);
@@ -205,6 +217,9 @@ fn main() {
                 eprintln!("PANIC on a mutation of {} (saved {p})", seeds[i].0);
             }
         }
+        if let Some(loc) = CAUGHT.lock().ok().and_then(|mut c| c.take()) {
+            *caught.entry(loc).or_default() += 1;
+        }
         if last.elapsed() > Duration::from_secs(60) {
             last = Instant::now();
             eprintln!(
@@ -220,6 +235,7 @@ fn main() {
         MAX_ONE.load(Relaxed),
         PEAK.load(Relaxed)
     );
+    println!("panics seen by the hook (caught or not), by location: {caught:?}");
     if panics > 0 {
         std::process::exit(1);
     }

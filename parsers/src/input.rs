@@ -88,6 +88,8 @@ pub struct Diagnostics {
     pub first_unparsed: Vec<String>,
     /// Records that arrived later than the reorder window allowed.
     pub out_of_order: u64,
+    /// `B - A` of ftrace's `# entries-in-buffer/entries-written: A/B` header lines.
+    pub overwritten_events: u64,
     pub max_lag_ns: u64,
 }
 
@@ -440,6 +442,28 @@ impl LineBuf {
     }
 }
 
+/// `B - A` of an ftrace `# entries-in-buffer/entries-written: A/B   #P:n` header line (the
+/// ring buffer overwrote the difference, `kernel/trace/trace.c:print_event_info`); 0 for any
+/// other line.
+pub fn overwritten_in_header(line: &[u8]) -> u64 {
+    let Some(rest) = line.strip_prefix(b"# entries-in-buffer/entries-written:") else {
+        return 0;
+    };
+    let field = rest
+        .split(|c| c.is_ascii_whitespace())
+        .find(|w| !w.is_empty())
+        .unwrap_or_default();
+    let mut nums = field.splitn(2, |&c| c == b'/').map(|n| {
+        std::str::from_utf8(n)
+            .ok()
+            .and_then(|n| n.parse::<u64>().ok())
+    });
+    match (nums.next().flatten(), nums.next().flatten()) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => 0,
+    }
+}
+
 /// Per-line state of the text reader, kept apart from the line buffer so a borrowed line and
 /// the counters can be used together.
 struct TextState {
@@ -454,6 +478,7 @@ struct TextState {
     unparsed_payload: FxHashMap<Box<[u8]>, u64>,
     skipped: [u64; SkipKind::ALL.len()],
     first_unparsed: Vec<String>,
+    overwritten: u64,
 }
 
 /// The text reader: ftrace, `trace-cmd report`, `perf script`.
@@ -484,6 +509,7 @@ impl TextReader {
                 unparsed_payload: FxHashMap::default(),
                 skipped: [0; SkipKind::ALL.len()],
                 first_unparsed: Vec::new(),
+                overwritten: 0,
             },
             done: false,
         }
@@ -555,6 +581,9 @@ impl TextState {
             Ok(Line::Skip(k)) => {
                 if let Some(s) = self.skipped.get_mut(k as usize) {
                     *s += 1;
+                }
+                if k == SkipKind::Header {
+                    self.overwritten += overwritten_in_header(line);
                 }
             }
             Err(le) => {
@@ -648,7 +677,34 @@ impl RecordSource for TextReader {
         }
         d.first_unparsed = st.first_unparsed.clone();
         d.out_of_order = st.reorder.out_of_order;
+        d.overwritten_events = st.overwritten;
         d.max_lag_ns = st.reorder.max_lag_ns;
         d
+    }
+}
+
+#[cfg(test)]
+mod overwritten_tests {
+    use super::overwritten_in_header;
+
+    #[test]
+    fn header_difference() {
+        assert_eq!(
+            overwritten_in_header(b"# entries-in-buffer/entries-written: 1744/12071   #P:2"),
+            10327
+        );
+        assert_eq!(
+            overwritten_in_header(b"# entries-in-buffer/entries-written: 5/5   #P:2"),
+            0
+        );
+        for other in [
+            &b"# tracer: nop"[..],
+            b"# entries-in-buffer/entries-written: x/7",
+            b"# entries-in-buffer/entries-written: 7/",
+            b"# entries-in-buffer/entries-written:",
+            b"# entries-in-buffer/entries-written: 9/3",
+        ] {
+            assert_eq!(overwritten_in_header(other), 0, "{other:?}");
+        }
     }
 }

@@ -47,6 +47,10 @@ pub struct Stats {
     pub lost_events: u64,
     /// Markers that did not say how many events were lost (`[EVENTS DROPPED]`).
     pub lost_markers_without_count: u64,
+    /// Events overwritten in the ring buffer before `trace` was read: `B - A` of the ftrace
+    /// header `# entries-in-buffer/entries-written: A/B` (not in `lost_events`: no marker
+    /// says where they were). Not affected by the pid/comm filter.
+    pub overwritten_events: u64,
     pub unparsed_lines: u64,
     pub unparsed_by_kind: BTreeMap<String, u64>,
     pub unparsed_payload_by_event: BTreeMap<String, u64>,
@@ -377,6 +381,7 @@ impl StatsBuilder {
             lost_markers: self.lost_markers,
             lost_events: self.lost_events,
             lost_markers_without_count: self.lost_unknown,
+            overwritten_events: diag.overwritten_events,
             unparsed_lines: diag.unparsed_lines,
             unparsed_by_kind: diag.unparsed_by_kind.clone(),
             unparsed_payload_by_event: diag.unparsed_payload_by_event.clone(),

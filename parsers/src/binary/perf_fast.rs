@@ -77,8 +77,8 @@ struct Walker<'a> {
 /// Walks the data section and hands the SAMPLE / COMM / FORK / LOST records to `emit` in the
 /// crate's order; `None` when the crate path must be used instead (see module doc), in which
 /// case whatever was emitted must be dropped.
-pub(super) fn walk<'a, F>(
-    data: &'a [u8],
+pub(super) fn walk<F>(
+    data: &[u8],
     attrs: &[AttributeDescription],
     simpleperf: bool,
     mut emit: F,
@@ -165,7 +165,7 @@ where
         }
     }
     // The crate's `Sorter::finish`: everything left, sorted.
-    w.incoming.sort_unstable_by_key(|i| (i.key, i.seq));
+    w.incoming.sort_by_key(|i| (i.key, i.seq));
     std::mem::swap(&mut w.ready, &mut w.incoming);
     w.emit_ready(&mut emit)?;
     Some(())
@@ -185,7 +185,8 @@ impl Walker<'_> {
                 true
             }
         });
-        ready.sort_unstable_by_key(|i| (i.key, i.seq));
+        // Stable merge sort: the per-CPU streams arrive as sorted runs, which it merges cheaply.
+        ready.sort_by_key(|i| (i.key, i.seq));
         self.prev_max = self.cur_max;
     }
 

@@ -189,9 +189,30 @@ fn copy_file(from: &Path, to: &Path) -> anyhow::Result<()> {
     if let Some(d) = to.parent() {
         fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
-    // fs::read, not fs::copy: tracefs and procfs files report size 0.
-    let data = fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    let data = read_big(from).with_context(|| format!("reading {}", from.display()))?;
     fs::write(to, data).with_context(|| format!("writing {}", to.display()))
+}
+
+/// Reads a tracefs file with large reads. Not `fs::read`: tracefs files report size 0, so std
+/// probes with a 32-byte first read, and `events/header_page` answers only the first read
+/// (`kernel/trace/trace_events.c:show_header_page_file` returns 0 once `*ppos` is non-zero).
+fn read_big(path: &Path) -> io::Result<Vec<u8>> {
+    let mut f = File::open(path)?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match f.read(buf.get_mut(len..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
 }
 
 /// Fills the raw capture directory's metadata (layout of `mmreplay_parsers::binary::rawdir`).
@@ -210,7 +231,7 @@ fn save_raw_meta(fs_: &Tracefs, dir: &Path, events: &[String]) -> anyhow::Result
         copy_file(&fs_.path(&rel), &dir.join(&rel))?;
     }
     copy_file(&fs_.path("saved_cmdlines"), &dir.join("saved_cmdlines"))?;
-    match fs::read("/proc/kallsyms") {
+    match read_big(Path::new("/proc/kallsyms")) {
         Ok(k) => fs::write(dir.join("kallsyms"), text_symbols(&k))
             .with_context(|| format!("writing {}", dir.join("kallsyms").display()))?,
         Err(e) => eprintln!("mmreplay record: warning: /proc/kallsyms not saved: {e}"),

@@ -36,6 +36,10 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let format = a.format.as_deref().map(Format::from_name).transpose()?;
+    if let Some(k) = &a.kallsyms {
+        // Checked here so the error names the option, not the capture.
+        std::fs::metadata(k).with_context(|| format!("--kallsyms {}", k.display()))?;
+    }
     let opts = Options {
         format,
         strict: a.strict,
@@ -79,6 +83,13 @@ fn table(s: &Stats) -> String {
         "lost            {} markers, {} events stated",
         s.lost_markers, s.lost_events
     );
+    if s.overwritten_events > 0 {
+        let _ = writeln!(
+            o,
+            "overwritten     {} events (ring buffer full before `trace` was read)",
+            s.overwritten_events
+        );
+    }
     let _ = writeln!(o, "unparsed lines  {}", s.unparsed_lines);
     for (k, v) in &s.unparsed_by_kind {
         let _ = writeln!(o, "  {k:<28} {v:>10}");
@@ -129,4 +140,55 @@ fn table(s: &Stats) -> String {
         let _ = writeln!(o, "first unparsed: {l}");
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// perf.data carries no kallsyms: IPI callbacks are classified only with `--kallsyms`.
+    #[test]
+    fn kallsyms_file_classifies_perf_ipis() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/paired");
+        let cap = format!("{dir}/mmwork.perf.data.zst");
+        let without = stats::stats_for_path(&cap, &Options::default(), Filter::default()).unwrap();
+        let opts = Options {
+            kallsyms: Some(format!("{dir}/mmwork.kallsyms.zst").into()),
+            ..Default::default()
+        };
+        let with = stats::stats_for_path(&cap, &opts, Filter::default()).unwrap();
+        assert!(with.ipi.sends > 0);
+        assert_eq!(with.ipi.sends, without.ipi.sends);
+        assert_eq!(without.ipi_by_kind.get("call_function_single"), None);
+        assert!(with
+            .ipi_by_kind
+            .get("call_function_single")
+            .is_some_and(|&n| n > 0));
+    }
+
+    /// fmt-overrun was recorded with a tiny buffer: its `trace` header says 1744/12071.
+    #[test]
+    fn overwritten_events_from_trace_header() {
+        let cap = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../corpus/captures/fmt-overrun.trace.zst"
+        );
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{cap}.meta.json")).unwrap())
+                .unwrap();
+        let written = meta["entries_written"].as_u64().unwrap();
+        let kept = meta["entries_in_buffer"].as_u64().unwrap();
+        assert!(written > kept);
+        let s = stats::stats_for_path(cap, &Options::default(), Filter::default()).unwrap();
+        assert_eq!(s.overwritten_events, written - kept);
+        assert!(table(&s).contains(&format!("overwritten     {}", written - kept)));
+        // A capture whose buffer kept everything reports none.
+        let ok = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../corpus/captures/fmt-noirq.trace.zst"
+        );
+        let s = stats::stats_for_path(ok, &Options::default(), Filter::default()).unwrap();
+        assert_eq!(s.overwritten_events, 0);
+        assert!(!table(&s).contains("overwritten"));
+    }
 }
