@@ -157,3 +157,26 @@ fn fast_path_equals_crate_path_on_damo() {
     );
     assert_eq!(same("damo perf.data", &load(&p), true), 10_260);
 }
+
+#[test]
+fn huge_auxtrace_size_is_an_error_on_both_paths() {
+    // linux-perf-data sizes a buffer from an AUXTRACE record's `size` before reading the AUX
+    // data: perf.rs must refuse sizes beyond the file (fuzz_binary found a 1.6 TB allocation).
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../corpus/paired/mmwork.perf.data.zst");
+    let mut d = uncompress_data_section(&load(&p)).unwrap();
+    let off = le64(&d, 40) as usize;
+    // Find the first record with a body of at least 8 bytes and make it an AUXTRACE (71).
+    let mut at = off;
+    while u16::from_le_bytes([d[at + 6], d[at + 7]]) < 16 {
+        at += u16::from_le_bytes([d[at + 6], d[at + 7]]) as usize;
+    }
+    d[at..at + 4].copy_from_slice(&71u32.to_le_bytes());
+    d[at + 8..at + 16].copy_from_slice(&0x0000_0174_0000_0000u64.to_le_bytes());
+    for (name, r) in [
+        ("fast", read_perf(&d).map(|_| ())),
+        ("crate", read_perf_crate_path(&d, None).map(|_| ())),
+    ] {
+        let e = r.expect_err(name).to_string();
+        assert!(e.contains("AUXTRACE"), "{name}: {e}");
+    }
+}

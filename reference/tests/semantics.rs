@@ -1156,6 +1156,14 @@ fn trim_by_flush_ipis_wrong_cpu_once_then_trims() {
         },
     ); // ... then leaves it (bit stays)
     touch(&mut m, 0, 1, A + PAGE, AccessKind::Write);
+    // should_trim_cpumask is due only a second after mm creation (t = 0): see
+    // tests/cpumask_trim.rs for the flushes before that.
+    ok(
+        &mut m,
+        Op::Clock {
+            now_ns: 1_500_000_000,
+        },
+    );
     let c0 = m.counters().clone();
     ok(
         &mut m,

@@ -545,7 +545,10 @@ impl Lowering {
 
     /// Learn or apply the hashed-mm grouping of a `curr=1` `rss_stat` event.
     fn rss_stat(&mut self, r: &Record, hash: u64, out: &mut Vec<Op>) {
-        if r.pid <= 0 || hash == 0 {
+        // Inside execve, `exec_mmap` makes the new mm current before `sched_process_exec`:
+        // its `curr=1` events would bind the new mm's hash to the old model mm (a vfork
+        // parent's, say) and regroup the task back into it after the exec.
+        if r.pid <= 0 || hash == 0 || self.in_exec.contains(&r.pid) {
             return;
         }
         let known = self
@@ -725,6 +728,10 @@ impl Lowering {
     }
 
     fn sys_exit(&mut self, r: &Record, nr: Syscall, ret: i64, out: &mut Vec<Op>) {
+        if nr == Syscall::Execve {
+            // A failed execve keeps the old mm (a successful one already saw sched_process_exec).
+            self.in_exec.remove(&r.pid);
+        }
         match self.pending.get(&r.pid) {
             Some(p) if p.nr == nr => {
                 let p = *p;

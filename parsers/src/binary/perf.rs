@@ -125,6 +125,7 @@ fn read_perf_inner(
         Ok((info, records))
     } else {
         validate_file_header(data, endian)?;
+        check_auxtrace_sizes(data)?;
         let reader = PerfFileReader::parse_file(std::io::Cursor::new(data)).map_err(perr)?;
         let tracing = reader
             .perf_file
@@ -270,6 +271,53 @@ fn validate_event_desc(body: &[u8], base: u64, endian: Endian) -> Result<(), Bin
     Ok(())
 }
 
+const PERF_RECORD_AUXTRACE: u32 = 71;
+
+/// Checks the `size` of every PERF_RECORD_AUXTRACE (71) record of a file-mode data section
+/// against the bytes left in the file: linux-perf-data resizes a buffer to that size before
+/// reading the AUX data (found by fuzz_binary: a 1.6 TB allocation). Stops quietly where the
+/// walk cannot continue (the crate then reports the broken record itself).
+fn check_auxtrace_sizes(data: &[u8]) -> Result<(), BinaryError> {
+    let endian = match data.get(..8) {
+        Some(b"2ELIFREP") => Endian::Big,
+        _ => Endian::Little,
+    };
+    let mut h = Cursor::new(data, 0, endian, "perf.data header");
+    h.skip(40, "header")?;
+    let (off, size) = (h.u64("data offset")?, h.u64("data size")?);
+    let Some(start) = usize::try_from(off).ok().filter(|&o| o <= data.len()) else {
+        return Ok(());
+    };
+    let mut c = Cursor::new(data, 0, endian, "perf.data records");
+    c.seek(start)?;
+    let end = off.saturating_add(size);
+    while (c.pos() as u64) < end && c.remaining() >= 8 {
+        let at = c.pos();
+        let ty = c.u32("record type")?;
+        let _misc = c.u16("record misc")?;
+        let rsize = c.u16("record size")?;
+        if rsize < 8 || c.remaining() < usize::from(rsize) - 8 {
+            return Ok(());
+        }
+        if ty == PERF_RECORD_AUXTRACE {
+            let aux = super::bytes::read_uint(c.rest(), 0, 8, endian).unwrap_or(0);
+            let left = c.remaining().saturating_sub(usize::from(rsize) - 8) as u64;
+            if aux > left {
+                return Err(BinaryError::Invalid {
+                    what: "perf.data AUXTRACE record",
+                    offset: at as u64,
+                    msg: format!("AUX data size {aux}, only {left} bytes left in the file"),
+                });
+            }
+            // The AUX data follows the record, outside its size (as the crate reads it).
+            c.skip(u64::from(rsize) - 8 + aux, "AUX data")?;
+        } else {
+            c.skip(u64::from(rsize) - 8, "record body")?;
+        }
+    }
+    Ok(())
+}
+
 /// Copies the pipe stream without PERF_RECORD_HEADER_TRACING_DATA records and returns the
 /// tracing data that followed them.
 fn split_pipe(data: &[u8], endian: Endian) -> Result<(Vec<u8>, Option<Vec<u8>>), BinaryError> {
@@ -296,6 +344,17 @@ fn split_pipe(data: &[u8], endian: Endian) -> Result<(Vec<u8>, Option<Vec<u8>>),
             && super::bytes::read_uint(rec, 8, 8, endian) == Some(u64::from(FEATURE_EVENT_DESC))
         {
             validate_event_desc(rec.get(16..).unwrap_or(&[]), start as u64 + 16, endian)?;
+        }
+        if ty == PERF_RECORD_AUXTRACE {
+            // As check_auxtrace_sizes: the crate sizes a buffer from this before reading.
+            let aux = super::bytes::read_uint(rec, 8, 8, endian).unwrap_or(0);
+            if aux > c.remaining() as u64 {
+                return Err(BinaryError::Invalid {
+                    what: "perf pipe AUXTRACE record",
+                    offset: start as u64,
+                    msg: format!("AUX data size {aux}, only {} bytes left", c.remaining()),
+                });
+            }
         }
         if ty == PERF_RECORD_HEADER_TRACING_DATA {
             let len = super::bytes::read_uint(rec, 8, 4, endian).ok_or(BinaryError::Invalid {

@@ -166,6 +166,36 @@ mod tests {
             .is_some_and(|&n| n > 0));
     }
 
+    /// A `record --raw` directory opens like a file; `--format raw-dir` on a file is an error.
+    #[test]
+    fn raw_directory_opens_transparently() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/paired/raw");
+        let s = stats::stats_for_path(dir, &Options::default(), Filter::default()).unwrap();
+        assert_eq!(s.format, "raw-dir");
+        let direct =
+            mmreplay_parsers::binary::rawdir::read_raw_dir(std::path::Path::new(dir)).unwrap();
+        let events = direct
+            .iter()
+            .filter(|r| !matches!(r.event, mmreplay_parsers::Event::Lost { .. }))
+            .count() as u64;
+        assert!(events > 0);
+        assert_eq!(s.records, events);
+        let file = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../corpus/paired/mmwork.v6.dat.zst"
+        );
+        let opts = Options {
+            format: Some(Format::RawDir),
+            ..Default::default()
+        };
+        let e = stats::stats_for_path(file, &opts, Filter::default()).unwrap_err();
+        let why = std::error::Error::source(&e).map(|s| s.to_string());
+        assert!(
+            why.as_deref().is_some_and(|w| w.contains("directory")),
+            "{e}: {why:?}"
+        );
+    }
+
     /// fmt-overrun was recorded with a tiny buffer: its `trace` header says 1744/12071.
     #[test]
     fn overwritten_events_from_trace_header() {

@@ -758,6 +758,68 @@ fn helpers_keep_ranges_consistent() {
 }
 
 #[test]
+fn rss_stat_inside_execve_does_not_regroup_the_exec_mm_into_the_old_one() {
+    // A vfork child (CLONE_VM|CLONE_VFORK = 0x4100) shares its parent's mm, then execs. The
+    // kernel's exec_mmap makes the new mm current before sched_process_exec, so rss_stat
+    // names the NEW mm's hash (0xbeef) while the lowering still has the child in the parent mm.
+    let rss = |pid, hash| {
+        rec(
+            1,
+            pid,
+            Event::RssStat {
+                mm_id: hash,
+                curr: true,
+                member: Arc::from("MM_ANONPAGES"),
+                size: 4096,
+            },
+        )
+    };
+    let recs = [
+        fault(0, 20, 0x1000, 0x6),
+        rss(20, 0xaaaa),
+        rec(
+            0,
+            20,
+            Event::TaskNewtask {
+                pid: 21,
+                clone_flags: 0x4100,
+            },
+        ),
+        rec(
+            1,
+            21,
+            Event::SysEnter {
+                nr: Syscall::Execve,
+                args: args(&[]),
+            },
+        ),
+        rss(21, 0xbeef),
+        rec(
+            1,
+            21,
+            Event::SchedProcessExec {
+                pid: 21,
+                old_pid: 21,
+            },
+        ),
+        rss(21, 0xbeef),
+        fault(1, 21, 0x5000, 0x6),
+    ];
+    let (ops, st) = lower(&recs, opts());
+    let mm_of_fault = |va: u64| {
+        ops.iter().find_map(|o| match o {
+            Op::Fault { mm, va: v, .. } if *v == va => Some(*mm),
+            _ => None,
+        })
+    };
+    assert_ne!(mm_of_fault(0x5000), mm_of_fault(0x1000), "{ops:?}");
+    assert_eq!(
+        st.approximations.get("task_regrouped_by_rss_stat_mm_id"),
+        None
+    );
+}
+
+#[test]
 fn rss_stat_mm_id_groups_threads_first_seen_mid_capture() {
     let rss = |cpu, pid, hash| {
         rec(
