@@ -321,7 +321,7 @@ fn munmap_ipis_follow_cpumask_and_lazy_rules() {
 }
 
 #[test]
-fn mprotect_flushes_only_when_removing_permissions() {
+fn mprotect_flushes_when_the_pte_write_bit_changes() {
     let mut m = start(Reference, 2);
     mmap_anon(&mut m, 1, A, 2 * PAGE);
     touch(&mut m, 0, 1, A, AccessKind::Write);
@@ -353,7 +353,8 @@ fn mprotect_flushes_only_when_removing_permissions() {
         },
     );
     let c2 = m.counters().clone();
-    assert_eq!(c2.tlb_flush_local, c1.tlb_flush_local);
+    // x86 pte_flags_need_flush: _PAGE_RW is flush_on_change, so the upgrade flushes too.
+    assert_eq!(c2.tlb_flush_local, c1.tlb_flush_local + 1);
     // can_change_pte_writable: exclusive anon → writable again without a fault.
     assert!(matches!(
         pte(&m, 1, A),
@@ -363,6 +364,19 @@ fn mprotect_flushes_only_when_removing_permissions() {
         touch(&mut m, 0, 1, A + PAGE, AccessKind::Exec),
         OpOutcome::Segv
     );
+    // Same protection again: no PTE flag changes, no flush.
+    let c3 = m.counters().clone();
+    ok(
+        &mut m,
+        Op::Mprotect {
+            cpu: 0,
+            mm: MmId(1),
+            addr: A,
+            len: 2 * PAGE,
+            prot: prot::READ | prot::WRITE,
+        },
+    );
+    assert_eq!(m.counters().tlb_flush_local, c3.tlb_flush_local);
     no_violations(&mut m);
 }
 

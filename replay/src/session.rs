@@ -45,7 +45,7 @@ impl Default for SessionOptions {
     fn default() -> Self {
         SessionOptions {
             policies: vec!["reference".into()],
-            mode: Mode::Lockstep,
+            mode: Mode::FreeRunning,
             pid: None,
             comm: None,
             strict: false,

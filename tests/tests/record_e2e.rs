@@ -1,5 +1,5 @@
 //! End to end: `mmreplay record -- <small workload>` on the real tracefs, then `mmreplay stats`
-//! on the capture. Runs only as root with a writable tracefs (skips with a printed note
+//! and `mmreplay replay` on the capture. Runs only as root with a writable tracefs (skips with a printed note
 //! otherwise); it must never leave tracefs changed, which it checks.
 use std::fs;
 use std::io::Read;
@@ -61,7 +61,7 @@ fn tracefs_state() -> Vec<String> {
 }
 
 #[test]
-fn record_small_workload_then_stats() {
+fn record_small_workload_then_stats_and_replay() {
     if !is_root() || !tracefs_writable() {
         eprintln!("note: record_e2e skipped: needs root and a writable {TRACEFS}");
         return;
@@ -140,6 +140,32 @@ fn record_small_workload_then_stats() {
         stats["events"]["page_fault_user"].as_u64(),
         Some(total_faults as u64),
         "stats disagrees with the text on page_fault_user"
+    );
+
+    // And replay the fresh capture, restricted to the workload: the lowering must turn dd's
+    // faults into model faults. Exit 0/1 are verdicts; 2 would be bad input.
+    let o = Command::new(&bin)
+        .args(["replay", "--json", "--pid"])
+        .arg(pid.to_string())
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_ne!(
+        o.status.code(),
+        Some(2),
+        "replay rejected the capture: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let first = String::from_utf8_lossy(&o.stdout);
+    let report: serde_json::Value =
+        serde_json::from_str(first.lines().next().unwrap_or("")).expect("replay --json output");
+    assert!(report["ops"].as_u64().unwrap_or(0) > 0, "no ops: {report}");
+    assert!(
+        report["policies"]["reference"]["counters"]["faults"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "the reference model saw no fault of dd: {report}"
     );
 
     // The signal path (same test: two recorders must not share tracefs). The workload sends

@@ -40,7 +40,7 @@ const SHOWN_VIOLATIONS: usize = 5;
 /// Breaches listed per summary.
 const SHOWN_BREACHES: usize = 5;
 /// Contract mode of the verdicts (the `mmreplay replay` default).
-const MODE: Mode = Mode::Lockstep;
+const MODE: Mode = Mode::FreeRunning;
 
 fn captures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/captures")

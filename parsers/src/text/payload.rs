@@ -186,14 +186,15 @@ fn symbol_name(v: &[u8]) -> &[u8] {
     v.get(..end).unwrap_or(v)
 }
 
-/// `include/trace/events/ipi.h` callbacks, classified (see [`IpiKind`]).
-pub fn classify_ipi(callback: &[u8]) -> IpiKind {
-    match symbol_name(callback) {
-        b"flush_tlb_func" => IpiKind::TlbShootdown,
-        b"tlb_remove_table_smp_sync" => IpiKind::TableSync,
-        b"generic_smp_call_function_single_interrupt" => IpiKind::CallFunctionSingle,
-        _ => IpiKind::Other,
-    }
+/// `include/trace/events/ipi.h` callbacks, classified (see [`IpiKind`]) by the rule shared with
+/// the binary readers ([`crate::fields::classify_ipi`]): a single-target call IPI counts as a
+/// TLB flush only when its callsite is a flush path, since wakeups use the same callback.
+pub fn classify_ipi(callsite: Option<&[u8]>, callback: Option<&[u8]>) -> IpiKind {
+    let text = |v: &[u8]| std::str::from_utf8(symbol_name(v)).ok().map(str::to_owned);
+    crate::fields::classify_ipi(
+        callsite.and_then(text).as_deref(),
+        callback.and_then(text).as_deref(),
+    )
 }
 
 /// Parses a `__cpumask` value: comma-separated 32-bit hex words, most significant first
@@ -366,20 +367,14 @@ impl Decoder {
             Kind::IpiCpu => {
                 const E: Expected = "`cpu=<n> callsite=<sym> callback=<sym>`";
                 let target = req!(f.word(b"cpu").and_then(dec_u32), E);
-                let kind = f
-                    .get(b"callback")
-                    .map(classify_ipi)
-                    .unwrap_or(IpiKind::Other);
+                let kind = classify_ipi(f.get(b"callsite"), f.get(b"callback"));
                 Event::IpiSendCpu { target, kind }
             }
             Kind::IpiMask => {
                 const E: Expected =
                     "`cpumask=<hex words or cpu list> callsite=<sym> callback=<sym>`";
                 let (mask, targets) = req!(f.word(b"cpumask").and_then(parse_cpumask), E);
-                let kind = f
-                    .get(b"callback")
-                    .map(classify_ipi)
-                    .unwrap_or(IpiKind::Other);
+                let kind = classify_ipi(f.get(b"callsite"), f.get(b"callback"));
                 Event::IpiSendCpumask {
                     mask,
                     targets,

@@ -766,8 +766,10 @@ impl<P: Policy> Model<P> {
                         p.write = true;
                     }
                 }
-                // pte_needs_flush: permissions removed (or PROT_NONE).
-                if (old.write && !p.write) || prot == 0 {
+                // x86 pte_needs_flush (`pte_flags_need_flush`): _PAGE_RW is in
+                // `flush_on_change`, so making a present PTE writable flushes too; PROT_NONE
+                // clears _PAGE_PRESENT (`flush_on_clear`).
+                if old.write != p.write || prot == 0 {
                     g.extend(va, va + PAGE_SIZE);
                 }
                 if p != old {

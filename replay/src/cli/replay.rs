@@ -16,11 +16,12 @@ use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ModeArg {
-    /// Reclaim victims follow the reference; only costs may differ (see the limitation in
-    /// the report: the models cannot yet impose victims, so lockstep uses the lockstep
-    /// contract on independent runs).
+    /// Judge candidates by their stricter lockstep contracts. Limitation: the models cannot
+    /// yet impose the reference's reclaim victims on a candidate, so the runs are still
+    /// independent and a reclaim-heavy capture can show breaches that true lockstep would not.
     Lockstep,
-    /// Each policy picks its own victims.
+    /// Each policy picks its own victims; candidates are judged by their free-running
+    /// contracts (the default).
     Free,
 }
 
@@ -45,7 +46,7 @@ pub struct Args {
     )]
     pub policies: Vec<String>,
     /// Replay mode.
-    #[arg(long, value_enum, default_value = "lockstep")]
+    #[arg(long, value_enum, default_value = "free")]
     pub mode: ModeArg,
     /// Print the JSON self-report (one object per trace, one per line).
     #[arg(long)]
