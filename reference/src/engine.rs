@@ -25,6 +25,8 @@ pub trait Engine {
     fn snapshot(&self) -> Snapshot;
     /// `Model::state_hash`.
     fn state_hash(&self) -> u64;
+    /// `Model::progress_hash`: cheap, for comparisons within one run.
+    fn progress_hash(&self) -> u64;
     /// `Model::finish` (full invariant scan).
     fn finish(&mut self);
     /// `Model::steps`.
@@ -52,6 +54,9 @@ impl<P: Policy> Engine for Model<P> {
     }
     fn state_hash(&self) -> u64 {
         Model::state_hash(self)
+    }
+    fn progress_hash(&self) -> u64 {
+        Model::progress_hash(self)
     }
     fn finish(&mut self) {
         Model::finish(self)

@@ -9,7 +9,7 @@ use crate::hash::{FnvWriter, FNV_OFFSET};
 use crate::op::{FileId, FolioId, MmId};
 
 /// State of one PTE (or hugetlb huge PTE) in the snapshot.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PteState {
     /// Maps a folio.
     Present {
@@ -44,7 +44,7 @@ pub enum PteState {
 }
 
 /// One mapped PTE.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PteSnap {
     /// Virtual address (page aligned; 2 MiB aligned for hugetlb).
     pub va: u64,
@@ -55,7 +55,7 @@ pub struct PteSnap {
 }
 
 /// One VMA.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VmaSnap {
     /// Start.
     pub start: u64,
@@ -74,7 +74,7 @@ pub struct VmaSnap {
 }
 
 /// A hugetlb PMD table reachable from this mm (PUD index, sharers beyond the first).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PmdTableSnap {
     /// 1 GiB-aligned base address.
     pub va: u64,
@@ -83,7 +83,7 @@ pub struct PmdTableSnap {
 }
 
 /// One address space.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MmSnap {
     /// Identity.
     pub id: MmId,
@@ -102,7 +102,7 @@ pub struct MmSnap {
 }
 
 /// One live folio.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FolioSnap {
     /// Identity.
     pub id: FolioId,
@@ -139,7 +139,7 @@ pub struct FolioSnap {
 }
 
 /// One CPU.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CpuSnap {
     /// CPU number.
     pub cpu: u32,
@@ -150,7 +150,7 @@ pub struct CpuSnap {
 }
 
 /// Canonical final state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Address spaces sorted by id.
     pub mms: Vec<MmSnap>,
@@ -296,6 +296,17 @@ impl Snapshot {
         // Writing to a String cannot fail.
         let _ = self.write_text(&mut s);
         s
+    }
+
+    /// A cheap 64-bit hash of the same state, over the fields rather than the text: for
+    /// comparisons inside one run (the engine's checkpoints that locate the first diverging
+    /// step), where formatting the canonical text dominated the replay profile. Reports and
+    /// snapshots use [`Snapshot::state_hash`], which is the stable one.
+    pub fn progress_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = crate::hash::FxHasher::default();
+        self.hash(&mut h);
+        h.finish()
     }
 
     /// FNV-1a 64 over the canonical text (fixed, process independent).

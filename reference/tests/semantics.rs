@@ -1344,3 +1344,26 @@ fn migration_batches_flush_on_knew_and_flushes_per_pte_on_k61() {
     assert_eq!(knew.tlb_flush_full, 1);
     assert_eq!(k61.tlb_flush_full, 0);
 }
+
+/// The engine's cheap checkpoint hash follows the canonical one: equal states give equal
+/// values, and a state change that the canonical hash sees (here: an A bit and a new folio)
+/// changes it too.
+#[test]
+fn progress_hash_tracks_state_hash() {
+    let mut a = start(Reference, 2);
+    let mut b = start(Reference, 2);
+    mmap_anon(&mut a, 1, A, 4 * PAGE);
+    mmap_anon(&mut b, 1, A, 4 * PAGE);
+    touch(&mut a, 0, 1, A, AccessKind::Write);
+    touch(&mut b, 0, 1, A, AccessKind::Write);
+    assert_eq!(a.state_hash(), b.state_hash());
+    assert_eq!(a.progress_hash(), b.progress_hash());
+    touch(&mut b, 0, 1, A + PAGE, AccessKind::Write);
+    assert_ne!(a.state_hash(), b.state_hash());
+    assert_ne!(a.progress_hash(), b.progress_hash());
+    assert_eq!(
+        a.progress_hash(),
+        a.snapshot().progress_hash(),
+        "Model::progress_hash must be the snapshot's"
+    );
+}

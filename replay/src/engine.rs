@@ -127,7 +127,7 @@ impl Slot {
                 }
             }
             if hash_every > 0 && self.engine.steps() % hash_every == 0 {
-                self.checkpoints.push(self.engine.state_hash());
+                self.checkpoints.push(self.engine.progress_hash());
             }
         }
     }
@@ -311,7 +311,7 @@ pub fn first_divergence(
         let i = i as u64;
         let _ = a.apply(&op);
         let _ = b.apply(&op);
-        if i >= skip && a.state_hash() != b.state_hash() {
+        if i >= skip && a.progress_hash() != b.progress_hash() {
             return Some((i, a.snapshot(), b.snapshot()));
         }
     }

@@ -328,6 +328,12 @@ impl<P: Policy> Model<P> {
         self.build_snapshot().state_hash()
     }
 
+    /// A cheap hash of the same state ([`Snapshot::progress_hash`]): equal states give equal
+    /// values within one build; use it to compare models inside a run, `state_hash` in reports.
+    pub fn progress_hash(&self) -> u64 {
+        self.build_snapshot().progress_hash()
+    }
+
     // ----- internal helpers shared by the op modules -----
 
     pub(crate) fn violate(&mut self, invariant: Invariant, detail: String) {
