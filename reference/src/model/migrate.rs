@@ -62,15 +62,9 @@ impl<P: Policy> Model<P> {
         let mut aborted = false;
         for &(mm, va) in &list {
             self.c.rmap_vma_visits += 1;
-            let Some(loc) = self.locate(mm, va) else {
+            let Some((loc, p)) = self.mapped_at(slot, mm, va) else {
                 continue;
             };
-            let Pte::Present(p) = self.get(loc) else {
-                continue;
-            };
-            if p.folio != slot {
-                continue;
-            }
             let (anon, pae, pinned) = match self.folios.get(slot as usize) {
                 Some(f) => (f.is_anon(), f.pae, f.pincount > 0),
                 None => break,

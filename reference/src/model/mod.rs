@@ -402,6 +402,17 @@ impl<P: Policy> Model<P> {
         }
     }
 
+    /// Where and how folio `slot` is mapped at (`mm`, `va`), if the page table still maps it
+    /// there: an rmap entry names a mapping, but a walk (`try_to_unmap_one`,
+    /// `try_to_migrate_one`) must re-check the PTE (`page_vma_mapped_walk`).
+    pub(crate) fn mapped_at(&self, slot: u32, mm: u32, va: u64) -> Option<(Loc, PresentPte)> {
+        let loc = self.locate(mm, va)?;
+        match self.get(loc) {
+            Pte::Present(p) if p.folio == slot => Some((loc, p)),
+            _ => None,
+        }
+    }
+
     pub(crate) fn get(&self, loc: Loc) -> Pte {
         match loc {
             Loc::Pte(t, i) => self

@@ -279,15 +279,9 @@ impl<P: Policy> Model<P> {
                 ok = false;
                 break;
             }
-            let Some(loc) = self.locate(mm, va) else {
+            let Some((loc, p)) = self.mapped_at(slot, mm, va) else {
                 continue;
             };
-            let Pte::Present(p) = self.get(loc) else {
-                continue;
-            };
-            if p.folio != slot {
-                continue;
-            }
             let (anon, swapbacked, pae, pinned) = match self.folios.get(slot as usize) {
                 Some(f) => (f.is_anon(), f.swapbacked, f.pae, f.pincount > 0),
                 None => break,
