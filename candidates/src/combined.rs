@@ -82,6 +82,7 @@ pub fn contract(mode: Mode, base: Base, window: u32, mig_ad_supported: bool) -> 
                     ("a_bit_clears", Rule::Any),
                     ("lookaround_*", Rule::GreaterOrEqual),
                     ("gen_promote_*", Rule::Any),
+                    ("min_seq_incs", Rule::Any),
                     ("hw_a_sets", Rule::Any),
                     ("scanned", Rule::Any),
                     ("kept", Rule::Any),

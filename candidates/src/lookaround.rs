@@ -178,6 +178,9 @@ pub fn contract(mode: Mode, window: u32) -> Contract {
                 ("a_bit_clears", Rule::Any),
                 ("lookaround_*", Rule::GreaterOrEqual),
                 ("gen_promote_*", Rule::Any),
+                // Aging rounds are imposed (max_seq_incs equal), but an oldest gen whose folios
+                // look-around promoted empties, and is retired, earlier (lru.nr_gens: any).
+                ("min_seq_incs", Rule::Any),
                 // Cleared neighbours are re-set by the next page walk (C.1 table: up).
                 ("hw_a_sets", Rule::Any),
                 // sort_folio moves promoted folios without isolating them.

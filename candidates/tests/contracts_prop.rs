@@ -1,9 +1,11 @@
 //! Every candidate's contract holds on every random op sequence of the reference model's
 //! property-test generator (`mmreplay_reference::testing`), and no candidate ever reports an
 //! invariant violation. Free-running contracts for all registry policies under the KNEW and
-//! K61 profiles; the stricter lockstep contracts where the run really is lockstep:
-//! batched-unshare always (it changes no reclaim or migration choice), ad-preserve on
-//! sequences without `Reclaim` (the only op whose choices depend on restored A bits).
+//! K61 profiles; the stricter lockstep contracts with the reference's reclaim rounds imposed on
+//! the candidate (`Engine::apply_recording` / `apply_imposed`): batched-unshare, ad-preserve
+//! and look-around, on sequences with `Reclaim` ops (whose victim choice depends on the A bits
+//! those candidates change). A lockstep run where an imposed victim could not be evicted
+//! fails the check (the premise of lockstep did not hold).
 
 use mmreplay_candidates::contract::{Mode, Observed};
 use mmreplay_candidates::registry::{self, PolicySpec, POLICIES};
@@ -34,9 +36,23 @@ fn compare(spec: &PolicySpec, mode: Mode, profile: &KernelProfile, ops: &[Op]) -
     };
     let mut r = rspec.build(profile);
     let mut c = spec.build(profile);
+    let mut skipped = 0;
     for op in ops {
-        let a = r.apply(op);
-        let b = c.apply(op);
+        let (a, b) = match mode {
+            Mode::Lockstep => {
+                let (a, script) = r.apply_recording(op);
+                let b = match &script {
+                    Some(script) => {
+                        let (b, res) = c.apply_imposed(op, script);
+                        skipped += res.skipped;
+                        b
+                    }
+                    None => c.apply(op),
+                };
+                (a, b)
+            }
+            Mode::FreeRunning => (r.apply(op), c.apply(op)),
+        };
         // Same op validity in both (errors are about the op, not the policy).
         if a.is_err() != b.is_err() {
             return vec![format!("op {op:?}: reference {a:?}, candidate {b:?}")];
@@ -64,6 +80,12 @@ fn compare(spec: &PolicySpec, mode: Mode, profile: &KernelProfile, ops: &[Op]) -
         .collect();
     if !theirs.is_empty() {
         return out;
+    }
+    if skipped > 0 {
+        out.push(format!(
+            "{}: lockstep could not impose {skipped} reclaim victims",
+            spec.name()
+        ));
     }
     let (rs, cs) = (r.snapshot(), c.snapshot());
     let k = spec.contract(mode, profile);
@@ -121,8 +143,18 @@ proptest! {
     }
 
     #[test]
-    fn ad_preserve_lockstep_contract_holds_without_reclaim(ops in gen()) {
-        let ops: Vec<Op> = ops.into_iter().filter(|o| !matches!(o, Op::Reclaim { .. })).collect();
+    fn lookaround_lockstep_contract_holds_with_reclaim(ops in gen()) {
+        for profile in profiles() {
+            for name in ["lookaround", "lookaround:window=8", "all"] {
+                let spec = registry::parse(name).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let bad = compare(&spec, Mode::Lockstep, &profile, &ops);
+                prop_assert!(bad.is_empty(), "{:?} {name}: {:#?}", profile.base, bad);
+            }
+        }
+    }
+
+    #[test]
+    fn ad_preserve_lockstep_contract_holds_with_reclaim(ops in gen()) {
         for profile in profiles() {
             let spec = registry::parse("ad-preserve").map_err(|e| TestCaseError::fail(e.to_string()))?;
             let bad = compare(&spec, Mode::Lockstep, &profile, &ops);
@@ -172,6 +204,12 @@ fn sweep_exercises_decision_points() {
             runs += 1;
             let bad = compare(spec, Mode::FreeRunning, &profile, &ops);
             assert!(bad.is_empty(), "seed {seed} {}: {bad:#?}", spec.name());
+            let bad = compare(spec, Mode::Lockstep, &profile, &ops);
+            assert!(
+                bad.is_empty(),
+                "seed {seed} {} lockstep: {bad:#?}",
+                spec.name()
+            );
             let mut c = spec.build(&profile);
             for op in &ops {
                 let _ = c.apply(op);

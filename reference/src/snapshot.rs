@@ -302,10 +302,38 @@ impl Snapshot {
     /// comparisons inside one run (the engine's checkpoints that locate the first diverging
     /// step), where formatting the canonical text dominated the replay profile. Reports and
     /// snapshots use [`Snapshot::state_hash`], which is the stable one.
+    ///
+    /// `Model::progress_hash` computes the same value straight from the model's arenas,
+    /// without building a snapshot; both feed the same facts ([`ProgressHasher`], [`FolioKey`],
+    /// [`VmaKey`]) in the same order, and a test checks they agree.
     pub fn progress_hash(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = crate::hash::FxHasher::default();
-        self.hash(&mut h);
+        let mut h = ProgressHasher::new(self.lru_nr_gens);
+        for c in &self.cpus {
+            h.cpu(c);
+        }
+        for m in &self.mms {
+            let mask = m
+                .cpumask
+                .iter()
+                .filter(|c| **c < 64)
+                .fold(0u64, |a, c| a | (1u64 << c));
+            h.mm(m.id, m.rss, m.nr_pmds, mask);
+            for v in &m.vmas {
+                h.vma(&v.key());
+            }
+            for t in &m.hugetlb_tables {
+                h.hugetlb_table(t);
+            }
+            for p in &m.ptes {
+                h.pte(p);
+            }
+        }
+        for f in &self.folios {
+            h.folio(&f.key());
+        }
+        for (id, content) in &self.swap {
+            h.swap(*id, *content);
+        }
         h.finish()
     }
 
@@ -314,5 +342,198 @@ impl Snapshot {
         let mut h = FnvWriter(FNV_OFFSET);
         let _ = self.write_text(&mut h);
         h.0
+    }
+}
+
+/// The hashed facts of a [`FolioSnap`], borrowing its kind (field order and types as in
+/// `FolioSnap`, so the derived hashes agree; the fields mean what `FolioSnap`'s do). Built
+/// from the model without allocating.
+#[allow(missing_docs)]
+#[derive(Hash)]
+pub struct FolioKey<'a> {
+    pub id: FolioId,
+    pub kind: &'a str,
+    pub file: Option<(FileId, u64)>,
+    pub order: u8,
+    pub anon_exclusive: bool,
+    pub dirty: bool,
+    pub swapbacked: bool,
+    pub swapcache: bool,
+    pub mapcount: u32,
+    pub refcount: u32,
+    pub pincount: u32,
+    pub lru_age: Option<u64>,
+    pub lru_type: u8,
+    pub referenced: bool,
+    pub workingset: bool,
+    pub content: u64,
+}
+
+impl FolioSnap {
+    /// Its hashed facts.
+    pub fn key(&self) -> FolioKey<'_> {
+        FolioKey {
+            id: self.id,
+            kind: &self.kind,
+            file: self.file,
+            order: self.order,
+            anon_exclusive: self.anon_exclusive,
+            dirty: self.dirty,
+            swapbacked: self.swapbacked,
+            swapcache: self.swapcache,
+            mapcount: self.mapcount,
+            refcount: self.refcount,
+            pincount: self.pincount,
+            lru_age: self.lru_age,
+            lru_type: self.lru_type,
+            referenced: self.referenced,
+            workingset: self.workingset,
+            content: self.content,
+        }
+    }
+}
+
+impl From<FolioKey<'_>> for FolioSnap {
+    fn from(k: FolioKey<'_>) -> Self {
+        FolioSnap {
+            id: k.id,
+            kind: k.kind.to_string(),
+            file: k.file,
+            order: k.order,
+            anon_exclusive: k.anon_exclusive,
+            dirty: k.dirty,
+            swapbacked: k.swapbacked,
+            swapcache: k.swapcache,
+            mapcount: k.mapcount,
+            refcount: k.refcount,
+            pincount: k.pincount,
+            lru_age: k.lru_age,
+            lru_type: k.lru_type,
+            referenced: k.referenced,
+            workingset: k.workingset,
+            content: k.content,
+        }
+    }
+}
+
+/// The hashed facts of a [`VmaSnap`] (as [`FolioKey`] is for folios).
+#[allow(missing_docs)]
+#[derive(Hash)]
+pub struct VmaKey<'a> {
+    pub start: u64,
+    pub end: u64,
+    pub prot: u32,
+    pub shared: bool,
+    pub kind: &'a str,
+    pub file: Option<FileId>,
+    pub pgoff: u64,
+}
+
+impl VmaSnap {
+    /// Its hashed facts.
+    pub fn key(&self) -> VmaKey<'_> {
+        VmaKey {
+            start: self.start,
+            end: self.end,
+            prot: self.prot,
+            shared: self.shared,
+            kind: &self.kind,
+            file: self.file,
+            pgoff: self.pgoff,
+        }
+    }
+}
+
+impl From<VmaKey<'_>> for VmaSnap {
+    fn from(k: VmaKey<'_>) -> Self {
+        VmaSnap {
+            start: k.start,
+            end: k.end,
+            prot: k.prot,
+            shared: k.shared,
+            kind: k.kind.to_string(),
+            file: k.file,
+            pgoff: k.pgoff,
+        }
+    }
+}
+
+/// Combines snapshot facts into the progress hash. Ordered facts (CPUs, mms by id, each mm's
+/// VMAs and PTEs by address) go through one running hasher; unordered ones (folios, swap
+/// slots, hugetlb tables) are summed, so the model can feed them in arena order.
+pub struct ProgressHasher {
+    ordered: crate::hash::FxHasher,
+    folios: u64,
+    swap: u64,
+    tables: u64,
+}
+
+fn fx_one<T: std::hash::Hash>(t: &T) -> u64 {
+    use std::hash::Hasher;
+    let mut h = crate::hash::FxHasher::default();
+    t.hash(&mut h);
+    // Spread the low bits: sums of Fx outputs would otherwise cancel too easily.
+    h.finish().wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5bd1_e995
+}
+
+impl ProgressHasher {
+    /// Start with the MGLRU generation counts.
+    pub fn new(lru_nr_gens: [u64; 2]) -> Self {
+        use std::hash::Hash;
+        let mut ordered = crate::hash::FxHasher::default();
+        lru_nr_gens.hash(&mut ordered);
+        ProgressHasher {
+            ordered,
+            folios: 0,
+            swap: 0,
+            tables: 0,
+        }
+    }
+    /// One CPU, in CPU order.
+    pub fn cpu(&mut self, c: &CpuSnap) {
+        use std::hash::Hash;
+        c.hash(&mut self.ordered);
+    }
+    /// Start an mm (mms in id order); its VMAs, hugetlb tables and PTEs follow.
+    pub fn mm(&mut self, id: MmId, rss: [i64; 3], nr_pmds: i64, cpumask: u64) {
+        use std::hash::Hash;
+        self.flush_tables();
+        (0xfeu8, id, rss, nr_pmds, cpumask).hash(&mut self.ordered);
+    }
+    /// A VMA of the current mm, by start.
+    pub fn vma(&mut self, v: &VmaKey<'_>) {
+        use std::hash::Hash;
+        (0xf1u8, v).hash(&mut self.ordered);
+    }
+    /// A hugetlb PMD table of the current mm, any order.
+    pub fn hugetlb_table(&mut self, t: &PmdTableSnap) {
+        self.tables = self.tables.wrapping_add(fx_one(t));
+    }
+    /// A PTE of the current mm, by address.
+    pub fn pte(&mut self, p: &PteSnap) {
+        use std::hash::Hash;
+        (0xf2u8, p).hash(&mut self.ordered);
+    }
+    /// A live folio, any order.
+    pub fn folio(&mut self, f: &FolioKey<'_>) {
+        self.folios = self.folios.wrapping_add(fx_one(f));
+    }
+    /// A swapped-out page, any order.
+    pub fn swap(&mut self, id: FolioId, content: u64) {
+        self.swap = self.swap.wrapping_add(fx_one(&(id, content)));
+    }
+    fn flush_tables(&mut self) {
+        use std::hash::Hash;
+        if self.tables != 0 {
+            (0xf3u8, self.tables).hash(&mut self.ordered);
+            self.tables = 0;
+        }
+    }
+    /// The hash.
+    pub fn finish(mut self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        self.flush_tables();
+        (0xf4u8, self.folios, self.swap).hash(&mut self.ordered);
+        self.ordered.finish()
     }
 }

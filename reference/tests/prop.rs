@@ -50,6 +50,8 @@ proptest! {
         prop_assert_eq!(&sa, &sb);
         prop_assert_eq!(sa.to_text(), sb.to_text());
         prop_assert_eq!(a.state_hash(), b.state_hash());
+        // The arena walk and the snapshot must feed the progress hash the same facts.
+        prop_assert_eq!(a.progress_hash(), sa.progress_hash());
         prop_assert_eq!(a.counters(), b.counters());
         let json = serde_json::to_string(&sa).unwrap();
         let back: Snapshot = serde_json::from_str(&json).unwrap();

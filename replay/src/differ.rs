@@ -147,6 +147,26 @@ pub fn compare(
             snapshot: &candidate.snapshot,
         },
     );
+    if let Some(l) = candidate
+        .lockstep
+        .as_ref()
+        .filter(|l| l.victims_skipped > 0)
+    {
+        // Lockstep's premise (same victims) failed: judging by the lockstep contract would
+        // blame the policy for the harness's failure to impose. The breaches stay listed.
+        return Verdict {
+            candidate: name,
+            outcome: Outcome::NotComparable {
+                reason: format!(
+                    "lockstep: {} of the reference's {} reclaim victims could not be evicted in the candidate (first at {})",
+                    l.victims_skipped,
+                    l.victims_imposed,
+                    l.first_skip.as_deref().unwrap_or("?")
+                ),
+            },
+            breaches,
+        };
+    }
     let states_differ = reference.snapshot_hash != candidate.snapshot_hash
         || reference.checkpoints != candidate.checkpoints;
     let outcome = if let Some((s, a, b)) = step {
@@ -281,6 +301,7 @@ mod tests {
             snapshot_hash: snapshot.state_hash(),
             snapshot,
             checkpoints: vec![1, 2, 3],
+            lockstep: None,
         }
     }
 
@@ -334,6 +355,29 @@ mod tests {
         assert_eq!(
             compare(None, &r, &run("c", base), None).label(),
             "not_comparable"
+        );
+    }
+
+    #[test]
+    fn skipped_imposed_victims_make_lockstep_not_comparable() {
+        let k = contract();
+        let r = run("reference", Counters::default());
+        let mut c = run("c", Counters::default());
+        c.lockstep = Some(crate::engine::LockstepCounts {
+            reclaim_ops: 3,
+            victims_imposed: 10,
+            ..Default::default()
+        });
+        assert_eq!(compare(Some(&k), &r, &c, None).label(), "same");
+        if let Some(l) = c.lockstep.as_mut() {
+            l.victims_skipped = 2;
+            l.first_skip = Some("op 7: folio 4: not on an LRU".into());
+        }
+        let v = compare(Some(&k), &r, &c, None);
+        assert_eq!(v.label(), "not_comparable");
+        assert!(
+            matches!(&v.outcome, Outcome::NotComparable { reason } if reason.contains("2 of the reference's 10") && reason.contains("op 7: folio 4")),
+            "{v:?}"
         );
     }
 

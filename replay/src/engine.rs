@@ -3,6 +3,13 @@
 //! the models. Every `hash_every` ops each model's state hash is recorded, so the differ can find
 //! the first diverging step exactly by re-running only the last window step by step.
 //!
+//! Lockstep mode (`EngineConfig::lockstep`, mm-semantics C.0): the reference (the first model)
+//! runs each chunk first and records what every `Reclaim` op did (`Engine::apply_recording`);
+//! the candidates then run that chunk with the reference's reclaim rounds imposed
+//! (`Engine::apply_imposed`), so they evict the same folios. The reference runs chunk k+1 while
+//! the candidates run chunk k (and the lowering fills chunk k+2), so models still run in
+//! parallel. Migration targets need no imposing: they come from the trace (`Op::Migrate`).
+//!
 //! What it must never do: hold the whole op stream (chunks are bounded), contain model semantics
 //! (models decide everything; ops the model rejects are counted by error kind), or make output
 //! depend on thread scheduling (each model is applied sequentially; only models run in parallel).
@@ -12,12 +19,14 @@ use std::collections::BTreeMap;
 use mmreplay_candidates::BoxedEngine;
 use mmreplay_parsers::record::Record;
 use mmreplay_reference::counters::Counters;
+use mmreplay_reference::engine::ReclaimScript;
 use mmreplay_reference::invariant::Violation;
 use mmreplay_reference::model::ModelError;
 use mmreplay_reference::op::{Op, OpOutcome};
 use mmreplay_reference::snapshot::Snapshot;
 use mmreplay_reference::Engine;
 use rayon::prelude::*;
+use serde::Serialize;
 
 use crate::lower::{LowerOptions, LowerStats, Lowering};
 
@@ -30,6 +39,8 @@ pub struct EngineConfig {
     pub chunk_ops: usize,
     /// Run the models in parallel (rayon) rather than one after the other.
     pub parallel: bool,
+    /// Lockstep: impose the first model's (the reference's) reclaim rounds on the others.
+    pub lockstep: bool,
 }
 
 impl Default for EngineConfig {
@@ -38,6 +49,7 @@ impl Default for EngineConfig {
             hash_every: 1024,
             chunk_ops: 32 * 1024,
             parallel: true,
+            lockstep: false,
         }
     }
 }
@@ -62,6 +74,23 @@ pub struct PolicyRun {
     pub snapshot_hash: u64,
     /// State hash after every `hash_every` ops (index i: after (i+1)*hash_every ops).
     pub checkpoints: Vec<u64>,
+    /// Lockstep runs only, candidates only: how the reference's victims were imposed.
+    pub lockstep: Option<LockstepCounts>,
+}
+
+/// How one candidate followed the reference's reclaim in a lockstep run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LockstepCounts {
+    /// `Reclaim` ops whose rounds were imposed.
+    pub reclaim_ops: u64,
+    /// Reclaim victims imposed (folios the reference freed).
+    pub victims_imposed: u64,
+    /// Imposed victims the candidate could not free.
+    pub victims_skipped: u64,
+    /// Folios the candidate freed where the reference's attempt failed.
+    pub victims_extra: u64,
+    /// The first skip: op index and reason.
+    pub first_skip: Option<String>,
 }
 
 /// Result of one trace.
@@ -94,12 +123,58 @@ struct Slot {
     errors: BTreeMap<String, u64>,
     outcomes: BTreeMap<String, u64>,
     checkpoints: Vec<u64>,
+    lockstep: Option<LockstepCounts>,
+}
+
+/// What a lockstep model does with `Reclaim` ops.
+enum Role<'a> {
+    /// Free-running.
+    Free,
+    /// Record every `Reclaim` op's rounds (in op order; `None` for a rejected one).
+    Record(&'a mut Vec<Option<ReclaimScript>>),
+    /// Follow these recorded rounds, one per `Reclaim` op of the chunk, in order.
+    Follow(&'a [Option<ReclaimScript>]),
 }
 
 impl Slot {
     fn apply_chunk(&mut self, ops: &[Op], hash_every: u64) {
+        self.apply_chunk_as(ops, hash_every, Role::Free)
+    }
+
+    fn apply_chunk_as(&mut self, ops: &[Op], hash_every: u64, mut role: Role<'_>) {
+        let mut next_script = 0usize;
         for op in ops {
-            match self.engine.apply(op) {
+            let reclaim = matches!(op, Op::Reclaim { .. });
+            let r = match &mut role {
+                Role::Record(out) if reclaim => {
+                    let (r, script) = self.engine.apply_recording(op);
+                    out.push(script);
+                    r
+                }
+                Role::Follow(scripts) if reclaim => {
+                    let script = scripts.get(next_script).and_then(Option::as_ref);
+                    next_script += 1;
+                    match script {
+                        Some(script) => {
+                            let step = self.engine.steps();
+                            let (r, res) = self.engine.apply_imposed(op, script);
+                            let c = self.lockstep.get_or_insert_with(Default::default);
+                            c.reclaim_ops += 1;
+                            c.victims_imposed += res.imposed;
+                            c.victims_skipped += res.skipped;
+                            c.victims_extra += res.extra;
+                            if c.first_skip.is_none() {
+                                c.first_skip = res.first_skip.map(|w| format!("op {step}: {w}"));
+                            }
+                            r
+                        }
+                        // The reference rejected this op: nothing to impose.
+                        None => self.engine.apply(op),
+                    }
+                }
+                _ => self.engine.apply(op),
+            };
+            match r {
                 Ok(OpOutcome::Segv) => {
                     *self
                         .outcomes
@@ -145,14 +220,23 @@ pub fn run<E: Send>(
     let mut lowering = Lowering::new(lower);
     let mut slots: Vec<Slot> = engines
         .into_iter()
-        .map(|engine| Slot {
+        .enumerate()
+        .map(|(i, engine)| Slot {
             engine,
             errors: BTreeMap::new(),
             outcomes: BTreeMap::new(),
             checkpoints: Vec::new(),
+            lockstep: (cfg.lockstep && i > 0).then(LockstepCounts::default),
         })
         .collect();
     let chunk = cfg.chunk_ops.max(1);
+    if cfg.lockstep && slots.len() > 1 {
+        let policies = run_lockstep(records, &mut lowering, &mut slots, cfg, &mut progress)?;
+        return Ok(TraceRun {
+            lower: lowering.into_stats(),
+            policies,
+        });
+    }
     let mut cur: Vec<Op> = Vec::with_capacity(chunk + 64);
     let mut records = records.fuse();
     let mut ended = false;
@@ -218,7 +302,15 @@ pub fn run<E: Send>(
         progress(lowering.stats().records);
         cur = next;
     }
-    let policies = slots
+    Ok(TraceRun {
+        lower: lowering.into_stats(),
+        policies: finish_all(&mut slots),
+    })
+}
+
+/// Final state of every model (full invariant scan, snapshot).
+fn finish_all(slots: &mut [Slot]) -> Vec<PolicyRun> {
+    slots
         .par_iter_mut()
         .map(|s| {
             s.engine.finish();
@@ -233,13 +325,113 @@ pub fn run<E: Send>(
                 snapshot_hash: snapshot.state_hash(),
                 snapshot,
                 checkpoints: std::mem::take(&mut s.checkpoints),
+                lockstep: s.lockstep.take(),
             }
         })
-        .collect();
-    Ok(TraceRun {
-        lower: lowering.into_stats(),
-        policies,
-    })
+        .collect()
+}
+
+/// The lockstep loop: the reference (`slots[0]`) runs chunk k+1 and the lowering fills chunk
+/// k+2 while the candidates run chunk k with the reference's reclaim rounds of chunk k.
+fn run_lockstep<E: Send>(
+    records: impl Iterator<Item = Result<Record, E>> + Send,
+    lowering: &mut Lowering,
+    slots: &mut [Slot],
+    cfg: &EngineConfig,
+    progress: &mut impl FnMut(u64),
+) -> Result<Vec<PolicyRun>, E> {
+    let chunk = cfg.chunk_ops.max(1);
+    let hash_every = cfg.hash_every;
+    let mut records = records.fuse();
+    let mut ended = false;
+    let mut err: Option<E> = None;
+    let Some((reference, candidates)) = slots.split_first_mut() else {
+        return Ok(Vec::new());
+    };
+    // cur: chunk the reference has run (scripts ready); next: lowered, not yet run.
+    let mut cur: Vec<Op> = Vec::with_capacity(chunk + 64);
+    fill(
+        &mut records,
+        lowering,
+        &mut cur,
+        chunk,
+        &mut ended,
+        &mut err,
+    );
+    if let Some(e) = err.take() {
+        return Err(e);
+    }
+    let mut cur_scripts: Vec<Option<ReclaimScript>> = Vec::new();
+    reference.apply_chunk_as(&cur, hash_every, Role::Record(&mut cur_scripts));
+    let mut next: Vec<Op> = Vec::with_capacity(chunk + 64);
+    if !ended {
+        fill(
+            &mut records,
+            lowering,
+            &mut next,
+            chunk,
+            &mut ended,
+            &mut err,
+        );
+    }
+    loop {
+        if let Some(e) = err.take() {
+            return Err(e);
+        }
+        if cur.is_empty() && next.is_empty() && ended {
+            break;
+        }
+        let mut next_scripts: Vec<Option<ReclaimScript>> = Vec::new();
+        let mut after: Vec<Op> = Vec::with_capacity(chunk + 64);
+        let (ops, scripts) = (&cur, &cur_scripts);
+        let follow = |s: &mut Slot| s.apply_chunk_as(ops, hash_every, Role::Follow(scripts));
+        let lead = |reference: &mut Slot, scripts: &mut Vec<Option<ReclaimScript>>| {
+            reference.apply_chunk_as(&next, hash_every, Role::Record(scripts))
+        };
+        if cfg.parallel {
+            let mut after_ended = ended;
+            let mut after_err = None;
+            rayon::join(
+                || candidates.par_iter_mut().for_each(follow),
+                || {
+                    rayon::join(
+                        || lead(reference, &mut next_scripts),
+                        || {
+                            if !after_ended {
+                                fill(
+                                    &mut records,
+                                    lowering,
+                                    &mut after,
+                                    chunk,
+                                    &mut after_ended,
+                                    &mut after_err,
+                                )
+                            }
+                        },
+                    )
+                },
+            );
+            ended = after_ended;
+            err = after_err;
+        } else {
+            candidates.iter_mut().for_each(follow);
+            lead(reference, &mut next_scripts);
+            if !ended {
+                fill(
+                    &mut records,
+                    lowering,
+                    &mut after,
+                    chunk,
+                    &mut ended,
+                    &mut err,
+                );
+            }
+        }
+        progress(lowering.stats().records);
+        cur = std::mem::replace(&mut next, after);
+        cur_scripts = next_scripts;
+    }
+    Ok(finish_all(slots))
 }
 
 /// Lower records into `out` until it holds `chunk` ops or the input ends (then `finish`).
@@ -313,6 +505,28 @@ pub fn first_divergence(
         let _ = b.apply(&op);
         if i >= skip && a.progress_hash() != b.progress_hash() {
             return Some((i, a.snapshot(), b.snapshot()));
+        }
+    }
+    None
+}
+
+/// [`first_divergence`] for a lockstep run: `reference`'s reclaim rounds are imposed on
+/// `candidate` op by op, as `run` does with `EngineConfig::lockstep`.
+pub fn first_divergence_lockstep(
+    ops: impl Iterator<Item = Op>,
+    reference: &mut dyn Engine,
+    candidate: &mut dyn Engine,
+    skip: u64,
+) -> Option<(u64, Snapshot, Snapshot)> {
+    for (i, op) in ops.enumerate() {
+        let i = i as u64;
+        let (_, script) = reference.apply_recording(&op);
+        let _ = match &script {
+            Some(s) => candidate.apply_imposed(&op, s).0,
+            None => candidate.apply(&op),
+        };
+        if i >= skip && reference.progress_hash() != candidate.progress_hash() {
+            return Some((i, reference.snapshot(), candidate.snapshot()));
         }
     }
     None

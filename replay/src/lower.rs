@@ -27,6 +27,48 @@ const PMD: u64 = 2 << 20;
 const TASK_SIZE: u64 = 1 << 47;
 /// `CLONE_VM`.
 const CLONE_VM: u64 = 0x100;
+/// Whether a `sched_switch` `next_comm` names a kernel thread (which runs lazily on the previous
+/// mm). Kernel threads are not marked in the event, so this goes by the names the kernel gives
+/// its own threads (per-CPU `name/N` threads, workqueues, reclaim and RCU threads).
+fn looks_like_kernel_thread(comm: &[u8]) -> bool {
+    const PREFIXES: &[&[u8]] = &[
+        b"kworker/",
+        b"ksoftirqd/",
+        b"migration/",
+        b"cpuhp/",
+        b"idle_inject/",
+        b"irq/",
+        b"rcu_",
+        b"rcuog/",
+        b"rcuop/",
+        b"kswapd",
+        b"kcompactd",
+        b"khugepaged",
+        b"kdamond",
+        b"kthreadd",
+        b"ksmd",
+        b"kauditd",
+        b"khungtaskd",
+        b"oom_reaper",
+        b"kdevtmpfs",
+        b"kblockd",
+        b"kintegrityd",
+        b"writeback",
+        b"jbd2/",
+        b"watchdog",
+        b"swapper/",
+        b"psimon",
+        b"napi/",
+        b"scsi_",
+        b"ext4-",
+        b"xfs",
+        b"btrfs",
+        b"zswap",
+        b"pool_workqueue",
+    ];
+    PREFIXES.iter().any(|p| comm.starts_with(p))
+}
+
 /// Capture-time step between two `Op::Clock` ops (1 ms, about a jiffy).
 pub const CLOCK_STEP_NS: u64 = 1_000_000;
 /// `MREMAP_FIXED`.
@@ -317,8 +359,13 @@ impl Lowering {
             .unwrap_or(false);
         // sched_switch is always lowered (residency matters whoever runs), with tasks outside
         // the filter mapped to a placeholder mm.
-        if let Event::SchedSwitch { next_pid, .. } = &r.event {
-            self.switch(cpu, *next_pid, out);
+        if let Event::SchedSwitch {
+            next_pid,
+            next_comm,
+            ..
+        } = &r.event
+        {
+            self.switch(cpu, *next_pid, next_comm.as_bytes(), out);
             return;
         }
         if !self.is_selected(r) {
@@ -638,17 +685,23 @@ impl Lowering {
         }
     }
 
-    fn switch(&mut self, cpu: u32, next_pid: i32, out: &mut Vec<Op>) {
+    fn switch(&mut self, cpu: u32, next_pid: i32, next_comm: &[u8], out: &mut Vec<Op>) {
         let next = if next_pid <= 0 {
             None
         } else if let Some(m) = self.tasks.get(&next_pid) {
             Some(*m)
         } else if self.filtering() && self.rejected.contains(&next_pid) {
             Some(self.outside(cpu, out))
-        } else {
-            // Not known as a user task (yet): a kernel thread, or a task that gets an mm on its
-            // first user event. Either way the CPU keeps its previous mm (lazy TLB).
+        } else if looks_like_kernel_thread(next_comm) {
+            // The CPU keeps its previous mm (lazy TLB).
             None
+        } else {
+            // A user task not seen acting yet (older than the capture): it runs an mm the
+            // model does not know, so the CPU is neither lazy nor running a modelled mm, and
+            // a trimming flush IPI reaches it (`should_flush_tlb`). Its first user event gives
+            // it its own mm.
+            self.approx("switch_to_user_task_not_seen_yet");
+            Some(self.outside(cpu, out))
         };
         self.emit(out, Op::Switch { cpu, next });
     }

@@ -63,16 +63,18 @@ impl Report<'_> {
         let mut policies = serde_json::Map::new();
         for p in &self.run.policies {
             let listed: Vec<_> = p.violations.iter().take(MAX_LISTED_VIOLATIONS).collect();
-            policies.insert(
-                p.name.clone(),
-                json!({
-                    "counters": p.counters,
-                    "violations": listed,
-                    "violation_count": p.violation_count,
-                    "snapshot_hash": format!("{:016x}", p.snapshot_hash),
-                    "model_errors": p.model_errors,
-                }),
-            );
+            let mut entry = json!({
+                "counters": p.counters,
+                "violations": listed,
+                "violation_count": p.violation_count,
+                "snapshot_hash": format!("{:016x}", p.snapshot_hash),
+                "model_errors": p.model_errors,
+            });
+            // Lockstep runs only (free-running reports keep their exact shape).
+            if let (Some(l), Some(m)) = (&p.lockstep, entry.as_object_mut()) {
+                m.insert("lockstep".into(), json!(l));
+            }
+            policies.insert(p.name.clone(), entry);
         }
         let mut verdicts = serde_json::Map::new();
         let mut details = serde_json::Map::new();
@@ -209,11 +211,18 @@ impl Report<'_> {
             }
         }
         s.push('\n');
-        if self.mode == "lockstep" && !self.verdicts.is_empty() {
-            let _ = writeln!(
-                s,
-                "note: lockstep checks each candidate against its lockstep contract, but the models cannot yet impose the reference's reclaim victims on a candidate; runs are independent"
-            );
+        for p in &self.run.policies {
+            if let Some(l) = &p.lockstep {
+                let _ = write!(
+                    s,
+                    "lockstep {}: reference reclaim imposed on {} ops: {} victims imposed, {} skipped, {} extra",
+                    p.name, l.reclaim_ops, l.victims_imposed, l.victims_skipped, l.victims_extra
+                );
+                if let Some(w) = &l.first_skip {
+                    let _ = write!(s, " (first at {w})");
+                }
+                s.push('\n');
+            }
         }
         if self.verdicts.is_empty() {
             let _ = writeln!(s, "verdicts: no candidates");

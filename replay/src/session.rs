@@ -155,7 +155,11 @@ pub fn run(
             }
             src.next_record().transpose()
         });
-        engine::run(it, lower.clone(), engines, &o.engine, |_| {})?
+        let cfg = EngineConfig {
+            lockstep: o.mode == Mode::Lockstep,
+            ..o.engine.clone()
+        };
+        engine::run(it, lower.clone(), engines, &cfg, |_| {})?
     };
     let mut verdicts = Vec::new();
     let mut diffs = BTreeMap::new();
@@ -192,6 +196,9 @@ pub fn run(
                     .collect();
                 let mut e = registry::build_all(&pair, &profile);
                 match (e.pop(), e.pop()) {
+                    (Some(mut c), Some(mut r)) if o.mode == Mode::Lockstep => {
+                        engine::first_divergence_lockstep(ops, &mut *r, &mut *c, skip)
+                    }
                     (Some(mut c), Some(mut r)) => {
                         engine::first_divergence(ops, &mut *r, &mut *c, skip)
                     }

@@ -39,7 +39,8 @@ const POLICIES: [&str; 5] = [
 const SHOWN_VIOLATIONS: usize = 5;
 /// Breaches listed per summary.
 const SHOWN_BREACHES: usize = 5;
-/// Contract mode of the verdicts (the `mmreplay replay` default).
+/// Contract mode of the verdicts: free-running, which shows the outcome differences (evictions,
+/// refaults) that the CLI's default lockstep mode removes by design.
 const MODE: Mode = Mode::FreeRunning;
 
 fn captures_dir() -> PathBuf {

@@ -173,76 +173,121 @@ impl<P: Policy> Model<P> {
     }
 }
 
-/// Build the canonical snapshot.
+fn vma_key(v: &Vma) -> VmaKey<'static> {
+    VmaKey {
+        start: v.start,
+        end: v.end,
+        prot: v.prot,
+        shared: v.shared,
+        kind: match v.kind {
+            VmaKind::Anon => "anon",
+            VmaKind::File => "file",
+            VmaKind::Hugetlb => "hugetlb",
+        },
+        file: v.file.map(crate::op::FileId),
+        pgoff: v.pgoff,
+    }
+}
+
+fn hugetlb_tables<'a, P: Policy>(
+    m: &'a Model<P>,
+    mm: &'a Mm,
+) -> impl Iterator<Item = PmdTableSnap> + 'a {
+    mm.pgd.iter().filter_map(|(pud, t)| {
+        let x = m.pmd_tables.get(*t as usize)?;
+        x.hugetlb.then_some(PmdTableSnap {
+            va: pud << PUD_SHIFT,
+            pt_share_count: x.pts,
+        })
+    })
+}
+
+fn pte_snap<P: Policy>(m: &Model<P>, va: u64, loc: Loc) -> Option<PteSnap> {
+    let huge = matches!(loc, Loc::Huge(..));
+    let fid = |slot: u32| {
+        m.folios
+            .get(slot as usize)
+            .map_or(crate::op::FolioId(0), |f| f.id)
+    };
+    let state = match m.get(loc) {
+        Pte::None => return None,
+        Pte::Present(p) if p.folio == ZERO_SLOT => PteState::Zero,
+        Pte::Present(p) => PteState::Present {
+            folio: fid(p.folio),
+            write: p.write,
+            young: p.young,
+            dirty: p.dirty,
+            soft_dirty: p.soft_dirty,
+        },
+        Pte::Swap {
+            slot, exclusive, ..
+        } => PteState::Swap {
+            folio: m
+                .swap
+                .get(slot as usize)
+                .map_or(crate::op::FolioId(0), |x| x.id),
+            exclusive,
+        },
+        Pte::Migration { folio, kind, .. } => PteState::Migration {
+            folio: fid(folio),
+            write: kind == MigKind::Write,
+        },
+    };
+    Some(PteSnap { va, huge, state })
+}
+
+fn folio_key<P: Policy>(m: &Model<P>, f: &Folio) -> FolioKey<'static> {
+    FolioKey {
+        id: f.id,
+        kind: if f.is_anon() { "anon" } else { "file" },
+        file: match f.kind {
+            FolioKind::File { file, index } => Some((crate::op::FileId(file), index)),
+            FolioKind::Anon => None,
+        },
+        order: f.order,
+        anon_exclusive: f.is_anon() && f.pae,
+        dirty: f.dirty,
+        swapbacked: f.swapbacked,
+        swapcache: f.swapcache.is_some(),
+        mapcount: f.mapcount,
+        refcount: f.refcount,
+        pincount: f.pincount,
+        lru_age: f.on_lru.then(|| m.lru.max_seq.saturating_sub(f.seq)),
+        lru_type: f.lru_type,
+        referenced: f.referenced,
+        workingset: f.workingset,
+        content: f.content,
+    }
+}
+
+fn cpu_snaps<P: Policy>(m: &Model<P>) -> impl Iterator<Item = CpuSnap> + '_ {
+    m.cpus.iter().enumerate().map(|(i, c)| CpuSnap {
+        cpu: i as u32,
+        loaded: c.loaded.and_then(|l| m.mms.get(&l).map(|x| x.id)),
+        lazy: c.lazy,
+    })
+}
+
+fn lru_nr_gens<P: Policy>(m: &Model<P>) -> [u64; 2] {
+    [
+        m.lru.max_seq + 1 - m.lru.min_seq[0],
+        m.lru.max_seq + 1 - m.lru.min_seq[1],
+    ]
+}
+
+/// The canonical snapshot (mm-semantics C.0).
 pub(crate) fn snapshot<P: Policy>(m: &Model<P>) -> Snapshot {
     let mut locs = Vec::new();
     let mut mms = Vec::new();
     for (id, mm) in m.sorted_mms() {
-        let vmas = mm
-            .vmas
-            .values()
-            .map(|v| VmaSnap {
-                start: v.start,
-                end: v.end,
-                prot: v.prot,
-                shared: v.shared,
-                kind: match v.kind {
-                    VmaKind::Anon => "anon",
-                    VmaKind::File => "file",
-                    VmaKind::Hugetlb => "hugetlb",
-                }
-                .to_string(),
-                file: v.file.map(crate::op::FileId),
-                pgoff: v.pgoff,
-            })
-            .collect();
-        let mut hugetlb_tables: Vec<PmdTableSnap> = mm
-            .pgd
-            .iter()
-            .filter_map(|(pud, t)| {
-                let x = m.pmd_tables.get(*t as usize)?;
-                x.hugetlb.then_some(PmdTableSnap {
-                    va: pud << PUD_SHIFT,
-                    pt_share_count: x.pts,
-                })
-            })
-            .collect();
+        let vmas = mm.vmas.values().map(|v| vma_key(v).into()).collect();
+        let mut hugetlb_tables: Vec<PmdTableSnap> = hugetlb_tables(m, mm).collect();
         hugetlb_tables.sort_by_key(|t| t.va);
         m.collect_ptes(id, 0, TASK_SIZE, &mut locs);
-        let mut ptes = Vec::with_capacity(locs.len());
-        for &(va, loc) in &locs {
-            let huge = matches!(loc, Loc::Huge(..));
-            let fid = |slot: u32| {
-                m.folios
-                    .get(slot as usize)
-                    .map_or(crate::op::FolioId(0), |f| f.id)
-            };
-            let state = match m.get(loc) {
-                Pte::None => continue,
-                Pte::Present(p) if p.folio == ZERO_SLOT => PteState::Zero,
-                Pte::Present(p) => PteState::Present {
-                    folio: fid(p.folio),
-                    write: p.write,
-                    young: p.young,
-                    dirty: p.dirty,
-                    soft_dirty: p.soft_dirty,
-                },
-                Pte::Swap {
-                    slot, exclusive, ..
-                } => PteState::Swap {
-                    folio: m
-                        .swap
-                        .get(slot as usize)
-                        .map_or(crate::op::FolioId(0), |x| x.id),
-                    exclusive,
-                },
-                Pte::Migration { folio, kind, .. } => PteState::Migration {
-                    folio: fid(folio),
-                    write: kind == MigKind::Write,
-                },
-            };
-            ptes.push(PteSnap { va, huge, state });
-        }
+        let ptes = locs
+            .iter()
+            .filter_map(|&(va, loc)| pte_snap(m, va, loc))
+            .collect();
         let cpumask = (0..64u32)
             .filter(|c| mm.cpumask & (1u64 << c) != 0)
             .collect();
@@ -260,27 +305,7 @@ pub(crate) fn snapshot<P: Policy>(m: &Model<P>) -> Snapshot {
         .folios
         .iter()
         .filter(|f| f.live)
-        .map(|f| FolioSnap {
-            id: f.id,
-            kind: if f.is_anon() { "anon" } else { "file" }.to_string(),
-            file: match f.kind {
-                FolioKind::File { file, index } => Some((crate::op::FileId(file), index)),
-                FolioKind::Anon => None,
-            },
-            order: f.order,
-            anon_exclusive: f.is_anon() && f.pae,
-            dirty: f.dirty,
-            swapbacked: f.swapbacked,
-            swapcache: f.swapcache.is_some(),
-            mapcount: f.mapcount,
-            refcount: f.refcount,
-            pincount: f.pincount,
-            lru_age: f.on_lru.then(|| m.lru.max_seq.saturating_sub(f.seq)),
-            lru_type: f.lru_type,
-            referenced: f.referenced,
-            workingset: f.workingset,
-            content: f.content,
-        })
+        .map(|f| folio_key(m, f).into())
         .collect();
     folios.sort_by_key(|f| f.id);
     let mut swap: Vec<(crate::op::FolioId, u64)> = m
@@ -290,24 +315,43 @@ pub(crate) fn snapshot<P: Policy>(m: &Model<P>) -> Snapshot {
         .map(|x| (x.id, x.content))
         .collect();
     swap.sort();
-    let cpus = m
-        .cpus
-        .iter()
-        .enumerate()
-        .map(|(i, c)| CpuSnap {
-            cpu: i as u32,
-            loaded: c.loaded.and_then(|l| m.mms.get(&l).map(|x| x.id)),
-            lazy: c.lazy,
-        })
-        .collect();
     Snapshot {
         mms,
         folios,
         swap,
-        cpus,
-        lru_nr_gens: [
-            m.lru.max_seq + 1 - m.lru.min_seq[0],
-            m.lru.max_seq + 1 - m.lru.min_seq[1],
-        ],
+        cpus: cpu_snaps(m).collect(),
+        lru_nr_gens: lru_nr_gens(m),
     }
+}
+
+/// [`Snapshot::progress_hash`] of [`snapshot`], computed from the arenas without building
+/// the snapshot (no allocation beyond one address list, no sorting of folios).
+pub(crate) fn progress_hash<P: Policy>(m: &Model<P>) -> u64 {
+    let mut h = ProgressHasher::new(lru_nr_gens(m));
+    for c in cpu_snaps(m) {
+        h.cpu(&c);
+    }
+    let mut locs = Vec::new();
+    for (id, mm) in m.sorted_mms() {
+        h.mm(mm.id, mm.rss, mm.nr_pmds, mm.cpumask);
+        for v in mm.vmas.values() {
+            h.vma(&vma_key(v));
+        }
+        for t in hugetlb_tables(m, mm) {
+            h.hugetlb_table(&t);
+        }
+        m.collect_ptes(id, 0, TASK_SIZE, &mut locs);
+        for &(va, loc) in &locs {
+            if let Some(p) = pte_snap(m, va, loc) {
+                h.pte(&p);
+            }
+        }
+    }
+    for f in m.folios.iter().filter(|f| f.live) {
+        h.folio(&folio_key(m, f));
+    }
+    for x in m.swap.iter().filter(|x| x.live && x.cached.is_none()) {
+        h.swap(x.id, x.content);
+    }
+    h.finish()
 }

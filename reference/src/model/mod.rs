@@ -331,7 +331,7 @@ impl<P: Policy> Model<P> {
     /// A cheap hash of the same state ([`Snapshot::progress_hash`]): equal states give equal
     /// values within one build; use it to compare models inside a run, `state_hash` in reports.
     pub fn progress_hash(&self) -> u64 {
-        self.build_snapshot().progress_hash()
+        check::progress_hash(self)
     }
 
     // ----- internal helpers shared by the op modules -----

@@ -4,12 +4,28 @@
 //! (`mm/rmap.c:try_to_unmap_one` with `TTU_BATCH_FLUSH`, swap-out, lazyfree discard). It must
 //! never free a folio before the batched flush covering it (unless the policy's negative
 //! control says so) and never clean a folio while a dirty stale TLB entry maps it.
+//!
+//! Lockstep (mm-semantics C.0): `apply_recording` writes down each `Reclaim` op's rounds (aging
+//! steps and eviction batches, with which folios were freed) as a [`ReclaimScript`];
+//! `apply_imposed` makes another model follow it. "Same victims" means what it means in
+//! `evict_folios`: the same folios are isolated in the same order, `shrink_folio_list` runs on
+//! them (so `folio_referenced` and the policy's rmap hook, e.g. look-around clearing A bits and
+//! promoting neighbours, still run), but the keep-or-reclaim decision after the reference check
+//! is the reference's; unmapping and freeing then run as the follower's own code. The
+//! aging rounds (`inc_max_seq`, page-table walk) happen at the same points; retiring empty
+//! oldest gens (`try_to_inc_min_seq`) follows the follower's own LRU. An imposed victim the
+//! follower cannot free (not live or not on an LRU, `try_to_unmap` refused, extra references
+//! or still dirty at `__remove_mapping`) is put back and counted as skipped in
+//! [`ImposeResult`], never silently dropped. A folio the reference decided to keep is never
+//! freed; one the reference tried and failed to free but the follower freed is counted as
+//! extra (the contract then judges the different residency).
 
 use super::lru;
 use super::state::*;
 use super::{Model, ModelError};
+use crate::engine::{ImposeResult, ReclaimScript, ReclaimStep, ScriptFolio};
 use crate::invariant::Invariant;
-use crate::op::OpOutcome;
+use crate::op::{Op, OpOutcome};
 use crate::policy::{LazyfreeCheck, Policy, YoungPteCtx};
 
 /// Folios isolated per eviction batch (`MIN_LRU_BATCH`).
@@ -22,11 +38,83 @@ enum Verdict {
     Reclaim,
 }
 
+/// What `shrink_isolated` did with a list.
+#[derive(Default)]
+struct Shrunk {
+    /// Pages freed.
+    reclaimed: u64,
+    /// Slots freed (in list order).
+    freed: Vec<u32>,
+    /// Slots that reached the unmap/free path (verdict "reclaim").
+    tried: Vec<u32>,
+    /// Imposed victims that could not be freed: (folio id, why).
+    skipped: Vec<(u64, &'static str)>,
+}
+
 impl<P: Policy> Model<P> {
+    /// Apply `op` like `apply`; for a `Reclaim` op also return its rounds (what a lockstep
+    /// follower must repeat). `None` for other ops and for a rejected `Reclaim`.
+    pub fn apply_recording(
+        &mut self,
+        op: &Op,
+    ) -> (Result<OpOutcome, ModelError>, Option<ReclaimScript>) {
+        let Op::Reclaim { cpu, nr_to_reclaim } = *op else {
+            return (self.apply(op), None);
+        };
+        let mut script = ReclaimScript::default();
+        let r = self.reclaim(cpu, nr_to_reclaim, Some(&mut script));
+        self.after_op();
+        self.step += 1;
+        let script = r.is_ok().then_some(script);
+        (r, script)
+    }
+
+    /// Apply `op` like `apply`, except that a `Reclaim` op follows `script` (recorded by
+    /// another model on the same op) instead of choosing its own victims; see the module doc.
+    pub fn apply_imposed(
+        &mut self,
+        op: &Op,
+        script: &ReclaimScript,
+    ) -> (Result<OpOutcome, ModelError>, ImposeResult) {
+        let Op::Reclaim { cpu, .. } = *op else {
+            return (self.apply(op), ImposeResult::default());
+        };
+        let mut res = ImposeResult::default();
+        let r = self.reclaim_imposed(cpu, script, &mut res);
+        self.after_op();
+        self.step += 1;
+        (r, res)
+    }
+
     pub(crate) fn op_reclaim(
         &mut self,
         cpu: u32,
         nr_to_reclaim: u32,
+    ) -> Result<OpOutcome, ModelError> {
+        self.reclaim(cpu, nr_to_reclaim, None)
+    }
+
+    /// `try_to_inc_min_seq` for both types: retire empty oldest gens.
+    fn retire_empty_gens(&mut self) {
+        for t in 0..2 {
+            while lru::can_inc_min_seq(&self.lru, t)
+                && lru::oldest_is_empty(&mut self.lru, &self.folios, t)
+            {
+                if let Some(m) = self.lru.min_seq.get_mut(t) {
+                    *m += 1;
+                    self.c.min_seq_incs += 1;
+                }
+            }
+        }
+    }
+
+    /// `lru_gen_shrink_lruvec`: age and evict until `nr_to_reclaim` pages are freed (at most 32
+    /// rounds). `rec`: write the rounds down for a lockstep follower.
+    fn reclaim(
+        &mut self,
+        cpu: u32,
+        nr_to_reclaim: u32,
+        mut rec: Option<&mut ReclaimScript>,
     ) -> Result<OpOutcome, ModelError> {
         self.check_cpu(cpu)?;
         let target = u64::from(nr_to_reclaim);
@@ -35,16 +123,7 @@ impl<P: Policy> Model<P> {
         let mut batch: Vec<u32> = Vec::with_capacity(EVICT_BATCH);
         while reclaimed < target && rounds < 32 {
             rounds += 1;
-            for t in 0..2 {
-                while lru::can_inc_min_seq(&self.lru, t)
-                    && lru::oldest_is_empty(&mut self.lru, &self.folios, t)
-                {
-                    if let Some(m) = self.lru.min_seq.get_mut(t) {
-                        *m += 1;
-                        self.c.min_seq_incs += 1;
-                    }
-                }
-            }
+            self.retire_empty_gens();
             let empty = [
                 lru::oldest_is_empty(&mut self.lru, &self.folios, 0),
                 lru::oldest_is_empty(&mut self.lru, &self.folios, 1),
@@ -53,7 +132,13 @@ impl<P: Policy> Model<P> {
                 // Nothing evictable in the oldest gens: age (or give up if nothing is on LRU).
                 let any = self.lru.nr.iter().any(|r| r.iter().any(|n| *n > 0));
                 if !any {
+                    if let Some(r) = rec.as_deref_mut() {
+                        r.steps.push(ReclaimStep::GiveUp);
+                    }
                     break;
+                }
+                if let Some(r) = rec.as_deref_mut() {
+                    r.steps.push(ReclaimStep::Age);
                 }
                 self.inc_max_seq();
                 continue;
@@ -71,6 +156,9 @@ impl<P: Policy> Model<P> {
             let nr_gens = self.lru.max_seq + 1 - self.lru.min_seq[t];
             if nr_gens <= MIN_NR_GENS {
                 // should_run_aging.
+                if let Some(r) = rec.as_deref_mut() {
+                    r.steps.push(ReclaimStep::Age);
+                }
                 self.inc_max_seq();
                 continue;
             }
@@ -102,7 +190,110 @@ impl<P: Policy> Model<P> {
                 }
                 batch.push(slot);
             }
-            reclaimed += self.shrink_isolated(cpu, &batch, false);
+            // Identities before shrinking: freed slots may be reused.
+            let ids: Option<Vec<ScriptFolio>> = rec.is_some().then(|| {
+                batch
+                    .iter()
+                    .map(|&slot| ScriptFolio {
+                        id: self
+                            .folios
+                            .get(slot as usize)
+                            .map_or(crate::op::FolioId(0), |f| f.id),
+                        slot_hint: slot,
+                        reclaim: false,
+                        evicted: false,
+                    })
+                    .collect()
+            });
+            let done = self.shrink_isolated(cpu, &batch, false, None);
+            reclaimed += done.reclaimed;
+            if let (Some(r), Some(mut ids)) = (rec.as_deref_mut(), ids) {
+                for f in &mut ids {
+                    f.reclaim = done.tried.contains(&f.slot_hint);
+                    f.evicted = done.freed.contains(&f.slot_hint);
+                }
+                r.steps.push(ReclaimStep::Evict(ids));
+            }
+        }
+        self.check_tlb_coherent(None);
+        Ok(OpOutcome::Done)
+    }
+
+    /// The slot of live folio `f` (the hint if it still holds that folio, else a search).
+    fn find_scripted(&self, f: &ScriptFolio) -> Option<u32> {
+        let holds = |slot: u32| {
+            self.folios
+                .get(slot as usize)
+                .is_some_and(|x| x.live && x.id == f.id)
+        };
+        if holds(f.slot_hint) {
+            return Some(f.slot_hint);
+        }
+        self.folios
+            .iter()
+            .position(|x| x.live && x.id == f.id)
+            .and_then(|i| u32::try_from(i).ok())
+    }
+
+    /// Follow a recorded reclaim (see the module doc).
+    fn reclaim_imposed(
+        &mut self,
+        cpu: u32,
+        script: &ReclaimScript,
+        res: &mut ImposeResult,
+    ) -> Result<OpOutcome, ModelError> {
+        self.check_cpu(cpu)?;
+        let mut iso: Vec<u32> = Vec::with_capacity(EVICT_BATCH);
+        let mut decided: Vec<ScriptFolio> = Vec::with_capacity(EVICT_BATCH);
+        for step in &script.steps {
+            self.retire_empty_gens();
+            let batch = match step {
+                ReclaimStep::Age => {
+                    self.inc_max_seq();
+                    continue;
+                }
+                ReclaimStep::GiveUp => continue,
+                ReclaimStep::Evict(b) => b,
+            };
+            iso.clear();
+            decided.clear();
+            let clear_referenced = self.policy.mglru_isolated_referenced();
+            for sf in batch {
+                res.imposed += u64::from(sf.evicted);
+                let slot = self.find_scripted(sf);
+                let f = slot.and_then(|s| self.folios.get_mut(s as usize));
+                match (slot, f) {
+                    (Some(slot), Some(f)) if f.on_lru => {
+                        // isolate_folio, wherever the follower's aging put it.
+                        lru::del_folio(&mut self.lru, f);
+                        f.refcount += 1;
+                        if clear_referenced {
+                            f.referenced = false;
+                        }
+                        iso.push(slot);
+                        decided.push(*sf);
+                    }
+                    (found, _) if sf.evicted => {
+                        let why = if found.is_some() {
+                            "not on an LRU"
+                        } else {
+                            "no live folio with this id"
+                        };
+                        note_skip(res, sf.id.0, why);
+                    }
+                    _ => {}
+                }
+            }
+            let done = self.shrink_isolated(cpu, &iso, false, Some(&decided));
+            for (id, why) in done.skipped {
+                note_skip(res, id, why);
+            }
+            for slot in &done.freed {
+                let i = iso.iter().position(|s| s == slot);
+                if i.and_then(|i| decided.get(i)).is_some_and(|d| !d.evicted) {
+                    res.extra += 1;
+                }
+            }
         }
         self.check_tlb_coherent(None);
         Ok(OpOutcome::Done)
@@ -392,27 +583,38 @@ impl<P: Policy> Model<P> {
     }
 
     /// `shrink_folio_list` for already-isolated folios (each holds an isolation reference).
-    /// Returns pages reclaimed.
-    pub(crate) fn shrink_isolated(&mut self, cpu: u32, list: &[u32], ignore_refs: bool) -> u64 {
+    /// `imposed[i]`: the reference's decision for `list[i]` (reclaim or keep) replacing this
+    /// model's own; the reference check and the policy's rmap hook still run.
+    fn shrink_isolated(
+        &mut self,
+        cpu: u32,
+        list: &[u32],
+        ignore_refs: bool,
+        imposed: Option<&[ScriptFolio]>,
+    ) -> Shrunk {
+        let mut out = Shrunk::default();
         let mut to_free: Vec<u32> = Vec::new();
-        for &slot in list {
+        for (i, &slot) in list.iter().enumerate() {
             let Some(f) = self.folios.get(slot as usize) else {
                 continue;
             };
             if !f.live {
                 continue;
             }
+            let id = f.id.0;
+            let forced = imposed.and_then(|v| v.get(i));
             self.c.scanned += 1;
-            if !ignore_refs && self.policy.mglru_isolated_referenced() {
-                // 018ee47f1489: "page_update_gen() tried to promote this page?" -> keep_locked,
-                // no rmap walk (policy hook; the reference never takes this path).
-                let kept = self.folios.get(slot as usize);
-                if kept.is_some_and(|f| f.mapcount > 0 && f.referenced) {
-                    self.putback(slot, false);
-                    continue;
-                }
-            }
-            let verdict = if ignore_refs {
+            // 018ee47f1489: "page_update_gen() tried to promote this page?" -> keep_locked,
+            // no rmap walk (policy hook; the reference never takes this path).
+            let shortcut = !ignore_refs
+                && self.policy.mglru_isolated_referenced()
+                && self
+                    .folios
+                    .get(slot as usize)
+                    .is_some_and(|f| f.mapcount > 0 && f.referenced);
+            let own = if shortcut {
+                Verdict::Keep
+            } else if ignore_refs {
                 Verdict::Reclaim
             } else {
                 let refs = self.folio_referenced(slot);
@@ -432,6 +634,14 @@ impl<P: Policy> Model<P> {
                     None => continue,
                 }
             };
+            let verdict = match forced {
+                None => own,
+                Some(d) if d.reclaim => Verdict::Reclaim,
+                Some(_) if own == Verdict::Reclaim => Verdict::Keep,
+                Some(_) => own,
+            };
+            // An imposed victim: the reference freed it, so failing to is a skip.
+            let forced = forced.is_some_and(|d| d.evicted);
             match verdict {
                 Verdict::Activate => {
                     self.putback(slot, true);
@@ -441,7 +651,7 @@ impl<P: Policy> Model<P> {
                     self.putback(slot, false);
                     continue;
                 }
-                Verdict::Reclaim => {}
+                Verdict::Reclaim => out.tried.push(slot),
             }
             let (anon, swapbacked, has_swap) = match self.folios.get(slot as usize) {
                 Some(f) => (f.is_anon(), f.swapbacked, f.swapcache.is_some()),
@@ -490,6 +700,12 @@ impl<P: Policy> Model<P> {
                 .is_some_and(|f| f.mapcount > 0);
             if mapped && !self.try_to_unmap(cpu, slot) {
                 self.putback(slot, true);
+                if forced {
+                    out.skipped.push((
+                        id,
+                        "try_to_unmap failed (mlocked, pinned or lazyfree abort)",
+                    ));
+                }
                 continue;
             }
             let dirty = self.folios.get(slot as usize).is_some_and(|f| f.dirty);
@@ -513,12 +729,15 @@ impl<P: Policy> Model<P> {
             let cache = u32::from(f.in_pagecache) + u32::from(f.swapcache.is_some());
             if f.mapcount > 0 || f.refcount != 1 + cache || f.dirty {
                 self.putback(slot, false);
+                if forced {
+                    out.skipped
+                        .push((id, "still mapped, dirty or referenced at __remove_mapping"));
+                }
                 continue;
             }
             self.remove_from_cache(slot);
             to_free.push(slot);
         }
-        let mut reclaimed = 0;
         let early = self.policy.free_pages_before_flush();
         if !early {
             self.ubc_flush(cpu);
@@ -530,12 +749,13 @@ impl<P: Policy> Model<P> {
             }
             self.free_folio(slot);
             self.c.evictions += n;
-            reclaimed += n;
+            out.reclaimed += n;
         }
         if early {
             self.ubc_flush(cpu);
         }
-        reclaimed
+        out.freed = to_free;
+        out
     }
 
     /// `shrink_folio_list` entry for MADV_PAGEOUT victims (not yet isolated).
@@ -550,7 +770,7 @@ impl<P: Policy> Model<P> {
                 }
             }
         }
-        self.shrink_isolated(cpu, &iso, ignore_refs);
+        self.shrink_isolated(cpu, &iso, ignore_refs, None);
     }
 
     /// `pageout`: write the data (swap slot or file), folio clean. I1: no writable+dirty TLB
@@ -654,5 +874,13 @@ fn age_walked_pte(
         lru::move_to_seq(lru, f, slot, max);
         f.refs = 0;
         c.gen_promote_ptwalk += 1;
+    }
+}
+
+/// Count a skipped imposed victim, keeping the first reason.
+fn note_skip(res: &mut ImposeResult, id: u64, why: &str) {
+    res.skipped += 1;
+    if res.first_skip.is_none() {
+        res.first_skip = Some(format!("folio {id}: {why}"));
     }
 }

@@ -16,12 +16,12 @@ use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ModeArg {
-    /// Judge candidates by their stricter lockstep contracts. Limitation: the models cannot
-    /// yet impose the reference's reclaim victims on a candidate, so the runs are still
-    /// independent and a reclaim-heavy capture can show breaches that true lockstep would not.
+    /// The reference's reclaim rounds (aging points and victims) are imposed on every
+    /// candidate, which is judged by its stricter lockstep contract; a candidate that cannot
+    /// evict an imposed victim is reported not comparable (the default: only costs differ).
     Lockstep,
     /// Each policy picks its own victims; candidates are judged by their free-running
-    /// contracts (the default).
+    /// contracts (outcomes such as evictions and refaults may differ).
     Free,
 }
 
@@ -46,7 +46,7 @@ pub struct Args {
     )]
     pub policies: Vec<String>,
     /// Replay mode.
-    #[arg(long, value_enum, default_value = "free")]
+    #[arg(long, value_enum, default_value = "lockstep")]
     pub mode: ModeArg,
     /// Print the JSON self-report (one object per trace, one per line).
     #[arg(long)]
@@ -55,8 +55,14 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub snapshot_out: Option<PathBuf>,
     /// Only replay this process (pid or tgid) and its descendants.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "workload")]
     pub pid: Option<i32>,
+    /// Only replay the recorded workload and its descendants: `--pid` from the capture's
+    /// `.meta.json` sidecar (`workload_pid`, written by `mmreplay record`). Captures hold
+    /// other processes too, some older than the capture, whose mm_cpumask state the model
+    /// cannot know; the workload's own fidelity line is the one to trust.
+    #[arg(long)]
+    pub workload: bool,
     /// Only replay tasks with this comm and their descendants.
     #[arg(long)]
     pub comm: Option<String>,
@@ -73,6 +79,31 @@ pub struct Args {
     /// Record state hashes every N ops to locate the first divergence (0: off).
     #[arg(long, default_value_t = 1024)]
     pub hash_every: u64,
+}
+
+/// Sidecar of the bundled capture (see `mmreplay::source::BUNDLED`).
+const BUNDLED_META: &str =
+    include_str!("../../../corpus/captures/threads-shootdown.trace.zst.meta.json");
+
+/// `workload_pid` from the `.meta.json` sidecar of `trace` (`None`: the bundled capture).
+fn workload_pid(trace: Option<&str>) -> anyhow::Result<i32> {
+    let (name, text) = match trace {
+        None => ("<bundled>.meta.json".to_string(), BUNDLED_META.to_string()),
+        Some(t) => {
+            let name = format!("{t}.meta.json");
+            let text = std::fs::read_to_string(&name).with_context(|| {
+                format!("--workload: cannot read {name} (the sidecar `mmreplay record` writes); use --pid instead")
+            })?;
+            (name, text)
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("--workload: {name}: not valid JSON"))?;
+    v.get("workload_pid")
+        .and_then(serde_json::Value::as_i64)
+        .and_then(|p| i32::try_from(p).ok())
+        .filter(|p| *p > 0)
+        .with_context(|| format!("--workload: {name}: expected a positive integer `workload_pid`"))
 }
 
 fn stem(trace: &str) -> String {
@@ -143,13 +174,28 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     } else {
         a.traces.iter().cloned().map(Some).collect()
     };
+    // Per-input options (`--workload` gives each input its own pid).
+    let mut per_input = Vec::with_capacity(inputs.len());
+    for t in &inputs {
+        let mut o = opts.clone();
+        if a.workload {
+            match workload_pid(t.as_deref()) {
+                Ok(p) => o.pid = Some(p),
+                Err(e) => {
+                    eprintln!("mmreplay replay: error: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
+        per_input.push((t.clone(), o));
+    }
     let show_progress = std::io::stderr().is_terminal() && !a.json;
-    let results: Vec<Result<SessionResult, session::SessionError>> = inputs
+    let results: Vec<Result<SessionResult, session::SessionError>> = per_input
         .par_iter()
-        .map(|t| {
+        .map(|(t, opts)| {
             let started = std::time::Instant::now();
             let mut bar: Option<indicatif::ProgressBar> = None;
-            session::run(t.as_deref(), &opts, |src, _n| {
+            session::run(t.as_deref(), opts, |src, _n| {
                 if !show_progress || started.elapsed().as_secs_f64() < 1.0 {
                     return;
                 }
