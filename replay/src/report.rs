@@ -211,8 +211,16 @@ impl Report<'_> {
             }
         }
         s.push('\n');
+        let imposed_any = self
+            .run
+            .policies
+            .iter()
+            .any(|p| p.lockstep.as_ref().is_some_and(|l| l.reclaim_ops > 0));
+        if self.mode == "lockstep" && !imposed_any && self.run.policies.len() > 1 {
+            s.push_str("lockstep: no reclaim op in this capture, nothing to impose\n");
+        }
         for p in &self.run.policies {
-            if let Some(l) = &p.lockstep {
+            if let Some(l) = p.lockstep.as_ref().filter(|l| l.reclaim_ops > 0) {
                 let _ = write!(
                     s,
                     "lockstep {}: reference reclaim imposed on {} ops: {} victims imposed, {} skipped, {} extra",
@@ -280,6 +288,13 @@ impl Report<'_> {
             f.ipis_observed,
             ratio(f.ipis_predicted, f.ipis_observed)
         );
+        if self.run.lower.filtered_out == 0 && self.run.lower.mms_first_seen > 0 {
+            let _ = writeln!(
+                s,
+                "  (every process in the capture: {} address spaces were first seen mid-capture, their mm_cpumask history unknown to the model; --workload or --pid scopes the replay to one process tree)",
+                self.run.lower.mms_first_seen
+            );
+        }
         s
     }
 }

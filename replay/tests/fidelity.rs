@@ -102,42 +102,37 @@ fn workload_remote_flushes_match_the_capture_kernel() {
     assert!(checked >= 10);
 }
 
+/// Exit code and stderr of `mmreplay ARGS`.
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let o = Command::new(BIN).args(args).output().expect("run mmreplay");
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn workload_needs_the_sidecar_and_excludes_pid() {
     let dir = std::env::temp_dir().join(format!("mmreplay-fidelity-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmpdir");
     let copy = dir.join("no-sidecar.trace.zst");
+    let copy = copy.to_string_lossy();
     let src = format!(
         "{}/../corpus/captures/fmt-noirq.trace.zst",
         env!("CARGO_MANIFEST_DIR")
     );
-    std::fs::copy(&src, &copy).expect("copy capture");
-    let o = Command::new(BIN)
-        .args(["replay", &copy.to_string_lossy(), "--workload"])
-        .output()
-        .expect("run mmreplay");
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    std::fs::copy(&src, &*copy).expect("copy capture");
+    let (code, err) = run(&["replay", &copy, "--workload"]);
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("no-sidecar.trace.zst.meta.json") && err.contains("--pid"),
         "{err}"
     );
-    std::fs::write(
-        dir.join("no-sidecar.trace.zst.meta.json"),
-        "{\"workload_pid\": -3}",
-    )
-    .expect("write sidecar");
-    let o = Command::new(BIN)
-        .args(["replay", &copy.to_string_lossy(), "--workload"])
-        .output()
-        .expect("run mmreplay");
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    std::fs::write(format!("{copy}.meta.json"), "{\"workload_pid\": -3}").expect("write sidecar");
+    let (code, err) = run(&["replay", &copy, "--workload"]);
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("workload_pid"), "{err}");
-    let o = Command::new(BIN)
-        .args(["replay", &src, "--workload", "--pid", "1"])
-        .output()
-        .expect("run mmreplay");
-    assert_eq!(o.status.code(), Some(2));
+    let (code, err) = run(&["replay", &src, "--workload", "--pid", "1"]);
+    assert_eq!(code, Some(2), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
