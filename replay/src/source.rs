@@ -125,7 +125,7 @@ impl Source {
         if corpus::is_compiled(magic.get(..n).unwrap_or(&[])) {
             let f = open(path)?;
             let cr = CountingReader {
-                inner: BufReader::with_capacity(1 << 20, f),
+                inner: BufReader::with_capacity(corpus::READ_BUFFER, f),
                 n: bytes.clone(),
             };
             let r = corpus::Reader::new(path, cr)?;
@@ -196,6 +196,7 @@ impl Source {
     }
 
     /// The next record.
+    #[inline]
     pub fn next_record(&mut self) -> Result<Option<Record>, SourceError> {
         match &mut self.inner {
             Inner::Parsed(s) => Ok(s.next_record()?),

@@ -6,6 +6,7 @@
 //!
 //! It must never be used as a test (timings are printed, not asserted).
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -14,7 +15,7 @@ use mmreplay::corpus::{CompiledHeader, Writer};
 use mmreplay::engine::{self, EngineConfig};
 use mmreplay::lower::LowerOptions;
 use mmreplay::session::{self, DEFAULT_CPUS};
-use mmreplay::source::Source;
+use mmreplay::source::{Source, BUNDLED};
 use mmreplay_parsers::record::Record;
 use mmreplay_reference::op::Op;
 use rayon::prelude::*;
@@ -33,6 +34,186 @@ pub struct Args {
     /// Internal: stream the capture this many times through a replay and print VmHWM.
     #[arg(long, hide = true)]
     pub rss_child: Option<u32>,
+    /// Only compare delivering the records from the text capture vs from its compiled `.mmr`.
+    #[arg(long)]
+    pub io_only: bool,
+    /// Runs of the text vs `.mmr` comparison (best and spread are printed).
+    #[arg(long, default_value_t = 3)]
+    pub io_runs: u32,
+}
+
+/// CPU time of this process (user + system, all threads), in seconds.
+fn cpu_s() -> f64 {
+    // SAFETY: getrusage only writes the struct we pass; a zeroed rusage is a valid value.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// One timed pass delivering every record of a source, as `replay` consumes them.
+struct Delivery {
+    records: u64,
+    /// A fold over every record, so the two inputs can be checked to deliver the same stream
+    /// and the loop cannot be optimised away.
+    fold: u64,
+    wall: f64,
+    cpu: f64,
+}
+
+fn deliver(open: &dyn Fn() -> anyhow::Result<Source>) -> anyhow::Result<Delivery> {
+    let (w0, c0) = (Instant::now(), cpu_s());
+    let mut src = open()?;
+    let (mut records, mut fold) = (0u64, 0u64);
+    while let Some(r) = src.next_record()? {
+        records += 1;
+        fold = fold.rotate_left(7)
+            ^ r.ts_ns
+            ^ (u64::from(r.cpu) << 48)
+            ^ (r.pid as u64)
+            ^ (r.event.name().len() as u64);
+    }
+    drop(src);
+    Ok(Delivery {
+        records,
+        fold,
+        wall: w0.elapsed().as_secs_f64(),
+        cpu: cpu_s() - c0,
+    })
+}
+
+/// Deliver all records and lower them to ops (what `replay` does before any policy runs).
+fn deliver_lowered(
+    open: &dyn Fn() -> anyhow::Result<Source>,
+    nr_cpus: u32,
+) -> anyhow::Result<Delivery> {
+    let (w0, c0) = (Instant::now(), cpu_s());
+    let src = open()?;
+    let lower = LowerOptions {
+        nr_cpus,
+        ..LowerOptions::default()
+    };
+    let (ops, stats) = engine::lower_all(src, lower)?;
+    let fold = ops.len() as u64;
+    drop(ops);
+    Ok(Delivery {
+        records: stats.records,
+        fold,
+        wall: w0.elapsed().as_secs_f64(),
+        cpu: cpu_s() - c0,
+    })
+}
+
+/// (best, worst) of `xs`.
+fn best_worst(xs: impl Iterator<Item = f64>) -> (f64, f64) {
+    xs.fold((f64::INFINITY, 0.0f64), |(b, w), x| (b.min(x), w.max(x)))
+}
+
+/// Deliver all records from the capture and from its compiled `.mmr` (compiled here, to a
+/// temp dir), `runs` times each, interleaved; print each run, best-of, spread and ratios.
+fn compare_text_mmr(trace: Option<&str>, name: &str, runs: u32) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("mmreplay-bench-io-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let mmr = dir.join("bench.mmr").display().to_string();
+    let res = (|| -> anyhow::Result<()> {
+        let mut src = Source::open_opt(trace, false)?;
+        let mut w = Writer::create(
+            Path::new(&mmr),
+            &CompiledHeader {
+                source: name.to_string(),
+                format: src.format().to_string(),
+                nr_cpus: src.nr_cpus(),
+            },
+        )?;
+        while let Some(r) = src.next_record()? {
+            w.push(r)?;
+        }
+        w.finish()?;
+        let text_size = match trace {
+            Some(t) => std::fs::metadata(t).map(|m| m.len()).unwrap_or(0),
+            None => BUNDLED.len() as u64,
+        };
+        let mmr_size = std::fs::metadata(&mmr).map(|m| m.len()).unwrap_or(0);
+        println!(
+            "deliver all records: text capture ({text_size} bytes) vs compiled .mmr ({mmr_size} bytes), {runs} runs each, interleaved"
+        );
+        let (mut text, mut comp) = (Vec::new(), Vec::new());
+        for i in 0..runs.max(1) {
+            let t = deliver(&|| Ok(Source::open_opt(trace, false)?))?;
+            let c = deliver(&|| Ok(Source::open(&mmr, false)?))?;
+            if (t.records, t.fold) != (c.records, c.fold) {
+                anyhow::bail!(
+                    "{mmr}: delivers {} records (fold {:#x}), the text capture {} (fold {:#x})",
+                    c.records,
+                    c.fold,
+                    t.records,
+                    t.fold
+                );
+            }
+            println!(
+                "  run {}: text {:.4}s wall {:.4}s cpu | .mmr {:.4}s wall {:.4}s cpu ({} records)",
+                i + 1,
+                t.wall,
+                t.cpu,
+                c.wall,
+                c.cpu,
+                c.records
+            );
+            text.push(t);
+            comp.push(c);
+        }
+        let n = comp.first().map_or(0, |c| c.records);
+        let (tw, tw_max) = best_worst(text.iter().map(|d| d.wall));
+        let (tc, tc_max) = best_worst(text.iter().map(|d| d.cpu));
+        let (cw, cw_max) = best_worst(comp.iter().map(|d| d.wall));
+        let (cc, cc_max) = best_worst(comp.iter().map(|d| d.cpu));
+        println!(
+            "  text: wall best {tw:.4}s (spread {:.4}s, {}), cpu best {tc:.4}s (spread {:.4}s)",
+            tw_max - tw,
+            rate(n, tw),
+            tc_max - tc
+        );
+        println!(
+            "  .mmr: wall best {cw:.4}s (spread {:.4}s, {}), cpu best {cc:.4}s (spread {:.4}s)",
+            cw_max - cw,
+            rate(n, cw),
+            cc_max - cc
+        );
+        println!(
+            "  .mmr vs text: {:.1}x wall, {:.1}x cpu (best of {runs}; goal >= 5x)",
+            tw / cw.max(1e-9),
+            tc / cc.max(1e-9)
+        );
+        // What the replay engine consumes: the records lowered to ops.
+        let nr_cpus = Source::open(&mmr, false)?.nr_cpus().unwrap_or(DEFAULT_CPUS);
+        let (mut lt, mut lc) = (Vec::new(), Vec::new());
+        for _ in 0..runs.max(1) {
+            lt.push(deliver_lowered(
+                &|| Ok(Source::open_opt(trace, false)?),
+                nr_cpus,
+            )?);
+            lc.push(deliver_lowered(
+                &|| Ok(Source::open(&mmr, false)?),
+                nr_cpus,
+            )?);
+        }
+        let (ltw, _) = best_worst(lt.iter().map(|d| d.wall));
+        let (ltc, _) = best_worst(lt.iter().map(|d| d.cpu));
+        let (lcw, _) = best_worst(lc.iter().map(|d| d.wall));
+        let (lcc, _) = best_worst(lc.iter().map(|d| d.cpu));
+        let ops = lc.first().map_or(0, |d| d.fold);
+        println!(
+            "  records + lowering ({ops} ops): text {ltw:.4}s wall {ltc:.4}s cpu | .mmr {lcw:.4}s wall {lcc:.4}s cpu = {:.1}x wall, {:.1}x cpu (lowering alone is about {:.4}s cpu)",
+            ltw / lcw.max(1e-9),
+            ltc / lcc.max(1e-9),
+            (lcc - cc).max(0.0)
+        );
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    res
 }
 
 fn vm_hwm_kb() -> u64 {
@@ -113,6 +294,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return rss_child(a.trace.as_deref(), n, &a.policies);
     }
     let name = a.trace.clone().unwrap_or_else(|| "<bundled>".into());
+    if a.io_only {
+        println!("bench: {name}");
+        compare_text_mmr(a.trace.as_deref(), &name, a.io_runs)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let specs = session::specs(&a.policies)?;
     println!("bench: {name}");
 
@@ -153,6 +339,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         rate(n, read_s),
         parse_s / read_s.max(1e-9)
     );
+
+    // 1b. The same, end to end as `replay` sees it: text vs .mmr, best of several runs.
+    compare_text_mmr(a.trace.as_deref(), &name, a.io_runs)?;
 
     // 2. Lowering alone (baseline for replay).
     let lower = LowerOptions {
