@@ -322,6 +322,11 @@ pub enum Event {
     Lost { count: Option<u64> },
     /// Any event without a typed decoder: counted by name, never dropped silently.
     Other { name: Sym },
+    /// `csd:csd_queue_cpu`: a cross-CPU function call queued for `target`, `kind` classified
+    /// from its `func`. It names the function where the `ipi_send_cpu` that may follow names
+    /// only the generic handler (`smp_call_function` to one CPU, e.g.
+    /// `tlb_remove_table_sync_one` on a 2-CPU machine).
+    CsdQueueCpu { target: u32, kind: IpiKind },
 }
 
 impl Event {
@@ -333,6 +338,7 @@ impl Event {
             Event::TlbFlush { .. } => "tlb_flush",
             Event::IpiSendCpu { .. } => "ipi_send_cpu",
             Event::IpiSendCpumask { .. } => "ipi_send_cpumask",
+            Event::CsdQueueCpu { .. } => "csd_queue_cpu",
             Event::SetMigrationPte { .. } => "set_migration_pte",
             Event::RemoveMigrationPte { .. } => "remove_migration_pte",
             Event::MmMigratePages { .. } => "mm_migrate_pages",

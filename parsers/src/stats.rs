@@ -185,6 +185,7 @@ fn static_id(ev: &Event) -> Option<usize> {
         Event::Filemap { add: false, .. } => 31,
         Event::DamonAggregated { .. } => 32,
         Event::Lost { .. } => 33,
+        Event::CsdQueueCpu { .. } => 34,
         Event::SysEnter { nr, .. } => SYS_ENTER_BASE + *nr as usize,
         Event::SysExit { nr, .. } => SYS_EXIT_BASE + *nr as usize,
         Event::Compaction { .. }

@@ -350,6 +350,11 @@ enum PEvent {
     Other {
         name: u32,
     },
+    CsdQueueCpu {
+        target: u32,
+        #[bincode(with_serde)]
+        kind: IpiKind,
+    },
 }
 
 /// A chunk payload as written: the tables, then the records that index into them.
@@ -671,6 +676,10 @@ impl Tables {
                 age: *age,
             },
             Event::Lost { count } => PEvent::Lost { count: *count },
+            Event::CsdQueueCpu { target, kind } => PEvent::CsdQueueCpu {
+                target: *target,
+                kind: *kind,
+            },
             Event::Other { name } => PEvent::Other {
                 name: self.sym(name),
             },
@@ -902,6 +911,7 @@ impl Lookup<'_> {
                 age,
             },
             PEvent::Lost { count } => Event::Lost { count },
+            PEvent::CsdQueueCpu { target, kind } => Event::CsdQueueCpu { target, kind },
             PEvent::Other { name } => Event::Other {
                 name: self.s(name)?,
             },
@@ -1588,7 +1598,7 @@ mod tests {
         let names = ["alpha", "beta", "", "mm_vmscan_x", "ü-non-ascii"];
         let s = |k: u64| sym(names[((i + k) % names.len() as u64) as usize]);
         let comm = Comm::new(format!("task-{}", i % 7).as_bytes());
-        let event = match i % 36 {
+        let event = match i % 37 {
             0 => Event::PageFault {
                 user: i % 2 == 0,
                 address: 0x7f00_0000_0000 + 0x1000 * i,
@@ -1725,6 +1735,10 @@ mod tests {
             },
             33 => Event::Hugetlbfs { name: s(2) },
             34 => Event::Khugepaged { name: s(3) },
+            35 => Event::CsdQueueCpu {
+                target: (i % 5) as u32,
+                kind: IpiKind::TableSync,
+            },
             _ => match i % 3 {
                 0 => Event::DamonAggregated {
                     target_id: 1,

@@ -186,6 +186,11 @@ pub struct Lowering {
     /// single-target function-call IPI right after it is that flush's shootdown
     /// (`native_flush_tlb_multi` traces the flush, then `on_each_cpu_cond_mask` sends).
     remote_send_armed: Vec<bool>,
+    /// Per CPU: the last record on it was a `csd_queue_cpu` whose function is a TLB shootdown
+    /// or a page-table sync. That call is counted from its csds (one send, one target per
+    /// csd queued in a row), so the IPI that may follow (named only by the generic handler,
+    /// or not sent at all when the target idles polling) is not counted again.
+    csd_armed: Vec<Option<IpiKind>>,
     /// `rss_stat` `mm_id` (a hashed `mm_struct` pointer) → model mm, learnt from `curr=1`
     /// events: tasks that report the same hashed mm share one address space. This groups the
     /// threads of processes older than the capture, which no fork/newtask event announces.
@@ -218,6 +223,7 @@ impl Lowering {
             mig_pending: BTreeSet::new(),
             reclaim_shrunk: vec![false; n],
             remote_send_armed: vec![false; n],
+            csd_armed: vec![None; n],
             mm_hash: HashMap::new(),
             outside_mm: None,
             last_clock_ns: None,
@@ -357,6 +363,10 @@ impl Lowering {
             .get_mut(cpu as usize)
             .map(std::mem::take)
             .unwrap_or(false);
+        let csd = self
+            .csd_armed
+            .get_mut(cpu as usize)
+            .and_then(std::mem::take);
         // sched_switch is always lowered (residency matters whoever runs), with tasks outside
         // the filter mapped to a placeholder mm.
         if let Event::SchedSwitch {
@@ -536,6 +546,8 @@ impl Lowering {
             }
             Event::IpiSendCpu { kind, .. } => {
                 let kind = match kind {
+                    // Already counted from its csd.
+                    _ if csd.is_some() => IpiKind::Other,
                     IpiKind::CallFunctionSingle if armed => IpiKind::TlbShootdown,
                     IpiKind::CallFunctionSingle => IpiKind::Other,
                     k => *k,
@@ -543,8 +555,23 @@ impl Lowering {
                 self.observe_ipi(kind, 1);
                 self.not_lowered("ipi_send_cpu");
             }
+            Event::CsdQueueCpu { kind, .. } => {
+                if matches!(kind, IpiKind::TableSync | IpiKind::TlbShootdown) {
+                    if csd == Some(*kind) {
+                        // Another target of the same call.
+                        self.stats.observed.ipi_targets += 1;
+                    } else {
+                        self.observe_ipi(*kind, 1);
+                    }
+                    if let Some(a) = self.csd_armed.get_mut(cpu as usize) {
+                        *a = Some(*kind);
+                    }
+                }
+                self.not_lowered("csd_queue_cpu");
+            }
             Event::IpiSendCpumask { kind, targets, .. } => {
-                self.observe_ipi(*kind, u64::from(*targets));
+                let kind = if csd.is_some() { IpiKind::Other } else { *kind };
+                self.observe_ipi(kind, u64::from(*targets));
                 self.not_lowered("ipi_send_cpumask");
             }
             Event::Hugetlbfs { name } => {

@@ -24,6 +24,10 @@ pub const DEFAULT_EVENTS: &[&str] = &[
     "exceptions:page_fault_user",
     "tlb:tlb_flush",
     "ipi:*",
+    // Names the function of a cross-CPU call (`ipi_send_cpu` names only the generic handler)
+    // and shows calls whose IPI was elided because the target idled polling.
+    "csd:csd_queue_cpu",
+    "sched:sched_wake_idle_without_ipi",
     "migrate:*",
     "pagemap:*",
     "vmscan:*",

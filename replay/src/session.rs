@@ -177,7 +177,9 @@ pub fn run(
         let Some(spec) = specs.get(i) else { continue };
         let contract = spec.contract(o.mode, &profile);
         let window = differ::first_diverging_window(reference, cand);
-        let located = match (window, o.locate, o.engine.hash_every) {
+        // Locating re-reads the input, which standard input cannot do.
+        let rereadable = input != Some("-");
+        let located = match (window, o.locate && rereadable, o.engine.hash_every) {
             (Some(w), true, n) if n > 0 => {
                 let skip = w as u64 * n;
                 let src = Source::open_opt(input, o.strict)?;

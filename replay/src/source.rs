@@ -108,6 +108,9 @@ fn head_of(mut r: impl Read, n: usize) -> Vec<u8> {
 impl Source {
     /// Open `path`: a compiled corpus if it starts with the corpus magic, else a capture.
     pub fn open(path: &str, strict: bool) -> Result<Source, SourceError> {
+        if path == "-" || Path::new(path).is_dir() {
+            return Source::open_unsized(path, strict);
+        }
         let open = |p: &str| {
             File::open(p).map_err(|source| SourceError::Open {
                 path: p.to_string(),
@@ -160,6 +163,33 @@ impl Source {
             nr_cpus,
             bytes,
             total_bytes,
+        })
+    }
+
+    /// Standard input (`-`) or a `record --raw` directory: the parsers open these themselves
+    /// (no byte count for a progress bar). A raw directory's CPUs are its `per_cpu/cpuN`.
+    fn open_unsized(path: &str, strict: bool) -> Result<Source, SourceError> {
+        let opts = Options {
+            strict,
+            ..Options::default()
+        };
+        let src = mmreplay_parsers::open(path, &opts)?;
+        let nr_cpus = std::fs::read_dir(Path::new(path).join("per_cpu"))
+            .ok()
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("cpu"))
+                    .count() as u32
+            })
+            .filter(|n| *n > 0);
+        let format = src.format().name().to_string();
+        Ok(Source {
+            inner: Inner::Parsed(src),
+            name: path.to_string(),
+            format,
+            nr_cpus,
+            bytes: Arc::new(AtomicU64::new(0)),
+            total_bytes: None,
         })
     }
 

@@ -387,3 +387,46 @@ fn shared_samples_replay_when_available() {
         );
     }
 }
+
+/// `replay` opens what the parsers open: a `record --raw` directory gives the same report as the
+/// same instance's `trace` text, and standard input (`-`) the same report as the file.
+#[test]
+fn raw_directory_and_stdin_replay_like_their_text() {
+    let paired = |n: &str| format!("{}/../corpus/paired/{n}", env!("CARGO_MANIFEST_DIR"));
+    let args = |t: &str| {
+        vec![
+            "replay".to_string(),
+            t.to_string(),
+            "--json".into(),
+            "--cpus".into(),
+            "2".into(),
+        ]
+    };
+    let go = |a: Vec<String>| {
+        let o = Command::new(BIN).args(&a).output().expect("run mmreplay");
+        assert_eq!(code(&o), 0, "{a:?}: {}", stderr(&o));
+        json_without_source(&o)
+    };
+    let raw = go(args(&paired("raw")));
+    let text = go(args(&paired("raw.trace.txt.zst")));
+    assert_eq!(raw, text);
+    assert!(raw["records"].as_u64().unwrap_or(0) > 100, "{raw}");
+
+    let file = corpus("fmt-noirq.trace.zst");
+    let bytes = std::fs::read(&file).expect("capture");
+    let mut child = Command::new(BIN)
+        .args(args("-"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn mmreplay");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(&bytes).expect("write stdin");
+    }
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json_without_source(&o), go(args(&file)));
+}

@@ -30,6 +30,7 @@ enum Kind {
     TlbFlush,
     IpiSendCpu,
     IpiSendCpumask,
+    CsdQueueCpu,
     SetMigrationPte,
     RemoveMigrationPte,
     MmMigratePages,
@@ -280,6 +281,11 @@ impl Decoder {
             }
             Kind::IpiSendCpu => Event::IpiSendCpu {
                 target: self.u(raw, f[0]) as u32,
+                kind: self.ipi_kind(raw, p),
+            },
+            Kind::CsdQueueCpu => Event::CsdQueueCpu {
+                target: self.u(raw, f[0]) as u32,
+                // Fields 1 and 2 are `callsite` and `func`.
                 kind: self.ipi_kind(raw, p),
             },
             Kind::IpiSendCpumask => {
@@ -542,6 +548,10 @@ impl Plan {
             ("ipi", "ipi_send_cpu") => {
                 kind = Kind::IpiSendCpu;
                 req = &[&["cpu"], &["callsite"], &["callback"]];
+            }
+            ("csd", "csd_queue_cpu") => {
+                kind = Kind::CsdQueueCpu;
+                req = &[&["cpu"], &["callsite"], &["func"]];
             }
             ("ipi", "ipi_send_cpumask") => {
                 kind = Kind::IpiSendCpumask;

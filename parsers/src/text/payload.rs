@@ -26,6 +26,7 @@ enum Kind {
     TlbFlush,
     IpiCpu,
     IpiMask,
+    CsdQueue,
     MigrationPte,
     MigratePages,
     MigratePagesStart,
@@ -248,6 +249,7 @@ fn typed_kind(name: &[u8]) -> Option<Kind> {
         b"tlb_flush" => Kind::TlbFlush,
         b"ipi_send_cpu" => Kind::IpiCpu,
         b"ipi_send_cpumask" => Kind::IpiMask,
+        b"csd_queue_cpu" => Kind::CsdQueue,
         b"set_migration_pte" | b"remove_migration_pte" => Kind::MigrationPte,
         b"mm_migrate_pages" => Kind::MigratePages,
         b"mm_migrate_pages_start" => Kind::MigratePagesStart,
@@ -369,6 +371,12 @@ impl Decoder {
                 let target = req!(f.word(b"cpu").and_then(dec_u32), E);
                 let kind = classify_ipi(f.get(b"callsite"), f.get(b"callback"));
                 Event::IpiSendCpu { target, kind }
+            }
+            Kind::CsdQueue => {
+                const E: Expected = "`cpu=<n> callsite=<sym> func=<sym> csd=<ptr>`";
+                let target = req!(f.word(b"cpu").and_then(dec_u32), E);
+                let kind = classify_ipi(f.get(b"callsite"), f.get(b"func"));
+                Event::CsdQueueCpu { target, kind }
             }
             Kind::IpiMask => {
                 const E: Expected =
@@ -842,6 +850,33 @@ mod tests {
         );
         assert!(Decoder::new()
             .decode(b"tlb_flush", b"reason:x (1)", PayloadForm::Normal)
+            .is_err());
+    }
+
+    #[test]
+    fn csd_queue_cpu_is_classified_by_its_function() {
+        assert_eq!(
+            d(
+                "csd_queue_cpu",
+                "cpu=1 callsite=smp_call_function+0x28/0x60 func=tlb_remove_table_smp_sync csd=00000000c8e65df1"
+            ),
+            Event::CsdQueueCpu {
+                target: 1,
+                kind: IpiKind::TableSync
+            }
+        );
+        assert_eq!(
+            d(
+                "csd_queue_cpu",
+                "cpu=0 callsite=on_each_cpu_cond_mask+0x20/0x60 func=flush_tlb_func csd=00000000deadbeef"
+            ),
+            Event::CsdQueueCpu {
+                target: 0,
+                kind: IpiKind::TlbShootdown
+            }
+        );
+        assert!(Decoder::new()
+            .decode(b"csd_queue_cpu", b"callsite=x func=y", PayloadForm::Normal)
             .is_err());
     }
 

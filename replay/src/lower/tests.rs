@@ -878,3 +878,52 @@ fn rss_stat_mm_id_groups_threads_first_seen_mid_capture() {
         "{ops:?}"
     );
 }
+
+/// `tlb_remove_table_sync_one` → `smp_call_function` queues one csd per other CPU (the
+/// `csd_queue_cpu` event names the function) and then sends one IPI, which `ipi_send_cpu`
+/// names only by the generic handler; a target idling in polling mode gets no IPI at all
+/// (`send_call_function_single_ipi`). The call counts once, from its csds.
+#[test]
+fn table_sync_is_observed_from_its_csds_once() {
+    let csd =
+        |cpu: u32, target: u32, kind: IpiKind| rec(cpu, 30, Event::CsdQueueCpu { target, kind });
+    let generic = |cpu: u32| {
+        rec(
+            cpu,
+            30,
+            Event::IpiSendCpu {
+                target: 1 - cpu,
+                kind: IpiKind::Other,
+            },
+        )
+    };
+    let recs = [
+        // Sent: csd then the generic IPI.
+        csd(0, 1, IpiKind::TableSync),
+        generic(0),
+        // Elided (target polling): csd only.
+        csd(1, 0, IpiKind::TableSync),
+        // A wake-up IPI with no csd before it is not an MM IPI.
+        generic(1),
+        // A shootdown queued to two CPUs: one send, two targets.
+        csd(0, 1, IpiKind::TlbShootdown),
+        csd(0, 2, IpiKind::TlbShootdown),
+        rec(
+            0,
+            30,
+            Event::IpiSendCpumask {
+                mask: 6,
+                targets: 2,
+                kind: IpiKind::Other,
+            },
+        ),
+        // Some other cross-CPU call: not counted.
+        csd(1, 0, IpiKind::Other),
+        generic(1),
+    ];
+    let (_, st) = lower(&recs, opts());
+    assert_eq!(st.observed.ipis_table_sync, 2);
+    assert_eq!(st.observed.ipis_shootdown, 1);
+    assert_eq!(st.observed.ipis, 3);
+    assert_eq!(st.observed.ipi_targets, 4);
+}
