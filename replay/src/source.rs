@@ -108,7 +108,10 @@ fn head_of(mut r: impl Read, n: usize) -> Vec<u8> {
 impl Source {
     /// Open `path`: a compiled corpus if it starts with the corpus magic, else a capture.
     pub fn open(path: &str, strict: bool) -> Result<Source, SourceError> {
-        if path == "-" || Path::new(path).is_dir() {
+        if path == "-" {
+            return Source::open_stdin(strict);
+        }
+        if Path::new(path).is_dir() {
             return Source::open_unsized(path, strict);
         }
         let open = |p: &str| {
@@ -166,8 +169,41 @@ impl Source {
         })
     }
 
-    /// Standard input (`-`) or a `record --raw` directory: the parsers open these themselves
-    /// (no byte count for a progress bar). A raw directory's CPUs are its `per_cpu/cpuN`.
+    /// Standard input: its first 64 KiB are read ahead for the header's CPU count, then put
+    /// back in front of the rest.
+    fn open_stdin(strict: bool) -> Result<Source, SourceError> {
+        let mut head = Vec::with_capacity(64 * 1024);
+        let stdin = std::io::stdin();
+        std::io::Read::take(stdin.lock(), 64 * 1024)
+            .read_to_end(&mut head)
+            .map_err(|source| SourceError::Open {
+                path: "-".to_string(),
+                source,
+            })?;
+        let nr_cpus = cpus_from_header(&head_of(head.as_slice(), 64 * 1024));
+        let bytes = Arc::new(AtomicU64::new(0));
+        let cr = CountingReader {
+            inner: std::io::Cursor::new(head).chain(std::io::stdin()),
+            n: bytes.clone(),
+        };
+        let opts = Options {
+            strict,
+            ..Options::default()
+        };
+        let src = mmreplay_parsers::open_reader("-", Box::new(cr), &opts)?;
+        let format = src.format().name().to_string();
+        Ok(Source {
+            inner: Inner::Parsed(src),
+            name: "-".to_string(),
+            format,
+            nr_cpus,
+            bytes,
+            total_bytes: None,
+        })
+    }
+
+    /// A `record --raw` directory: the parsers open it themselves (no byte count for a
+    /// progress bar). Its CPUs are its `per_cpu/cpuN`.
     fn open_unsized(path: &str, strict: bool) -> Result<Source, SourceError> {
         let opts = Options {
             strict,

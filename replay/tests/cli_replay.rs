@@ -394,13 +394,8 @@ fn shared_samples_replay_when_available() {
 fn raw_directory_and_stdin_replay_like_their_text() {
     let paired = |n: &str| format!("{}/../corpus/paired/{n}", env!("CARGO_MANIFEST_DIR"));
     let args = |t: &str| {
-        vec![
-            "replay".to_string(),
-            t.to_string(),
-            "--json".into(),
-            "--cpus".into(),
-            "2".into(),
-        ]
+        // No --cpus: each input must yield its own CPU count (raw: per_cpu/, text: header).
+        vec!["replay".to_string(), t.to_string(), "--json".into()]
     };
     let go = |a: Vec<String>| {
         let o = Command::new(BIN).args(&a).output().expect("run mmreplay");
@@ -411,6 +406,7 @@ fn raw_directory_and_stdin_replay_like_their_text() {
     let text = go(args(&paired("raw.trace.txt.zst")));
     assert_eq!(raw, text);
     assert!(raw["records"].as_u64().unwrap_or(0) > 100, "{raw}");
+    assert_eq!(raw["nr_cpus"], 2, "{raw}");
 
     let file = corpus("fmt-noirq.trace.zst");
     let bytes = std::fs::read(&file).expect("capture");
