@@ -6,7 +6,7 @@
 //! `contract_breach`, `not_comparable`. It must never decide what is allowed itself (the
 //! contract does) and never print unbounded diffs (at most [`MAX_DIFF_LINES`] lines).
 
-use mmreplay_candidates::contract::{Breach, Contract, Observed};
+use mmreplay_candidates::contract::{Breach, Contract};
 use mmreplay_candidates::view::{FieldView, Val};
 use mmreplay_reference::snapshot::Snapshot;
 use serde::Serialize;
@@ -70,6 +70,16 @@ pub fn first_difference(
     let rv = FieldView::of(a);
     let cv = FieldView::of(b);
     let allowed = contract.check_views(&rv, &cv).is_empty();
+    first_difference_in(&rv, &cv, allowed)
+}
+
+/// [`first_difference`] over views already built (`allowed`: the contract's view check found
+/// nothing).
+fn first_difference_in(
+    rv: &FieldView,
+    cv: &FieldView,
+    allowed: bool,
+) -> Option<(String, String, String, bool)> {
     let show = |v: Option<&Val>| v.map_or_else(|| "absent".to_string(), |v| v.to_string());
     // Merge-walk for the first key whose values differ.
     let mut keys: Vec<&(&'static str, String)> = Vec::new();
@@ -137,16 +147,15 @@ pub fn compare(
             breaches: Vec::new(),
         };
     }
-    let breaches = contract.check(
-        Observed {
-            counters: &reference.counters,
-            snapshot: &reference.snapshot,
-        },
-        Observed {
-            counters: &candidate.counters,
-            snapshot: &candidate.snapshot,
-        },
-    );
+    // The same breaches as `Contract::check`, with the final views built once and reused for
+    // the first difference below.
+    let rv = FieldView::of(&reference.snapshot);
+    let cv = FieldView::of(&candidate.snapshot);
+    let view_breaches = contract.check_views(&rv, &cv);
+    let final_allowed = view_breaches.is_empty();
+    let mut breaches = contract.check_counters(&reference.counters, &candidate.counters);
+    breaches.extend(contract.check_relations(&candidate.counters));
+    breaches.extend(view_breaches);
     if let Some(l) = candidate
         .lockstep
         .as_ref()
@@ -181,7 +190,7 @@ pub fn compare(
             None => Outcome::Same,
         }
     } else if states_differ {
-        match first_difference(contract, &reference.snapshot, &candidate.snapshot) {
+        match first_difference_in(&rv, &cv, final_allowed) {
             Some((field, r, c, allowed)) => Outcome::Diverged {
                 first_step: None,
                 field,
