@@ -60,7 +60,9 @@ impl Policy for AdPreserve {
 /// Contract of A/D preservation (mm-semantics C.2). Lockstep: restored PTEs may be younger
 /// (candidate young wherever the reference is) and dirty only where the folio is dirty;
 /// aging state downstream may differ; hardware A/D assists must not grow, restored-young/dirty
-/// counts must not shrink; flushes, IPIs, migration entries, mapcounts, content equal.
+/// counts must not shrink; TLB flushes and IPIs may only grow (a PTE restored young is
+/// flushed where the reference's old one needs none: `madvise_cold_or_pageout_pte_range`,
+/// `set_tlb_ubc_flush_pending`); migration entries, mapcounts, content equal.
 /// Soft-dirty: equal under KNEW; under K61 `pte_mkdirty` may leak soft-dirty (allowed, >=).
 /// Free-running: the S tier.
 ///
@@ -110,6 +112,8 @@ pub fn contract(mode: Mode, base: Base, mig_ad_supported: bool) -> Contract {
                     // Younger restored PTEs change activations, so which oldest gens empty
                     // (and are retired) may differ even with imposed aging rounds.
                     ("min_seq_incs", Rule::Any),
+                    ("tlb_flush_*", Rule::GreaterOrEqual),
+                    ("ipi_*", Rule::GreaterOrEqual),
                 ]),
                 fields: rules(&[
                     ("pte.young", Rule::GreaterOrEqual),

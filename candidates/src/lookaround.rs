@@ -140,7 +140,10 @@ impl Policy for LookAround {
 
 /// Contract of look-around (mm-semantics C.1). Lockstep: only A bits, generations, refs,
 /// PG_referenced/workingset may differ, the folio dirty flag may be set earlier (never lost),
-/// rmap walks must not grow; TLB flushes and IPIs are equal (no flush on a young clear).
+/// rmap walks must not grow; TLB flushes, fills and IPIs may only drop: clearing a neighbour's
+/// A bit does not flush (x86), and a PTE found old later needs none where the reference
+/// flushed a young one (`madvise_cold_or_pageout_pte_range`, and `set_tlb_ubc_flush_pending`
+/// skipping a non-accessed PTE at unmap).
 /// Free-running: the S tier.
 ///
 /// Relations (any mode): look-around promotes only folios whose A bit it cleared
@@ -186,6 +189,9 @@ pub fn contract(mode: Mode, window: u32) -> Contract {
                 // sort_folio moves promoted folios without isolating them.
                 ("scanned", Rule::Any),
                 ("kept", Rule::Any),
+                ("tlb_flush_*", Rule::LessOrEqual),
+                ("tlb_fills", Rule::LessOrEqual),
+                ("ipi_*", Rule::LessOrEqual),
             ]),
             fields: rules(&[
                 ("pte.young", Rule::Any),

@@ -292,6 +292,27 @@ pub enum Op {
         /// Target number of pages.
         nr_to_reclaim: u32,
     },
+    /// Memory-cgroup reclaim (`try_to_free_mem_cgroup_pages`, e.g. a charge over
+    /// `memory.limit_in_bytes`): as `Reclaim`, but only folios charged to `memcg` are isolated
+    /// (oldest generation first) and only its mms are walked for aging. The model charges a
+    /// folio to the memcg of the mm of its first mapping; generations are shared with the rest
+    /// of the machine (one lruvec, not one per memcg).
+    ReclaimMemcg {
+        /// CPU running reclaim.
+        cpu: Cpu,
+        /// Target number of pages.
+        nr_to_reclaim: u32,
+        /// Memory cgroup (nonzero; see `SetMemcg`).
+        memcg: u32,
+    },
+    /// The tasks of `mm` are in memory cgroup `memcg` (0 is the root). An mm forked from it, and
+    /// the mm an exec gives its task, inherit it.
+    SetMemcg {
+        /// Address space.
+        mm: MmId,
+        /// Memory cgroup.
+        memcg: u32,
+    },
     /// GUP with FOLL_PIN (e.g. io_uring fixed buffer, RDMA) on the page at `va`.
     Pin {
         /// CPU.
@@ -356,6 +377,8 @@ impl Op {
             Op::Switch { .. } => "switch",
             Op::Migrate { .. } => "migrate",
             Op::Reclaim { .. } => "reclaim",
+            Op::ReclaimMemcg { .. } => "reclaim_memcg",
+            Op::SetMemcg { .. } => "set_memcg",
             Op::Pin { .. } => "pin",
             Op::Unpin { .. } => "unpin",
             Op::GetRef { .. } => "get_ref",

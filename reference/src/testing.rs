@@ -365,6 +365,18 @@ pub fn lower_choices(cfg: GenConfig, choices: &[Choice]) -> Vec<Op> {
                     },
                 });
             }
+            // One in four episodes is memcg reclaim of a live mm's memcg (children forked
+            // later inherit it).
+            Choice::Reclaim { n } if n % 4 == 0 && !live.is_empty() => {
+                if let Some(mm) = pick(&live, n / 4) {
+                    ops.push(Op::SetMemcg { mm, memcg: 1 });
+                }
+                ops.push(Op::ReclaimMemcg {
+                    cpu: (nr_cpus - 1),
+                    nr_to_reclaim: u32::from(n),
+                    memcg: 1,
+                });
+            }
             Choice::Reclaim { n } => ops.push(Op::Reclaim {
                 cpu: (nr_cpus - 1),
                 nr_to_reclaim: u32::from(n),

@@ -1367,3 +1367,81 @@ fn progress_hash_tracks_state_hash() {
         "Model::progress_hash must be the snapshot's"
     );
 }
+
+/// Memcg reclaim (`try_to_free_mem_cgroup_pages`) evicts only folios charged to that memcg,
+/// and its children inherit the memcg at fork; global reclaim may take anyone's.
+#[test]
+fn memcg_reclaim_takes_only_its_own_folios() {
+    let mut m = start(Reference, 2);
+    // mm1: outside any memcg; mm2 (exec'd, then set into memcg 7): the limited workload.
+    ok(
+        &mut m,
+        Op::Exec {
+            cpu: 1,
+            old: None,
+            new: MmId(2),
+        },
+    );
+    ok(
+        &mut m,
+        Op::SetMemcg {
+            mm: MmId(2),
+            memcg: 7,
+        },
+    );
+    mmap_anon(&mut m, 1, A, 8 * PAGE);
+    mmap_anon(&mut m, 2, A, 8 * PAGE);
+    for i in 0..8 {
+        touch(&mut m, 0, 1, A + i * PAGE, AccessKind::Write);
+        touch(&mut m, 1, 2, A + i * PAGE, AccessKind::Write);
+    }
+    // A child of mm2 inherits memcg 7.
+    ok(
+        &mut m,
+        Op::Fork {
+            cpu: 1,
+            parent: MmId(2),
+            child: MmId(3),
+        },
+    );
+    ok(
+        &mut m,
+        Op::ReclaimMemcg {
+            cpu: 1,
+            nr_to_reclaim: 4,
+            memcg: 7,
+        },
+    );
+    let swapped = |m: &Model<Reference>, mm: u32| {
+        (0..8)
+            .filter(|i| matches!(pte(m, mm, A + i * PAGE), Some(PteState::Swap { .. })))
+            .count()
+    };
+    assert!(m.counters().evictions >= 4, "{:?}", m.counters());
+    assert_eq!(
+        swapped(&m, 1),
+        0,
+        "memcg reclaim took a folio of another memcg"
+    );
+    assert!(swapped(&m, 2) >= 4);
+    // mm3 (forked after SetMemcg) is charged to memcg 7 too: its pages are mm2's COW-shared
+    // folios, so they go with them.
+    ok(
+        &mut m,
+        Op::ReclaimMemcg {
+            cpu: 1,
+            nr_to_reclaim: 64,
+            memcg: 9,
+        },
+    );
+    assert_eq!(swapped(&m, 1), 0, "an empty memcg reclaims nothing");
+    ok(
+        &mut m,
+        Op::Reclaim {
+            cpu: 1,
+            nr_to_reclaim: 64,
+        },
+    );
+    assert!(swapped(&m, 1) > 0, "global reclaim takes from every memcg");
+    no_violations(&mut m);
+}

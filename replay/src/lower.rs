@@ -182,6 +182,13 @@ pub struct Lowering {
     mig_pending: BTreeSet<u64>,
     /// Per CPU: a `lru_shrink_inactive` was lowered since the last reclaim begin.
     reclaim_shrunk: Vec<bool>,
+    /// Per CPU: the memcg of the memcg reclaim episode in progress (`None`: global reclaim).
+    reclaim_memcg: Vec<Option<u32>>,
+    /// Memcg of each process tree (by `MmShadow::root`) seen doing memcg reclaim: the kernel
+    /// reclaims the charging task's cgroup, and children inherit their parent's.
+    memcg_by_root: BTreeMap<u32, u32>,
+    /// Mms already told their memcg (`Op::SetMemcg`).
+    memcg_told: BTreeSet<u32>,
     /// Per CPU: the last record on it was a `tlb_flush` with reason `remote IPI send`, so a
     /// single-target function-call IPI right after it is that flush's shootdown
     /// (`native_flush_tlb_multi` traces the flush, then `on_each_cpu_cond_mask` sends).
@@ -223,6 +230,9 @@ impl Lowering {
             mig_pending: BTreeSet::new(),
             reclaim_shrunk: vec![false; n],
             remote_send_armed: vec![false; n],
+            reclaim_memcg: vec![None; n],
+            memcg_by_root: BTreeMap::new(),
+            memcg_told: BTreeSet::new(),
             csd_armed: vec![None; n],
             mm_hash: HashMap::new(),
             outside_mm: None,
@@ -531,7 +541,7 @@ impl Lowering {
                 self.mig_pending.clear();
                 self.not_lowered("mm_migrate_pages");
             }
-            Event::Vmscan(v) => self.vmscan(cpu, v, out),
+            Event::Vmscan(v) => self.vmscan(r.pid, cpu, v, out),
             Event::TlbFlush { reason, .. } => {
                 let remote_send = reason.code == Some(REASON_REMOTE_SEND_IPI)
                     || (reason.code.is_none()
@@ -1056,12 +1066,64 @@ impl Lowering {
         }
     }
 
-    fn vmscan(&mut self, cpu: u32, v: &Vmscan, out: &mut Vec<Op>) {
+    /// The reclaim op for `n` pages in the episode running on CPU `idx`.
+    fn reclaim_op(&self, cpu: u32, n: u64) -> Op {
+        let nr_to_reclaim = u32::try_from(n).unwrap_or(u32::MAX);
+        match self.reclaim_memcg.get(cpu as usize).copied().flatten() {
+            Some(memcg) => Op::ReclaimMemcg {
+                cpu,
+                nr_to_reclaim,
+                memcg,
+            },
+            None => Op::Reclaim { cpu, nr_to_reclaim },
+        }
+    }
+
+    /// A memcg reclaim episode begins in `pid`'s context: its process tree is one memcg (told
+    /// to the model once per mm; later forks inherit it in the model).
+    fn memcg_episode(&mut self, pid: i32, cpu: u32, out: &mut Vec<Op>) -> Option<u32> {
+        let m = self.mm_of(pid, cpu, out)?;
+        let root = self.mms.get(&m.0).map_or(m.0, |s| s.root);
+        let next = u32::try_from(self.memcg_by_root.len() + 1).unwrap_or(u32::MAX);
+        let memcg = *self.memcg_by_root.entry(root).or_insert(next);
+        let tree: Vec<u32> = self
+            .mms
+            .iter()
+            .filter(|(id, s)| s.root == root && !self.memcg_told.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in tree {
+            self.memcg_told.insert(id);
+            self.emit(
+                out,
+                Op::SetMemcg {
+                    mm: MmId(id),
+                    memcg,
+                },
+            );
+        }
+        Some(memcg)
+    }
+
+    fn vmscan(&mut self, pid: i32, cpu: u32, v: &Vmscan, out: &mut Vec<Op>) {
         let idx = cpu as usize;
         match v {
             Vmscan::KswapdWake { .. } | Vmscan::DirectReclaimBegin { .. } => {
                 if let Some(s) = self.reclaim_shrunk.get_mut(idx) {
                     *s = false;
+                }
+                let memcg = match v {
+                    Vmscan::DirectReclaimBegin { memcg: true, .. } => {
+                        let m = self.memcg_episode(pid, cpu, out);
+                        if m.is_none() {
+                            self.approx("memcg_reclaim_by_kernel_task_taken_as_global");
+                        }
+                        m
+                    }
+                    _ => None,
+                };
+                if let Some(s) = self.reclaim_memcg.get_mut(idx) {
+                    *s = memcg;
                 }
                 self.not_lowered("vmscan_episode_begin");
             }
@@ -1070,14 +1132,8 @@ impl Lowering {
                     *s = true;
                 }
                 if *nr_reclaimed > 0 {
-                    let n = u32::try_from(*nr_reclaimed).unwrap_or(u32::MAX);
-                    self.emit(
-                        out,
-                        Op::Reclaim {
-                            cpu,
-                            nr_to_reclaim: n,
-                        },
-                    );
+                    let op = self.reclaim_op(cpu, *nr_reclaimed);
+                    self.emit(out, op);
                 } else {
                     self.not_lowered("mm_vmscan_lru_shrink_inactive_nothing_reclaimed");
                 }
@@ -1086,19 +1142,16 @@ impl Lowering {
                 let shrunk = self.reclaim_shrunk.get(idx).copied().unwrap_or(false);
                 if !shrunk && *nr_reclaimed > 0 {
                     // No per-LRU event inside the episode: the episode's total is the target.
-                    let n = u32::try_from(*nr_reclaimed).unwrap_or(u32::MAX);
-                    self.emit(
-                        out,
-                        Op::Reclaim {
-                            cpu,
-                            nr_to_reclaim: n,
-                        },
-                    );
+                    let op = self.reclaim_op(cpu, *nr_reclaimed);
+                    self.emit(out, op);
                 } else {
                     self.not_lowered("vmscan_episode_end");
                 }
                 if let Some(s) = self.reclaim_shrunk.get_mut(idx) {
                     *s = false;
+                }
+                if let Some(s) = self.reclaim_memcg.get_mut(idx) {
+                    *s = None;
                 }
             }
             other => {

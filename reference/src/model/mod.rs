@@ -128,6 +128,8 @@ pub struct Model<P: Policy> {
     pub(crate) scratch_locs: Vec<(u64, Loc)>,
     /// Capture time in ns, set by `Op::Clock` (0 until the first one).
     pub(crate) now_ns: u64,
+    /// The memcg an `Op::ReclaimMemcg` in progress is confined to (`None`: global reclaim).
+    pub(crate) reclaim_scope: Option<u32>,
 }
 
 /// Where a PTE lives: a PTE table slot, or a hugetlb leaf in a PMD table.
@@ -178,6 +180,7 @@ impl<P: Policy> Model<P> {
             ubc: Ubc::default(),
             scratch: Vec::new(),
             scratch_locs: Vec::new(),
+            reclaim_scope: None,
             now_ns: 0,
         }
     }
@@ -235,6 +238,23 @@ impl<P: Policy> Model<P> {
             Op::Switch { cpu, next } => self.op_switch(cpu, next),
             Op::Migrate { cpu, target } => self.op_migrate(cpu, target),
             Op::Reclaim { cpu, nr_to_reclaim } => self.op_reclaim(cpu, nr_to_reclaim),
+            Op::ReclaimMemcg {
+                cpu,
+                nr_to_reclaim,
+                memcg,
+            } => {
+                self.reclaim_scope = Some(memcg);
+                let r = self.op_reclaim(cpu, nr_to_reclaim);
+                self.reclaim_scope = None;
+                r
+            }
+            Op::SetMemcg { mm, memcg } => {
+                self.check_mm(mm)?;
+                if let Some(m) = self.mms.get_mut(&mm.0) {
+                    m.memcg = memcg;
+                }
+                Ok(OpOutcome::Done)
+            }
             Op::Pin {
                 cpu,
                 mm,

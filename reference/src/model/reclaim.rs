@@ -58,11 +58,13 @@ impl<P: Policy> Model<P> {
         &mut self,
         op: &Op,
     ) -> (Result<OpOutcome, ModelError>, Option<ReclaimScript>) {
-        let Op::Reclaim { cpu, nr_to_reclaim } = *op else {
+        let Some((cpu, nr_to_reclaim, scope)) = reclaim_of(op) else {
             return (self.apply(op), None);
         };
         let mut script = ReclaimScript::default();
+        self.reclaim_scope = scope;
         let r = self.reclaim(cpu, nr_to_reclaim, Some(&mut script));
+        self.reclaim_scope = None;
         self.after_op();
         self.step += 1;
         let script = r.is_ok().then_some(script);
@@ -76,11 +78,14 @@ impl<P: Policy> Model<P> {
         op: &Op,
         script: &ReclaimScript,
     ) -> (Result<OpOutcome, ModelError>, ImposeResult) {
-        let Op::Reclaim { cpu, .. } = *op else {
+        let Some((cpu, _, scope)) = reclaim_of(op) else {
             return (self.apply(op), ImposeResult::default());
         };
         let mut res = ImposeResult::default();
+        // The scope matters to the follower's aging walks; its victims come from the script.
+        self.reclaim_scope = scope;
         let r = self.reclaim_imposed(cpu, script, &mut res);
+        self.reclaim_scope = None;
         self.after_op();
         self.step += 1;
         (r, res)
@@ -124,71 +129,106 @@ impl<P: Policy> Model<P> {
         while reclaimed < target && rounds < 32 {
             rounds += 1;
             self.retire_empty_gens();
-            let empty = [
-                lru::oldest_is_empty(&mut self.lru, &self.folios, 0),
-                lru::oldest_is_empty(&mut self.lru, &self.folios, 1),
-            ];
-            if empty[0] && empty[1] {
-                // Nothing evictable in the oldest gens: age (or give up if nothing is on LRU).
-                let any = self.lru.nr.iter().any(|r| r.iter().any(|n| *n > 0));
-                if !any {
-                    if let Some(r) = rec.as_deref_mut() {
-                        r.steps.push(ReclaimStep::GiveUp);
-                    }
-                    break;
-                }
-                if let Some(r) = rec.as_deref_mut() {
-                    r.steps.push(ReclaimStep::Age);
-                }
-                self.inc_max_seq();
-                continue;
-            }
-            // Type to scan: the one whose oldest gen is older; ties go to file.
-            let t = if empty[1] {
-                0
-            } else if empty[0] {
-                1
-            } else if self.lru.min_seq[0] < self.lru.min_seq[1] {
-                0
-            } else {
-                1
-            };
-            let nr_gens = self.lru.max_seq + 1 - self.lru.min_seq[t];
-            if nr_gens <= MIN_NR_GENS {
-                // should_run_aging.
-                if let Some(r) = rec.as_deref_mut() {
-                    r.steps.push(ReclaimStep::Age);
-                }
-                self.inc_max_seq();
-                continue;
-            }
             batch.clear();
-            let clear_referenced = self.policy.mglru_isolated_referenced();
-            let min = self.lru.min_seq[t];
-            let g = lru::gen(min);
-            while batch.len() < EVICT_BATCH {
-                let Some((slot, stamp)) = self.lru.lists[g][t].pop_front() else {
-                    break;
+            if let Some(memcg) = self.reclaim_scope {
+                // The memcg's own lruvec: its oldest generation holding its folios, aged first
+                // when that is one of the two youngest (`should_run_aging`).
+                let oldest = [
+                    self.memcg_oldest_seq(0, memcg),
+                    self.memcg_oldest_seq(1, memcg),
+                ];
+                let (t, seq) = match oldest {
+                    [None, None] => {
+                        if let Some(r) = rec.as_deref_mut() {
+                            r.steps.push(ReclaimStep::GiveUp);
+                        }
+                        break;
+                    }
+                    [Some(a), None] => (0, a),
+                    [None, Some(b)] => (1, b),
+                    [Some(a), Some(b)] => {
+                        if a < b {
+                            (0, a)
+                        } else {
+                            (1, b)
+                        }
+                    }
                 };
-                let Some(f) = self.folios.get_mut(slot as usize) else {
-                    continue;
-                };
-                if !(f.live
-                    && f.on_lru
-                    && f.stamp == stamp
-                    && f.lru_type as usize == t
-                    && f.seq == min)
-                {
+                if self.lru.max_seq + 1 - seq <= MIN_NR_GENS {
+                    if let Some(r) = rec.as_deref_mut() {
+                        r.steps.push(ReclaimStep::Age);
+                    }
+                    self.inc_max_seq();
                     continue;
                 }
-                // isolate_folio.
-                lru::del_folio(&mut self.lru, f);
-                f.refcount += 1;
-                if clear_referenced {
-                    // v6.1 isolate_folio: folio_clear_referenced (policy hook).
-                    f.referenced = false;
+                let clear_referenced = self.policy.mglru_isolated_referenced();
+                self.isolate_memcg(t, seq, memcg, clear_referenced, &mut batch);
+            } else {
+                let empty = [
+                    lru::oldest_is_empty(&mut self.lru, &self.folios, 0),
+                    lru::oldest_is_empty(&mut self.lru, &self.folios, 1),
+                ];
+                if empty[0] && empty[1] {
+                    // Nothing evictable in the oldest gens: age (or give up if nothing is on LRU).
+                    let any = self.lru.nr.iter().any(|r| r.iter().any(|n| *n > 0));
+                    if !any {
+                        if let Some(r) = rec.as_deref_mut() {
+                            r.steps.push(ReclaimStep::GiveUp);
+                        }
+                        break;
+                    }
+                    if let Some(r) = rec.as_deref_mut() {
+                        r.steps.push(ReclaimStep::Age);
+                    }
+                    self.inc_max_seq();
+                    continue;
                 }
-                batch.push(slot);
+                // Type to scan: the one whose oldest gen is older; ties go to file.
+                let t = if empty[1] {
+                    0
+                } else if empty[0] {
+                    1
+                } else if self.lru.min_seq[0] < self.lru.min_seq[1] {
+                    0
+                } else {
+                    1
+                };
+                let nr_gens = self.lru.max_seq + 1 - self.lru.min_seq[t];
+                if nr_gens <= MIN_NR_GENS {
+                    // should_run_aging.
+                    if let Some(r) = rec.as_deref_mut() {
+                        r.steps.push(ReclaimStep::Age);
+                    }
+                    self.inc_max_seq();
+                    continue;
+                }
+                let clear_referenced = self.policy.mglru_isolated_referenced();
+                let min = self.lru.min_seq[t];
+                let g = lru::gen(min);
+                while batch.len() < EVICT_BATCH {
+                    let Some((slot, stamp)) = self.lru.lists[g][t].pop_front() else {
+                        break;
+                    };
+                    let Some(f) = self.folios.get_mut(slot as usize) else {
+                        continue;
+                    };
+                    if !(f.live
+                        && f.on_lru
+                        && f.stamp == stamp
+                        && f.lru_type as usize == t
+                        && f.seq == min)
+                    {
+                        continue;
+                    }
+                    // isolate_folio.
+                    lru::del_folio(&mut self.lru, f);
+                    f.refcount += 1;
+                    if clear_referenced {
+                        // v6.1 isolate_folio: folio_clear_referenced (policy hook).
+                        f.referenced = false;
+                    }
+                    batch.push(slot);
+                }
             }
             // Identities before shrinking: freed slots may be reused.
             let ids: Option<Vec<ScriptFolio>> = rec.is_some().then(|| {
@@ -299,6 +339,77 @@ impl<P: Policy> Model<P> {
         Ok(OpOutcome::Done)
     }
 
+    /// The memcg a folio is charged to: that of the mm of its first mapping (the model does not
+    /// track charges; unmapped page cache and swap cache count as the root's).
+    fn charged_memcg(&self, f: &Folio) -> u32 {
+        f.rmap
+            .first()
+            .and_then(|(mm, _)| self.mms.get(mm))
+            .map_or(0, |m| m.memcg)
+    }
+
+    /// Whether list entry (slot, stamp) of type `t` is a live folio of generation `seq`.
+    fn entry_live(&self, slot: u32, stamp: u32, t: usize, seq: u64) -> Option<&Folio> {
+        self.folios.get(slot as usize).filter(|f| {
+            f.live && f.on_lru && f.stamp == stamp && f.lru_type as usize == t && f.seq == seq
+        })
+    }
+
+    /// The oldest generation holding a folio of type `t` charged to `memcg`: where that
+    /// memcg's own lruvec would have its `min_seq`.
+    fn memcg_oldest_seq(&self, t: usize, memcg: u32) -> Option<u64> {
+        (self.lru.min_seq[t]..=self.lru.max_seq).find(|&seq| {
+            self.lru
+                .lists
+                .get(lru::gen(seq))
+                .and_then(|r| r.get(t))
+                .is_some_and(|l| {
+                    l.iter().any(|&(slot, stamp)| {
+                        self.entry_live(slot, stamp, t, seq)
+                            .is_some_and(|f| self.charged_memcg(f) == memcg)
+                    })
+                })
+        })
+    }
+
+    /// `isolate_folios` for memcg reclaim: up to a batch of `memcg`'s folios of type `t` from
+    /// generation `seq`, in list order, leaving other memcgs' folios in place.
+    fn isolate_memcg(
+        &mut self,
+        t: usize,
+        seq: u64,
+        memcg: u32,
+        clear_referenced: bool,
+        batch: &mut Vec<u32>,
+    ) {
+        let g = lru::gen(seq);
+        let Some(list) = self.lru.lists.get_mut(g).and_then(|r| r.get_mut(t)) else {
+            return;
+        };
+        let entries = std::mem::take(list);
+        let mut keep = std::collections::VecDeque::with_capacity(entries.len());
+        for (slot, stamp) in entries {
+            let Some(f) = self.entry_live(slot, stamp, t, seq) else {
+                continue; // stale entry (lazy deletion)
+            };
+            if batch.len() >= EVICT_BATCH || self.charged_memcg(f) != memcg {
+                keep.push_back((slot, stamp));
+                continue;
+            }
+            if let Some(f) = self.folios.get_mut(slot as usize) {
+                lru::del_folio(&mut self.lru, f);
+                f.refcount += 1;
+                if clear_referenced {
+                    f.referenced = false;
+                }
+            }
+            batch.push(slot);
+        }
+        if let Some(list) = self.lru.lists.get_mut(g).and_then(|r| r.get_mut(t)) {
+            *list = keep;
+        }
+    }
+
     /// `try_to_inc_max_seq` + `inc_max_seq`: page-table walk aging (if enabled), then a new
     /// generation; the oldest is retired first when all four are in use.
     fn inc_max_seq(&mut self) {
@@ -318,10 +429,12 @@ impl<P: Policy> Model<P> {
     /// `walk_mm` → `walk_pte_range` over mms used since the last walk: clear young PTEs,
     /// transfer dirty bits, promote folios to `max_seq` (no TLB flush on x86).
     fn walk_mms(&mut self) {
+        // Memcg reclaim walks only that memcg's mms (`lru_gen_mm_list` is per memcg).
+        let scope = self.reclaim_scope;
         let mut ids: Vec<u32> = self
             .mms
             .iter()
-            .filter(|(_, m)| m.used)
+            .filter(|(_, m)| m.used && scope.is_none_or(|s| m.memcg == s))
             .map(|(k, _)| *k)
             .collect();
         ids.sort_unstable();
@@ -882,5 +995,18 @@ fn note_skip(res: &mut ImposeResult, id: u64, why: &str) {
     res.skipped += 1;
     if res.first_skip.is_none() {
         res.first_skip = Some(format!("folio {id}: {why}"));
+    }
+}
+
+/// (cpu, pages, memcg scope) of a reclaim op.
+fn reclaim_of(op: &Op) -> Option<(u32, u32, Option<u32>)> {
+    match *op {
+        Op::Reclaim { cpu, nr_to_reclaim } => Some((cpu, nr_to_reclaim, None)),
+        Op::ReclaimMemcg {
+            cpu,
+            nr_to_reclaim,
+            memcg,
+        } => Some((cpu, nr_to_reclaim, Some(memcg))),
+        _ => None,
     }
 }

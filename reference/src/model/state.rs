@@ -296,6 +296,8 @@ pub(crate) struct Mm {
     pub used: bool,
     /// `mm->context.next_trim_cpumask` in ns of `Model::now_ns` (`should_trim_cpumask`).
     pub next_trim_ns: u64,
+    /// Memory cgroup of its tasks (0: root), `Op::SetMemcg`.
+    pub memcg: u32,
 }
 
 pub(crate) const RSS_FILE: usize = 0;

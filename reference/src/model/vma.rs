@@ -983,6 +983,7 @@ impl<P: Policy> Model<P> {
                 used: false,
                 // init_new_context: next_trim_cpumask = jiffies + HZ.
                 next_trim_ns: self.now_ns.saturating_add(NSEC_PER_SEC),
+                memcg: 0,
             },
         );
         Ok(())
@@ -1001,6 +1002,7 @@ impl<P: Policy> Model<P> {
         self.c.forks += 1;
         let (p, c) = (parent.0, child.0);
         let brk = self.mms.get(&p).and_then(|m| m.brk);
+        let memcg = self.mms.get(&p).map_or(0, |m| m.memcg);
         let vmas: Vec<Vma> = self
             .mms
             .get(&p)
@@ -1008,6 +1010,8 @@ impl<P: Policy> Model<P> {
             .unwrap_or_default();
         if let Some(m) = self.mms.get_mut(&c) {
             m.brk = brk;
+            // The child task starts in its parent's cgroup.
+            m.memcg = memcg;
         }
         // A reclaim batch for the parent must not cover PTEs we are about to copy.
         self.flush_batched_pending(cpu, p);
@@ -1155,6 +1159,11 @@ impl<P: Policy> Model<P> {
         }
         self.new_mm(new)?;
         self.c.execs += 1;
+        // The task keeps its cgroup across exec.
+        let memcg = old.and_then(|o| self.mms.get(&o.0)).map_or(0, |m| m.memcg);
+        if let Some(m) = self.mms.get_mut(&new.0) {
+            m.memcg = memcg;
+        }
         // exec_mmap: activate_mm(new) first, then mmput(old) → exit_mmap.
         self.switch_to(cpu, Some(new.0));
         if let Some(o) = old {

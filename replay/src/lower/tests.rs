@@ -927,3 +927,99 @@ fn table_sync_is_observed_from_its_csds_once() {
     assert_eq!(st.observed.ipis, 3);
     assert_eq!(st.observed.ipi_targets, 4);
 }
+
+/// `mm_vmscan_memcg_reclaim_begin` in a task's context: the kernel reclaims that task's memory
+/// cgroup. The lowering tells the model the task's process tree is one memcg (once) and scopes
+/// the episode's reclaim to it; a direct (global) episode stays global.
+#[test]
+fn memcg_reclaim_episode_is_scoped_to_the_task_memcg() {
+    let vm = |cpu: u32, pid: i32, v: Vmscan| rec(cpu, pid, Event::Vmscan(v));
+    let shrink = |n: u64| Vmscan::LruShrinkInactive {
+        nid: 0,
+        nr_scanned: 2 * n,
+        nr_reclaimed: n,
+        priority: 12,
+    };
+    let recs = [
+        fault(0, 10, 0x7f00_0000_0000, 0x6),
+        vm(
+            0,
+            10,
+            Vmscan::DirectReclaimBegin {
+                order: 0,
+                memcg: true,
+            },
+        ),
+        vm(0, 10, shrink(5)),
+        vm(
+            0,
+            10,
+            Vmscan::DirectReclaimEnd {
+                nr_reclaimed: 5,
+                memcg: true,
+            },
+        ),
+        vm(
+            0,
+            10,
+            Vmscan::DirectReclaimBegin {
+                order: 0,
+                memcg: true,
+            },
+        ),
+        vm(
+            0,
+            10,
+            Vmscan::DirectReclaimEnd {
+                nr_reclaimed: 2,
+                memcg: true,
+            },
+        ),
+        vm(
+            1,
+            20,
+            Vmscan::DirectReclaimBegin {
+                order: 0,
+                memcg: false,
+            },
+        ),
+        vm(1, 20, shrink(3)),
+    ];
+    let (ops, _) = lower(&recs, opts());
+    let mm10 = ops.iter().find_map(|o| match o {
+        Op::Fault { mm, .. } => Some(*mm),
+        _ => None,
+    });
+    let got: Vec<&Op> = ops
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Op::SetMemcg { .. } | Op::ReclaimMemcg { .. } | Op::Reclaim { .. }
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            &Op::SetMemcg {
+                mm: mm10.expect("fault lowered"),
+                memcg: 1
+            },
+            &Op::ReclaimMemcg {
+                cpu: 0,
+                nr_to_reclaim: 5,
+                memcg: 1
+            },
+            &Op::ReclaimMemcg {
+                cpu: 0,
+                nr_to_reclaim: 2,
+                memcg: 1
+            },
+            &Op::Reclaim {
+                cpu: 1,
+                nr_to_reclaim: 3
+            },
+        ]
+    );
+}
