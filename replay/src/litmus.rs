@@ -27,6 +27,7 @@
 //! getref cpu=0 mm=1 va=0x... hold=2      putref hold=2 write
 //! madvise cpu=0 mm=1 addr=.. len=.. advice=free
 //! reclaim cpu=0 nr=64                    migrate cpu=0 mm=1 va=0x... (or pfn=N)
+//! memcg mm=1 memcg=2                     reclaim cpu=0 nr=64 memcg=2   (memcg reclaim)
 //! ```
 //! Steps are 0-based op indices, as in `Violation::step`; `violation I1 line 14` names the op
 //! by its line instead.
@@ -728,9 +729,20 @@ fn op_line(cx: &Ctx<'_>, l: &str, ops: &mut Vec<LitmusOp>) -> Result<(), LitmusE
             };
             Op::Migrate { cpu, target }
         }
-        "reclaim" => Op::Reclaim {
-            cpu: a.n32("cpu")?,
-            nr_to_reclaim: a.n32("nr")?,
+        "reclaim" => match a.opt("memcg") {
+            Some(m) => Op::ReclaimMemcg {
+                cpu: a.n32("cpu")?,
+                nr_to_reclaim: a.n32("nr")?,
+                memcg: u32::try_from(num(cx, "memcg", m)?).map_err(|_| cx.err("memcg=<u32>", m))?,
+            },
+            None => Op::Reclaim {
+                cpu: a.n32("cpu")?,
+                nr_to_reclaim: a.n32("nr")?,
+            },
+        },
+        "memcg" => Op::SetMemcg {
+            mm: a.mm("mm")?,
+            memcg: a.n32("memcg")?,
         },
         "pin" => Op::Pin {
             cpu: a.n32("cpu")?,
@@ -1051,6 +1063,39 @@ mod tests {
         assert_eq!(f.step_of(At::Line(6)), Some(1));
         assert_eq!(f.policies(), vec!["reference", "negative:x", "lookaround"]);
         assert_eq!(f.checks.len(), 1);
+    }
+
+    #[test]
+    fn memcg_ops_parse() {
+        let f = parse(
+            "t.litmus",
+            "exec cpu=0 mm=1\nmemcg mm=1 memcg=2\nreclaim cpu=1 nr=8 memcg=2\nreclaim cpu=1 nr=3\n",
+        );
+        let Ok(f) = f else {
+            panic!("{f:?}");
+        };
+        let ops: Vec<&Op> = f.ops.iter().map(|o| &o.op).collect();
+        assert_eq!(
+            ops.get(1..),
+            Some(
+                &[
+                    &Op::SetMemcg {
+                        mm: MmId(1),
+                        memcg: 2
+                    },
+                    &Op::ReclaimMemcg {
+                        cpu: 1,
+                        nr_to_reclaim: 8,
+                        memcg: 2
+                    },
+                    &Op::Reclaim {
+                        cpu: 1,
+                        nr_to_reclaim: 3
+                    },
+                ][..]
+            )
+        );
+        assert!(err("exec cpu=0 mm=1\nreclaim cpu=0 nr=1 memcg=x\n").contains("t.litmus:2"));
     }
 
     #[test]
