@@ -383,17 +383,24 @@ impl<P: Policy> Model<P> {
         batch: &mut Vec<u32>,
     ) {
         let g = lru::gen(seq);
-        let Some(list) = self.lru.lists.get_mut(g).and_then(|r| r.get_mut(t)) else {
-            return;
-        };
-        let entries = std::mem::take(list);
-        let mut keep = std::collections::VecDeque::with_capacity(entries.len());
-        for (slot, stamp) in entries {
+        // Other memcgs' entries passed over, put back in front in their order afterwards:
+        // the scan costs what it passes, not the whole list.
+        let mut passed: Vec<(u32, u32)> = Vec::new();
+        while batch.len() < EVICT_BATCH {
+            let Some((slot, stamp)) = self
+                .lru
+                .lists
+                .get_mut(g)
+                .and_then(|r| r.get_mut(t))
+                .and_then(|l| l.pop_front())
+            else {
+                break;
+            };
             let Some(f) = self.entry_live(slot, stamp, t, seq) else {
                 continue; // stale entry (lazy deletion)
             };
-            if batch.len() >= EVICT_BATCH || self.charged_memcg(f) != memcg {
-                keep.push_back((slot, stamp));
+            if self.charged_memcg(f) != memcg {
+                passed.push((slot, stamp));
                 continue;
             }
             if let Some(f) = self.folios.get_mut(slot as usize) {
@@ -406,7 +413,9 @@ impl<P: Policy> Model<P> {
             batch.push(slot);
         }
         if let Some(list) = self.lru.lists.get_mut(g).and_then(|r| r.get_mut(t)) {
-            *list = keep;
+            for e in passed.into_iter().rev() {
+                list.push_front(e);
+            }
         }
     }
 
