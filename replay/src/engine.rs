@@ -489,21 +489,28 @@ pub fn lower_all<E>(
     Ok((ops, lowering.into_stats()))
 }
 
+/// Whether op `i` is a comparison point: from `skip` on, after every `every`-th op.
+fn due(i: u64, skip: u64, every: u64) -> bool {
+    i >= skip && (i - skip + 1) % every.max(1) == 0
+}
+
 /// The first step after which `a` and `b` differ, by replaying `ops` step by step from a state
 /// where they were equal. `skip` ops are applied to both first without comparing (the part
-/// before the last equal checkpoint). Returns the 0-based op index and both snapshots right
-/// after it, or `None` if they never differ.
+/// before the last equal checkpoint); from there the states are compared after every
+/// `every`-th op (1: every op, the exact answer). Returns the 0-based op index of the first
+/// comparison that differs and both snapshots right after it, or `None` if none differs.
 pub fn first_divergence(
     ops: impl Iterator<Item = Op>,
     a: &mut dyn Engine,
     b: &mut dyn Engine,
     skip: u64,
+    every: u64,
 ) -> Option<(u64, Snapshot, Snapshot)> {
     for (i, op) in ops.enumerate() {
         let i = i as u64;
         let _ = a.apply(&op);
         let _ = b.apply(&op);
-        if i >= skip && a.progress_hash() != b.progress_hash() {
+        if due(i, skip, every) && a.progress_hash() != b.progress_hash() {
             return Some((i, a.snapshot(), b.snapshot()));
         }
     }
@@ -517,6 +524,7 @@ pub fn first_divergence_lockstep(
     reference: &mut dyn Engine,
     candidate: &mut dyn Engine,
     skip: u64,
+    every: u64,
 ) -> Option<(u64, Snapshot, Snapshot)> {
     for (i, op) in ops.enumerate() {
         let i = i as u64;
@@ -525,7 +533,7 @@ pub fn first_divergence_lockstep(
             Some(s) => candidate.apply_imposed(&op, s).0,
             None => candidate.apply(&op),
         };
-        if i >= skip && reference.progress_hash() != candidate.progress_hash() {
+        if due(i, skip, every) && reference.progress_hash() != candidate.progress_hash() {
             return Some((i, reference.snapshot(), candidate.snapshot()));
         }
     }

@@ -23,6 +23,16 @@ use crate::source::{Source, SourceError};
 pub const DEFAULT_CPUS: u32 = 8;
 
 /// Options of a session.
+/// Ops between state-hash comparisons in the first re-run that locates a divergence.
+const LOCATE_STRIDE: u64 = 32;
+
+/// A located first diverging op and both snapshots right after it.
+type Located = (
+    u64,
+    mmreplay_reference::snapshot::Snapshot,
+    mmreplay_reference::snapshot::Snapshot,
+);
+
 #[derive(Clone, Debug)]
 pub struct SessionOptions {
     /// Policy specs, reference first (added if missing).
@@ -179,32 +189,44 @@ pub fn run(
         let window = differ::first_diverging_window(reference, cand);
         // Locating re-reads the input, which standard input cannot do.
         let rereadable = input != Some("-");
+        // Re-run the reference and this candidate from the start, comparing state hashes every
+        // `every` ops from op `skip` on.
+        let rerun = |skip: u64, every: u64| -> Result<Option<Located>, SessionError> {
+            let src = Source::open_opt(input, o.strict)?;
+            let ops = OpStream {
+                src,
+                lowering: Lowering::new(lower.clone()),
+                buf: Default::default(),
+                scratch: Vec::new(),
+                done: false,
+            };
+            let pair: Vec<PolicySpec> = specs
+                .first()
+                .cloned()
+                .into_iter()
+                .chain([spec.clone()])
+                .collect();
+            let mut e = registry::build_all(&pair, &profile);
+            Ok(match (e.pop(), e.pop()) {
+                (Some(mut c), Some(mut r)) if o.mode == Mode::Lockstep => {
+                    engine::first_divergence_lockstep(ops, &mut *r, &mut *c, skip, every)
+                }
+                (Some(mut c), Some(mut r)) => {
+                    engine::first_divergence(ops, &mut *r, &mut *c, skip, every)
+                }
+                _ => None,
+            })
+        };
         let located = match (window, o.locate && rereadable, o.engine.hash_every) {
             (Some(w), true, n) if n > 0 => {
                 let skip = w as u64 * n;
-                let src = Source::open_opt(input, o.strict)?;
-                let ops = OpStream {
-                    src,
-                    lowering: Lowering::new(lower.clone()),
-                    buf: Default::default(),
-                    scratch: Vec::new(),
-                    done: false,
-                };
-                let pair: Vec<PolicySpec> = specs
-                    .first()
-                    .cloned()
-                    .into_iter()
-                    .chain([spec.clone()])
-                    .collect();
-                let mut e = registry::build_all(&pair, &profile);
-                match (e.pop(), e.pop()) {
-                    (Some(mut c), Some(mut r)) if o.mode == Mode::Lockstep => {
-                        engine::first_divergence_lockstep(ops, &mut *r, &mut *c, skip)
-                    }
-                    (Some(mut c), Some(mut r)) => {
-                        engine::first_divergence(ops, &mut *r, &mut *c, skip)
-                    }
-                    _ => None,
+                // Hashing a large state at every op of the window cost more than the replay:
+                // first every LOCATE_STRIDE ops, then op by op in the stride that differed.
+                let stride = LOCATE_STRIDE.min(n);
+                match rerun(skip, stride)? {
+                    Some((i, a, b)) if stride == 1 => Some((i, a, b)),
+                    Some((i, ..)) => rerun(skip.max((i + 1).saturating_sub(stride)), 1)?,
+                    None => rerun(skip, 1)?,
                 }
             }
             _ => None,
