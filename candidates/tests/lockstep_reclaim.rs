@@ -17,9 +17,11 @@ use mmreplay_reference::engine::ReclaimScript;
 use mmreplay_reference::op::{madv, map, prot};
 use mmreplay_reference::testing::{random_ops, random_ops_local, GenConfig};
 use mmreplay_reference::{
-    AccessKind, Base, Engine, FileId, FileKind, FileRef, FolioId, HoldId, Invariant, KernelProfile,
-    MmId, Model, Op, Policy, Reference,
+    AccessKind, Base, Engine, FolioId, HoldId, Invariant, KernelProfile, MmId, Model, Op, Policy,
+    Reference,
 };
+
+mod common;
 
 const PAGE: u64 = 4096;
 const BASE: u64 = 0x40_0000_0000;
@@ -251,35 +253,7 @@ fn lazyfree_negative_control_still_trips_i5_in_lockstep() {
 /// the same ops keeps the whole lockstep contract, with the same residency as the reference.
 #[test]
 fn promote_without_clear_breaches_the_lockstep_contract() {
-    let p = KernelProfile {
-        base: Base::Knew,
-        lru_gen_mm_walk: false,
-        ..KernelProfile::default()
-    };
-    let mut ops = vec![
-        exec(1),
-        Op::Mmap {
-            cpu: 0,
-            mm: MmId(1),
-            addr: BASE,
-            len: 64 * PAGE,
-            prot: prot::READ | prot::WRITE,
-            flags: map::PRIVATE,
-            file: Some(FileRef {
-                id: FileId(3),
-                kind: FileKind::Regular,
-            }),
-            pgoff: 0,
-        },
-    ];
-    for i in 0..64 {
-        ops.push(access(BASE + i * PAGE, AccessKind::Read));
-    }
-    ops.push(access(BASE, AccessKind::Write));
-    ops.push(Op::Reclaim {
-        cpu: 0,
-        nr_to_reclaim: 1,
-    });
+    let (p, ops) = common::promote_control();
     let k = lookaround::contract(Mode::Lockstep, 64);
     let (r, good, _) = lockstep(&p, LookAround::new(Base::Knew), &ops);
     let (rs, gs) = (r.snapshot(), good.snapshot());

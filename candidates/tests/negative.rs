@@ -15,6 +15,8 @@ use mmreplay_reference::{
     MigrateTarget, MmId, Model, Op, Policy, Reference, Snapshot, Violation,
 };
 
+mod common;
+
 const PAGE: u64 = 4096;
 const GIB: u64 = 1 << 30;
 const BASE: u64 = 0x40_0000_0000;
@@ -255,35 +257,7 @@ fn dirty_on_clean_restore_breaches_ad_contract() {
 /// `gen_promote_lookaround <= a_cleared_lookaround`.
 #[test]
 fn promote_without_clear_breaches_lookaround_contract() {
-    let p = KernelProfile {
-        base: Base::Knew,
-        lru_gen_mm_walk: false,
-        ..KernelProfile::default()
-    };
-    let mut ops = vec![
-        exec(1),
-        Op::Mmap {
-            cpu: 0,
-            mm: MmId(1),
-            addr: BASE,
-            len: 64 * PAGE,
-            prot: prot::READ | prot::WRITE,
-            flags: map::PRIVATE,
-            file: Some(FileRef {
-                id: FileId(3),
-                kind: FileKind::Regular,
-            }),
-            pgoff: 0,
-        },
-    ];
-    for i in 0..64 {
-        ops.push(access(0, BASE + i * PAGE, AccessKind::Read));
-    }
-    ops.push(access(0, BASE, AccessKind::Write));
-    ops.push(Op::Reclaim {
-        cpu: 0,
-        nr_to_reclaim: 1,
-    });
+    let (p, ops) = common::promote_control();
     let (rc, rs, _) = run(&p, Reference, &ops);
     let k = lookaround::contract(Mode::FreeRunning, 64);
     let reference = Observed {
