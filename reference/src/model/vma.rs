@@ -989,6 +989,25 @@ impl<P: Policy> Model<P> {
         Ok(())
     }
 
+    /// Whether any of `locs` maps an anon folio, a swap entry or a migration entry of an anon
+    /// folio (a stand-in for the VMA having an `anon_vma`).
+    fn maps_anon(&self, locs: &[(u64, Loc)]) -> bool {
+        locs.iter().any(|&(_, loc)| match self.get(loc) {
+            Pte::Present(p) => {
+                p.folio != ZERO_SLOT
+                    && self
+                        .folios
+                        .get(p.folio as usize)
+                        .is_some_and(|f| f.is_anon())
+            }
+            Pte::Swap { .. } => true,
+            Pte::Migration { folio, .. } => {
+                self.folios.get(folio as usize).is_some_and(|f| f.is_anon())
+            }
+            Pte::None => false,
+        })
+    }
+
     /// `dup_mmap` + `copy_page_range` (B.4).
     pub(crate) fn op_fork(
         &mut self,
@@ -1038,6 +1057,13 @@ impl<P: Policy> Model<P> {
             }
             let mut locs = std::mem::take(&mut self.scratch_locs);
             self.collect_ptes(p, v.start, v.end, &mut locs);
+            if v.file.is_some() && !self.maps_anon(&locs) {
+                // vma_needs_copy: a private file mapping without anon pages (no anon_vma) is
+                // not copied either; the child faults its file pages in. The model has no
+                // anon_vma, so "maps an anon folio or swap entry now" stands in for it.
+                self.scratch_locs = locs;
+                continue;
+            }
             for &(va, loc) in &locs {
                 let pte = self.get(loc);
                 match pte {
