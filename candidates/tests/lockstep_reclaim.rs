@@ -14,17 +14,12 @@ use mmreplay_candidates::lookaround::{self, LookAround};
 use mmreplay_candidates::negative::{LazyfreeIgnoreRefs, PromoteWithoutClear};
 use mmreplay_candidates::registry;
 use mmreplay_reference::engine::ReclaimScript;
-use mmreplay_reference::op::{madv, map, prot};
 use mmreplay_reference::testing::{random_ops, random_ops_local, GenConfig};
 use mmreplay_reference::{
-    AccessKind, Base, Engine, FolioId, HoldId, Invariant, KernelProfile, MmId, Model, Op, Policy,
-    Reference,
+    Base, Engine, FolioId, Invariant, KernelProfile, Model, Op, Policy, Reference,
 };
 
 mod common;
-
-const PAGE: u64 = 4096;
-const BASE: u64 = 0x40_0000_0000;
 
 /// Live folio identities (evicted folios are absent).
 fn resident(e: &dyn Engine) -> BTreeSet<FolioId> {
@@ -143,23 +138,6 @@ fn lockstep_imposes_the_reference_victims_on_lookaround() {
     );
 }
 
-fn exec(mm: u32) -> Op {
-    Op::Exec {
-        cpu: 0,
-        old: None,
-        new: MmId(mm),
-    }
-}
-
-fn access(va: u64, kind: AccessKind) -> Op {
-    Op::Access {
-        cpu: 0,
-        mm: MmId(1),
-        va,
-        kind,
-    }
-}
-
 /// Run `ops` with the reference leading and a `P` model following its reclaim rounds.
 fn lockstep<P: Policy>(
     profile: &KernelProfile,
@@ -193,37 +171,7 @@ fn lockstep<P: Policy>(
 /// reference freed nothing) keeps the buggy path reachable.
 #[test]
 fn lazyfree_negative_control_still_trips_i5_in_lockstep() {
-    let ops = vec![
-        exec(1),
-        Op::Mmap {
-            cpu: 0,
-            mm: MmId(1),
-            addr: BASE,
-            len: PAGE,
-            prot: prot::READ | prot::WRITE,
-            flags: map::PRIVATE | map::ANONYMOUS,
-            file: None,
-            pgoff: 0,
-        },
-        access(BASE, AccessKind::Write),
-        Op::Madvise {
-            cpu: 0,
-            mm: MmId(1),
-            addr: BASE,
-            len: PAGE,
-            advice: madv::FREE,
-        },
-        Op::GetRef {
-            cpu: 0,
-            mm: MmId(1),
-            va: BASE,
-            hold: HoldId(1),
-        },
-        Op::Reclaim {
-            cpu: 0,
-            nr_to_reclaim: 1,
-        },
-    ];
+    let ops = common::lazyfree_with_extra_ref();
     let p = KernelProfile::default();
     let (r, c, extra) = lockstep(&p, LazyfreeIgnoreRefs, &ops);
     assert!(r.violations().is_empty(), "{:?}", r.violations());

@@ -9,10 +9,10 @@ use mmreplay_candidates::lookaround::{self, LookAround};
 use mmreplay_candidates::negative::{
     DirtyOnCleanRestore, FreeBeforeFlush, LazyfreeIgnoreRefs, NoSyncUnshare, PromoteWithoutClear,
 };
-use mmreplay_reference::op::{madv, map, prot};
+use mmreplay_reference::op::{map, prot};
 use mmreplay_reference::{
-    AccessKind, Base, Counters, FileId, FileKind, FileRef, HoldId, Invariant, KernelProfile,
-    MigrateTarget, MmId, Model, Op, Policy, Reference, Snapshot, Violation,
+    AccessKind, Base, Counters, FileId, FileKind, FileRef, Invariant, KernelProfile, MigrateTarget,
+    MmId, Model, Op, Policy, Reference, Snapshot, Violation,
 };
 
 mod common;
@@ -148,28 +148,7 @@ fn free_before_flush_trips_i1() {
 /// The reference aborts the discard; ignoring the reference count trips I5 at the reclaim.
 #[test]
 fn lazyfree_ignoring_refs_trips_i5() {
-    let ops = vec![
-        exec(1),
-        anon(1),
-        access(0, BASE, AccessKind::Write),
-        Op::Madvise {
-            cpu: 0,
-            mm: MmId(1),
-            addr: BASE,
-            len: PAGE,
-            advice: madv::FREE,
-        },
-        Op::GetRef {
-            cpu: 0,
-            mm: MmId(1),
-            va: BASE,
-            hold: HoldId(1),
-        },
-        Op::Reclaim {
-            cpu: 0,
-            nr_to_reclaim: 1,
-        },
-    ];
+    let ops = common::lazyfree_with_extra_ref();
     let p = KernelProfile::default();
     let (rc, _, rv) = run(&p, Reference, &ops);
     assert!(rv.is_empty(), "{rv:?}");

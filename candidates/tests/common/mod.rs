@@ -1,8 +1,10 @@
 //! Op sequences shared by several test files of this crate (each test binary includes the
 //! module with `mod common;`).
 
-use mmreplay_reference::op::{map, prot};
-use mmreplay_reference::{AccessKind, Base, FileId, FileKind, FileRef, KernelProfile, MmId, Op};
+use mmreplay_reference::op::{madv, map, prot};
+use mmreplay_reference::{
+    AccessKind, Base, FileId, FileKind, FileRef, HoldId, KernelProfile, MmId, Op,
+};
 
 /// Address of the scenario's mapping.
 pub const BASE: u64 = 0x40_0000_0000;
@@ -53,4 +55,49 @@ pub fn promote_control() -> (KernelProfile, Vec<Op>) {
         nr_to_reclaim: 1,
     });
     (p, ops)
+}
+
+/// 6c8e2a256915: one anon page written, MADV_FREE'd, then an O_DIRECT-style extra reference
+/// (`GetRef`) taken before a one-page reclaim. The reference must abort the lazyfree discard.
+pub fn lazyfree_with_extra_ref() -> Vec<Op> {
+    vec![
+        Op::Exec {
+            cpu: 0,
+            old: None,
+            new: MmId(1),
+        },
+        Op::Mmap {
+            cpu: 0,
+            mm: MmId(1),
+            addr: BASE,
+            len: PAGE,
+            prot: prot::READ | prot::WRITE,
+            flags: map::PRIVATE | map::ANONYMOUS,
+            file: None,
+            pgoff: 0,
+        },
+        Op::Access {
+            cpu: 0,
+            mm: MmId(1),
+            va: BASE,
+            kind: AccessKind::Write,
+        },
+        Op::Madvise {
+            cpu: 0,
+            mm: MmId(1),
+            addr: BASE,
+            len: PAGE,
+            advice: madv::FREE,
+        },
+        Op::GetRef {
+            cpu: 0,
+            mm: MmId(1),
+            va: BASE,
+            hold: HoldId(1),
+        },
+        Op::Reclaim {
+            cpu: 0,
+            nr_to_reclaim: 1,
+        },
+    ]
 }
