@@ -228,6 +228,18 @@ impl PolicySpec {
         &self.text
     }
 
+    /// Full spec: the policy name and every parameter it declares, defaults spelled out
+    /// (`lookaround:window=64`), so a report or matrix cell says exactly what ran even when the
+    /// default changes. `parse` of it gives the same spec.
+    pub fn full_name(&self) -> String {
+        let mut s = self.entry.name.to_string();
+        for (i, d) in self.entry.params.iter().enumerate() {
+            s.push(if i == 0 { ':' } else { ',' });
+            s.push_str(&format!("{}={}", d.name, self.params.get(d.name)));
+        }
+        s
+    }
+
     /// Registry name without parameters.
     pub fn policy(&self) -> &'static str {
         self.entry.name

@@ -2,12 +2,15 @@
 //! differ, reports, the compiled corpus format and `record`. It must never contain model
 //! semantics: those live in `mmreplay-reference` and `mmreplay-candidates`.
 
+pub mod atomic;
 pub mod corpus;
 pub mod differ;
 pub mod engine;
 pub mod litmus;
 pub mod lower;
+pub mod matrix;
 pub mod record;
 pub mod report;
 pub mod session;
+pub mod sidecar;
 pub mod source;

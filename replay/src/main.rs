@@ -29,6 +29,12 @@ enum Cmd {
     Compile(cli::compile::Args),
     /// Measure replay throughput and streaming memory on a capture.
     Bench(cli::bench::Args),
+    /// Run captures × policies (× parameter sweeps) as cells, sharded for cluster arrays.
+    Matrix(cli::matrix::Args),
+    /// Check a matrix directory is complete and print its comparison (table, JSON, CSV).
+    Merge(cli::merge::Args),
+    /// List the policies, what they model and their parameters.
+    Policies(cli::policies::Args),
 }
 
 /// Fix glibc's mmap threshold. By default glibc raises it each time a large block is freed
@@ -61,6 +67,9 @@ fn main() -> ExitCode {
         Cmd::Diff(a) => cli::diff::run(a),
         Cmd::Compile(a) => cli::compile::run(a),
         Cmd::Bench(a) => cli::bench::run(a),
+        Cmd::Matrix(a) => cli::matrix::run(a),
+        Cmd::Merge(a) => cli::merge::run(a),
+        Cmd::Policies(a) => cli::policies::run(a),
     };
     match result {
         Ok(code) => code,

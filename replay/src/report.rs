@@ -63,7 +63,12 @@ impl Report<'_> {
         let mut policies = serde_json::Map::new();
         for p in &self.run.policies {
             let listed: Vec<_> = p.violations.iter().take(MAX_LISTED_VIOLATIONS).collect();
+            // The full spec (every parameter, defaults spelled out) says exactly what ran.
+            let spec = mmreplay_candidates::registry::parse(&p.name)
+                .map(|s| s.full_name())
+                .unwrap_or_else(|_| p.name.clone());
             let mut entry = json!({
+                "spec": spec,
                 "counters": p.counters,
                 "violations": listed,
                 "violation_count": p.violation_count,

@@ -116,6 +116,9 @@ fn replay_json_has_the_documented_keys() {
     }
     assert!(r["violations"].is_array());
     assert_eq!(r["snapshot_hash"].as_str().map(str::len), Some(16));
+    // Every report records the full policy spec, defaults spelled out.
+    assert_eq!(r["spec"], "reference");
+    assert_eq!(v["policies"]["lookaround"]["spec"], "lookaround:window=64");
     for cand in ["lookaround", "ad-preserve", "batched-unshare"] {
         let verdict = v["verdicts"][cand].as_str().expect("verdict string");
         assert!(

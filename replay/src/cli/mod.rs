@@ -2,6 +2,9 @@
 pub mod bench;
 pub mod compile;
 pub mod diff;
+pub mod matrix;
+pub mod merge;
+pub mod policies;
 pub mod record;
 pub mod replay;
 pub mod stats;

@@ -87,23 +87,10 @@ const BUNDLED_META: &str =
 
 /// `workload_pid` from the `.meta.json` sidecar of `trace` (`None`: the bundled capture).
 fn workload_pid(trace: Option<&str>) -> anyhow::Result<i32> {
-    let (name, text) = match trace {
-        None => ("<bundled>.meta.json".to_string(), BUNDLED_META.to_string()),
-        Some(t) => {
-            let name = format!("{t}.meta.json");
-            let text = std::fs::read_to_string(&name).with_context(|| {
-                format!("--workload: cannot read {name} (the sidecar `mmreplay record` writes); use --pid instead")
-            })?;
-            (name, text)
-        }
-    };
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("--workload: {name}: not valid JSON"))?;
-    v.get("workload_pid")
-        .and_then(serde_json::Value::as_i64)
-        .and_then(|p| i32::try_from(p).ok())
-        .filter(|p| *p > 0)
-        .with_context(|| format!("--workload: {name}: expected a positive integer `workload_pid`"))
+    match trace {
+        None => mmreplay::sidecar::workload_pid_of("<bundled>.meta.json", BUNDLED_META),
+        Some(t) => mmreplay::sidecar::workload_pid(t),
+    }
 }
 
 fn stem(trace: &str) -> String {
@@ -127,15 +114,6 @@ fn stem(trace: &str) -> String {
     } else {
         name
     }
-}
-
-/// Write `text` to `path` atomically (temp file + rename).
-pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, text).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot rename into place", path.display()))?;
-    Ok(())
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -251,7 +229,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         if let Some(d) = &a.snapshot_out {
             for p in &r.run.policies {
                 let file = d.join(format!("{}.{}.snap", stem(&r.trace), stem(&p.name)));
-                write_atomic(&file, &p.snapshot.to_text())?;
+                mmreplay::atomic::write_atomic(&file, p.snapshot.to_text().as_bytes())?;
             }
         }
         if a.strict && !r.run.lower.unplaced.is_empty() {
