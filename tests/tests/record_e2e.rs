@@ -1,6 +1,8 @@
 //! End to end: `mmreplay record -- <small workload>` on the real tracefs, then `mmreplay stats`
-//! and `mmreplay replay` on the capture. Runs only as root with a writable tracefs (skips with a printed note
-//! otherwise); it must never leave tracefs changed, which it checks.
+//! and `mmreplay replay` on the capture. The recording tests need root and a writable tracefs,
+//! so they are `#[ignore]`d: `.ci/run` runs them with `--ignored` when it is root, and run that
+//! way without root they fail (they must never pass having checked nothing). A recording must
+//! never leave tracefs changed, which they check.
 use std::fs;
 use std::io::Read;
 use std::path::PathBuf;
@@ -60,12 +62,18 @@ fn tracefs_state() -> Vec<String> {
     .collect()
 }
 
+/// Run explicitly (`--ignored`), a recording test fails rather than skips without root.
+fn needs_root_and_tracefs() {
+    assert!(
+        is_root() && tracefs_writable(),
+        "record_e2e needs root and a writable {TRACEFS} (it is #[ignore]d for that reason)"
+    );
+}
+
 #[test]
+#[ignore = "needs root and a writable tracefs; .ci/run runs it with --ignored as root"]
 fn record_small_workload_then_stats_and_replay() {
-    if !is_root() || !tracefs_writable() {
-        eprintln!("note: record_e2e skipped: needs root and a writable {TRACEFS}");
-        return;
-    }
+    needs_root_and_tracefs();
     let _turn = TRACEFS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let bin = mmreplay_bin();
     let dir = std::env::temp_dir().join(format!("mmreplay-record-e2e-{}", std::process::id()));
@@ -201,11 +209,9 @@ fn record_small_workload_then_stats_and_replay() {
 
 /// `record --raw` writes a directory of ring-buffer pages that `stats` reads like any capture.
 #[test]
+#[ignore = "needs root and a writable tracefs; .ci/run runs it with --ignored as root"]
 fn record_raw_then_stats() {
-    if !is_root() || !tracefs_writable() {
-        eprintln!("note: record_raw_then_stats skipped: needs root and a writable {TRACEFS}");
-        return;
-    }
+    needs_root_and_tracefs();
     let _turn = TRACEFS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let bin = mmreplay_bin();
     let dir = std::env::temp_dir().join(format!("mmreplay-record-raw-{}", std::process::id()));

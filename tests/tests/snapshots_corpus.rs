@@ -27,14 +27,11 @@ use mmreplay_candidates::{BoxedEngine, NamedEngine};
 use mmreplay_reference::snapshot::PteState;
 use mmreplay_reference::{KernelProfile, Model};
 
-/// Policies snapshotted, reference first.
-const POLICIES: [&str; 5] = [
-    "reference",
-    "lookaround",
-    "ad-preserve",
-    "batched-unshare",
-    "all",
-];
+/// Policies snapshotted: every registry entry, reference first (a new policy is snapshotted
+/// on every capture as soon as its registry line exists).
+fn policies() -> Vec<&'static str> {
+    registry::POLICIES.iter().map(|p| p.name).collect()
+}
 /// Violations listed per summary (the count is always given).
 const SHOWN_VIOLATIONS: usize = 5;
 /// Breaches listed per summary.
@@ -106,7 +103,7 @@ fn replay(
 }
 
 fn specs() -> Vec<PolicySpec> {
-    match registry::parse_list(&POLICIES) {
+    match registry::parse_list(&policies()) {
         Ok(s) => s,
         Err(e) => panic!("registry refused the snapshot policies: {e}"),
     }
@@ -222,8 +219,9 @@ fn render(capture: &str, r: &Replayed, i: usize, v: Option<&Verdict>) -> String 
     o
 }
 
-/// Rendered summaries of one capture by policy, or why the replay failed.
-type PerPolicy = Result<BTreeMap<String, String>, String>;
+/// Per policy of one capture: the rendered summary and, when the policy breached its contract,
+/// could not be compared or tripped an invariant, what went wrong; or why the replay failed.
+type PerPolicy = Result<BTreeMap<String, (String, Option<String>)>, String>;
 
 /// Summaries by capture, then policy; replayed once for the whole test binary.
 fn summaries() -> &'static BTreeMap<String, PerPolicy> {
@@ -259,7 +257,14 @@ fn summarize(capture: &str, specs: &[PolicySpec]) -> PerPolicy {
     let mut out = BTreeMap::new();
     for (i, spec) in specs.iter().enumerate() {
         let v = if i == 0 { None } else { verdict(&r, i, spec) };
-        out.insert(spec.name().to_string(), render(capture, &r, i, v.as_ref()));
+        let violations = r.run.policies.get(i).map_or(0, |p| p.violation_count);
+        let label = v.as_ref().map_or("reference", |v| v.label());
+        let problem = (violations > 0 || label == "contract_breach" || label == "not_comparable")
+            .then(|| format!("{label}, {violations} invariant violations"));
+        out.insert(
+            spec.name().to_string(),
+            (render(capture, &r, i, v.as_ref()), problem),
+        );
     }
     Ok(out)
 }
@@ -267,7 +272,7 @@ fn summarize(capture: &str, specs: &[PolicySpec]) -> PerPolicy {
 fn summary(capture: &str, policy: &str) -> String {
     match summaries().get(capture) {
         Some(Ok(m)) => match m.get(policy) {
-            Some(s) => s.clone(),
+            Some((s, _)) => s.clone(),
             None => panic!("no summary for policy {policy}"),
         },
         Some(Err(e)) => panic!("replay of {capture} failed: {e}"),
@@ -287,7 +292,7 @@ macro_rules! snapshot_tests {
         $(
             #[test]
             fn $fn() {
-                for p in POLICIES {
+                for p in policies() {
                     insta::assert_snapshot!(snap_name($capture, p), summary($capture, p));
                 }
             }
@@ -311,6 +316,28 @@ snapshot_tests! {
     "threads-shootdown" => threads_shootdown,
 }
 
+/// Accepting a snapshot must never accept a breach: no policy may breach its contract, be
+/// not comparable or trip an invariant on any real capture (a snapshot records the verdict; this
+/// test refuses the bad ones whatever the snapshot says).
+#[test]
+fn no_contract_breach_or_invariant_violation_on_any_capture() {
+    let mut bad = Vec::new();
+    for (capture, per) in summaries() {
+        match per {
+            Ok(m) => {
+                for (policy, (_, problem)) in m {
+                    if let Some(p) = problem {
+                        bad.push(format!("{capture} × {policy}: {p}"));
+                    }
+                }
+            }
+            Err(e) => bad.push(format!("{capture}: replay failed: {e}")),
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+    assert!(!summaries().is_empty());
+}
+
 /// A new capture in corpus/captures must get a snapshot test (and a removed one must lose it).
 #[test]
 fn every_capture_has_snapshot_tests() {
@@ -328,7 +355,7 @@ fn every_capture_has_snapshot_tests() {
 fn no_unreferenced_snapshots() {
     let mut expected: Vec<String> = Vec::new();
     for c in CAPTURES {
-        for p in POLICIES {
+        for p in policies() {
             expected.push(format!("snapshots_corpus__{}.snap", snap_name(c, p)));
         }
     }
