@@ -37,6 +37,23 @@ enum Cmd {
     Policies(cli::policies::Args),
 }
 
+impl Cmd {
+    /// The subcommand's name, for the `mmreplay CMD: error:` prefix of every message.
+    fn name(&self) -> &'static str {
+        match self {
+            Cmd::Stats(_) => "stats",
+            Cmd::Record(_) => "record",
+            Cmd::Replay(_) => "replay",
+            Cmd::Diff(_) => "diff",
+            Cmd::Compile(_) => "compile",
+            Cmd::Bench(_) => "bench",
+            Cmd::Matrix(_) => "matrix",
+            Cmd::Merge(_) => "merge",
+            Cmd::Policies(_) => "policies",
+        }
+    }
+}
+
 /// Fix glibc's mmap threshold. By default glibc raises it each time a large block is freed
 /// (up to 32 MiB), after which the parser's and engine's per-chunk buffers come from the heap
 /// and fragment it: streaming the same capture 10 times then peaked at 1.6x the RSS of once.
@@ -50,8 +67,19 @@ fn fix_malloc_mmap_threshold() {
     }
 }
 
+/// Writing to a closed pipe (`mmreplay diff A B | head`) ends the process quietly, as it does
+/// for other Unix tools. Rust ignores SIGPIPE by default, which turns the write into an error
+/// that `print!` answers with a panic (exit 101).
+fn default_sigpipe() {
+    // SAFETY: resetting a signal disposition to its default; called before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     fix_malloc_mmap_threshold();
+    default_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -60,6 +88,7 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code() as u8);
         }
     };
+    let name = cli.cmd.name();
     let result = match cli.cmd {
         Cmd::Stats(a) => cli::stats::run(a),
         Cmd::Record(a) => cli::record::run(a),
@@ -74,7 +103,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mmreplay: error: {e:#}");
+            eprintln!("mmreplay {name}: error: {e:#}");
             ExitCode::from(2)
         }
     }

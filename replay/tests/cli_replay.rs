@@ -429,3 +429,66 @@ fn raw_directory_and_stdin_replay_like_their_text() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(json_without_source(&o), go(args(&file)));
 }
+
+/// `mmreplay diff A B | head`: a reader that goes away ends the process quietly (SIGPIPE, as
+/// for other Unix tools), never with a panic; a diff that runs to the end exits 1 (`diff(1)`).
+#[test]
+fn closed_stdout_pipe_is_not_a_panic() {
+    use std::io::Read as _;
+    use std::os::unix::process::ExitStatusExt as _;
+    let d = tmpdir("pipe");
+    let mk = |name: &str, tag: &str| {
+        let mut s = String::from("lru nr_gens 4\n");
+        // 3,000 differing lines: ~150 KB of diff, more than a pipe buffer holds.
+        for i in 0..3_000 {
+            s.push_str(&format!("pte mm1 {i:#x} {tag}\n"));
+        }
+        let p = d.join(name);
+        std::fs::write(&p, s).unwrap();
+        p.display().to_string()
+    };
+    let (a, b) = (mk("a.snap", "young"), mk("b.snap", "old"));
+    let mut child = Command::new(BIN)
+        .args(["diff", &a, &b])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    out.read_exact(&mut first).unwrap();
+    drop(out); // the `head` that has seen enough
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(o.status.code(), Some(101), "{err}");
+    assert!(
+        o.status.signal() == Some(libc_sigpipe()) || o.status.code() == Some(1),
+        "{:?}: {err}",
+        o.status
+    );
+    let full = run(&["diff", &a, &b]);
+    assert_eq!(code(&full), 1, "different snapshots: exit 1");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn libc_sigpipe() -> i32 {
+    13
+}
+
+/// Every command's errors start `mmreplay CMD: error:`.
+#[test]
+fn errors_name_the_command() {
+    for args in [
+        &["replay", "/nonexistent.trace"][..],
+        &["stats", "/nonexistent.trace"][..],
+        &["compile", "/nonexistent.trace", "-o", "/tmp/x.mmr"][..],
+        &["diff", "/nonexistent.a", "/nonexistent.b"][..],
+        &["merge", "/nonexistent-dir"][..],
+    ] {
+        let o = run(args);
+        assert_eq!(code(&o), 2, "{args:?}");
+        let prefix = format!("mmreplay {}: error: ", args[0]);
+        assert!(stderr(&o).starts_with(&prefix), "{args:?}: {}", stderr(&o));
+    }
+}

@@ -25,7 +25,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut src = match Source::open(&a.trace, a.strict) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("mmreplay compile: {e}");
+            eprintln!("mmreplay compile: error: {e}");
             return Ok(ExitCode::from(2));
         }
     };
@@ -40,7 +40,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             Ok(Some(r)) => w.push(r)?,
             Ok(None) => break,
             Err(e) => {
-                eprintln!("mmreplay compile: {e}");
+                eprintln!("mmreplay compile: error: {e}");
                 return Ok(ExitCode::from(2));
             }
         }

@@ -56,7 +56,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let (ta, tb) = match (load(&a.a), load(&a.b)) {
         (Ok(x), Ok(y)) => (x, y),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("mmreplay diff: {e}");
+            eprintln!("mmreplay diff: error: {e}");
             return Ok(ExitCode::from(2));
         }
     };

@@ -140,7 +140,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     // Validate the policy list before reading any input.
     if let Err(e) = session::specs(&opts.policies) {
-        eprintln!("mmreplay replay: {e}");
+        eprintln!("mmreplay replay: error: {e}");
         return Ok(ExitCode::from(2));
     }
     if let Some(d) = &a.snapshot_out {
