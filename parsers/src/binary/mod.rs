@@ -13,6 +13,7 @@ pub mod format;
 pub mod merge;
 pub mod meta;
 pub mod perf;
+pub mod perf_layout;
 pub mod rawdir;
 pub mod ringbuf;
 pub mod source;
