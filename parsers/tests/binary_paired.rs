@@ -290,6 +290,7 @@ fn compare_typed(bin: &str, records: Vec<Record>, text: &str, ts: Ts, trace_cmd:
         records,
         formats: 0,
         format_errors: Vec::new(),
+        facts: None,
     };
     let mut src = open(paired(text).to_str().unwrap(), &Options::default()).unwrap();
     let mut t = Vec::new();
