@@ -791,3 +791,78 @@ fn damaged_tails_keep_every_record_before_and_say_where() {
     let e = read_perf_checked(&f, None, true).unwrap_err().to_string();
     assert!(e.contains(&format!("byte {at}")), "{e}");
 }
+
+// ---- real captures ---------------------------------------------------------------------------
+
+fn unzstd(p: &std::path::Path) -> Vec<u8> {
+    zstd::decode_all(&std::fs::read(p).unwrap()[..]).unwrap()
+}
+
+/// A real perf 6.1 pipe capture (corpus/paired/capture_pipe_tail.sh) with the recorder's stderr
+/// appended: the counts are `perf script`'s on the same file (it stops at the tail with
+/// "unexpected end of event stream" and keeps every event), the tail is reported at its byte.
+#[test]
+fn real_pipe_capture_with_stderr_tail() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../corpus/paired/mmwork.pipe-stderr.perfdata.zst");
+    let d = unzstd(&p);
+    let (info, recs) = read_perf_checked(&d, None, false).unwrap();
+    assert_eq!(info.producer, Some(Producer::PerfPipe));
+    assert_eq!(info.nr_cpus, Some(2));
+    let dmg = info.damage.expect("the stderr tail");
+    assert_eq!(
+        (dmg.offset as usize, dmg.bytes as usize),
+        (d.len() - 12, 12),
+        "{dmg:?}"
+    );
+    let want: BTreeMap<String, u64> = [
+        ("sched_process_exec", 2),
+        ("sched_process_exit", 3),
+        ("sched_process_fork", 2),
+        ("sched_switch", 4),
+        ("sys_enter_mprotect", 12),
+        ("tlb_flush", 55),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(counts(&recs), want);
+    same_as_perf_script("mmwork.pipe-stderr.perfdata", &d, &recs);
+    let e = read_perf_checked(&d, None, true).unwrap_err().to_string();
+    assert!(e.contains(&format!("byte {}", d.len() - 12)), "{e}");
+    // Without the tail: the same records and no damage.
+    let (info, clean) = read_perf_checked(&d[..d.len() - 12], None, true).unwrap();
+    assert!(info.damage.is_none());
+    assert_eq!(clean, recs);
+}
+
+/// The third-party perf.data of the shared folder (the only perf.data among its files: damo's,
+/// perf 5.12 file mode, 2 CPUs): producer and CPU count recognised, nothing damaged, and the
+/// counts `perf script` gives (10,260 `damon:damon_aggregated`, shared/external/README.md).
+#[test]
+fn shared_damo_perf_data_matches_perf_script_counts() {
+    let Some(dir) = std::env::var_os("MMREPLAY_SHARED_DIR") else {
+        eprintln!("note: MMREPLAY_SHARED_DIR is unset; skipping the damo perf.data check");
+        return;
+    };
+    let p = std::path::PathBuf::from(dir).join("external/awslabs__damo/tests/report/perf.data");
+    assert!(
+        p.is_file(),
+        "MMREPLAY_SHARED_DIR is set but {} is missing",
+        p.display()
+    );
+    let d = std::fs::read(&p).unwrap();
+    let (info, recs) = read_perf_checked(&d, None, true).unwrap();
+    assert_eq!(info.producer, Some(Producer::Perf));
+    assert_eq!(info.nr_cpus, Some(2));
+    assert!(info.damage.is_none() && info.notes.is_empty(), "{info:?}");
+    assert_eq!(
+        info.attr_names,
+        ["damon:damon_aggregated", "dummy:HG"],
+        "EVENT_DESC names"
+    );
+    let c = counts(&recs);
+    assert_eq!(c.get("damon_aggregated"), Some(&10_260), "{c:?}");
+    assert_eq!(recs.len(), 10_260);
+    same_as_perf_script("damo.perf.data", &d, &recs);
+}
