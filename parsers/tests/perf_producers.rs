@@ -866,3 +866,29 @@ fn shared_damo_perf_data_matches_perf_script_counts() {
     assert_eq!(recs.len(), 10_260);
     same_as_perf_script("damo.perf.data", &d, &recs);
 }
+
+/// The rule at every cut: a pipe stream cut at any byte reads without panic; once its metadata
+/// is complete, it gives a prefix of the whole stream's records and reports the cut (unless the
+/// cut falls exactly between records), and `strict` refuses every cut that is reported.
+#[test]
+fn every_cut_of_a_pipe_stream_keeps_a_prefix() {
+    let d = pipe_stream(true, true);
+    let (_, all) = read("pipe", &d);
+    let mut prefixes = 0;
+    for cut in 16..d.len() {
+        let part = &d[..cut];
+        match read_perf_checked(part, None, false) {
+            Ok((info, recs)) => {
+                assert_eq!(recs[..], all[..recs.len()], "cut {cut}");
+                if let Some(dmg) = &info.damage {
+                    assert_eq!(dmg.offset as usize + dmg.bytes as usize, cut, "cut {cut}");
+                    assert!(read_perf_checked(part, None, true).is_err(), "cut {cut}");
+                }
+                prefixes += 1;
+            }
+            // Cut inside the metadata (attrs, tracing data): nothing can be decoded.
+            Err(e) => assert!(e.to_string().contains("tracing data"), "cut {cut}: {e}"),
+        }
+    }
+    assert!(prefixes > 1000, "{prefixes}");
+}
