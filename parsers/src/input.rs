@@ -91,6 +91,9 @@ pub struct Diagnostics {
     /// `B - A` of ftrace's `# entries-in-buffer/entries-written: A/B` header lines.
     pub overwritten_events: u64,
     pub max_lag_ns: u64,
+    /// What a binary capture says about itself (producer, CPUs, damage); perf.data only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::binary::CaptureFacts>,
 }
 
 /// A source of time-ordered [`Record`]s.
@@ -182,11 +185,12 @@ fn open_lines(lines: LineBuf, opts: &Options) -> Result<Box<dyn RecordSource + S
         // `crate::binary::open(path, lines.into_reader(), format, opts)`: `into_reader()` gives
         // back the whole (decompressed) stream including the bytes already sniffed.
         Format::TraceDat | Format::PerfData | Format::RawDir => {
-            crate::binary::source::open_source_with(
+            crate::binary::source::open_source_opts(
                 path,
                 lines.into_reader(),
                 format,
                 opts.kallsyms.as_deref(),
+                opts.strict,
             )
         }
         // ----------------------------------------------------------------------------------

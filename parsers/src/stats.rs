@@ -72,6 +72,9 @@ pub struct Stats {
     pub max_lag_ns: u64,
     /// The first few unparsed lines with position and reason.
     pub first_unparsed: Vec<String>,
+    /// Binary captures: the producer, the CPU count it states and what could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::binary::CaptureFacts>,
 }
 
 /// Which records to count.
@@ -402,6 +405,7 @@ impl StatsBuilder {
             out_of_order: diag.out_of_order,
             max_lag_ns: diag.max_lag_ns,
             first_unparsed: diag.first_unparsed.clone(),
+            capture: diag.capture.clone(),
         }
     }
 }

@@ -290,6 +290,7 @@ fn compare_typed(bin: &str, records: Vec<Record>, text: &str, ts: Ts, trace_cmd:
         records,
         formats: 0,
         format_errors: Vec::new(),
+        facts: None,
     };
     let mut src = open(paired(text).to_str().unwrap(), &Options::default()).unwrap();
     let mut t = Vec::new();
@@ -415,9 +416,12 @@ fn perf_pipe_with_bad_mmap2_build_id_does_not_panic() {
 
 /// Regression (found by fuzz_binary): counts and sizes in the perf.data header, feature table
 /// and EVENT_DESC were handed to linux-perf-data, which sizes vectors from them before reading
-/// (a 40 GB allocation from one flipped byte). They are now checked against the file first.
+/// (a 40 GB allocation from one flipped byte). They are now checked against the file first; a
+/// lying EVENT_DESC or feature section only loses what it held (event names): the records are
+/// all read, the oddity is noted, and `strict` makes it an error naming its byte.
 #[test]
 fn perf_file_with_lying_sizes_is_an_error_not_an_allocation() {
+    use mmreplay_parsers::binary::perf::read_perf_checked;
     let raw = std::fs::read(paired("mmwork.perf.data.zst")).unwrap();
     let d = zstd::decode_all(&raw[..]).unwrap();
     let u64_at = |d: &[u8], at: usize| u64::from_le_bytes(d[at..at + 8].try_into().unwrap());
@@ -426,12 +430,15 @@ fn perf_file_with_lying_sizes_is_an_error_not_an_allocation() {
     assert!(bits & (1 << 12) != 0, "capture has EVENT_DESC");
     let idx = (bits & ((1 << 12) - 1)).count_ones() as usize;
     let desc = u64_at(&d, feats + idx * 16) as usize;
+    let (good_info, good) = read_perf_checked(&d, None, true).unwrap();
+    assert!(good_info.notes.is_empty(), "{:?}", good_info.notes);
     // EVENT_DESC: u32 nr, u32 attr_size, ...: claim 2^31 events.
     let mut bad = d.clone();
     bad[desc..desc + 4].copy_from_slice(&0x8000_0000u32.to_le_bytes());
-    let e = mmreplay_parsers::binary::read_bytes(&bad)
-        .unwrap_err()
-        .to_string();
+    let (info, recs) = read_perf_checked(&bad, None, false).unwrap();
+    assert_eq!(recs, good);
+    assert_eq!(info.notes.len(), 1, "{:?}", info.notes);
+    let e = read_perf_checked(&bad, None, true).unwrap_err().to_string();
     assert!(
         e.contains("EVENT_DESC") && e.contains(&format!("byte {desc}")),
         "{e}"
@@ -439,10 +446,17 @@ fn perf_file_with_lying_sizes_is_an_error_not_an_allocation() {
     // A feature section beyond the end of the file.
     let mut bad = d.clone();
     bad[feats + idx * 16 + 8..feats + idx * 16 + 16].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let (_, recs) = read_perf_checked(&bad, None, false).unwrap();
+    assert_eq!(recs, good);
+    let e = read_perf_checked(&bad, None, true).unwrap_err().to_string();
+    assert!(e.contains("outside the"), "{e}");
+    // The attrs section itself outside the file leaves nothing to read: an error.
+    let mut bad = d.clone();
+    bad[32..40].copy_from_slice(&(1u64 << 40).to_le_bytes());
     let e = mmreplay_parsers::binary::read_bytes(&bad)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("outside the"), "{e}");
+    assert!(e.contains("attrs section") && e.contains("outside"), "{e}");
     // The untouched file still reads.
     assert!(mmreplay_parsers::binary::read_bytes(&d).is_ok());
 }

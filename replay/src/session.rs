@@ -145,6 +145,10 @@ pub fn run(
         .or(src.nr_cpus())
         .unwrap_or(DEFAULT_CPUS)
         .clamp(1, 64);
+    // A capture that does not state its CPU count (a perf pipe stream without HEADER_NRCPUS,
+    // simpleperf, text without `#P:`) is modelled with DEFAULT_CPUS: said in the report, never
+    // silently (`approximations: nr_cpus_assumed=N`, text and JSON).
+    let assumed_cpus = (o.cpus.is_none() && src.nr_cpus().is_none()).then_some(nr_cpus);
     let profile = profile(nr_cpus, o.cpumask_mode);
     let lower = LowerOptions {
         pid: o.pid,
@@ -169,7 +173,13 @@ pub fn run(
             lockstep: o.mode == Mode::Lockstep,
             ..o.engine.clone()
         };
-        engine::run(it, lower.clone(), engines, &cfg, |_| {})?
+        let mut run = engine::run(it, lower.clone(), engines, &cfg, |_| {})?;
+        if let Some(n) = assumed_cpus {
+            run.lower
+                .approximations
+                .insert("nr_cpus_assumed".into(), u64::from(n));
+        }
+        run
     };
     let mut verdicts = Vec::new();
     let mut diffs = BTreeMap::new();

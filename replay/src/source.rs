@@ -159,6 +159,8 @@ impl Source {
         };
         let src = mmreplay_parsers::open_reader(path, Box::new(cr), &opts)?;
         let format = src.format().name().to_string();
+        // Binary captures are decoded at open: their stated CPU count (perf HEADER_NRCPUS).
+        let nr_cpus = nr_cpus.or_else(|| src.diagnostics().capture.and_then(|c| c.nr_cpus));
         Ok(Source {
             inner: Inner::Parsed(src),
             name: path.to_string(),
@@ -192,6 +194,7 @@ impl Source {
         };
         let src = mmreplay_parsers::open_reader("-", Box::new(cr), &opts)?;
         let format = src.format().name().to_string();
+        let nr_cpus = nr_cpus.or_else(|| src.diagnostics().capture.and_then(|c| c.nr_cpus));
         Ok(Source {
             inner: Inner::Parsed(src),
             name: "-".to_string(),

@@ -9,10 +9,12 @@
 
 pub mod bytes;
 pub mod decode;
+pub mod facts;
 pub mod format;
 pub mod merge;
 pub mod meta;
 pub mod perf;
+pub mod perf_layout;
 pub mod rawdir;
 pub mod ringbuf;
 pub mod source;
@@ -24,6 +26,7 @@ use std::path::Path;
 
 use crate::record::{Comm, Record};
 
+pub use facts::CaptureFacts;
 pub use format::FormatError;
 
 /// Errors of the binary readers. Offsets are byte offsets in the (decompressed) file.
@@ -130,6 +133,8 @@ pub struct BinaryCapture {
     /// Event formats in the capture (ftrace + systems), and how many failed to parse.
     pub formats: usize,
     pub format_errors: Vec<FormatError>,
+    /// Producer, CPU count and what could not be read (perf.data).
+    pub facts: Option<CaptureFacts>,
 }
 
 /// Options of [`read_bytes_with`].
@@ -138,6 +143,9 @@ pub struct ReadOptions {
     /// `/proc/kallsyms` of the recording boot, used when the capture carries none (perf.data
     /// never does): names IPI callbacks so their kind can be classified.
     pub kallsyms: Option<std::sync::Arc<meta::Kallsyms>>,
+    /// Damage, skipped records and header oddities of a perf.data are errors instead of being
+    /// counted in [`BinaryCapture::facts`].
+    pub strict: bool,
 }
 
 impl ReadOptions {
@@ -185,15 +193,18 @@ pub fn read_bytes_with(data: &[u8], opts: &ReadOptions) -> Result<BinaryCapture,
                 records,
                 formats: td.meta.format_count(),
                 format_errors,
+                facts: None,
             })
         }
         Some(f @ (BinaryFormat::PerfFile | BinaryFormat::PerfPipe)) => {
-            let (_info, records) = perf::read_perf_with(data, opts.kallsyms.clone())?;
+            let (info, records) =
+                perf::read_perf_checked(data, opts.kallsyms.clone(), opts.strict)?;
             Ok(BinaryCapture {
                 format: f,
                 records,
                 formats: 0,
                 format_errors: Vec::new(),
+                facts: Some(CaptureFacts::from_perf(&info)),
             })
         }
         None => Err(BinaryError::BadMagic {

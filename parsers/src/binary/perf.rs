@@ -1,11 +1,17 @@
-//! perf.data (file mode and pipe mode, zstd-compressed records) with tracepoint samples, read
-//! through `linux-perf-data` 0.13: TRACING_DATA gives the format files, `attr.config` is the
-//! tracepoint id, PERF_SAMPLE_RAW is the ftrace record, comm comes from COMM/FORK records (then
-//! the tracing data's saved_cmdlines).
+//! perf.data of every producer (perf file mode of any version, perf 3.x with the legacy
+//! `event_types` section, perf pipe mode, simpleperf) with tracepoint samples: TRACING_DATA gives
+//! the format files, `attr.config` is the tracepoint id, PERF_SAMPLE_RAW is the ftrace record,
+//! comm comes from COMM/FORK records (then the tracing data's saved_cmdlines).
 //!
-//! Pipe mode: linux-perf-data reads only `header.size` bytes of PERF_RECORD_HEADER_TRACING_DATA
-//! (66), but perf writes the tracing data right after that record, outside `header.size`
-//! (tools/perf/util/tracing-data / `perf_event__process_tracing_data`). This module pre-scans
+//! The metadata is read by `perf_layout.rs` (which also recognises the producer) and the
+//! records by our own walk (`perf_fast.rs`), which keeps every record before damage and says
+//! where it stopped (see its damage rule); `strict` makes any damage, skipped record or header
+//! oddity an error. linux-perf-data's record iterator is kept as a cross-check
+//! ([`read_perf_crate_path`]) and as the fallback for attr layouts our walk does not map.
+//!
+//! Pipe mode (crate path): linux-perf-data reads only `header.size` bytes of
+//! PERF_RECORD_HEADER_TRACING_DATA (66), but perf writes the tracing data right after that
+//! record, outside `header.size` (`perf_event__process_tracing_data`). The crate path pre-scans
 //! the pipe stream, takes the tracing data out and hands the rest to the crate.
 //! It must never trust a size field beyond the bytes that are present.
 
@@ -19,7 +25,9 @@ use super::BinaryError;
 
 #[path = "perf_fast.rs"]
 mod fast;
+use super::perf_layout::{self as layout, Note, Producer};
 use crate::record::{Comm, Event, Record};
+pub use fast::Damage;
 
 const PERF_RECORD_HEADER_TRACING_DATA: u32 = 66;
 
@@ -36,9 +44,23 @@ pub struct PerfInfo {
     pub skipped_samples: u64,
     pub comm_records: u64,
     pub lost_records: u64,
-    /// Whether the records came from the fast path (`perf_fast.rs`) rather than the
-    /// linux-perf-data record iterator (pipe mode, big-endian, simpleperf, AUXTRACE, bad input).
+    /// Whether the records came from our record walk (`perf_fast.rs`) rather than the
+    /// linux-perf-data record iterator (the cross-check, and attr layouts the walk cannot map).
     pub fast_path: bool,
+    /// The program that wrote the file (None on the crate path).
+    pub producer: Option<Producer>,
+    /// perf's HEADER_VERSION or simpleperf's version string.
+    pub version: Option<String>,
+    /// CPUs online when recorded (HEADER_NRCPUS), when the file says.
+    pub nr_cpus: Option<u32>,
+    /// Where the record stream broke; every record before it was kept.
+    pub damage: Option<Damage>,
+    /// Records stepped over by kind (AUXTRACE, bodies that do not parse).
+    pub skipped_records: std::collections::BTreeMap<String, u64>,
+    /// AUX payload bytes stepped over (Intel PT / CoreSight data: not tracepoints).
+    pub aux_bytes: u64,
+    /// Tolerated header oddities (ids or feature sections outside the file, ...).
+    pub notes: Vec<Note>,
 }
 
 /// Whether `data` starts like perf.data (`PERFILE2` / `2ELIFREP`).
@@ -62,7 +84,17 @@ pub fn read_perf_with(
     data: &[u8],
     kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
 ) -> Result<(PerfInfo, Vec<Record>), BinaryError> {
-    read_perf_opts(data, kallsyms, true)
+    read_perf_opts(data, kallsyms, true, false)
+}
+
+/// [`read_perf_with`]; `strict`: damage, skipped records and header oddities are errors instead
+/// of being counted in [`PerfInfo`].
+pub fn read_perf_checked(
+    data: &[u8],
+    kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
+    strict: bool,
+) -> Result<(PerfInfo, Vec<Record>), BinaryError> {
+    read_perf_opts(data, kallsyms, true, strict)
 }
 
 /// [`read_perf_with`] always through linux-perf-data's record iterator, never the fast path
@@ -71,18 +103,26 @@ pub fn read_perf_crate_path(
     data: &[u8],
     kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
 ) -> Result<(PerfInfo, Vec<Record>), BinaryError> {
-    read_perf_opts(data, kallsyms, false)
+    read_perf_opts(data, kallsyms, false, false)
 }
 
 fn read_perf_opts(
     data: &[u8],
     kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
     fast: bool,
+    strict: bool,
 ) -> Result<(PerfInfo, Vec<Record>), BinaryError> {
     // linux-perf-data / linux-perf-event-reader still hold asserts reachable from input (e.g.
     // `Mmap2Record::parse` asserts a build-id length; found by fuzz_binary). Records we do not
     // need are never parsed, and any remaining panic in the crates becomes an error here.
-    std::panic::catch_unwind(|| read_perf_inner(data, kallsyms, fast)).unwrap_or_else(|p| {
+    std::panic::catch_unwind(|| {
+        if fast {
+            read_perf_walk(data, kallsyms, strict)
+        } else {
+            read_perf_crate(data, kallsyms)
+        }
+    })
+    .unwrap_or_else(|p| {
         let msg = p
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -94,10 +134,126 @@ fn read_perf_opts(
     })
 }
 
-fn read_perf_inner(
+/// The tracing data's metadata (format files, ...), or an empty one when there is none.
+fn meta_for(
+    tracing: Option<&[u8]>,
+    kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
+) -> Result<Meta, BinaryError> {
+    let mut meta = match tracing {
+        Some(t) => {
+            let (version, mut meta, mut c) = Meta::parse_initial(t)?;
+            meta.parse_v6_body(&mut c, version != "0.5")?;
+            meta
+        }
+        None => Meta::new(Endian::Little, 8, 4096),
+    };
+    if let Some(k) = kallsyms.filter(|_| meta.kallsyms.is_empty()) {
+        meta.kallsyms = k;
+    }
+    Ok(meta)
+}
+
+/// Our reader: metadata by `perf_layout`, records by our walk.
+fn read_perf_walk(
     data: &[u8],
     kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
-    fast: bool,
+    strict: bool,
+) -> Result<(PerfInfo, Vec<Record>), BinaryError> {
+    if data.starts_with(b"2ELIFREP") {
+        // Big-endian (PowerPC, s390 recorders): the crate swaps attr bitfields; ours does not.
+        return read_perf_crate(data, kallsyms);
+    }
+    let l = layout::parse(data)?;
+    if strict {
+        if let Some(n) = l.notes.first() {
+            return Err(BinaryError::Invalid {
+                what: "perf.data header (--strict)",
+                offset: n.offset,
+                msg: n.msg.clone(),
+            });
+        }
+    }
+    let mut info = PerfInfo {
+        pipe: l.producer == Producer::PerfPipe,
+        producer: Some(l.producer),
+        version: l.version.clone(),
+        nr_cpus: l.nr_cpus,
+        notes: l.notes.clone(),
+        ..PerfInfo::default()
+    };
+    for a in &l.attrs {
+        info.attr_names.push(a.name.clone().unwrap_or_default());
+        info.attr_tracepoints.push(match a.attr.type_ {
+            PerfEventType::Tracepoint(id) => Some(id),
+            _ => None,
+        });
+    }
+    if l.tracing.is_none() && info.attr_tracepoints.iter().any(Option::is_some) {
+        return Err(BinaryError::Invalid {
+            what: "perf.data",
+            offset: 0,
+            msg: format!(
+                "tracepoint events but no tracing data (format files) in this {} file",
+                l.producer.name()
+            ),
+        });
+    }
+    let meta = meta_for(l.tracing.as_deref(), kallsyms.clone())?;
+    let dec = Decoder::new(&meta);
+    let stream = fast::Stream {
+        data,
+        endian: l.endian,
+        records: l.records.clone(),
+        pipe: l.producer == Producer::PerfPipe,
+        simpleperf: l.producer == Producer::Simpleperf,
+        attrs: &l.attrs,
+    };
+    let mut sink = Sink::new(data.len(), &dec, &meta, info);
+    let end = match fast::walk(&stream, |i, ev| sink.event(i, ev)) {
+        Ok(end) => end,
+        Err(fast::Unsupported) => {
+            // The crate refuses these attr layouts too; it says why.
+            let (mut info, records) = read_perf_crate(data, kallsyms)?;
+            info.producer = Some(l.producer);
+            info.nr_cpus = l.nr_cpus;
+            return Ok((info, records));
+        }
+    };
+    let mut info = sink.info;
+    info.fast_path = true;
+    info.aux_bytes = end.aux_bytes;
+    info.skipped_records = end.skipped;
+    info.damage = end.damage;
+    if strict {
+        if let Some(d) = &info.damage {
+            return Err(BinaryError::Invalid {
+                what: "perf.data records (--strict)",
+                offset: d.offset,
+                msg: format!("{}; {} bytes from here not read", d.reason, d.bytes),
+            });
+        }
+        if let Some(at) = end.first_unparsable {
+            return Err(BinaryError::Invalid {
+                what: "perf.data records (--strict)",
+                offset: at.unwrap_or(0),
+                msg: format!(
+                    "record body does not parse{}",
+                    if at.is_none() {
+                        " (inside compressed data)"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+    }
+    Ok((info, sink.out))
+}
+
+/// linux-perf-data's record iterator (the cross-check and the fallback).
+fn read_perf_crate(
+    data: &[u8],
+    kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
 ) -> Result<(PerfInfo, Vec<Record>), BinaryError> {
     let endian = match data.get(..8) {
         Some(b"PERFILE2") => Endian::Little,
@@ -120,7 +276,6 @@ fn read_perf_inner(
             tracing.as_deref(),
             kallsyms.clone(),
             &mut info,
-            None,
         )?;
         Ok((info, records))
     } else {
@@ -137,7 +292,6 @@ fn read_perf_inner(
             tracing.as_deref(),
             kallsyms.clone(),
             &mut info,
-            Some(data).filter(|_| fast),
         )?;
         Ok((info, records))
     }
@@ -379,24 +533,12 @@ fn run<R: std::io::Read>(
     tracing: Option<&[u8]>,
     kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
     info: &mut PerfInfo,
-    fast_data: Option<&[u8]>,
 ) -> Result<Vec<Record>, BinaryError> {
     let PerfFileReader {
         mut perf_file,
         mut record_iter,
     } = reader;
-    let meta = match tracing {
-        Some(t) => {
-            let (version, mut meta, mut c) = Meta::parse_initial(t)?;
-            meta.parse_v6_body(&mut c, version != "0.5")?;
-            meta
-        }
-        None => Meta::new(Endian::Little, 8, 4096),
-    };
-    let mut meta = meta;
-    if let Some(k) = kallsyms.filter(|_| meta.kallsyms.is_empty()) {
-        meta.kallsyms = k;
-    }
+    let meta = meta_for(tracing, kallsyms)?;
     let dec = Decoder::new(&meta);
     for a in perf_file.event_attributes() {
         info.attr_names.push(a.name().unwrap_or("").to_string());
@@ -411,22 +553,6 @@ fn run<R: std::io::Read>(
             offset: 0,
             msg: "tracepoint events but no TRACING_DATA (format files)".into(),
         });
-    }
-    if let Some(d) = fast_data {
-        {
-            let simpleperf = perf_file
-                .feature_section_data(Feature::SIMPLEPERF_META_INFO)
-                .is_some();
-            let mut sink = Sink::new(size_hint, &dec, &meta, info.clone());
-            let done = fast::walk(d, perf_file.event_attributes(), simpleperf, |i, ev| {
-                sink.event(i, ev)
-            });
-            if done.is_some() {
-                *info = sink.info;
-                info.fast_path = true;
-                return Ok(sink.out);
-            }
-        }
     }
     let mut sink = Sink::new(size_hint, &dec, &meta, std::mem::take(info));
     while let Some(rec) = record_iter.next_record(&mut perf_file).map_err(perr)? {

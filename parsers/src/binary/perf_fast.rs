@@ -1,32 +1,82 @@
-//! Fast path of the perf.data reader: walks the data section of a file-mode, little-endian
-//! perf.data itself (records borrowed from the input, zstd-compressed records decompressed into
-//! one arena) instead of linux-perf-data's copying record iterator, and reproduces that
-//! iterator's order exactly: records are keyed by (time, data-section offset; None inside
-//! compressed data) and released per FINISHED_ROUND like the crate's `Sorter` (a round releases
-//! every buffered record whose key is <= the previous round's maximum key).
+//! The record walk of the perf.data reader: walks the record stream of any producer itself
+//! (records borrowed from the input, zstd-compressed records decompressed into one arena)
+//! instead of linux-perf-data's copying record iterator, and reproduces that iterator's order
+//! exactly: records are keyed by (time, file offset; None inside compressed data) and released
+//! per FINISHED_ROUND like the crate's `Sorter` (a round releases every buffered record whose key
+//! is <= the previous round's maximum key); a stream without rounds (simpleperf) is sorted whole.
 //!
-//! The record bodies are still parsed by linux-perf-event-reader (`RawEventRecord::parse`), so
+//! The record bodies are parsed by linux-perf-event-reader (`RawEventRecord::parse`), so
 //! sample layout (IDENTIFIER, IP, TID, TIME, ADDR, ID, STREAM_ID, CPU, PERIOD, READ, CALLCHAIN,
 //! RAW, ...; include/uapi/linux/perf_event.h) is decoded by the same code as the crate path.
+//! Payloads outside a record's size are stepped over: the AUX data after PERF_RECORD_AUXTRACE
+//! (its `size` field) and, in pipe mode, the tracing data after HEADER_TRACING_DATA.
+//!
+//! Damage rule (as `perf script`, which stops at "unexpected end of event stream" and keeps what
+//! it read): the walk stops at the first record whose framing is broken (fewer than 8 bytes
+//! left, size < 8, a record or its payload past the end, a type no producer writes, a corrupt
+//! compressed stream); every record before it is kept and the place and the bytes left are
+//! returned as [`Damage`]. A record whose framing is fine but whose body does not parse is
+//! skipped and counted.
 //!
 //! It must never panic or trust a size: every read is a checked slice of the input. It returns
-//! `None` (the caller then uses the crate path) for anything it does not handle: AUXTRACE
-//! records, simpleperf files (synthetic rounds), big-endian files, and any malformed record, so
-//! that errors on bad input are exactly the crate path's.
+//! `Err(Unsupported)` only for attr layouts the crate refuses too (several attrs whose ids sit at
+//! different places without PERF_SAMPLE_IDENTIFIER).
+
+use std::collections::BTreeMap;
 
 use linux_perf_data::linux_perf_event_reader::{
     AttrFlags, EventRecord, RawData, RawEventRecord, RecordParseInfo, RecordType, SampleFormat,
 };
-use linux_perf_data::{AttributeDescription, Endianness};
+use linux_perf_data::AttributeDescription;
+
+use crate::binary::bytes::{read_uint, Endian};
+use crate::binary::perf_layout::{self as layout, endianness, record_size};
 
 const PERF_RECORD_USER_TYPE_START: u32 = 64;
 const PERF_RECORD_FINISHED_ROUND: u32 = 68;
-const PERF_RECORD_AUXTRACE: u32 = 71;
 const PERF_RECORD_COMPRESSED: u32 = 81;
 const PERF_RECORD_COMPRESSED2: u32 = 83;
+/// Kernel record types are below 64, perf's own from 64; nothing writes 128..32767.
+const PERF_RECORD_TYPE_LIMIT: u32 = 128;
+/// simpleperf's own record types (32768..): KERNEL_SYMBOL .. TRACING_DATA and a margin.
+const SIMPLE_PERF_RECORD_TYPE_LIMIT: u32 = layout::SIMPLE_PERF_RECORD_TYPE_START + 64;
 
-/// The crate's `RecordSortKey`: (timestamp, offset in the data section; None when decompressed).
+/// The crate's `RecordSortKey`: (timestamp, offset in the file; None when decompressed).
 type Key = (Option<u64>, Option<u64>);
+
+/// Where the record stream broke, and how many bytes from there to its end were not read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    pub offset: u64,
+    pub bytes: u64,
+    pub reason: String,
+}
+
+/// What the walk skipped besides records it emitted.
+#[derive(Clone, Debug, Default)]
+pub struct WalkEnd {
+    pub damage: Option<Damage>,
+    /// Records stepped over by kind (`auxtrace`, `unparsable_<type>`, ...).
+    pub skipped: BTreeMap<String, u64>,
+    /// AUX payload bytes stepped over.
+    pub aux_bytes: u64,
+    /// File offset of the first record whose body did not parse (None inside compressed data).
+    pub first_unparsable: Option<Option<u64>>,
+}
+
+/// Attr layouts the walk (and the crate) cannot map records to.
+#[derive(Debug)]
+pub struct Unsupported;
+
+/// What the walk needs to know about the file.
+pub(super) struct Stream<'a> {
+    pub data: &'a [u8],
+    pub endian: Endian,
+    pub records: std::ops::Range<usize>,
+    pub pipe: bool,
+    pub simpleperf: bool,
+    pub attrs: &'a [AttributeDescription],
+}
 
 /// A record kept for output (SAMPLE, COMM, FORK, LOST); others only move the round bounds.
 #[derive(Clone, Copy)]
@@ -50,15 +100,9 @@ enum IdMode {
     PerAttribute(bool),
 }
 
-fn le_u64(b: &[u8], at: usize) -> Option<u64> {
-    let s = b.get(at..at.checked_add(8)?)?;
-    let mut a = [0u8; 8];
-    a.copy_from_slice(s);
-    Some(u64::from_le_bytes(a))
-}
-
 struct Walker<'a> {
     data: &'a [u8],
+    endian: Endian,
     infos: Vec<RecordParseInfo>,
     id_mode: IdMode,
     ids: crate::intern::FxHashMap<u64, usize>,
@@ -72,44 +116,63 @@ struct Walker<'a> {
     arena_pos: usize,
     dctx: Option<zstd::zstd_safe::DCtx<'static>>,
     zbuf: Vec<u8>,
+    end: WalkEnd,
 }
 
-/// Walks the data section and hands the SAMPLE / COMM / FORK / LOST records to `emit` in the
-/// crate's order; `None` when the crate path must be used instead (see module doc), in which
-/// case whatever was emitted must be dropped.
-pub(super) fn walk<F>(
-    data: &[u8],
-    attrs: &[AttributeDescription],
-    simpleperf: bool,
-    mut emit: F,
-) -> Option<()>
+impl Walker<'_> {
+    #[inline]
+    fn u64_at(&self, b: &[u8], at: usize) -> Option<u64> {
+        read_uint(b, at, 8, self.endian)
+    }
+}
+
+/// Header of the record at `pos` of `b`: (type, misc, size).
+#[inline]
+fn header(b: &[u8], pos: usize, e: Endian) -> Option<(u32, u16, usize)> {
+    let h = b.get(pos..pos.checked_add(8)?)?;
+    Some(match e {
+        Endian::Little => (
+            u32::from_le_bytes([h[0], h[1], h[2], h[3]]),
+            u16::from_le_bytes([h[4], h[5]]),
+            usize::from(u16::from_le_bytes([h[6], h[7]])),
+        ),
+        Endian::Big => (
+            u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
+            u16::from_be_bytes([h[4], h[5]]),
+            usize::from(u16::from_be_bytes([h[6], h[7]])),
+        ),
+    })
+}
+
+/// Walks the record stream and hands the SAMPLE / COMM / FORK / LOST records to `emit` in the
+/// crate's order. `Err(Unsupported)` before anything is emitted.
+pub(super) fn walk<F>(s: &Stream<'_>, mut emit: F) -> Result<WalkEnd, Unsupported>
 where
     F: FnMut(usize, EventRecord<'_>),
 {
-    if simpleperf || !data.starts_with(b"PERFILE2") {
-        return None;
-    }
-    let dstart = usize::try_from(le_u64(data, 40)?).ok()?;
-    let dsize = le_u64(data, 48)?;
+    let attrs = s.attrs;
+    let e = endianness(s.endian);
     let infos: Vec<RecordParseInfo> = attrs
         .iter()
-        .map(|a| RecordParseInfo::new(&a.attr, Endianness::LittleEndian))
+        .map(|a| RecordParseInfo::new(&a.attr, e))
         .collect();
-    let first = infos.first()?;
-    let id_mode = if infos.len() == 1 {
-        IdMode::OnlyOne
-    } else if infos.iter().all(|p| p.id_parse_info == first.id_parse_info) {
-        IdMode::Same
-    } else {
-        // The crate refused other layouts already (parse_file): IDENTIFIER everywhere.
-        let all = attrs.first()?.attr.flags.contains(AttrFlags::SAMPLE_ID_ALL);
-        if !attrs
-            .iter()
-            .all(|a| a.attr.sample_format.contains(SampleFormat::IDENTIFIER))
-        {
-            return None;
+    let id_mode = match infos.first() {
+        None => IdMode::OnlyOne,
+        Some(_) if infos.len() == 1 => IdMode::OnlyOne,
+        Some(first) if infos.iter().all(|p| p.id_parse_info == first.id_parse_info) => IdMode::Same,
+        Some(_) => {
+            // The crate refuses other layouts too (parse_file): IDENTIFIER everywhere.
+            let all = attrs
+                .first()
+                .is_some_and(|a| a.attr.flags.contains(AttrFlags::SAMPLE_ID_ALL));
+            if !attrs
+                .iter()
+                .all(|a| a.attr.sample_format.contains(SampleFormat::IDENTIFIER))
+            {
+                return Err(Unsupported);
+            }
+            IdMode::PerAttribute(all)
         }
-        IdMode::PerAttribute(all)
     };
     let mut ids = crate::intern::FxHashMap::default();
     for (i, a) in attrs.iter().enumerate() {
@@ -117,8 +180,10 @@ where
             ids.insert(*id, i);
         }
     }
+    let data = s.data;
     let mut w = Walker {
         data,
+        endian: s.endian,
         infos,
         id_mode,
         ids,
@@ -131,44 +196,138 @@ where
         arena_pos: 0,
         dctx: None,
         zbuf: Vec::new(),
+        end: WalkEnd::default(),
     };
-    let mut off: u64 = 0;
-    while off < dsize {
-        let pos = dstart.checked_add(usize::try_from(off).ok()?)?;
-        let h = data.get(pos..pos.checked_add(8)?)?;
-        let ty = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-        let misc = u16::from_le_bytes([h[4], h[5]]);
-        let size = usize::from(u16::from_le_bytes([h[6], h[7]]));
-        if size < 8 {
-            return None;
+    let stop = s.records.end.min(data.len());
+    let mut pos = s.records.start;
+    let damage = |pos: usize, reason: String| Damage {
+        offset: pos as u64,
+        bytes: stop.saturating_sub(pos) as u64,
+        reason,
+    };
+    while pos < stop {
+        let Some((ty, misc, size0)) = header(data, pos, s.endian).filter(|_| pos + 8 <= stop)
+        else {
+            w.end.damage = Some(damage(
+                pos,
+                format!("{} bytes left, less than a record header", stop - pos),
+            ));
+            break;
+        };
+        let simple = s.simpleperf && ty >= layout::SIMPLE_PERF_RECORD_TYPE_START;
+        if ty == 0
+            || (ty >= PERF_RECORD_TYPE_LIMIT && !simple)
+            || ty >= SIMPLE_PERF_RECORD_TYPE_LIMIT
+        {
+            w.end.damage = Some(damage(
+                pos,
+                format!("record type {ty} (0x{ty:08x}) is not one any producer writes"),
+            ));
+            break;
         }
-        let rec_off = off;
-        off += size as u64;
-        if ty == PERF_RECORD_FINISHED_ROUND {
-            w.finish_round();
-            w.emit_ready(&mut emit)?;
+        let size = if simple {
+            record_size(data, pos, s.endian).unwrap_or(0)
+        } else {
+            size0
+        };
+        if size < 8 || size > stop - pos {
+            w.end.damage = Some(damage(
+                pos,
+                format!(
+                    "record (type {ty}) of {size} bytes: {}",
+                    if size < 8 {
+                        "smaller than its header".to_string()
+                    } else {
+                        format!("only {} bytes left", stop - pos)
+                    }
+                ),
+            ));
+            break;
+        }
+        let rec_off = pos as u64;
+        let body_start = pos + 8;
+        let body = &data[body_start..pos + size];
+        // Payload that follows the record, outside its size.
+        let extra = match ty {
+            layout::PERF_RECORD_AUXTRACE => w.u64_at(body, 0).unwrap_or(u64::MAX),
+            layout::PERF_RECORD_HEADER_TRACING_DATA if s.pipe => {
+                read_uint(body, 0, 4, s.endian).unwrap_or(u64::MAX)
+            }
+            _ => 0,
+        };
+        if extra > (stop - pos - size) as u64 {
+            w.end.damage = Some(damage(
+                pos,
+                format!(
+                    "{} announces {extra} bytes of payload after it, only {} left",
+                    if ty == layout::PERF_RECORD_AUXTRACE {
+                        "AUXTRACE record"
+                    } else {
+                        "HEADER_TRACING_DATA record"
+                    },
+                    stop - pos - size
+                ),
+            ));
+            break;
+        }
+        pos += size + extra as usize;
+        if ty == layout::PERF_RECORD_AUXTRACE {
+            *w.end.skipped.entry("auxtrace".into()).or_default() += 1;
+            w.end.aux_bytes += extra;
             continue;
         }
-        let body_start = pos + 8;
-        let body = data.get(body_start..pos.checked_add(size)?)?;
-        match ty {
-            PERF_RECORD_COMPRESSED => w.decompress(body)?,
-            PERF_RECORD_COMPRESSED2 => {
-                let n = usize::try_from(le_u64(body, 0)?).ok()?;
-                if n > body.len() - 8 {
-                    return None;
-                }
-                w.decompress(body.get(8..8 + n)?)?;
-            }
-            PERF_RECORD_AUXTRACE => return None,
-            _ => w.push(ty, misc, false, body_start, body.len(), Some(rec_off))?,
+        if ty == PERF_RECORD_FINISHED_ROUND {
+            w.finish_round();
+            w.emit_ready(&mut emit);
+            continue;
         }
+        match ty {
+            PERF_RECORD_COMPRESSED => {
+                if let Err(m) = w.decompress(body) {
+                    w.end.damage = Some(damage(rec_off as usize, m));
+                    break;
+                }
+            }
+            PERF_RECORD_COMPRESSED2 => {
+                let n = w.u64_at(body, 0).unwrap_or(u64::MAX);
+                let r =
+                    match body.get(8..usize::try_from(n).unwrap_or(usize::MAX).saturating_add(8)) {
+                        Some(z) => w.decompress(z),
+                        None => Err(format!(
+                            "COMPRESSED2 data size {n} > record body {}",
+                            body.len() - 8
+                        )),
+                    };
+                if let Err(m) = r {
+                    w.end.damage = Some(damage(rec_off as usize, m));
+                    break;
+                }
+            }
+            _ if simple => {}
+            _ => {
+                if w.push(ty, misc, false, body_start, body.len(), Some(rec_off))
+                    .is_none()
+                {
+                    *w.end
+                        .skipped
+                        .entry(format!("unparsable_type_{ty}"))
+                        .or_default() += 1;
+                    w.end.first_unparsable.get_or_insert(Some(rec_off));
+                }
+            }
+        }
+    }
+    if w.arena.len() > w.arena_pos {
+        *w.end
+            .skipped
+            .entry("partial_compressed_record".into())
+            .or_default() += 1;
     }
     // The crate's `Sorter::finish`: everything left, sorted.
     w.incoming.sort_by_key(|i| (i.key, i.seq));
     std::mem::swap(&mut w.ready, &mut w.incoming);
-    w.emit_ready(&mut emit)?;
-    Some(())
+    w.emit_ready(&mut emit);
+    Ok(w.end)
 }
 
 impl Walker<'_> {
@@ -190,20 +349,35 @@ impl Walker<'_> {
         self.prev_max = self.cur_max;
     }
 
-    /// Parses and emits the released records. A parse error gives `None`: the caller drops
-    /// everything emitted so far and uses the crate path, so errors are the crate's.
-    fn emit_ready<F: FnMut(usize, EventRecord<'_>)>(&mut self, emit: &mut F) -> Option<()> {
+    /// Parses and emits the released records; a body that does not parse is counted.
+    fn emit_ready<F: FnMut(usize, EventRecord<'_>)>(&mut self, emit: &mut F) {
         for it in self.ready.drain(..) {
             let body = if it.arena {
-                self.arena.get(it.start..it.start.checked_add(it.len)?)?
+                self.arena.get(it.start..it.start.saturating_add(it.len))
             } else {
-                self.data.get(it.start..it.start.checked_add(it.len)?)?
+                self.data.get(it.start..it.start.saturating_add(it.len))
             };
-            let info = *self.infos.get(it.attr as usize)?;
-            let raw = RawEventRecord::new(RecordType(it.ty), it.misc, RawData::Single(body), info);
-            emit(it.attr as usize, raw.parse().ok()?);
+            let parsed = body
+                .zip(self.infos.get(it.attr as usize))
+                .and_then(|(b, info)| {
+                    RawEventRecord::new(RecordType(it.ty), it.misc, RawData::Single(b), *info)
+                        .parse()
+                        .ok()
+                });
+            match parsed {
+                Some(ev) => emit(it.attr as usize, ev),
+                None => {
+                    *self
+                        .end
+                        .skipped
+                        .entry(format!("unparsable_type_{}", it.ty))
+                        .or_default() += 1;
+                    self.end
+                        .first_unparsable
+                        .get_or_insert(it.key.1.filter(|_| !it.arena));
+                }
+            }
         }
-        Some(())
     }
 
     /// One record (builtin or user type) as the crate's `process_record` sees it.
@@ -234,17 +408,22 @@ impl Walker<'_> {
                 }
                 IdMode::PerAttribute(all) => {
                     let id = if ty == RecordType::SAMPLE.0 {
-                        le_u64(body, 0)
+                        self.u64_at(body, 0)
                     } else if all {
-                        le_u64(body, body.len().checked_sub(8)?)
+                        self.u64_at(body, body.len().checked_sub(8)?)
                     } else {
                         None
                     };
                     id.and_then(|id| self.ids.get(&id).copied()).unwrap_or(0)
                 }
             };
-            let info = *self.infos.get(attr)?;
-            let ts = RawEventRecord::new(rt, misc, RawData::Single(body), info).timestamp();
+            let ts = match self.infos.get(attr) {
+                Some(info) => {
+                    RawEventRecord::new(rt, misc, RawData::Single(body), *info).timestamp()
+                }
+                // No attrs at all (a pipe stream cut before its HEADER_ATTR): nothing to key by.
+                None => None,
+            };
             (attr, ts)
         } else {
             (0, None)
@@ -274,7 +453,7 @@ impl Walker<'_> {
 
     /// Appends a COMPRESSED(2) payload to the arena (one zstd stream across records, as perf
     /// writes it) and pushes every whole record now in the arena; a partial one waits.
-    fn decompress(&mut self, mut input: &[u8]) -> Option<()> {
+    fn decompress(&mut self, mut input: &[u8]) -> Result<(), String> {
         let dctx = self.dctx.get_or_insert_with(zstd::zstd_safe::DCtx::create);
         if self.zbuf.is_empty() {
             self.zbuf = vec![0u8; 1 << 20];
@@ -283,37 +462,42 @@ impl Walker<'_> {
         loop {
             let mut inb = zstd::zstd_safe::InBuffer::around(input);
             let mut outb = zstd::zstd_safe::OutBuffer::around(&mut buf[..]);
-            dctx.decompress_stream(&mut outb, &mut inb).ok()?;
+            dctx.decompress_stream(&mut outb, &mut inb)
+                .map_err(|c| format!("zstd: {}", zstd::zstd_safe::get_error_name(c)))?;
             let n = outb.pos();
             let used = inb.pos();
             if n == 0 && used == 0 && !input.is_empty() {
-                // No progress: a corrupt stream; let the crate path report it.
-                return None;
+                return Err("zstd stream makes no progress".into());
             }
-            self.arena.extend_from_slice(buf.get(..n)?);
-            input = input.get(used..)?;
+            self.arena.extend_from_slice(&buf[..n]);
+            input = &input[used..];
             if n < buf.len() && input.is_empty() {
                 break;
             }
         }
         loop {
             let at = self.arena_pos;
-            let h = match self.arena.get(at..at + 8) {
-                Some(h) => h,
-                None => break,
+            let Some((ty, misc, size)) = header(&self.arena, at, self.endian) else {
+                break;
             };
-            let ty = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-            let misc = u16::from_le_bytes([h[4], h[5]]);
-            let size = usize::from(u16::from_le_bytes([h[6], h[7]]));
-            if size < 8 {
-                return None;
+            if size < 8 || ty == 0 || ty >= PERF_RECORD_TYPE_LIMIT {
+                return Err(format!(
+                    "decompressed record at arena byte {at}: type {ty}, size {size}"
+                ));
             }
             if self.arena.len() < at + size {
                 break;
             }
-            self.push(ty, misc, true, at + 8, size - 8, None)?;
+            if self.push(ty, misc, true, at + 8, size - 8, None).is_none() {
+                *self
+                    .end
+                    .skipped
+                    .entry(format!("unparsable_type_{ty}"))
+                    .or_default() += 1;
+                self.end.first_unparsable.get_or_insert(None);
+            }
             self.arena_pos = at + size;
         }
-        Some(())
+        Ok(())
     }
 }

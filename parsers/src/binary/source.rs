@@ -77,9 +77,20 @@ pub fn open_raw_dir(
 /// [`open_source`] with a `/proc/kallsyms` copy for captures that carry none (perf.data).
 pub fn open_source_with(
     path: &str,
+    stream: Box<dyn Read + Send>,
+    format: Format,
+    kallsyms: Option<&Path>,
+) -> Result<Box<dyn RecordSource + Send>, ParseError> {
+    open_source_opts(path, stream, format, kallsyms, false)
+}
+
+/// [`open_source_with`]; `strict`: a damaged perf.data is an error, not a counted tail.
+pub fn open_source_opts(
+    path: &str,
     mut stream: Box<dyn Read + Send>,
     format: Format,
     kallsyms: Option<&Path>,
+    strict: bool,
 ) -> Result<Box<dyn RecordSource + Send>, ParseError> {
     if format == Format::RawDir {
         return Err(to_parse_error(
@@ -91,7 +102,8 @@ pub fn open_source_with(
             },
         ));
     }
-    let opts = read_options(path, kallsyms)?;
+    let mut opts = read_options(path, kallsyms)?;
+    opts.strict = strict;
     let mut data = Vec::new();
     stream
         .read_to_end(&mut data)
@@ -103,9 +115,13 @@ pub fn open_source_with(
     let BinaryCapture {
         records,
         format_errors,
+        facts,
         ..
     } = read_bytes_with(&data, &opts).map_err(|e| to_parse_error(path, e))?;
-    let mut diagnostics = Diagnostics::default();
+    let mut diagnostics = Diagnostics {
+        capture: facts,
+        ..Diagnostics::default()
+    };
     for e in &format_errors {
         diagnostics.unparsed_lines += 1;
         *diagnostics

@@ -78,6 +78,9 @@ fn table(s: &Stats) -> String {
     let _ = writeln!(o, "records         {}", s.records);
     let _ = writeln!(o, "time span       {secs:.6} s ({} ns)", s.time_span_ns);
     let _ = writeln!(o, "tasks           {}", s.tasks);
+    if let Some(c) = &s.capture {
+        capture_lines(&mut o, c);
+    }
     let _ = writeln!(
         o,
         "lost            {} markers, {} events stated",
@@ -140,6 +143,39 @@ fn table(s: &Stats) -> String {
         let _ = writeln!(o, "first unparsed: {l}");
     }
     o
+}
+
+/// The producer, CPU count and unread parts of a binary capture.
+fn capture_lines(o: &mut String, c: &mmreplay_parsers::binary::CaptureFacts) {
+    let v = c
+        .producer_version
+        .as_deref()
+        .unwrap_or("version not stated");
+    let _ = writeln!(o, "producer        {} ({v})", c.producer);
+    match c.nr_cpus {
+        Some(n) => {
+            let _ = writeln!(o, "cpus            {n} (stated by the capture)");
+        }
+        None => {
+            let _ = writeln!(o, "cpus            not stated by the capture");
+        }
+    }
+    if let (Some(at), Some(why)) = (c.damaged_at, &c.damage) {
+        let _ = writeln!(
+            o,
+            "damaged at      byte {at}: {why}; {} bytes not read, every record before kept",
+            c.damaged_bytes
+        );
+    }
+    for (k, v) in &c.skipped_records {
+        let _ = writeln!(o, "  skipped {k:<20} {v:>10}");
+    }
+    if c.aux_bytes > 0 {
+        let _ = writeln!(o, "  aux data bytes skipped       {:>10}", c.aux_bytes);
+    }
+    for n in &c.notes {
+        let _ = writeln!(o, "note: {n}");
+    }
 }
 
 #[cfg(test)]
