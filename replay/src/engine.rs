@@ -434,6 +434,45 @@ fn run_lockstep<E: Send>(
     Ok(finish_all(slots))
 }
 
+/// Replay ops that need no lowering (a litmus file, a minimised op list) through `engines`:
+/// the whole list is one chunk, so in lockstep the reference records every reclaim round
+/// before the candidates follow them. `lower` is reported as given.
+pub fn run_ops(
+    ops: &[Op],
+    lower: LowerStats,
+    engines: Vec<BoxedEngine>,
+    cfg: &EngineConfig,
+) -> TraceRun {
+    let mut slots: Vec<Slot> = engines
+        .into_iter()
+        .enumerate()
+        .map(|(i, engine)| Slot {
+            engine,
+            errors: BTreeMap::new(),
+            outcomes: BTreeMap::new(),
+            checkpoints: Vec::new(),
+            lockstep: (cfg.lockstep && i > 0).then(LockstepCounts::default),
+        })
+        .collect();
+    if let Some((reference, candidates)) = slots.split_first_mut() {
+        if cfg.lockstep {
+            let mut scripts = Vec::new();
+            reference.apply_chunk_as(ops, cfg.hash_every, Role::Record(&mut scripts));
+            for c in candidates {
+                c.apply_chunk_as(ops, cfg.hash_every, Role::Follow(&scripts));
+            }
+        } else {
+            for s in std::iter::once(reference).chain(candidates) {
+                s.apply_chunk(ops, cfg.hash_every);
+            }
+        }
+    }
+    TraceRun {
+        lower,
+        policies: finish_all(&mut slots),
+    }
+}
+
 /// Lower records into `out` until it holds `chunk` ops or the input ends (then `finish`).
 fn fill<E>(
     records: &mut impl Iterator<Item = Result<Record, E>>,

@@ -29,6 +29,8 @@ enum Cmd {
     Compile(cli::compile::Args),
     /// Measure replay throughput and streaming memory on a capture.
     Bench(cli::bench::Args),
+    /// Check the expectations written in litmus files (exit 1 when one fails).
+    Check(cli::check::Args),
 }
 
 /// Fix glibc's mmap threshold. By default glibc raises it each time a large block is freed
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Cmd::Diff(a) => cli::diff::run(a),
         Cmd::Compile(a) => cli::compile::run(a),
         Cmd::Bench(a) => cli::bench::run(a),
+        Cmd::Check(a) => cli::check::run(a),
     };
     match result {
         Ok(code) => code,

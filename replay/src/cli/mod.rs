@@ -1,5 +1,6 @@
 //! One module per subcommand: its clap `Args` and its `run`.
 pub mod bench;
+pub mod check;
 pub mod compile;
 pub mod diff;
 pub mod record;
