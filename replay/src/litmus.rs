@@ -38,6 +38,7 @@ use std::path::Path;
 
 use mmreplay_candidates::contract::{Breach, Contract, Mode, Observed, Subject};
 use mmreplay_reference::counters::Counters;
+use mmreplay_reference::engine::ReclaimScript;
 use mmreplay_reference::invariant::{Invariant, Violation};
 use mmreplay_reference::model::ModelError;
 use mmreplay_reference::op::{madv, map, prot};
@@ -1127,10 +1128,18 @@ pub fn check_file(file: &LitmusFile) -> Result<FileCheck, String> {
         policies.insert(0, "reference".to_string());
     }
     let mut results: Vec<(String, PolicyResult, Option<Contract>)> = Vec::new();
-    for spec in &policies {
+    // Lockstep files: the candidates follow the reference's reclaim rounds, as `replay` and
+    // `minimize` run them (the reference is first, so its rounds are recorded first).
+    let mut scripts: Vec<Option<ReclaimScript>> = Vec::new();
+    for (i, spec) in policies.iter().enumerate() {
         match build_policy(spec, &file.profile, file.mode) {
             Ok((mut e, c)) => {
-                let r = run(file, spec, &mut *e).map_err(|e| e.to_string())?;
+                let r = if file.mode == Mode::Lockstep {
+                    run_lockstep(file, spec, &mut *e, &mut scripts, i == 0)
+                } else {
+                    run(file, spec, &mut *e)
+                }
+                .map_err(|e| e.to_string())?;
                 results.push((spec.clone(), r, c));
             }
             Err(PolicyBuildError::NegativeUnavailable(m)) => out.skipped.push((spec.clone(), m)),
@@ -1184,6 +1193,49 @@ pub fn run(
 ) -> Result<PolicyResult, LitmusError> {
     for o in &file.ops {
         engine.apply(&o.op).map_err(|source| LitmusError::Model {
+            file: file.file.clone(),
+            line: o.line,
+            policy: policy.to_string(),
+            op: o.op.name(),
+            source,
+        })?;
+    }
+    engine.finish();
+    Ok(PolicyResult {
+        policy: policy.to_string(),
+        counters: engine.counters().clone(),
+        snapshot: engine.snapshot(),
+        violations: engine.violations().to_vec(),
+    })
+}
+
+/// [`run`] in lockstep: the leader records every reclaim op's rounds into `scripts`; a
+/// follower has them imposed (`Engine::apply_imposed`), op for op.
+fn run_lockstep(
+    file: &LitmusFile,
+    policy: &str,
+    engine: &mut (dyn Engine + Send),
+    scripts: &mut Vec<Option<ReclaimScript>>,
+    lead: bool,
+) -> Result<PolicyResult, LitmusError> {
+    let mut next = 0usize;
+    for o in &file.ops {
+        let reclaim = matches!(o.op, Op::Reclaim { .. } | Op::ReclaimMemcg { .. });
+        let r = if !reclaim {
+            engine.apply(&o.op)
+        } else if lead {
+            let (r, s) = engine.apply_recording(&o.op);
+            scripts.push(s);
+            r
+        } else {
+            let s = scripts.get(next).cloned().flatten();
+            next += 1;
+            match s {
+                Some(s) => engine.apply_imposed(&o.op, &s).0,
+                None => engine.apply(&o.op),
+            }
+        };
+        r.map_err(|source| LitmusError::Model {
             file: file.file.clone(),
             line: o.line,
             policy: policy.to_string(),

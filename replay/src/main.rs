@@ -31,6 +31,8 @@ enum Cmd {
     Bench(cli::bench::Args),
     /// Check the expectations written in litmus files (exit 1 when one fails).
     Check(cli::check::Args),
+    /// Reduce a capture to a small litmus scenario that keeps a divergence.
+    Minimize(cli::minimize::Args),
 }
 
 /// Fix glibc's mmap threshold. By default glibc raises it each time a large block is freed
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Cmd::Compile(a) => cli::compile::run(a),
         Cmd::Bench(a) => cli::bench::run(a),
         Cmd::Check(a) => cli::check::run(a),
+        Cmd::Minimize(a) => cli::minimize::run(a),
     };
     match result {
         Ok(code) => code,

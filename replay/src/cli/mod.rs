@@ -3,6 +3,7 @@ pub mod bench;
 pub mod check;
 pub mod compile;
 pub mod diff;
+pub mod minimize;
 pub mod record;
 pub mod replay;
 pub mod stats;
