@@ -33,6 +33,8 @@ enum Cmd {
     Check(cli::check::Args),
     /// Reduce a capture to a small litmus scenario that keeps a divergence.
     Minimize(cli::minimize::Args),
+    /// Write a self-contained HTML report (plots, heatmap, tables, first divergence).
+    Report(cli::report::Args),
 }
 
 /// Fix glibc's mmap threshold. By default glibc raises it each time a large block is freed
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => cli::bench::run(a),
         Cmd::Check(a) => cli::check::run(a),
         Cmd::Minimize(a) => cli::minimize::run(a),
+        Cmd::Report(a) => cli::report::run(a),
     };
     match result {
         Ok(code) => code,

@@ -6,4 +6,5 @@ pub mod diff;
 pub mod minimize;
 pub mod record;
 pub mod replay;
+pub mod report;
 pub mod stats;
