@@ -215,7 +215,23 @@ pub fn run<E: Send>(
     lower: LowerOptions,
     engines: Vec<BoxedEngine>,
     cfg: &EngineConfig,
+    progress: impl FnMut(u64),
+) -> Result<TraceRun, E> {
+    run_sampled(records, lower, engines, cfg, progress, &mut |_| {})
+}
+
+/// Every model's (ops applied, counters) after a chunk, for `mmreplay report`'s plots.
+pub type Sample<'a> = [(u64, &'a Counters)];
+
+/// [`run`], calling `sample` after every chunk with each model's step count and counters
+/// (`cfg.chunk_ops` sets the sampling interval; in lockstep the reference is a chunk ahead).
+pub fn run_sampled<E: Send>(
+    records: impl Iterator<Item = Result<Record, E>> + Send,
+    lower: LowerOptions,
+    engines: Vec<BoxedEngine>,
+    cfg: &EngineConfig,
     mut progress: impl FnMut(u64),
+    sample: &mut dyn FnMut(&Sample<'_>),
 ) -> Result<TraceRun, E> {
     let mut lowering = Lowering::new(lower);
     let mut slots: Vec<Slot> = engines
@@ -231,7 +247,14 @@ pub fn run<E: Send>(
         .collect();
     let chunk = cfg.chunk_ops.max(1);
     if cfg.lockstep && slots.len() > 1 {
-        let policies = run_lockstep(records, &mut lowering, &mut slots, cfg, &mut progress)?;
+        let policies = run_lockstep(
+            records,
+            &mut lowering,
+            &mut slots,
+            cfg,
+            &mut progress,
+            sample,
+        )?;
         return Ok(TraceRun {
             lower: lowering.into_stats(),
             policies,
@@ -300,12 +323,20 @@ pub fn run<E: Send>(
             }
         }
         progress(lowering.stats().records);
+        sample(&take_sample(&slots));
         cur = next;
     }
     Ok(TraceRun {
         lower: lowering.into_stats(),
         policies: finish_all(&mut slots),
     })
+}
+
+fn take_sample(slots: &[Slot]) -> Vec<(u64, &Counters)> {
+    slots
+        .iter()
+        .map(|s| (s.engine.steps(), s.engine.counters()))
+        .collect()
 }
 
 /// Final state of every model (full invariant scan, snapshot).
@@ -339,6 +370,7 @@ fn run_lockstep<E: Send>(
     slots: &mut [Slot],
     cfg: &EngineConfig,
     progress: &mut impl FnMut(u64),
+    sample: &mut dyn FnMut(&Sample<'_>),
 ) -> Result<Vec<PolicyRun>, E> {
     let chunk = cfg.chunk_ops.max(1);
     let hash_every = cfg.hash_every;
@@ -428,10 +460,54 @@ fn run_lockstep<E: Send>(
             }
         }
         progress(lowering.stats().records);
+        let all: Vec<(u64, &Counters)> = std::iter::once(&*reference)
+            .chain(candidates.iter())
+            .map(|s| (s.engine.steps(), s.engine.counters()))
+            .collect();
+        sample(&all);
         cur = std::mem::replace(&mut next, after);
         cur_scripts = next_scripts;
     }
     Ok(finish_all(slots))
+}
+
+/// Replay ops that need no lowering (a litmus file, a minimised op list) through `engines`:
+/// the whole list is one chunk, so in lockstep the reference records every reclaim round
+/// before the candidates follow them. `lower` is reported as given.
+pub fn run_ops(
+    ops: &[Op],
+    lower: LowerStats,
+    engines: Vec<BoxedEngine>,
+    cfg: &EngineConfig,
+) -> TraceRun {
+    let mut slots: Vec<Slot> = engines
+        .into_iter()
+        .enumerate()
+        .map(|(i, engine)| Slot {
+            engine,
+            errors: BTreeMap::new(),
+            outcomes: BTreeMap::new(),
+            checkpoints: Vec::new(),
+            lockstep: (cfg.lockstep && i > 0).then(LockstepCounts::default),
+        })
+        .collect();
+    if let Some((reference, candidates)) = slots.split_first_mut() {
+        if cfg.lockstep {
+            let mut scripts = Vec::new();
+            reference.apply_chunk_as(ops, cfg.hash_every, Role::Record(&mut scripts));
+            for c in candidates {
+                c.apply_chunk_as(ops, cfg.hash_every, Role::Follow(&scripts));
+            }
+        } else {
+            for s in std::iter::once(reference).chain(candidates) {
+                s.apply_chunk(ops, cfg.hash_every);
+            }
+        }
+    }
+    TraceRun {
+        lower,
+        policies: finish_all(&mut slots),
+    }
 }
 
 /// Lower records into `out` until it holds `chunk` ops or the input ends (then `finish`).

@@ -38,10 +38,11 @@ use std::path::Path;
 
 use mmreplay_candidates::contract::{Breach, Contract, Mode, Observed, Subject};
 use mmreplay_reference::counters::Counters;
+use mmreplay_reference::engine::ReclaimScript;
 use mmreplay_reference::invariant::{Invariant, Violation};
 use mmreplay_reference::model::ModelError;
 use mmreplay_reference::op::{madv, map, prot};
-use mmreplay_reference::profile::{Base, KernelProfile};
+use mmreplay_reference::profile::{Base, CpumaskMode, KernelProfile};
 use mmreplay_reference::snapshot::Snapshot;
 use mmreplay_reference::{
     AccessKind, Engine, FileId, FileKind, FileRef, HoldId, MigrateTarget, MmId, Op,
@@ -385,9 +386,16 @@ fn header(cx: &Ctx<'_>, c: &str, out: &mut LitmusFile) -> Result<(), LitmusError
                 "mm_walk" => p.lru_gen_mm_walk = flag(cx, v)?,
                 "mig_ad" => p.mig_ad_supported = flag(cx, v)?,
                 "rcu_table_free" => p.rcu_table_free = flag(cx, v)?,
+                "cpumask" => {
+                    p.cpumask_mode = match v {
+                        "trim" => CpumaskMode::TrimByFlush,
+                        "clear" => CpumaskMode::ClearOnSwitch,
+                        _ => return Err(cx.err("cpumask=trim or cpumask=clear", v)),
+                    }
+                }
                 _ => {
                     return Err(cx.err(
-                        "a profile key (cpus, base, mm_walk, mig_ad, rcu_table_free)",
+                        "a profile key (cpus, base, mm_walk, mig_ad, rcu_table_free, cpumask)",
                         k,
                     ))
                 }
@@ -537,6 +545,11 @@ impl<'a, 'c> Args<'a, 'c> {
         if v == "none" {
             return Ok(0);
         }
+        // Bits without a letter (PROT_GROWSDOWN, ...) as written by `format_op`.
+        if v.starts_with("0x") {
+            return u32::try_from(num(self.cx, "prot", v)?)
+                .map_err(|_| self.cx.err("prot: a u32", v));
+        }
         let mut p = 0;
         for c in v.chars() {
             p |= match c {
@@ -608,10 +621,14 @@ fn op_line(cx: &Ctx<'_>, l: &str, ops: &mut Vec<LitmusOp>) -> Result<(), LitmusE
                     "fixed" => map::FIXED,
                     "locked" => map::LOCKED,
                     "hugetlb" => map::HUGETLB,
+                    // Bits without a name (MAP_NORESERVE, ...) as written by `format_op`.
+                    o if o.starts_with("0x") => u32::try_from(num(cx, "flags", o)?)
+                        .map_err(|_| cx.err("flags: a u32", o))?,
                     o => {
-                        return Err(
-                            cx.err("flags of shared|private|anonymous|fixed|locked|hugetlb", o)
-                        )
+                        return Err(cx.err(
+                            "flags of shared|private|anonymous|fixed|locked|hugetlb|0xBITS",
+                            o,
+                        ))
                     }
                 };
             }
@@ -740,6 +757,9 @@ fn op_line(cx: &Ctx<'_>, l: &str, ops: &mut Vec<LitmusOp>) -> Result<(), LitmusE
                 nr_to_reclaim: a.n32("nr")?,
             },
         },
+        "clock" => Op::Clock {
+            now_ns: a.n("now")?,
+        },
         "memcg" => Op::SetMemcg {
             mm: a.mm("mm")?,
             memcg: a.n32("memcg")?,
@@ -767,7 +787,7 @@ fn op_line(cx: &Ctx<'_>, l: &str, ops: &mut Vec<LitmusOp>) -> Result<(), LitmusE
         o => {
             return Err(cx.err(
                 "an op (exec exit fork mmap munmap mprotect mremap brk madvise fault access \
-                 switch migrate reclaim pin unpin getref putref) or a `#` line",
+                 switch migrate reclaim memcg clock pin unpin getref putref) or a `#` line",
                 o,
             ))
         }
@@ -785,6 +805,370 @@ fn op_line(cx: &Ctx<'_>, l: &str, ops: &mut Vec<LitmusOp>) -> Result<(), LitmusE
         ops.push(LitmusOp { line: cx.line, op });
     }
     Ok(())
+}
+
+/// The op line that [`parse`] reads back as `op` (the writer of `mmreplay minimize`).
+pub fn format_op(op: &Op) -> String {
+    let kind = |k: &AccessKind| match k {
+        AccessKind::Read => "read",
+        AccessKind::Write => "write",
+        AccessKind::Exec => "exec",
+    };
+    let prot_s = |p: u32| {
+        if p == 0 {
+            return "none".to_string();
+        }
+        let known = prot::READ | prot::WRITE | prot::EXEC;
+        if p & !known != 0 {
+            return format!("{p:#x}");
+        }
+        let mut s = String::new();
+        for (bit, c) in [(prot::READ, 'r'), (prot::WRITE, 'w'), (prot::EXEC, 'x')] {
+            if p & bit != 0 {
+                s.push(c);
+            }
+        }
+        s
+    };
+    let flags_s = |f: u32| {
+        let mut parts: Vec<String> = Vec::new();
+        let mut rest = f;
+        for (bit, name) in [
+            (map::SHARED, "shared"),
+            (map::PRIVATE, "private"),
+            (map::ANONYMOUS, "anonymous"),
+            (map::FIXED, "fixed"),
+            (map::LOCKED, "locked"),
+            (map::HUGETLB, "hugetlb"),
+        ] {
+            // MAP_SHARED_VALIDATE (3) has both low bits: write it as a number.
+            if rest & bit == bit && !(bit <= map::PRIVATE && f & 3 == 3) {
+                parts.push(name.to_string());
+                rest &= !bit;
+            }
+        }
+        if rest != 0 || parts.is_empty() {
+            parts.push(format!("{rest:#x}"));
+        }
+        parts.join("|")
+    };
+    let advice_s = |a: u32| match a {
+        madv::DONTNEED => "dontneed".to_string(),
+        madv::FREE => "free".to_string(),
+        madv::DONTFORK => "dontfork".to_string(),
+        madv::DOFORK => "dofork".to_string(),
+        madv::WIPEONFORK => "wipeonfork".to_string(),
+        madv::COLD => "cold".to_string(),
+        madv::PAGEOUT => "pageout".to_string(),
+        o => o.to_string(),
+    };
+    match op {
+        Op::Fault {
+            cpu,
+            mm,
+            va,
+            kind: k,
+        } => {
+            format!("fault cpu={cpu} mm={} va={va:#x} kind={}", mm.0, kind(k))
+        }
+        Op::Access {
+            cpu,
+            mm,
+            va,
+            kind: k,
+        } => {
+            format!("access cpu={cpu} mm={} va={va:#x} kind={}", mm.0, kind(k))
+        }
+        Op::Fork { cpu, parent, child } => {
+            format!("fork cpu={cpu} parent={} child={}", parent.0, child.0)
+        }
+        Op::Exec { cpu, old, new } => match old {
+            Some(o) => format!("exec cpu={cpu} old={} mm={}", o.0, new.0),
+            None => format!("exec cpu={cpu} mm={}", new.0),
+        },
+        Op::Exit { cpu, mm } => format!("exit cpu={cpu} mm={}", mm.0),
+        Op::Mmap {
+            cpu,
+            mm,
+            addr,
+            len,
+            prot: p,
+            flags,
+            file,
+            pgoff,
+        } => {
+            let mut s = format!(
+                "mmap cpu={cpu} mm={} addr={addr:#x} len={len:#x} prot={} flags={}",
+                mm.0,
+                prot_s(*p),
+                flags_s(*flags)
+            );
+            if let Some(f) = file {
+                let k = match f.kind {
+                    FileKind::Regular => "regular",
+                    FileKind::Shmem => "shmem",
+                    FileKind::Hugetlbfs => "hugetlbfs",
+                };
+                s.push_str(&format!(" file={} kind={k}", f.id.0));
+            }
+            if *pgoff != 0 {
+                s.push_str(&format!(" pgoff={pgoff:#x}"));
+            }
+            s
+        }
+        Op::Munmap { cpu, mm, addr, len } => {
+            format!("munmap cpu={cpu} mm={} addr={addr:#x} len={len:#x}", mm.0)
+        }
+        Op::Mremap {
+            cpu,
+            mm,
+            old_addr,
+            old_len,
+            new_addr,
+            new_len,
+        } => format!(
+            "mremap cpu={cpu} mm={} old_addr={old_addr:#x} old_len={old_len:#x} \
+             new_addr={new_addr:#x} new_len={new_len:#x}",
+            mm.0
+        ),
+        Op::Brk { cpu, mm, brk } => format!("brk cpu={cpu} mm={} brk={brk:#x}", mm.0),
+        Op::Mprotect {
+            cpu,
+            mm,
+            addr,
+            len,
+            prot: p,
+        } => format!(
+            "mprotect cpu={cpu} mm={} addr={addr:#x} len={len:#x} prot={}",
+            mm.0,
+            prot_s(*p)
+        ),
+        Op::Madvise {
+            cpu,
+            mm,
+            addr,
+            len,
+            advice,
+        } => format!(
+            "madvise cpu={cpu} mm={} addr={addr:#x} len={len:#x} advice={}",
+            mm.0,
+            advice_s(*advice)
+        ),
+        Op::Switch { cpu, next } => match next {
+            Some(m) => format!("switch cpu={cpu} mm={}", m.0),
+            None => format!("switch cpu={cpu} mm=none"),
+        },
+        Op::Migrate { cpu, target } => match target {
+            MigrateTarget::Va { mm, va } => format!("migrate cpu={cpu} mm={} va={va:#x}", mm.0),
+            MigrateTarget::Pfn(p) => format!("migrate cpu={cpu} pfn={p}"),
+        },
+        Op::Reclaim { cpu, nr_to_reclaim } => format!("reclaim cpu={cpu} nr={nr_to_reclaim}"),
+        Op::ReclaimMemcg {
+            cpu,
+            nr_to_reclaim,
+            memcg,
+        } => format!("reclaim cpu={cpu} nr={nr_to_reclaim} memcg={memcg}"),
+        Op::SetMemcg { mm, memcg } => format!("memcg mm={} memcg={memcg}", mm.0),
+        Op::Pin {
+            cpu,
+            mm,
+            va,
+            write,
+            hold,
+        } => format!(
+            "pin cpu={cpu} mm={} va={va:#x} hold={}{}",
+            mm.0,
+            hold.0,
+            if *write { " write" } else { "" }
+        ),
+        Op::Unpin { hold } => format!("unpin hold={}", hold.0),
+        Op::GetRef { cpu, mm, va, hold } => {
+            format!("getref cpu={cpu} mm={} va={va:#x} hold={}", mm.0, hold.0)
+        }
+        Op::PutRef { hold, write } => format!(
+            "putref hold={}{}",
+            hold.0,
+            if *write { " write" } else { "" }
+        ),
+        Op::Clock { now_ns } => format!("clock now={now_ns}"),
+    }
+}
+
+/// The `# profile:` line that [`parse`] reads back as `p` (keys the parser knows).
+pub fn format_profile(p: &KernelProfile) -> String {
+    let b = |x: bool| u8::from(x);
+    format!(
+        "# profile: cpus={} base={} mm_walk={} mig_ad={} rcu_table_free={} cpumask={}",
+        p.nr_cpus,
+        match p.base {
+            Base::K61 => "k61",
+            Base::Knew => "knew",
+        },
+        b(p.lru_gen_mm_walk),
+        b(p.mig_ad_supported),
+        b(p.rcu_table_free),
+        match p.cpumask_mode {
+            CpumaskMode::TrimByFlush => "trim",
+            CpumaskMode::ClearOnSwitch => "clear",
+        }
+    )
+}
+
+/// An engine for a policy spec and the contract it is judged by.
+pub type BuiltPolicy = (
+    Box<dyn Engine + Send>,
+    Option<mmreplay_candidates::contract::Contract>,
+);
+
+/// Why a policy spec could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyBuildError {
+    /// Not a registry spec.
+    #[error("{0}")]
+    Unknown(String),
+    /// A negative control in a build without the `negative-controls` feature.
+    #[error("`{0}` is a test-only negative control (this build has no `negative-controls`)")]
+    NegativeUnavailable(String),
+}
+
+/// An engine and its contract for `spec` under `profile`/`mode`: a registry spec, or (builds
+/// with the `negative-controls` feature only) `negative:NAME` with the contract of the
+/// candidate that control breaks, as `tests/tests/litmus.rs` judges them.
+pub fn build_policy(
+    spec: &str,
+    profile: &KernelProfile,
+    mode: Mode,
+) -> Result<BuiltPolicy, PolicyBuildError> {
+    use mmreplay_candidates::registry;
+    if let Some(name) = spec.strip_prefix("negative:") {
+        return build_negative(name, profile, mode);
+    }
+    let s = registry::parse(spec).map_err(|e| PolicyBuildError::Unknown(e.to_string()))?;
+    Ok((
+        s.build(profile).into_inner(),
+        Some(s.contract(mode, profile)),
+    ))
+}
+
+#[cfg(feature = "negative-controls")]
+fn build_negative(
+    name: &str,
+    p: &KernelProfile,
+    mode: Mode,
+) -> Result<BuiltPolicy, PolicyBuildError> {
+    use mmreplay_candidates::lookaround::LookAround;
+    use mmreplay_candidates::negative::{
+        DirtyOnCleanRestore, FreeBeforeFlush, LazyfreeIgnoreRefs, NoSyncUnshare,
+        PromoteWithoutClear,
+    };
+    use mmreplay_candidates::registry;
+    use mmreplay_reference::Model;
+    let contract_of = |n: &str| {
+        registry::parse(n)
+            .map(|s| s.contract(mode, p))
+            .map_err(|e| PolicyBuildError::Unknown(e.to_string()))
+    };
+    let m = |x: Box<dyn Engine + Send>| x;
+    Ok(match name {
+        "free-before-flush" => (m(Box::new(Model::new(p.clone(), FreeBeforeFlush))), None),
+        "lazyfree-ignore-refs" => (m(Box::new(Model::new(p.clone(), LazyfreeIgnoreRefs))), None),
+        "no-sync-unshare" => (
+            m(Box::new(Model::new(p.clone(), NoSyncUnshare))),
+            Some(contract_of("batched-unshare")?),
+        ),
+        "dirty-on-clean-restore" => (
+            m(Box::new(Model::new(p.clone(), DirtyOnCleanRestore))),
+            Some(contract_of("ad-preserve")?),
+        ),
+        "promote-without-clear" => (
+            m(Box::new(Model::new(
+                p.clone(),
+                PromoteWithoutClear(LookAround::new(p.base)),
+            ))),
+            Some(contract_of("lookaround")?),
+        ),
+        o => {
+            return Err(PolicyBuildError::Unknown(format!(
+                "unknown negative control `{o}`"
+            )))
+        }
+    })
+}
+
+#[cfg(not(feature = "negative-controls"))]
+fn build_negative(
+    name: &str,
+    _p: &KernelProfile,
+    _mode: Mode,
+) -> Result<BuiltPolicy, PolicyBuildError> {
+    Err(PolicyBuildError::NegativeUnavailable(format!(
+        "negative:{name}"
+    )))
+}
+
+/// What checking one file's expectations found.
+#[derive(Clone, Debug, Default)]
+pub struct FileCheck {
+    /// Expectations and counter checks that held.
+    pub held: usize,
+    /// Those that did not.
+    pub failed: Vec<Mismatch>,
+    /// Policies whose expectations were not checked, and why (negative controls in a build
+    /// without them).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Run `file` under every policy it names (the reference first) and check every expectation
+/// and counter check written in it. `Err`: a policy spec is unknown or the model refused an op
+/// (a broken file, not a failed expectation).
+pub fn check_file(file: &LitmusFile) -> Result<FileCheck, String> {
+    let mut out = FileCheck::default();
+    let mut policies = file.policies();
+    if policies.first().map(String::as_str) != Some("reference") {
+        policies.insert(0, "reference".to_string());
+    }
+    let mut results: Vec<(String, PolicyResult, Option<Contract>)> = Vec::new();
+    // Lockstep files: the candidates follow the reference's reclaim rounds, as `replay` and
+    // `minimize` run them (the reference is first, so its rounds are recorded first).
+    let mut scripts: Vec<Option<ReclaimScript>> = Vec::new();
+    for (i, spec) in policies.iter().enumerate() {
+        match build_policy(spec, &file.profile, file.mode) {
+            Ok((mut e, c)) => {
+                let r = if file.mode == Mode::Lockstep {
+                    run_lockstep(file, spec, &mut *e, &mut scripts, i == 0)
+                } else {
+                    run(file, spec, &mut *e)
+                }
+                .map_err(|e| e.to_string())?;
+                results.push((spec.clone(), r, c));
+            }
+            Err(PolicyBuildError::NegativeUnavailable(m)) => out.skipped.push((spec.clone(), m)),
+            Err(PolicyBuildError::Unknown(m)) => {
+                return Err(format!("{}: policy `{spec}`: {m}", file.file))
+            }
+        }
+    }
+    let Some((_, reference, _)) = results.first() else {
+        return Err(format!("{}: the reference could not run", file.file));
+    };
+    let find = |p: &str| results.iter().find(|(n, _, _)| n == p);
+    for e in &file.expects {
+        if let Some((_, r, c)) = find(&e.policy) {
+            match check_expect(file, e, reference, r, c.as_ref()) {
+                Ok(()) => out.held += 1,
+                Err(m) => out.failed.push(m),
+            }
+        }
+    }
+    for c in &file.checks {
+        if let Some((_, r, _)) = find(&c.policy) {
+            match check_counter(file, c, reference, r) {
+                Ok(()) => out.held += 1,
+                Err(m) => out.failed.push(m),
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// What one policy did on a litmus file.
@@ -809,6 +1193,49 @@ pub fn run(
 ) -> Result<PolicyResult, LitmusError> {
     for o in &file.ops {
         engine.apply(&o.op).map_err(|source| LitmusError::Model {
+            file: file.file.clone(),
+            line: o.line,
+            policy: policy.to_string(),
+            op: o.op.name(),
+            source,
+        })?;
+    }
+    engine.finish();
+    Ok(PolicyResult {
+        policy: policy.to_string(),
+        counters: engine.counters().clone(),
+        snapshot: engine.snapshot(),
+        violations: engine.violations().to_vec(),
+    })
+}
+
+/// [`run`] in lockstep: the leader records every reclaim op's rounds into `scripts`; a
+/// follower has them imposed (`Engine::apply_imposed`), op for op.
+fn run_lockstep(
+    file: &LitmusFile,
+    policy: &str,
+    engine: &mut (dyn Engine + Send),
+    scripts: &mut Vec<Option<ReclaimScript>>,
+    lead: bool,
+) -> Result<PolicyResult, LitmusError> {
+    let mut next = 0usize;
+    for o in &file.ops {
+        let reclaim = matches!(o.op, Op::Reclaim { .. } | Op::ReclaimMemcg { .. });
+        let r = if !reclaim {
+            engine.apply(&o.op)
+        } else if lead {
+            let (r, s) = engine.apply_recording(&o.op);
+            scripts.push(s);
+            r
+        } else {
+            let s = scripts.get(next).cloned().flatten();
+            next += 1;
+            match s {
+                Some(s) => engine.apply_imposed(&o.op, &s).0,
+                None => engine.apply(&o.op),
+            }
+        };
+        r.map_err(|source| LitmusError::Model {
             file: file.file.clone(),
             line: o.line,
             policy: policy.to_string(),
@@ -1140,5 +1567,96 @@ mod tests {
         ] {
             let _ = parse("g", s);
         }
+    }
+
+    /// Every op the writer emits parses back to itself (minimize's output is a litmus file).
+    #[test]
+    fn format_op_round_trips() {
+        use mmreplay_reference::op::madv;
+        let ops = vec![
+            Op::Exec {
+                cpu: 1,
+                old: Some(MmId(3)),
+                new: MmId(4),
+            },
+            Op::Exec {
+                cpu: 0,
+                old: None,
+                new: MmId(1),
+            },
+            Op::Mmap {
+                cpu: 0,
+                mm: MmId(1),
+                addr: 0x7f00_0000_0000,
+                len: 0x3000,
+                prot: prot::READ | 0x0100_0000,
+                flags: map::SHARED_VALIDATE | 0x4000,
+                file: Some(FileRef {
+                    id: FileId(9),
+                    kind: FileKind::Hugetlbfs,
+                }),
+                pgoff: 7,
+            },
+            Op::Mmap {
+                cpu: 0,
+                mm: MmId(1),
+                addr: 0x1000,
+                len: 0x1000,
+                prot: 0,
+                flags: map::PRIVATE | map::ANONYMOUS,
+                file: None,
+                pgoff: 0,
+            },
+            Op::Madvise {
+                cpu: 0,
+                mm: MmId(1),
+                addr: 0x1000,
+                len: 0x1000,
+                advice: 99,
+            },
+            Op::Madvise {
+                cpu: 0,
+                mm: MmId(1),
+                addr: 0x1000,
+                len: 0x1000,
+                advice: madv::FREE,
+            },
+            Op::Migrate {
+                cpu: 0,
+                target: MigrateTarget::Pfn(12),
+            },
+            Op::Switch { cpu: 1, next: None },
+            Op::Clock {
+                now_ns: 123_456_789,
+            },
+            Op::ReclaimMemcg {
+                cpu: 1,
+                nr_to_reclaim: 32,
+                memcg: 5,
+            },
+            Op::PutRef {
+                hold: HoldId(2),
+                write: true,
+            },
+            Op::Mremap {
+                cpu: 0,
+                mm: MmId(1),
+                old_addr: 0x1000,
+                old_len: 0x1000,
+                new_addr: 0x9000,
+                new_len: 0x2000,
+            },
+        ];
+        let text: String = ops.iter().map(|o| format_op(o) + "\n").collect();
+        let p = KernelProfile {
+            nr_cpus: 3,
+            cpumask_mode: CpumaskMode::TrimByFlush,
+            ..KernelProfile::default()
+        };
+        let f = parse("rt.litmus", &format!("{}\n{text}", format_profile(&p)));
+        let Ok(f) = f else { panic!("{f:?}\n{text}") };
+        let back: Vec<Op> = f.ops.into_iter().map(|o| o.op).collect();
+        assert_eq!(back, ops, "{text}");
+        assert_eq!(f.profile, p);
     }
 }

@@ -35,6 +35,12 @@ enum Cmd {
     Merge(cli::merge::Args),
     /// List the policies, what they model and their parameters.
     Policies(cli::policies::Args),
+    /// Check the expectations written in litmus files (exit 1 when one fails).
+    Check(cli::check::Args),
+    /// Reduce a capture to a small litmus scenario that keeps a divergence.
+    Minimize(cli::minimize::Args),
+    /// Write a self-contained HTML report (plots, heatmap, tables, first divergence).
+    Report(cli::report::Args),
 }
 
 impl Cmd {
@@ -50,6 +56,9 @@ impl Cmd {
             Cmd::Matrix(_) => "matrix",
             Cmd::Merge(_) => "merge",
             Cmd::Policies(_) => "policies",
+            Cmd::Check(_) => "check",
+            Cmd::Minimize(_) => "minimize",
+            Cmd::Report(_) => "report",
         }
     }
 }
@@ -99,6 +108,9 @@ fn main() -> ExitCode {
         Cmd::Matrix(a) => cli::matrix::run(a),
         Cmd::Merge(a) => cli::merge::run(a),
         Cmd::Policies(a) => cli::policies::run(a),
+        Cmd::Check(a) => cli::check::run(a),
+        Cmd::Minimize(a) => cli::minimize::run(a),
+        Cmd::Report(a) => cli::report::run(a),
     };
     match result {
         Ok(code) => code,

@@ -74,6 +74,8 @@ pub enum SessionError {
     Policy(String),
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Litmus(#[from] crate::litmus::LitmusError),
 }
 
 /// What a session produced.
@@ -138,6 +140,9 @@ pub fn run(
     o: &SessionOptions,
     progress: impl FnMut(&Source, u64) + Send,
 ) -> Result<SessionResult, SessionError> {
+    if let Some(path) = input.filter(|p| crate::source::is_litmus(p)) {
+        return run_litmus(path, o);
+    }
     let specs = specs(&o.policies)?;
     let src = Source::open_opt(input, o.strict)?;
     let nr_cpus = o
@@ -282,4 +287,104 @@ pub fn build(specs: &[PolicySpec], nr_cpus: u32) -> Vec<BoxedEngine> {
         specs,
         &profile(nr_cpus, SessionOptions::default().cpumask_mode),
     )
+}
+
+/// A policy to run on an in-memory op list: its engine and the contract it is judged by
+/// (`None`: reported not comparable).
+pub type Built = (BoxedEngine, Option<mmreplay_candidates::contract::Contract>);
+
+/// [`run`] for ops that need no lowering (a litmus file, a minimised op list): `build` makes
+/// the reference (first) and the candidates afresh; it is called again for each located
+/// divergence. `lower` is reported as given (its `ops` is set to the list's length).
+pub fn run_ops(
+    trace: &str,
+    format: &str,
+    ops: &[Op],
+    mut lower: crate::lower::LowerStats,
+    profile: &KernelProfile,
+    o: &SessionOptions,
+    build: &dyn Fn() -> Vec<Built>,
+) -> SessionResult {
+    lower.ops = ops.len() as u64;
+    let (engines, contracts): (Vec<BoxedEngine>, Vec<_>) = build().into_iter().unzip();
+    let cfg = EngineConfig {
+        lockstep: o.mode == Mode::Lockstep,
+        ..o.engine.clone()
+    };
+    let run = engine::run_ops(ops, lower, engines, &cfg);
+    let mut verdicts = Vec::new();
+    let mut diffs = BTreeMap::new();
+    if let Some(reference) = run.policies.first() {
+        for (i, cand) in run.policies.iter().enumerate().skip(1) {
+            let contract = contracts.get(i).cloned().flatten();
+            let diverged = differ::first_diverging_window(reference, cand).is_some();
+            let located = if diverged && o.locate {
+                let mut e = build();
+                let c = (i < e.len()).then(|| e.swap_remove(i));
+                match (c, e.into_iter().next()) {
+                    (Some((mut c, _)), Some((mut r, _))) => {
+                        let it = ops.iter().cloned();
+                        if o.mode == Mode::Lockstep {
+                            engine::first_divergence_lockstep(it, &mut *r, &mut *c, 0, 1)
+                        } else {
+                            engine::first_divergence(it, &mut *r, &mut *c, 0, 1)
+                        }
+                    }
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            let v = differ::compare(
+                contract.as_ref(),
+                reference,
+                cand,
+                located.as_ref().map(|(s, a, b)| (*s, a, b)),
+            );
+            let (a, b) = match &located {
+                Some((_, a, b)) => (a.to_text(), b.to_text()),
+                None => (reference.snapshot.to_text(), cand.snapshot.to_text()),
+            };
+            let d = differ::unified_diff(&a, &b, &reference.name, &cand.name);
+            if !d.is_empty() {
+                diffs.insert(cand.name.clone(), d);
+            }
+            verdicts.push(v);
+        }
+    }
+    SessionResult {
+        trace: trace.to_string(),
+        format: format.to_string(),
+        nr_cpus: profile.nr_cpus,
+        run,
+        verdicts,
+        diffs,
+    }
+}
+
+/// Replay a litmus file (`corpus/litmus/*.litmus`) through `o.policies`: its ops under its own
+/// `# profile:` (`--cpus` overrides the CPU count). Its expectations are `mmreplay check`'s.
+pub fn run_litmus(path: &str, o: &SessionOptions) -> Result<SessionResult, SessionError> {
+    let specs = specs(&o.policies)?;
+    let f = crate::litmus::load(std::path::Path::new(path))?;
+    let mut profile = f.profile.clone();
+    if let Some(n) = o.cpus {
+        profile.nr_cpus = n.clamp(1, 64);
+    }
+    let ops: Vec<Op> = f.ops.iter().map(|l| l.op.clone()).collect();
+    let build = || -> Vec<Built> {
+        specs
+            .iter()
+            .map(|s| (s.build(&profile), Some(s.contract(o.mode, &profile))))
+            .collect()
+    };
+    Ok(run_ops(
+        path,
+        "litmus",
+        &ops,
+        crate::lower::LowerStats::default(),
+        &profile,
+        o,
+        &build,
+    ))
 }

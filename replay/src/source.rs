@@ -22,6 +22,12 @@ pub const BUNDLED: &[u8] = include_bytes!("../../corpus/captures/threads-shootdo
 /// Name the bundled capture is reported under.
 pub const BUNDLED_NAME: &str = "<bundled:corpus/captures/threads-shootdown.trace.zst>";
 
+/// Whether `path` names a litmus scenario (`corpus/litmus/*.litmus`): ops, not records, so
+/// `session::run` replays it without the parsers and the lowering.
+pub fn is_litmus(path: &str) -> bool {
+    Path::new(path).extension().is_some_and(|e| e == "litmus")
+}
+
 /// Errors opening or reading an input.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

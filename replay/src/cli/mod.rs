@@ -1,10 +1,13 @@
 //! One module per subcommand: its clap `Args` and its `run`.
 pub mod bench;
+pub mod check;
 pub mod compile;
 pub mod diff;
 pub mod matrix;
 pub mod merge;
+pub mod minimize;
 pub mod policies;
 pub mod record;
 pub mod replay;
+pub mod report;
 pub mod stats;

@@ -1,0 +1,184 @@
+//! `mmreplay report`: the page is self-contained (no network reference), deterministic, holds
+//! one line per policy for every plotted counter, and `--json` gives the same data. The
+//! browser test (ignored unless run with `--ignored`: it needs /usr/bin/chromium; `.ci/run`
+//! installs and runs it) loads the page of a corpus capture in headless Chromium, fails on
+//! any console message or uncaught error, reads the DOM after the inline script ran, checks
+//! the drawn series by name and policy, and takes a screenshot that must not be blank.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mmreplay");
+const POLICIES: [&str; 4] = ["reference", "lookaround", "ad-preserve", "batched-unshare"];
+
+fn corpus(name: &str) -> String {
+    format!("{}/../corpus/captures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mmreplay-report-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("tmpdir");
+    d
+}
+
+fn report(trace: &str, out: &Path) -> String {
+    let o = Command::new(BIN)
+        .args(["report", trace, "-o", &out.display().to_string()])
+        .output()
+        .expect("run");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::read_to_string(out).expect("report written")
+}
+
+#[test]
+fn report_is_self_contained_deterministic_and_complete() {
+    let d = tmpdir("static");
+    let trace = corpus("hugetlb-share-conc.trace.zst");
+    let a = report(&trace, &d.join("a.html"));
+    let b = report(&trace, &d.join("b.html"));
+    assert_eq!(a, b, "same input, same page");
+    for bad in ["http:", "https:", "src=", "href=", "@import", "url("] {
+        assert!(!a.contains(bad), "the page references `{bad}`");
+    }
+    for (counter, _) in mmreplay::html::SERIES {
+        for p in POLICIES {
+            let needle = format!("data-series=\"{counter}\" data-policy=\"{p}\"");
+            assert!(a.contains(&needle), "no line {needle}");
+        }
+    }
+    assert!(a.contains("data-heatmap="));
+    assert!(a.contains("data-verdict=\"batched-unshare\""));
+    assert!(a.contains("diverged_within_contract"));
+    // The batched-unshare divergence is located: its window shows the ops around it.
+    assert!(
+        a.contains("data-window=\"batched-unshare\""),
+        "no diverging window"
+    );
+
+    // --json carries the same data.
+    let o = Command::new(BIN)
+        .args(["report", &trace, "--json"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).expect("json");
+    assert_eq!(v["policies"].as_array().map(Vec::len), Some(4));
+    let series = v["series"].as_array().expect("series");
+    assert_eq!(series.len(), mmreplay::html::SERIES.len());
+    let table_sync = series
+        .iter()
+        .find(|s| s["counter"] == "ipi_sends_table_sync")
+        .expect("table sync series");
+    // The last point of each line is the final counter: reference 6, batched-unshare 1.
+    let last = |i: usize| {
+        table_sync["points"][i]
+            .as_array()
+            .and_then(|p| p.last())
+            .cloned()
+    };
+    assert_eq!(last(0).map(|p| p[1].clone()), Some(serde_json::json!(6)));
+    assert_eq!(last(3).map(|p| p[1].clone()), Some(serde_json::json!(1)));
+    assert!(series.iter().all(|s| s["points"][0]
+        .as_array()
+        .is_some_and(|p| p.len() as u64 <= mmreplay::html::MAX_POINTS + 2)));
+    let windows = v["windows"].as_array().expect("windows");
+    assert!(windows.iter().any(|w| w["candidate"] == "batched-unshare"
+        && w["ops"].as_array().is_some_and(|o| !o.is_empty())));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn report_bad_input_exits_2() {
+    let o = Command::new(BIN)
+        .args(["report", "/nonexistent.trace", "-o", "/tmp/never.html"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!Path::new("/tmp/never.html").exists());
+}
+
+fn chromium(args: &[&str]) -> (String, String) {
+    let profile = tmpdir("chromium-profile");
+    let o = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            &format!("--user-data-dir={}", profile.display()),
+        ])
+        .args(args)
+        .output()
+        .expect("chromium runs (is it installed?)");
+    let _ = std::fs::remove_dir_all(&profile);
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+#[ignore = "needs chromium"]
+fn report_renders_in_headless_chromium() {
+    let d = tmpdir("chromium");
+    let page = d.join("report.html");
+    report(&corpus("reclaim-swap.trace.zst"), &page);
+    let url = format!("file://{}", page.display());
+    let (dom, log) = chromium(&["--dump-dom", &url]);
+    let console: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
+        .collect();
+    assert!(console.is_empty(), "console output: {console:#?}");
+    // The inline script ran and found one line per policy for every chart.
+    let expected = mmreplay::html::SERIES.len() * POLICIES.len();
+    assert!(
+        dom.contains(&format!("data-ok=\"1\" data-series=\"{expected}\"")),
+        "status: {:?}",
+        dom.split("id=\"status\"")
+            .nth(1)
+            .map(|s| s.chars().take(120).collect::<String>())
+    );
+    for p in POLICIES {
+        assert!(dom.contains(&format!("data-series=\"evictions\" data-policy=\"{p}\"")));
+    }
+    assert!(dom.contains("data-verdict=\"lookaround\""));
+    // A screenshot that is not blank: the PNG of a page with plots and a heatmap is far
+    // larger than that of an empty page.
+    let shot = d.join("shot.png");
+    let _ = chromium(&[
+        "--window-size=1400,2400",
+        &format!("--screenshot={}", shot.display()),
+        &url,
+    ]);
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    let blank = d.join("blank.html");
+    std::fs::write(&blank, "<html><body></body></html>").expect("write");
+    let blank_shot = d.join("blank.png");
+    let _ = chromium(&[
+        "--window-size=1400,2400",
+        &format!("--screenshot={}", blank_shot.display()),
+        &format!("file://{}", blank.display()),
+    ]);
+    let blank_len = std::fs::metadata(&blank_shot).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        png.len() as u64 > 10 * blank_len.max(1),
+        "screenshot {} bytes vs blank {blank_len}",
+        png.len()
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
