@@ -9,6 +9,7 @@ pub mod error;
 pub mod fields;
 pub mod input;
 pub mod intern;
+pub mod kernels;
 pub mod merge;
 pub mod num;
 pub mod pte;

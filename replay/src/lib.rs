@@ -16,3 +16,4 @@ pub mod report;
 pub mod session;
 pub mod sidecar;
 pub mod source;
+pub mod sysinfo;

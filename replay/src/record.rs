@@ -15,6 +15,49 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use mmreplay_parsers::kernels::{KPROBE_GROUP, PROBE_SETS, SUBSTITUTES};
+
+/// The tracefs file kprobe events are defined in.
+pub const KPROBE_EVENTS: &str = "kprobe_events";
+
+/// Expands `--probe` items (kernel function names, or the names of [`PROBE_SETS`]) into
+/// function names, in order, without duplicates.
+pub fn expand_probes(items: &[String]) -> Result<Vec<String>, RecordError> {
+    let mut out: Vec<String> = Vec::new();
+    for item in items.iter().flat_map(|i| i.split(',')).map(str::trim) {
+        let syms: Vec<&str> = match PROBE_SETS.iter().find(|(n, _)| *n == item) {
+            Some((_, set)) => set.to_vec(),
+            None if !item.is_empty()
+                && !item.starts_with(|c: char| c.is_ascii_digit())
+                && item.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+            {
+                vec![item]
+            }
+            None => {
+                return Err(RecordError::BadProbe {
+                    spec: item.to_string(),
+                    sets: PROBE_SETS
+                        .iter()
+                        .map(|(n, s)| format!("{n} = {}", s.join(" ")))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                })
+            }
+        };
+        for s in syms {
+            if !out.iter().any(|o| o == s) {
+                out.push(s.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `system:event` name of the kprobe event on `symbol`.
+pub fn probe_event(symbol: &str) -> String {
+    format!("{KPROBE_GROUP}:{symbol}")
+}
+
 /// Where tracefs lives on current kernels.
 pub const DEFAULT_ROOT: &str = "/sys/kernel/tracing";
 
@@ -92,6 +135,21 @@ pub enum RecordError {
     Busy { pid: u32, journal: PathBuf },
     #[error("bad journal {path}: {reason}")]
     BadJournal { path: PathBuf, reason: String },
+    #[error(
+        "--probe needs kprobe events (CONFIG_KPROBE_EVENTS), and this kernel has none: \
+         {path} does not exist"
+    )]
+    NoKprobes { path: PathBuf },
+    #[error("bad probe {spec:?}: expected a kernel function name or a set ({sets})")]
+    BadProbe { spec: String, sets: String },
+    #[error(
+        "cannot add kprobe on {symbol} ({path}): {source} (not a traceable kernel function here?)"
+    )]
+    Kprobe {
+        symbol: String,
+        path: PathBuf,
+        source: io::Error,
+    },
 }
 
 /// One `--events` item: `system:event`, or `system:*` (`event == None`).
@@ -340,14 +398,68 @@ impl Tracefs {
         fs::read_to_string(&path).map_err(|source| RecordError::Read { path, source })
     }
 
-    /// Writes `value` (tracefs files take the whole value in one write).
+    /// Writes `value` (tracefs files take the whole value in one write). `kprobe_events` is
+    /// appended to: truncating it would delete every kprobe event on the system.
     pub fn write(&self, rel: &str, value: &str) -> Result<(), RecordError> {
         let path = self.path(rel);
-        fs::write(&path, value).map_err(|source| RecordError::Write {
+        let res = if rel == KPROBE_EVENTS {
+            fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .and_then(|mut f| io::Write::write_all(&mut f, value.as_bytes()))
+        } else {
+            fs::write(&path, value)
+        };
+        res.map_err(|source| RecordError::Write {
             path,
             value: value.to_string(),
             source,
         })
+    }
+
+    /// Whether this kernel offers kprobe events.
+    pub fn has_kprobes(&self) -> bool {
+        self.exists(KPROBE_EVENTS)
+    }
+
+    /// Adds the [`SUBSTITUTES`] for wanted events this kernel lacks. `resolved` is what
+    /// [`Tracefs::resolve`] found for `specs`; a substitution applies only when the user asked
+    /// for one of the wanted events (or their system). Returns the added names (already in
+    /// `resolved`) and one note per substitution.
+    pub fn substitute(
+        &self,
+        specs: &[EventSpec],
+        resolved: &mut Vec<String>,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut added = Vec::new();
+        let mut notes = Vec::new();
+        for (wanted, subs, why) in SUBSTITUTES {
+            let asked = wanted.iter().any(|w| {
+                let (sys, ev) = w.split_once(':').unwrap_or((w, ""));
+                specs
+                    .iter()
+                    .any(|s| s.system == sys && s.event.as_deref().is_none_or(|e| e == ev))
+            });
+            if !asked || wanted.iter().any(|w| resolved.iter().any(|r| r == w)) {
+                continue;
+            }
+            let mut any = false;
+            for sub in *subs {
+                if self.exists(&format!("events/{}/enable", sub.replacen(':', "/", 1)))
+                    && !resolved.iter().any(|r| r == sub)
+                {
+                    resolved.push(sub.to_string());
+                    added.push(sub.to_string());
+                    any = true;
+                }
+            }
+            if any {
+                notes.push(format!("{why}: recording {}", subs.join(", ")));
+            }
+        }
+        resolved.sort();
+        resolved.dedup();
+        (added, notes)
     }
 
     /// Expands specs into the `system:event` names this kernel has, sorted and deduplicated,
@@ -452,6 +564,9 @@ pub struct Settings {
     pub record_tgid: bool,
     /// Trace only this pid and its future children (`set_event_pid` + `options/event-fork`).
     pub follow_pid: Option<u32>,
+    /// Kernel functions to trace with kprobe events (`p:mmreplay/SYMBOL SYMBOL`), created
+    /// before the events are enabled and removed again on restore.
+    pub probes: Vec<String>,
 }
 
 /// The tracefs state a capture changed, with the values to restore, in the order they were
@@ -575,8 +690,21 @@ impl Session {
                 Some(c.split_whitespace().collect::<Vec<_>>().join(" "))
             })?;
         }
-        for ev in &s.events {
+        if !s.probes.is_empty() && !sess.fs.has_kprobes() {
+            return Err(RecordError::NoKprobes {
+                path: sess.fs.path(KPROBE_EVENTS),
+            });
+        }
+        for sym in &s.probes {
+            sess.add_kprobe(sym)?;
+        }
+        let probe_events = s.probes.iter().map(|p| probe_event(p));
+        for ev in s.events.iter().cloned().chain(probe_events) {
             let rel = format!("events/{}/enable", ev.replacen(':', "/", 1));
+            // A probe event named in both lists is enabled once.
+            if sess.saved.entries.iter().any(|(r, _)| *r == rel) {
+                continue;
+            }
             sess.change(&rel, "1", |c| Some(c.trim().to_string()))?;
         }
         sess.clear()?;
@@ -600,6 +728,30 @@ impl Session {
             self.saved.entries.push((rel.to_string(), old));
             self.sync_journal()?;
             self.fs.write(rel, value)?;
+        }
+        Ok(())
+    }
+
+    /// Defines the kprobe event `mmreplay/SYMBOL`; its removal (`-:mmreplay/SYMBOL`, appended)
+    /// is saved first, so restore (in reverse order, after the event is disabled) deletes it.
+    fn add_kprobe(&mut self, sym: &str) -> Result<(), RecordError> {
+        self.saved
+            .entries
+            .push((KPROBE_EVENTS.to_string(), format!("-:{KPROBE_GROUP}/{sym}")));
+        self.sync_journal()?;
+        let def = format!("p:{KPROBE_GROUP}/{sym} {sym}");
+        if let Err(e) = self.fs.write(KPROBE_EVENTS, &def) {
+            // Not created: nothing to remove.
+            self.saved.entries.pop();
+            self.sync_journal()?;
+            return Err(match e {
+                RecordError::Write { path, source, .. } => RecordError::Kprobe {
+                    symbol: sym.to_string(),
+                    path,
+                    source,
+                },
+                e => e,
+            });
         }
         Ok(())
     }
@@ -765,6 +917,7 @@ mod tests {
             irq_info: false,
             record_tgid: true,
             follow_pid: None,
+            probes: Vec::new(),
         }
     }
 
@@ -1057,5 +1210,118 @@ mod tests {
         let e = ensure_mounted(&missing).unwrap_err();
         assert!(matches!(e, RecordError::NotMounted { .. }));
         assert!(e.to_string().contains("no/such/dir"), "{e}");
+    }
+
+    #[test]
+    fn probes_expand_sets_and_reject_bad_names() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            expand_probes(&v(&["rmap"])).unwrap(),
+            v(&[
+                "folio_referenced_one",
+                "lru_gen_look_around",
+                "try_to_unmap_one"
+            ])
+        );
+        assert_eq!(
+            expand_probes(&v(&["try_to_unmap_one", "rmap,shrink_folio_list"])).unwrap(),
+            v(&[
+                "try_to_unmap_one",
+                "folio_referenced_one",
+                "lru_gen_look_around",
+                "shrink_folio_list"
+            ])
+        );
+        for bad in ["a/b", "1abc", "p:x y", "", "../x"] {
+            let e = expand_probes(&v(&[bad])).unwrap_err();
+            assert!(e.to_string().contains("rmap = folio_referenced_one"), "{e}");
+        }
+    }
+
+    #[test]
+    fn kprobes_are_added_then_removed_after_their_events_are_disabled() {
+        let (_d, fs) = fake();
+        fs::write(fs.path(KPROBE_EVENTS), "p:other/keep keep\n").unwrap();
+        // The kernel creates the event directory when the probe is defined; the fake has it.
+        fs::create_dir_all(fs.path("events/mmreplay/try_to_unmap_one")).unwrap();
+        fs::write(fs.path("events/mmreplay/try_to_unmap_one/enable"), "0\n").unwrap();
+        let mut s = settings(vec!["tlb:tlb_flush".into()]);
+        s.probes = vec!["try_to_unmap_one".into()];
+        let sess = Session::start(fs.clone(), &s).unwrap();
+        assert_eq!(get(&fs, "events/mmreplay/try_to_unmap_one/enable"), "1");
+        // Appended, never truncated: the other probe stays.
+        assert_eq!(
+            fs.read(KPROBE_EVENTS).unwrap(),
+            "p:other/keep keep\np:mmreplay/try_to_unmap_one try_to_unmap_one"
+        );
+        let saved: Vec<_> = sess
+            .saved()
+            .entries
+            .iter()
+            .map(|(r, _)| r.as_str())
+            .collect();
+        let k = saved.iter().position(|r| *r == KPROBE_EVENTS).unwrap();
+        let e = saved
+            .iter()
+            .position(|r| *r == "events/mmreplay/try_to_unmap_one/enable")
+            .unwrap();
+        assert!(
+            k < e,
+            "the probe must be defined before (and removed after) its event"
+        );
+        drop(sess);
+        assert_eq!(get(&fs, "events/mmreplay/try_to_unmap_one/enable"), "0");
+        assert!(fs
+            .read(KPROBE_EVENTS)
+            .unwrap()
+            .ends_with("try_to_unmap_one-:mmreplay/try_to_unmap_one"));
+    }
+
+    #[test]
+    fn probes_on_a_kernel_without_kprobes_are_a_clear_error() {
+        let (_d, fs) = fake();
+        let mut s = settings(vec!["tlb:tlb_flush".into()]);
+        s.probes = vec!["folio_referenced_one".into()];
+        let e = Session::start(fs.clone(), &s).unwrap_err();
+        assert!(matches!(e, RecordError::NoKprobes { .. }), "{e}");
+        assert!(
+            e.to_string().contains("kprobe_events does not exist"),
+            "{e}"
+        );
+        // Nothing left changed.
+        assert_eq!(get(&fs, "tracing_on"), "1");
+        assert_eq!(get(&fs, "buffer_size_kb"), "1408");
+    }
+
+    #[test]
+    fn ipi_receipts_substitute_for_missing_sends() {
+        let (_d, fs) = fake();
+        for ev in ["call_function_entry", "call_function_single_entry"] {
+            let p = fs.path(&format!("events/irq_vectors/{ev}/enable"));
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, "0\n").unwrap();
+        }
+        let specs = parse_event_list("tlb:tlb_flush,ipi:*,csd:csd_queue_cpu").unwrap();
+        // This fake has ipi_send_*: no substitution.
+        let (mut got, _) = fs.resolve(&specs);
+        let (added, notes) = fs.substitute(&specs, &mut got);
+        assert!(added.is_empty() && notes.is_empty());
+        // A 6.1-like kernel: no ipi or csd system.
+        fs::remove_dir_all(fs.path("events/ipi")).unwrap();
+        let (mut got, _) = fs.resolve(&specs);
+        let (added, notes) = fs.substitute(&specs, &mut got);
+        assert_eq!(
+            added,
+            vec![
+                "irq_vectors:call_function_entry",
+                "irq_vectors:call_function_single_entry"
+            ]
+        );
+        assert_eq!(notes.len(), 1);
+        assert!(got.contains(&"irq_vectors:call_function_entry".to_string()));
+        // Not asked for IPIs: nothing added.
+        let specs = parse_event_list("tlb:tlb_flush").unwrap();
+        let (mut got, _) = fs.resolve(&specs);
+        assert!(fs.substitute(&specs, &mut got).0.is_empty());
     }
 }

@@ -63,6 +63,12 @@ pub struct Args {
     /// formatting. `mmreplay stats OUT` reads it.
     #[arg(long, conflicts_with_all = ["from", "zstd_level"])]
     pub raw: bool,
+    /// Also trace this kernel function with a kprobe event (`p:mmreplay/SYMBOL`), removed again
+    /// afterwards: the kernel's own count of calls, in the same trace. Repeatable; a set name
+    /// expands to several (`rmap` = folio_referenced_one, lru_gen_look_around,
+    /// try_to_unmap_one). Needs CONFIG_KPROBE_EVENTS.
+    #[arg(long = "probe", value_name = "SYMBOL|SET")]
+    pub probes: Vec<String>,
     /// `trace_clock` to use.
     #[arg(long, default_value = "local")]
     pub clock: String,
@@ -306,6 +312,17 @@ struct Meta {
     duration_ms: u128,
     kernel_release: String,
     cpus: i64,
+    /// MM settings of the capture kernel (`mmreplay::sysinfo`; key names are a contract).
+    kernel: mmreplay::sysinfo::KernelInfo,
+    swap: Vec<mmreplay::sysinfo::SwapDev>,
+    /// The limited memory cgroup the workload ran in (last seen while it ran), or null.
+    memcg: Option<mmreplay::sysinfo::Memcg>,
+    /// Events added because the kernel lacks the ones asked for (kernels::SUBSTITUTES).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    events_substituted: Vec<String>,
+    /// Functions traced with kprobe events (`mmreplay:<symbol>` in the trace).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    probes: Vec<String>,
     trace_clock: String,
     buffer_size_kb: String,
     irq_info: bool,
@@ -418,6 +435,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         bail!("no command given after `--`");
     };
     let specs = record::parse_event_list(&a.events)?;
+    let probes = record::expand_probes(&a.probes)?;
     record::ensure_mounted(&a.tracefs)?;
     let fs_ = Tracefs::new(&a.tracefs);
     if let Some(n) = record::recover(&fs_, &a.journal)? {
@@ -427,11 +445,21 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             a.journal.display()
         );
     }
-    let (events, skipped) = fs_.resolve(&specs);
+    if !probes.is_empty() && !fs_.has_kprobes() {
+        return Err(record::RecordError::NoKprobes {
+            path: fs_.path(record::KPROBE_EVENTS),
+        }
+        .into());
+    }
+    let (mut events, skipped) = fs_.resolve(&specs);
     for w in &skipped {
         eprintln!("mmreplay record: warning: {w}");
     }
-    if events.is_empty() {
+    let (substituted, notes) = fs_.substitute(&specs, &mut events);
+    for n in &notes {
+        eprintln!("mmreplay record: {n}");
+    }
+    if events.is_empty() && probes.is_empty() {
         return Err(record::RecordError::NoEvents.into());
     }
     let start_wall = SystemTime::now();
@@ -459,7 +487,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         irq_info: a.irq_info == OnOff::On,
         record_tgid: a.tgid,
         follow_pid: a.follow.then(std::process::id),
+        probes: probes.clone(),
     };
+    // The probe events are part of the capture's event list (format files, sidecar).
+    let events: Vec<String> = events
+        .into_iter()
+        .chain(probes.iter().map(|p| record::probe_event(p)))
+        .collect();
     let mut sess = Session::start_journaled(fs_.clone(), &settings, Some(a.journal.clone()))?;
     let trace_clock = fs_
         .read("trace_clock")
@@ -540,8 +574,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let workload_pid = child.id();
+    let roots = mmreplay::sysinfo::Roots::default();
+    // The workload may move itself into a cgroup after it starts (`sh -c 'echo $$ >
+    // cgroup.procs && exec ...'`): sample its cgroup while it runs, keep the last seen.
+    let mut cgroup_seen = None;
     let mut interrupted = None;
     let status = loop {
+        if let Some(c) = roots.cgroup_of(workload_pid) {
+            cgroup_seen = Some(c);
+        }
         if STOP.load(Ordering::SeqCst) {
             interrupted = Some(SIGNO.load(Ordering::SeqCst));
             let _ = child.kill();
@@ -557,6 +598,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     sess.set_tracing(false)?;
     let status = status.context("waiting for the workload")?;
     let per_cpu = fs_.cpu_stats().unwrap_or_default();
+    let memcg = cgroup_seen.and_then(|(p, v2)| roots.memcg_limit(&p, v2));
 
     let mut raw_bytes = None;
     let loss = match pipe_thread {
@@ -619,6 +661,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         duration_ms,
         kernel_release: kernel_release(),
         cpus: online_cpus(),
+        kernel: roots.kernel(kernel_release(), online_cpus()),
+        swap: roots.swaps(),
+        memcg,
+        events_substituted: substituted,
+        probes,
         trace_clock,
         buffer_size_kb,
         irq_info: settings.irq_info,

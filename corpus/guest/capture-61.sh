@@ -1,0 +1,91 @@
+#!/bin/bash
+# Makes the 6.1 LTS captures (corpus/captures/k61-*.trace.zst) with `mmreplay record` inside a
+# qemu guest running Debian 12's kernel (corpus/guest/run-guest). Run on the host, as root:
+#
+#   corpus/guest/capture-61.sh NAME... | all
+#
+# NAME: reclaim-mglru reclaim-classic threads-shootdown compaction hugetlb-fork.
+# MMREPLAY: a release build of mmreplay (default: <repo>/target/release/mmreplay); the guest
+# runs this machine's binaries, so build it (and corpus/workloads) here first.
+# The guest compresses with a low zstd level (-19 takes minutes under emulation); the host then
+# recompresses with -19 (same text; the sidecar's `zstd_level` says what the guest used).
+# Prints, per capture, the guest's time for the whole guest-side script and the host's wall
+# time for the whole run (boot included).
+#
+# Inside the guest this script runs again as `capture-61.sh --in-guest NAME` (from /out).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+M=${MMREPLAY:-$repo/target/release/mmreplay}
+B=$repo/corpus/workloads/bin
+BUF=${BUF:-131072}   # per-CPU ring buffer, KiB: nothing may be lost
+GUEST_LEVEL=3
+
+# --- guest side --------------------------------------------------------------------------------
+rec() {
+	local name=$1; shift
+	"$M" record --buffer-kb "$BUF" --zstd-level "$GUEST_LEVEL" -o "/out/k61-$name.trace.zst" "$@"
+}
+
+# 96 MiB written twice in a 32 MiB memory cgroup (v2) with swap; MGLRU on or off.
+reclaim() {
+	local name=$1 lru_gen=$2
+	echo "$lru_gen" > /sys/kernel/mm/lru_gen/enabled
+	# cgroup v2 has no per-group swappiness: the global value applies (mem_cgroup_swappiness).
+	echo 100 > /proc/sys/vm/swappiness
+	echo +memory > /sys/fs/cgroup/cgroup.subtree_control
+	local g=/sys/fs/cgroup/mmreplay-reclaim
+	mkdir -p $g
+	echo $((32 << 20)) > $g/memory.max
+	# Only the workload joins the group (the recorder's buffers would not fit the limit).
+	rec "$name" --probe rmap -- sh -c "echo \$\$ > $g/cgroup.procs && exec $B/anon_reclaim 96 2"
+	rmdir $g
+}
+
+in_guest() {
+	cat /proc/version
+	case $1 in
+	reclaim-mglru) reclaim reclaim-mglru y ;;
+	reclaim-classic) reclaim reclaim-classic n ;;
+	threads-shootdown) rec threads-shootdown -- "$B/threads_shootdown" 300 ;;
+	compaction)
+		# As on the host (corpus/README.md (b)): free pages scattered in used pageblocks.
+		sync; echo 3 > /proc/sys/vm/drop_caches
+		rec compaction -- "$B/compact_frag" 32 1 ;;
+	hugetlb-fork)
+		# 1 GiB of 2 MiB pages: PMD sharing needs a whole PUD-aligned 1 GiB range.
+		echo 520 > /proc/sys/vm/nr_hugepages
+		grep -E 'HugePages_(Total|Free)' /proc/meminfo
+		rec hugetlb-fork -- "$B/hugetlb_fork" 3 1024 ;;
+	*) echo "capture-61: unknown capture $1" >&2; exit 2 ;;
+	esac
+}
+
+if [ "${1:-}" = --in-guest ]; then
+	in_guest "$2"
+	exit
+fi
+
+# --- host side ---------------------------------------------------------------------------------
+[ -x "$M" ] || { echo "capture-61: no mmreplay at $M (cargo build --release)" >&2; exit 2; }
+make -s -C "$repo/corpus/workloads"
+caps=$repo/corpus/captures
+[ "${1:-}" = all ] && set -- reclaim-mglru reclaim-classic threads-shootdown compaction hugetlb-fork
+for name in "$@"; do
+	mem=2048 swap=0
+	case $name in
+	reclaim-*) swap=256 ;;
+	hugetlb-fork) mem=2560 ;;
+	esac
+	out=$(mktemp -d "/tmp/k61-$name.XXXXXX")
+	t0=$(date +%s)
+	"$here/run-guest" --mem $mem --cpus 2 --swap $swap --out "$out" -- \
+		bash "$here/capture-61.sh" --in-guest "$name"
+	t1=$(date +%s)
+	zstd -qdc "$out/k61-$name.trace.zst" | zstd -q -19 -o "$caps/k61-$name.trace.zst.tmp"
+	mv "$caps/k61-$name.trace.zst.tmp" "$caps/k61-$name.trace.zst"
+	cp "$out/k61-$name.trace.zst.meta.json" "$caps/"
+	echo "capture-61: k61-$name: guest script $(cat "$out/.guest-time") s (guest clock), host wall $((t1 - t0)) s," \
+		"$(stat -c %s "$caps/k61-$name.trace.zst") bytes"
+	rm -rf "$out"
+done
