@@ -5,8 +5,10 @@
 pub mod corpus;
 pub mod differ;
 pub mod engine;
+pub mod kernel;
 pub mod litmus;
 pub mod lower;
+pub mod observe;
 pub mod record;
 pub mod report;
 pub mod session;

@@ -29,6 +29,8 @@ enum Cmd {
     Compile(cli::compile::Args),
     /// Measure replay throughput and streaming memory on a capture.
     Bench(cli::bench::Args),
+    /// Predicted vs logged flushes and IPIs per capture, as the capture's kernel.
+    Fidelity(cli::fidelity::Args),
 }
 
 /// Fix glibc's mmap threshold. By default glibc raises it each time a large block is freed
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Cmd::Diff(a) => cli::diff::run(a),
         Cmd::Compile(a) => cli::compile::run(a),
         Cmd::Bench(a) => cli::bench::run(a),
+        Cmd::Fidelity(a) => cli::fidelity::run(a),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 pub mod bench;
 pub mod compile;
 pub mod diff;
+pub mod fidelity;
 pub mod record;
 pub mod replay;
 pub mod stats;

@@ -2,7 +2,7 @@
 //! mirrors).
 
 use super::*;
-use mmreplay_parsers::record::{Comm, TlbReason};
+use mmreplay_parsers::record::{Comm, IpiKind, TlbReason};
 use std::sync::Arc;
 
 fn rec(cpu: u32, pid: i32, event: Event) -> Record {
