@@ -172,6 +172,8 @@ pub struct Lowering {
     memcg_told: BTreeSet<u32>,
     /// What the kernel logged (flushes, IPIs by callback): see `crate::observe`.
     observer: Observer,
+    /// Per CPU: a `migrate_pages` batch is open and not yet flushed (see `lower/batch.rs`).
+    mig_batch_open: Vec<bool>,
     /// `rss_stat` `mm_id` (a hashed `mm_struct` pointer) → model mm, learnt from `curr=1`
     /// events: tasks that report the same hashed mm share one address space. This groups the
     /// threads of processes older than the capture, which no fork/newtask event announces.
@@ -204,6 +206,7 @@ impl Lowering {
             mig_pending: BTreeSet::new(),
             reclaim_shrunk: vec![false; n],
             observer: Observer::new(n),
+            mig_batch_open: vec![false; n],
             reclaim_memcg: vec![None; n],
             memcg_by_root: BTreeMap::new(),
             memcg_told: BTreeSet::new(),
@@ -498,10 +501,13 @@ impl Lowering {
             }
             Event::RemoveMigrationPte { addr, .. } => {
                 self.mig_pending.remove(&(addr & !(PAGE - 1)));
+                self.migrate_flush_due(cpu, out);
                 self.not_lowered("remove_migration_pte");
             }
+            Event::MmMigratePagesStart { .. } => self.migrate_pages_start(cpu, out),
             Event::MmMigratePages { .. } => {
                 self.mig_pending.clear();
+                self.migrate_flush_due(cpu, out);
                 self.not_lowered("mm_migrate_pages");
             }
             Event::Vmscan(v) => self.vmscan(r.pid, cpu, v, out),
@@ -975,7 +981,7 @@ impl Lowering {
                     target: MigrateTarget::Va { mm, va },
                 },
             ),
-            None => self.unplaced("set_migration_pte_no_mm_maps_address"),
+            None => self.migrate_foreign_unmap(r.cpu, out),
         }
     }
 
@@ -1145,5 +1151,6 @@ fn merge_heap(vmas: &mut BTreeMap<u64, u64>, start: u64) {
     }
 }
 
+mod batch;
 #[cfg(test)]
 mod tests;

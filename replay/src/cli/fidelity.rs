@@ -5,6 +5,7 @@
 //! Exit 0 (reports only), 2 on bad input or usage.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use mmreplay::kernel::KernelChoice;
@@ -70,12 +71,15 @@ fn counts_json(c: &Counts) -> Value {
     Value::Object(m)
 }
 
-/// The first counter outside the tolerance, in table order.
+/// The first goal counter outside the tolerance, in table order.
 fn diverging(c: &Counts) -> Option<(&'static str, u64, u64)> {
-    COUNTERS.iter().find_map(|r| match c.get(r.name) {
-        Some((Some(o), Some(p))) if !within_tolerance(*o, *p) => Some((r.name, *o, *p)),
-        _ => None,
-    })
+    COUNTERS
+        .iter()
+        .filter(|r| r.goal)
+        .find_map(|r| match c.get(r.name) {
+            Some((Some(o), Some(p))) if !within_tolerance(*o, *p) => Some((r.name, *o, *p)),
+            _ => None,
+        })
 }
 
 struct Window {
@@ -169,7 +173,9 @@ fn one(trace: Option<&str>, a: &Args) -> anyhow::Result<Value> {
             if engine.apply(&op).is_err() {
                 rejected += 1;
             }
-            if win.ops.len() < MAX_WINDOW_OPS && !matches!(op, Op::Clock { .. }) {
+            // Context switches and clock ticks are counted, not listed.
+            let listed = !matches!(op, Op::Clock { .. } | Op::Switch { .. });
+            if win.ops.len() < MAX_WINDOW_OPS && listed {
                 win.ops.push(op);
             }
             win.n_ops += 1;
@@ -219,7 +225,7 @@ fn cell(v: &Value) -> String {
 }
 
 fn text(v: &Value) -> String {
-    use std::fmt::Write as _;
+    use std::fmt::Write;
     let mut s = String::new();
     let k = &v["kernel"];
     let _ = writeln!(
@@ -273,7 +279,7 @@ fn text(v: &Value) -> String {
             let w = &d["window_ms"];
             let _ = writeln!(
                 s,
-                "first divergence: window {:.0}-{:.0} ms: {} observed {} predicted {} ({} ops in the window; first ones:)",
+                "first divergence: window {:.0}-{:.0} ms: {} observed {} predicted {} ({} ops in the window; the first, without switches:)",
                 w[0].as_f64().unwrap_or(0.0),
                 w[1].as_f64().unwrap_or(0.0),
                 d["counter"].as_str().unwrap_or("?"),
@@ -302,17 +308,23 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         a.traces.iter().cloned().map(Some).collect()
     };
     let mut code = 0u8;
+    let mut out = std::io::stdout().lock();
     for t in &inputs {
-        match one(t.as_deref(), &a) {
-            Ok(v) if a.json => println!("{}", serde_json::to_string(&v)?),
-            Ok(v) => println!("{}", text(&v)),
+        let printed = match one(t.as_deref(), &a) {
+            Ok(v) if a.json => writeln!(out, "{}", serde_json::to_string(&v)?),
+            Ok(v) => writeln!(out, "{}", text(&v)),
             Err(e) => {
                 eprintln!(
                     "mmreplay fidelity: {}: error: {e:#}",
                     t.as_deref().unwrap_or("<bundled>")
                 );
                 code = 2;
+                Ok(())
             }
+        };
+        // A closed pipe (`| head`) ends the output quietly.
+        if printed.is_err() {
+            break;
         }
     }
     Ok(ExitCode::from(code))
