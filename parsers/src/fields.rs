@@ -32,6 +32,9 @@ pub fn classify_ipi(callsite: Option<&str>, callback: Option<&str>) -> IpiKind {
         {
             IpiKind::CallFunctionSingle
         }
+        Some(
+            "generic_smp_call_function_single_interrupt" | "generic_smp_call_function_interrupt",
+        ) if cs.as_deref() == Some("smp_call_function") => IpiKind::SmpCallFunction,
         _ => IpiKind::Other,
     }
 }
@@ -132,6 +135,13 @@ mod tests {
                 Some("generic_smp_call_function_single_interrupt+0x0")
             ),
             IpiKind::Other
+        );
+        assert_eq!(
+            classify_ipi(
+                Some("smp_call_function+0x28/0x60"),
+                Some("generic_smp_call_function_single_interrupt+0x0/0x10")
+            ),
+            IpiKind::SmpCallFunction
         );
         assert_eq!(classify_ipi(None, None), IpiKind::Other);
     }

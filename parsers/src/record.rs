@@ -103,6 +103,11 @@ pub enum IpiKind {
     CallFunctionSingle,
     /// Scheduler wakeups, irq work, anything else.
     Other,
+    /// A generic function-call IPI sent by `smp_call_function` (every other CPU), whose
+    /// callback names only the generic handler. On MM paths that is
+    /// `tlb_remove_table_sync_one` (khugepaged collapse, hugetlb unshare, table-free fallback);
+    /// `kick_all_cpus_sync` uses it too.
+    SmpCallFunction,
 }
 
 /// The syscalls whose enter/exit events the model consumes.

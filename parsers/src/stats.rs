@@ -123,6 +123,7 @@ fn ipi_kind_name(k: IpiKind) -> &'static str {
         IpiKind::TableSync => "table_sync",
         IpiKind::CallFunctionSingle => "call_function_single",
         IpiKind::Other => "other",
+        IpiKind::SmpCallFunction => "smp_call_function",
     }
 }
 
@@ -216,7 +217,7 @@ pub struct StatsBuilder {
     last_ts: Option<u64>,
     tlb: FxHashMap<(Option<i32>, Box<str>), u64>,
     ipi: IpiStats,
-    ipi_kind: [u64; 4],
+    ipi_kind: [u64; 5],
     migration: MigrationStats,
     tasks: FxHashSet<i32>,
     last_pid: Option<i32>,
@@ -326,6 +327,7 @@ impl StatsBuilder {
             IpiKind::TableSync => 1,
             IpiKind::CallFunctionSingle => 2,
             IpiKind::Other => 3,
+            IpiKind::SmpCallFunction => 4,
         };
         if let Some(c) = self.ipi_kind.get_mut(i) {
             *c += 1;
@@ -358,6 +360,7 @@ impl StatsBuilder {
             IpiKind::TableSync,
             IpiKind::CallFunctionSingle,
             IpiKind::Other,
+            IpiKind::SmpCallFunction,
         ]
         .into_iter()
         .enumerate()

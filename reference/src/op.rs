@@ -86,6 +86,20 @@ pub enum MigrateTarget {
     Pfn(u64),
 }
 
+/// A step of a `migrate_pages` batch (see `Op::MigrateBatch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MigrateBatchStep {
+    /// `mm_migrate_pages_start`: a batch opens.
+    Start,
+    /// A present PTE of an address space the model does not know (older than the capture,
+    /// filtered out) was unmapped into the batch (`set_migration_pte` at an address no known
+    /// mm maps). Its `mm_cpumask` is unknown: taken as every CPU (x86 since v6.14 keeps stale
+    /// bits for up to a second).
+    ForeignUnmap,
+    /// `try_to_unmap_flush`: the batch's one flush (before the first folio is moved).
+    Flush,
+}
+
 /// `PROT_*` (include/uapi/asm-generic/mman-common.h).
 pub mod prot {
     /// PROT_READ.
@@ -350,6 +364,17 @@ pub enum Op {
         /// The device wrote into the page.
         write: bool,
     },
+    /// A step of one `migrate_pages` call on `cpu` (`mm/migrate.c:migrate_pages_batch`, 6.3+):
+    /// the folios of a batch are unmapped with `TTU_BATCH_FLUSH`, the TLBs flushed once
+    /// (`try_to_unmap_flush`), then the folios moved. Between `Start` and `Flush`, `Migrate`
+    /// ops on `cpu` defer their flushes into the batch; without a batch each folio flushes on
+    /// its own.
+    MigrateBatch {
+        /// CPU running `migrate_pages`.
+        cpu: Cpu,
+        /// Which step.
+        step: MigrateBatchStep,
+    },
     /// The capture's clock advanced to `now_ns` (nanoseconds, any epoch; never goes back). Only
     /// time-based kernel rules read it: `mm_cpumask` trimming at most once a second per mm
     /// (`arch/x86/mm/tlb.c:should_trim_cpumask`).
@@ -384,6 +409,7 @@ impl Op {
             Op::GetRef { .. } => "get_ref",
             Op::PutRef { .. } => "put_ref",
             Op::Clock { .. } => "clock",
+            Op::MigrateBatch { .. } => "migrate_batch",
         }
     }
 }

@@ -41,7 +41,7 @@ use mmreplay_reference::counters::Counters;
 use mmreplay_reference::engine::ReclaimScript;
 use mmreplay_reference::invariant::{Invariant, Violation};
 use mmreplay_reference::model::ModelError;
-use mmreplay_reference::op::{madv, map, prot};
+use mmreplay_reference::op::{madv, map, prot, MigrateBatchStep};
 use mmreplay_reference::profile::{Base, CpumaskMode, KernelProfile};
 use mmreplay_reference::snapshot::Snapshot;
 use mmreplay_reference::{
@@ -746,6 +746,15 @@ fn op_line(cx: &Ctx<'_>, l: &str, ops: &mut Vec<LitmusOp>) -> Result<(), LitmusE
             };
             Op::Migrate { cpu, target }
         }
+        "migrate_batch" => Op::MigrateBatch {
+            cpu: a.n32("cpu")?,
+            step: match a.req("step")? {
+                "start" => MigrateBatchStep::Start,
+                "foreign_unmap" => MigrateBatchStep::ForeignUnmap,
+                "flush" => MigrateBatchStep::Flush,
+                other => return Err(cx.err("step=start|foreign_unmap|flush", other)),
+            },
+        },
         "reclaim" => match a.opt("memcg") {
             Some(m) => Op::ReclaimMemcg {
                 cpu: a.n32("cpu")?,
@@ -962,6 +971,14 @@ pub fn format_op(op: &Op) -> String {
             MigrateTarget::Va { mm, va } => format!("migrate cpu={cpu} mm={} va={va:#x}", mm.0),
             MigrateTarget::Pfn(p) => format!("migrate cpu={cpu} pfn={p}"),
         },
+        Op::MigrateBatch { cpu, step } => format!(
+            "migrate_batch cpu={cpu} step={}",
+            match step {
+                MigrateBatchStep::Start => "start",
+                MigrateBatchStep::ForeignUnmap => "foreign_unmap",
+                MigrateBatchStep::Flush => "flush",
+            }
+        ),
         Op::Reclaim { cpu, nr_to_reclaim } => format!("reclaim cpu={cpu} nr={nr_to_reclaim}"),
         Op::ReclaimMemcg {
             cpu,
@@ -1626,6 +1643,10 @@ mod tests {
                 target: MigrateTarget::Pfn(12),
             },
             Op::Switch { cpu: 1, next: None },
+            Op::MigrateBatch {
+                cpu: 1,
+                step: MigrateBatchStep::ForeignUnmap,
+            },
             Op::Clock {
                 now_ns: 123_456_789,
             },

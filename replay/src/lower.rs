@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use mmreplay_parsers::pte;
-use mmreplay_parsers::record::{Event, IpiKind, Record, SysArgs, Syscall, Vmscan};
+use mmreplay_parsers::record::{Event, Record, SysArgs, Syscall, Vmscan};
 use mmreplay_reference::op::{
     map, prot, AccessKind, FileId, FileKind, FileRef, MigrateTarget, MmId, Op,
 };
@@ -73,8 +73,6 @@ fn looks_like_kernel_thread(comm: &[u8]) -> bool {
 pub const CLOCK_STEP_NS: u64 = 1_000_000;
 /// `MREMAP_FIXED`.
 const MREMAP_FIXED: u64 = 2;
-/// `tlb_flush` reason `TLB_REMOTE_SEND_IPI`.
-const REASON_REMOTE_SEND_IPI: i32 = 4;
 
 /// Lowering options.
 #[derive(Clone, Debug, Default)]
@@ -87,25 +85,8 @@ pub struct LowerOptions {
     pub nr_cpus: u32,
 }
 
-/// What the kernel logged that the fidelity line compares against the reference model.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Observed {
-    /// `tlb_flush` events with reason 4 (`remote IPI send`): one per sender-side shootdown.
-    pub remote_tlb_flushes: u64,
-    /// IPI sends whose callback is a TLB shootdown (`flush_tlb_func`, or a single-target
-    /// function call logged right after a `remote IPI send` flush on the same CPU) or a
-    /// page-table sync.
-    pub ipis: u64,
-    /// Of which shootdowns (incl. single-target function calls from TLB paths).
-    pub ipis_shootdown: u64,
-    /// Of which table syncs (`tlb_remove_table_smp_sync`).
-    pub ipis_table_sync: u64,
-    /// Targets of those IPIs.
-    pub ipi_targets: u64,
-    /// `remove_migration_pte` events whose restored PTE was young / dirty.
-    pub mig_restored_young: u64,
-    pub mig_restored_dirty: u64,
-}
+pub use crate::observe::Observed;
+use crate::observe::Observer;
 
 /// Everything the lowering counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -189,15 +170,10 @@ pub struct Lowering {
     memcg_by_root: BTreeMap<u32, u32>,
     /// Mms already told their memcg (`Op::SetMemcg`).
     memcg_told: BTreeSet<u32>,
-    /// Per CPU: the last record on it was a `tlb_flush` with reason `remote IPI send`, so a
-    /// single-target function-call IPI right after it is that flush's shootdown
-    /// (`native_flush_tlb_multi` traces the flush, then `on_each_cpu_cond_mask` sends).
-    remote_send_armed: Vec<bool>,
-    /// Per CPU: the last record on it was a `csd_queue_cpu` whose function is a TLB shootdown
-    /// or a page-table sync. That call is counted from its csds (one send, one target per
-    /// csd queued in a row), so the IPI that may follow (named only by the generic handler,
-    /// or not sent at all when the target idles polling) is not counted again.
-    csd_armed: Vec<Option<IpiKind>>,
+    /// What the kernel logged (flushes, IPIs by callback): see `crate::observe`.
+    observer: Observer,
+    /// Per CPU: a `migrate_pages` batch is open and not yet flushed (see `lower/batch.rs`).
+    mig_batch_open: Vec<bool>,
     /// `rss_stat` `mm_id` (a hashed `mm_struct` pointer) → model mm, learnt from `curr=1`
     /// events: tasks that report the same hashed mm share one address space. This groups the
     /// threads of processes older than the capture, which no fork/newtask event announces.
@@ -229,11 +205,11 @@ impl Lowering {
             hugetlb_hint: HashSet::new(),
             mig_pending: BTreeSet::new(),
             reclaim_shrunk: vec![false; n],
-            remote_send_armed: vec![false; n],
+            observer: Observer::new(n),
+            mig_batch_open: vec![false; n],
             reclaim_memcg: vec![None; n],
             memcg_by_root: BTreeMap::new(),
             memcg_told: BTreeSet::new(),
-            csd_armed: vec![None; n],
             mm_hash: HashMap::new(),
             outside_mm: None,
             last_clock_ns: None,
@@ -368,15 +344,7 @@ impl Lowering {
             self.unplaced("cpu_out_of_range");
             return;
         }
-        let armed = self
-            .remote_send_armed
-            .get_mut(cpu as usize)
-            .map(std::mem::take)
-            .unwrap_or(false);
-        let csd = self
-            .csd_armed
-            .get_mut(cpu as usize)
-            .and_then(std::mem::take);
+        let armed = self.observer.take(cpu);
         // sched_switch is always lowered (residency matters whoever runs), with tasks outside
         // the filter mapped to a placeholder mm.
         if let Event::SchedSwitch {
@@ -392,6 +360,7 @@ impl Lowering {
             self.stats.filtered_out += 1;
             return;
         }
+        self.observer.observe(&mut self.stats.observed, r, armed);
         match &r.event {
             Event::PageFault {
                 user,
@@ -530,60 +499,22 @@ impl Lowering {
             Event::SetMigrationPte { addr, pte: raw, .. } => {
                 self.set_migration(r, *addr, *raw, out)
             }
-            Event::RemoveMigrationPte { addr, pte: raw, .. } => {
+            Event::RemoveMigrationPte { addr, .. } => {
                 self.mig_pending.remove(&(addr & !(PAGE - 1)));
-                let (young, dirty) = pte::restored_young_dirty(*raw);
-                self.stats.observed.mig_restored_young += u64::from(young);
-                self.stats.observed.mig_restored_dirty += u64::from(dirty);
+                self.migrate_flush_due(cpu, out);
                 self.not_lowered("remove_migration_pte");
             }
+            Event::MmMigratePagesStart { .. } => self.migrate_pages_start(cpu, out),
             Event::MmMigratePages { .. } => {
                 self.mig_pending.clear();
+                self.migrate_flush_due(cpu, out);
                 self.not_lowered("mm_migrate_pages");
             }
             Event::Vmscan(v) => self.vmscan(r.pid, cpu, v, out),
-            Event::TlbFlush { reason, .. } => {
-                let remote_send = reason.code == Some(REASON_REMOTE_SEND_IPI)
-                    || (reason.code.is_none()
-                        && reason.text.eq_ignore_ascii_case("remote IPI send"));
-                if remote_send {
-                    self.stats.observed.remote_tlb_flushes += 1;
-                    if let Some(a) = self.remote_send_armed.get_mut(cpu as usize) {
-                        *a = true;
-                    }
-                }
-                self.not_lowered("tlb_flush");
-            }
-            Event::IpiSendCpu { kind, .. } => {
-                let kind = match kind {
-                    // Already counted from its csd.
-                    _ if csd.is_some() => IpiKind::Other,
-                    IpiKind::CallFunctionSingle if armed => IpiKind::TlbShootdown,
-                    IpiKind::CallFunctionSingle => IpiKind::Other,
-                    k => *k,
-                };
-                self.observe_ipi(kind, 1);
-                self.not_lowered("ipi_send_cpu");
-            }
-            Event::CsdQueueCpu { kind, .. } => {
-                if matches!(kind, IpiKind::TableSync | IpiKind::TlbShootdown) {
-                    if csd == Some(*kind) {
-                        // Another target of the same call.
-                        self.stats.observed.ipi_targets += 1;
-                    } else {
-                        self.observe_ipi(*kind, 1);
-                    }
-                    if let Some(a) = self.csd_armed.get_mut(cpu as usize) {
-                        *a = Some(*kind);
-                    }
-                }
-                self.not_lowered("csd_queue_cpu");
-            }
-            Event::IpiSendCpumask { kind, targets, .. } => {
-                let kind = if csd.is_some() { IpiKind::Other } else { *kind };
-                self.observe_ipi(kind, u64::from(*targets));
-                self.not_lowered("ipi_send_cpumask");
-            }
+            Event::TlbFlush { .. } => self.not_lowered("tlb_flush"),
+            Event::IpiSendCpu { .. } => self.not_lowered("ipi_send_cpu"),
+            Event::CsdQueueCpu { .. } => self.not_lowered("csd_queue_cpu"),
+            Event::IpiSendCpumask { .. } => self.not_lowered("ipi_send_cpumask"),
             Event::Hugetlbfs { name } => {
                 if name.contains("alloc_inode") || name.contains("setattr") {
                     self.hugetlb_hint.insert(r.pid);
@@ -620,6 +551,11 @@ impl Lowering {
         for t in tids {
             self.resolve_pending(t, out);
         }
+    }
+
+    /// What the kernel logged so far (`mmreplay fidelity` adds the sidecar's enabled events).
+    pub fn observed_mut(&mut self) -> &mut Observed {
+        &mut self.stats.observed
     }
 
     /// Take the counters (after `finish`).
@@ -702,23 +638,6 @@ impl Lowering {
         if due {
             self.last_clock_ns = Some(ts_ns);
             self.emit(out, Op::Clock { now_ns: ts_ns });
-        }
-    }
-
-    fn observe_ipi(&mut self, kind: IpiKind, targets: u64) {
-        let o = &mut self.stats.observed;
-        match kind {
-            IpiKind::TlbShootdown => {
-                o.ipis += 1;
-                o.ipis_shootdown += 1;
-                o.ipi_targets += targets;
-            }
-            IpiKind::TableSync => {
-                o.ipis += 1;
-                o.ipis_table_sync += 1;
-                o.ipi_targets += targets;
-            }
-            IpiKind::CallFunctionSingle | IpiKind::Other => {}
         }
     }
 
@@ -1062,7 +981,7 @@ impl Lowering {
                     target: MigrateTarget::Va { mm, va },
                 },
             ),
-            None => self.unplaced("set_migration_pte_no_mm_maps_address"),
+            None => self.migrate_foreign_unmap(r.cpu, out),
         }
     }
 
@@ -1232,5 +1151,6 @@ fn merge_heap(vmas: &mut BTreeMap<u64, u64>, start: u64) {
     }
 }
 
+mod batch;
 #[cfg(test)]
 mod tests;

@@ -41,6 +41,8 @@ enum Cmd {
     Minimize(cli::minimize::Args),
     /// Write a self-contained HTML report (plots, heatmap, tables, first divergence).
     Report(cli::report::Args),
+    /// Predicted vs logged flushes and IPIs per capture, as the capture's kernel.
+    Fidelity(cli::fidelity::Args),
 }
 
 impl Cmd {
@@ -59,6 +61,7 @@ impl Cmd {
             Cmd::Check(_) => "check",
             Cmd::Minimize(_) => "minimize",
             Cmd::Report(_) => "report",
+            Cmd::Fidelity(_) => "fidelity",
         }
     }
 }
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
         Cmd::Check(a) => cli::check::run(a),
         Cmd::Minimize(a) => cli::minimize::run(a),
         Cmd::Report(a) => cli::report::run(a),
+        Cmd::Fidelity(a) => cli::fidelity::run(a),
     };
     match result {
         Ok(code) => code,

@@ -49,6 +49,9 @@ pub struct SessionOptions {
     pub locate: bool,
     /// `mm_cpumask` maintenance of the captured kernel (recent x86 trims lazily by flush).
     pub cpumask_mode: CpumaskMode,
+    /// The capture's kernel (`crate::kernel`): the profile's mechanics follow it, except
+    /// `cpumask_mode` above. `None`: the default profile.
+    pub kernel: Option<crate::kernel::KernelChoice>,
 }
 
 impl Default for SessionOptions {
@@ -63,6 +66,7 @@ impl Default for SessionOptions {
             engine: EngineConfig::default(),
             locate: true,
             cpumask_mode: CpumaskMode::TrimByFlush,
+            kernel: None,
         }
     }
 }
@@ -148,13 +152,23 @@ pub fn run(
     let nr_cpus = o
         .cpus
         .or(src.nr_cpus())
+        .or(o.kernel.as_ref().and_then(|k| k.nr_cpus))
         .unwrap_or(DEFAULT_CPUS)
         .clamp(1, 64);
     // A capture that does not state its CPU count (a perf pipe stream without HEADER_NRCPUS,
-    // simpleperf, text without `#P:`) is modelled with DEFAULT_CPUS: said in the report, never
-    // silently (`approximations: nr_cpus_assumed=N`, text and JSON).
-    let assumed_cpus = (o.cpus.is_none() && src.nr_cpus().is_none()).then_some(nr_cpus);
-    let profile = profile(nr_cpus, o.cpumask_mode);
+    // simpleperf, text without `#P:`, no sidecar) is modelled with DEFAULT_CPUS: said in the
+    // report, never silently (`approximations: nr_cpus_assumed=N`, text and JSON).
+    let assumed_cpus = (o.cpus.is_none()
+        && src.nr_cpus().is_none()
+        && o.kernel.as_ref().and_then(|k| k.nr_cpus).is_none())
+    .then_some(nr_cpus);
+    let profile = match &o.kernel {
+        Some(k) => KernelProfile {
+            cpumask_mode: o.cpumask_mode,
+            ..k.profile(nr_cpus)
+        },
+        None => profile(nr_cpus, o.cpumask_mode),
+    };
     let lower = LowerOptions {
         pid: o.pid,
         comm: o.comm.clone(),

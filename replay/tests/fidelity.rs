@@ -1,20 +1,30 @@
-//! Fidelity regression over every real capture in corpus/captures: the reference model's
-//! predicted remote TLB flushes against the `tlb_flush` "remote IPI send" events the capture
-//! kernel logged, scoped to the recorded workload (`mmreplay replay --workload`, the pid from
-//! the capture's `.meta.json` sidecar).
+//! Fidelity regression over every real capture in corpus/captures: `mmreplay fidelity` runs the
+//! capture kernel's own policy under its profile (6.18 here: batched migration flushes, lazy
+//! `mm_cpumask` trimming, A/D preservation, batched hugetlb unshare) and compares, per capture,
+//! the predicted remote TLB flushes and IPI sends per callback with what the kernel logged.
 //!
-//! Why the workload: the captures also hold processes older than the capture (concurrent
-//! builds), whose mm_cpumask at the start is unknown to the model; the workload is followed
-//! from its exec, so the model knows everything that decides its flushes.
-//!
-//! The goal of issue 5 is ±25% on remote flushes; counts below 10 must agree within 1.
-//! `compaction` is the one known exception, pinned here with its cause so that a fix shows up:
-//! the workload's compaction migrates pages of processes the lowering never saw mapped
-//! (`set_migration_pte_no_mm_maps_address`), so their flushes cannot be predicted.
+//! Goal (issue 13): within ±25%, or within 1 where the kernel logged fewer than 10, for remote
+//! flushes and for IPI sends of each callback, on every capture. Scoped to the recorded workload
+//! (`--workload`) every capture meets it. Over the whole capture (every process, some older than
+//! the capture) four captures stay outside; each is pinned below with the kernel mechanism that
+//! causes it, so that a fix shows.
 
 use std::process::Command;
 
+use serde_json::Value;
+
 const BIN: &str = env!("CARGO_BIN_EXE_mmreplay");
+
+/// The goal rows (`mmreplay::observe::COUNTERS` names).
+const GOAL: &[&str] = &[
+    "remote_tlb_flushes",
+    "ipi_sends:flush_tlb_func",
+    "ipi_sends:tlb_remove_table_smp_sync",
+];
+
+fn corpus(name: &str) -> String {
+    format!("{}/../corpus/captures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
 
 fn captures() -> Vec<String> {
     let dir = format!("{}/../corpus/captures", env!("CARGO_MANIFEST_DIR"));
@@ -28,87 +38,219 @@ fn captures() -> Vec<String> {
     v
 }
 
-fn workload_report(trace: &str) -> serde_json::Value {
+fn fidelity(args: &[&str]) -> Value {
     let o = Command::new(BIN)
-        .args([
-            "replay",
-            trace,
-            "--policies",
-            "reference",
-            "--workload",
-            "--json",
-        ])
+        .arg("fidelity")
+        .args(args)
+        .arg("--json")
         .output()
         .expect("run mmreplay");
     assert_eq!(
         o.status.code(),
         Some(0),
-        "{trace}: {}",
+        "{args:?}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    serde_json::from_slice(&o.stdout).expect("one JSON report")
+    serde_json::from_slice(&o.stdout).expect("one JSON object")
 }
 
-fn num(v: &serde_json::Value, path: &[&str]) -> u64 {
-    let mut v = v;
-    for k in path {
-        v = &v[*k];
+/// (observed, predicted) of `counter`; observed `None` when the capture did not log it.
+fn pair(v: &Value, counter: &str) -> (Option<u64>, u64) {
+    let c = &v["counters"][counter];
+    let p = c["predicted"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{counter}: no prediction in {v}"));
+    (c["observed"].as_u64(), p)
+}
+
+fn within(o: u64, p: u64) -> bool {
+    if o < 10 {
+        p.abs_diff(o) <= 1
+    } else {
+        p.abs_diff(o) * 4 <= o
     }
-    v.as_u64()
-        .unwrap_or_else(|| panic!("{path:?} missing in {v}"))
 }
 
 #[test]
-fn workload_remote_flushes_match_the_capture_kernel() {
+fn workload_flushes_and_ipis_per_callback_match_the_capture_kernel() {
     let all = captures();
     assert!(
-        all.len() >= 10,
+        all.len() >= 13,
         "corpus/captures has {} captures",
         all.len()
     );
-    let mut checked = 0;
     for trace in &all {
-        let r = workload_report(trace);
-        let obs = num(&r, &["fidelity", "remote_tlb_flushes", "observed"]);
-        let pred = num(&r, &["fidelity", "remote_tlb_flushes", "predicted"]);
+        let v = fidelity(&[trace, "--workload"]);
+        assert_eq!(v["kernel"]["profile"], "6.18", "{trace}");
+        assert_eq!(v["policy"], "all", "{trace}");
         assert!(
-            num(&r, &["filtered_out"]) > 0,
-            "{trace}: --workload filtered nothing"
+            v["filtered_out"].as_u64() > Some(0),
+            "{trace}: nothing filtered"
         );
-        if trace.ends_with("/compaction.trace.zst") {
-            let unplaced = num(&r, &["unplaced", "set_migration_pte_no_mm_maps_address"]);
+        for c in GOAL {
+            let (o, p) = pair(&v, c);
+            let o = o.unwrap_or_else(|| panic!("{trace}: {c} not logged"));
             assert!(
-                obs > 1000 && pred * 10 < obs && unplaced > 10_000,
-                "compaction: the known gap changed (predicted {pred}, observed {obs}, \
-                 unplaced migrations {unplaced}): update this test and the corpus README"
-            );
-            continue;
-        }
-        if obs >= 10 {
-            let lo = obs - obs / 4;
-            let hi = obs + obs / 4;
-            assert!(
-                (lo..=hi).contains(&pred),
-                "{trace}: remote TLB flushes predicted {pred}, observed {obs} (outside ±25%)"
-            );
-        } else {
-            assert!(
-                pred.abs_diff(obs) <= 1,
-                "{trace}: remote TLB flushes predicted {pred}, observed {obs}"
+                within(o, p),
+                "{trace}: {c} predicted {p}, observed {o} (outside ±25% / ±1)"
             );
         }
-        checked += 1;
     }
-    assert!(checked >= 10);
 }
 
-/// Exit code and stderr of `mmreplay ARGS`.
-fn run(args: &[&str]) -> (Option<i32>, String) {
-    let o = Command::new(BIN).args(args).output().expect("run mmreplay");
-    (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
+#[test]
+fn compaction_flushes_once_per_migrate_pages_batch() {
+    // 2,041 migrate_pages calls; the kernel logged 1,576 remote flushes. One flush per folio
+    // (the model before batching, and what 6.1 does) predicted far more or, with the other
+    // processes' pages unplaced, far fewer.
+    let trace = corpus("compaction.trace.zst");
+    let v = fidelity(&[&trace]);
+    let (o, p) = pair(&v, "remote_tlb_flushes");
+    assert_eq!(o, Some(1576));
+    assert!(within(1576, p), "6.18 profile: predicted {p}");
+    let (o, p) = pair(&v, "ipi_sends:flush_tlb_func");
+    assert!(
+        within(o.unwrap_or(0), p),
+        "IPIs observed {o:?} predicted {p}"
+    );
+    // The same capture replayed as 6.1 (per-PTE flushes, cpumask cleared at switch) is another
+    // kernel: its prediction must differ.
+    let v61 = fidelity(&[&trace, "--kernel", "6.1"]);
+    assert_eq!(v61["kernel"]["profile"], "6.1");
+    assert_eq!(v61["kernel"]["source"], "option");
+    assert_eq!(v61["kernel"]["mechanics"]["base"], "K61");
+    let (_, p61) = pair(&v61, "remote_tlb_flushes");
+    assert_ne!(p61, p, "the kernel profile changes nothing");
+}
+
+/// Whole captures (every process): the ones outside the goal, each with its cause. Pinned
+/// exactly; when a fix moves one, update the figure here and in corpus/README.md.
+#[test]
+fn whole_capture_gaps_are_known() {
+    // (capture, counter, observed, predicted, mechanism)
+    let pinned: &[(&str, &str, u64, u64, &str)] = &[
+        (
+            "fmt-lost-pipe",
+            "remote_tlb_flushes",
+            0,
+            102,
+            "the workload's execve was among 42,608 lost events: the model keeps the forked \
+             recorder mm, whose mm_cpumask holds the other CPU, so every flush goes remote",
+        ),
+        (
+            "fmt-pipe",
+            "remote_tlb_flushes",
+            27,
+            0,
+            "rustc threads older than the capture: their mm_cpumask (stale bits kept by \
+             should_trim_cpumask) is unknown, the model sees them on one CPU",
+        ),
+        (
+            "madv-mprotect",
+            "remote_tlb_flushes",
+            7,
+            0,
+            "an lto thread older than the capture: zero-page COW flushes (wp_page_copy) go \
+             remote through stale mm_cpumask bits the model cannot know",
+        ),
+        (
+            "gcc-hello",
+            "remote_tlb_flushes",
+            6,
+            9,
+            "the same lto process: its mm_cpumask history before the capture is unknown",
+        ),
+    ];
+    for trace in captures() {
+        let name = trace
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.strip_suffix(".trace.zst"))
+            .unwrap_or_default()
+            .to_string();
+        let v = fidelity(&[&trace]);
+        for c in GOAL {
+            let (o, p) = pair(&v, c);
+            let Some(o) = o else { continue };
+            match pinned.iter().find(|x| x.0 == name && x.1 == *c) {
+                Some((_, _, po, pp, why)) => assert!(
+                    (o, p) == (*po, *pp),
+                    "{name}: {c} now observed {o} predicted {p} (pinned {po}/{pp}: {why})"
+                ),
+                None => assert!(
+                    within(o, p),
+                    "{name}: {c} predicted {p}, observed {o} (outside ±25% / ±1)"
+                ),
+            }
+        }
+    }
+}
+
+#[test]
+fn json_is_one_object_per_capture_with_null_for_what_was_not_logged() {
+    let dir = std::env::temp_dir().join(format!("mmreplay-fidelity-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmpdir");
+    // fmt-noirq has no IPI events; without its sidecar nothing says they were enabled.
+    let copy = dir.join("noirq.trace.zst");
+    std::fs::copy(corpus("fmt-noirq.trace.zst"), &copy).expect("copy capture");
+    let copy = copy.to_string_lossy().into_owned();
+    let v = fidelity(&[&copy]);
+    assert!(v["counters"]["ipi_sends"]["observed"].is_null(), "{v}");
+    assert!(v["counters"]["ipi_sends"]["predicted"].is_u64(), "{v}");
+    assert!(
+        v["counters"]["remote_tlb_flushes"]["observed"].is_u64(),
+        "{v}"
+    );
+    assert_eq!(v["kernel"]["source"], "default");
+    // A sidecar naming a 6.1 kernel selects its mechanics; --kernel overrides it.
+    std::fs::write(
+        format!("{copy}.meta.json"),
+        r#"{"kernel_release": "6.18.44", "cpus": 2,
+            "kernel": {"release": "6.1.0-37-amd64", "lru_gen_enabled": "0x0007",
+                       "lru_gen_min_ttl_ms": 0, "thp_enabled": "always",
+                       "tlb_single_page_flush_ceiling": 33, "nr_cpus": 2}}"#,
     )
+    .expect("write sidecar");
+    let v = fidelity(&[&copy]);
+    assert_eq!(v["kernel"]["profile"], "6.1");
+    assert_eq!(v["kernel"]["source"], "sidecar");
+    assert_eq!(v["kernel"]["mechanics"]["cpumask_mode"], "ClearOnSwitch");
+    assert_eq!(v["kernel"]["lru_gen_enabled"], "0x0007");
+    let v = fidelity(&[&copy, "--kernel", "6.18"]);
+    assert_eq!(v["kernel"]["mechanics"]["cpumask_mode"], "TrimByFlush");
+    // Several captures: one object per line.
+    let o = Command::new(BIN)
+        .args(["fidelity", "--json", &copy, &corpus("fmt-follow.trace.zst")])
+        .output()
+        .expect("run");
+    let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let bad = Command::new(BIN)
+        .args(["fidelity", &copy, "--kernel", "six"])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("MAJOR.MINOR"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn first_divergence_names_the_window_and_its_ops() {
+    // Whole madv-mprotect: the lto thread's remote flushes part from the model's early on.
+    let v = fidelity(&[&corpus("madv-mprotect.trace.zst")]);
+    let d = &v["first_divergence"];
+    assert_eq!(d["counter"], "remote_tlb_flushes", "{v}");
+    let w = d["window_ms"].as_array().expect("window");
+    assert!(w[0].as_f64() < w[1].as_f64());
+    assert!(d["ops_in_window"].as_u64() > Some(0));
+    assert!(!d["ops"].as_array().expect("ops").is_empty());
+    // Scoped to the workload, the running counts never part.
+    let v = fidelity(&[&corpus("threads-shootdown.trace.zst"), "--workload"]);
+    assert!(v["first_divergence"].is_null(), "{v}");
+    assert!(v["counters"]["remote_tlb_flushes"]["observed"].as_u64() > Some(100));
 }
 
 #[test]
@@ -117,17 +259,24 @@ fn workload_needs_the_sidecar_and_excludes_pid() {
     std::fs::create_dir_all(&dir).expect("tmpdir");
     let copy = dir.join("no-sidecar.trace.zst");
     let copy = copy.to_string_lossy();
-    let src = format!(
-        "{}/../corpus/captures/fmt-noirq.trace.zst",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let src = corpus("fmt-noirq.trace.zst");
     std::fs::copy(&src, &*copy).expect("copy capture");
+    let run = |args: &[&str]| {
+        let o = Command::new(BIN).args(args).output().expect("run mmreplay");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
     let (code, err) = run(&["replay", &copy, "--workload"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("no-sidecar.trace.zst.meta.json") && err.contains("--pid"),
         "{err}"
     );
+    let (code, err) = run(&["fidelity", &copy, "--workload"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no-sidecar.trace.zst.meta.json"), "{err}");
     std::fs::write(format!("{copy}.meta.json"), "{\"workload_pid\": -3}").expect("write sidecar");
     let (code, err) = run(&["replay", &copy, "--workload"]);
     assert_eq!(code, Some(2), "{err}");

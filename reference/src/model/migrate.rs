@@ -23,7 +23,14 @@ impl<P: Policy> Model<P> {
                 self.check_mm(mm)?;
                 match self.pte_at(mm.0, va & !(PAGE_SIZE - 1)) {
                     Some(Pte::Present(p)) if p.folio != ZERO_SLOT => p.folio,
-                    _ => return Err(ModelError::NotMapped { mm, va }),
+                    _ => {
+                        // The trace unmapped a present PTE the model never saw (a page older
+                        // than the capture): it still joins the open batch's flush.
+                        if self.mig_batch_open(cpu) && self.should_defer_flush(cpu, mm.0) {
+                            self.mig_batch_defer(cpu, mm.0, None);
+                        }
+                        return Err(ModelError::NotMapped { mm, va });
+                    }
                 }
             }
             MigrateTarget::Pfn(pfn) => {
@@ -71,7 +78,13 @@ impl<P: Policy> Model<P> {
             };
             self.set(loc, Pte::None);
             if batch && self.should_defer_flush(cpu, mm) {
-                self.ubc_add(mm, p.write);
+                if self.mig_batch_open(cpu) {
+                    // One flush per migrate_pages batch (7e12beb8ca2a), at its Flush step.
+                    self.mig_batch_defer(cpu, mm, Some(va));
+                } else {
+                    // No batch boundaries in the input: the folio is its own batch.
+                    self.ubc_add(mm, p.write);
+                }
             } else {
                 self.flush_tlb_mm_range(cpu, mm, va, va + PAGE_SIZE, false);
             }

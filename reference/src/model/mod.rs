@@ -122,6 +122,9 @@ pub struct Model<P: Policy> {
     pub(crate) holds: FxHashMap<u64, Hold>,
     pub(crate) pinned: Vec<u32>,
     pub(crate) ubc: Ubc,
+    /// Open `migrate_pages` batches by CPU (`Op::MigrateBatch`): the union of the deferred
+    /// mms' `mm_cpumask`s, flushed once at `MigrateBatchStep::Flush`.
+    pub(crate) mig_batches: Vec<Option<u64>>,
     /// Scratch buffer reused by rmap walks (avoid per-op allocation).
     pub(crate) scratch: Vec<(u32, u64)>,
     /// Scratch buffer of PTE locations (avoid per-op allocation).
@@ -145,6 +148,7 @@ impl<P: Policy> Model<P> {
         let mut profile = profile;
         profile.nr_cpus = profile.nr_cpus.clamp(1, 64);
         profile.tlb_entries = profile.tlb_entries.clamp(1, 4096).next_power_of_two();
+        let nr_cpus = profile.nr_cpus as usize;
         let cpus = (0..profile.nr_cpus)
             .map(|_| CpuState {
                 loaded: None,
@@ -178,6 +182,7 @@ impl<P: Policy> Model<P> {
             holds: FxHashMap::default(),
             pinned: Vec::new(),
             ubc: Ubc::default(),
+            mig_batches: vec![None; nr_cpus],
             scratch: Vec::new(),
             scratch_locs: Vec::new(),
             reclaim_scope: None,
@@ -265,6 +270,7 @@ impl<P: Policy> Model<P> {
             Op::GetRef { cpu, mm, va, hold } => self.op_hold(cpu, mm, va, true, hold, false),
             Op::Unpin { hold } => self.op_release(hold, false),
             Op::PutRef { hold, write } => self.op_release(hold, write),
+            Op::MigrateBatch { cpu, step } => self.op_migrate_batch(cpu, step),
             Op::Clock { now_ns } => {
                 // Monotonic: a capture merged from per-CPU buffers may step back slightly.
                 self.now_ns = self.now_ns.max(now_ns);

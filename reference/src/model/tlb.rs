@@ -318,12 +318,12 @@ impl<P: Policy> Model<P> {
             .is_some_and(|m| m.cpumask & !(1u64 << sender) != 0)
     }
 
-    /// `try_to_unmap_flush` → `arch_tlbbatch_flush`: one full flush of the batch's cpumask.
-    pub(crate) fn ubc_flush(&mut self, sender: u32) {
-        if !self.ubc.pending {
-            return;
-        }
-        let others = self.ubc.cpumask & !(1u64 << sender);
+    /// `arch_tlbbatch_flush(batch)` from `sender` over `mask` (the union of the batched mms'
+    /// `mm_cpumask`s), counting only: `flush_tlb_multi` with `info->mm == NULL`, so
+    /// `should_flush_tlb` skips only lazy CPUs (a CPU running another mm is flushed too, and
+    /// `flush_tlb_func` never trims for a NULL mm); the sender alone flushes locally.
+    fn count_batch_flush(&mut self, sender: u32, mask: u64) {
+        let others = mask & !(1u64 << sender);
         if others != 0 {
             self.c.tlb_flush_remote += 1;
             let mut targets = 0u64;
@@ -332,7 +332,6 @@ impl<P: Policy> Model<P> {
                     continue;
                 }
                 if let Some(c) = self.cpus.get(cpu) {
-                    // flush_tlb_multi with a full, non-freed-tables info: lazy CPUs skipped.
                     if !(c.lazy) {
                         targets += 1;
                     }
@@ -343,10 +342,96 @@ impl<P: Policy> Model<P> {
                 self.c.ipi_targets_shootdown += targets;
                 self.c.ipi_targets += targets;
             }
-        } else if self.ubc.cpumask & (1u64 << sender) != 0 {
+        } else if mask & (1u64 << sender) != 0 {
             self.c.tlb_flush_local += 1;
         }
         self.c.tlb_flush_full += 1;
+    }
+
+    /// Every modelled CPU.
+    fn all_cpus_mask(&self) -> u64 {
+        match self.cpus.len() {
+            n if n >= 64 => u64::MAX,
+            n => (1u64 << n) - 1,
+        }
+    }
+
+    /// Whether a `migrate_pages` batch is open on `cpu` (`Op::MigrateBatch`).
+    pub(crate) fn mig_batch_open(&self, cpu: u32) -> bool {
+        self.mig_batches
+            .get(cpu as usize)
+            .is_some_and(Option::is_some)
+    }
+
+    /// `try_to_migrate_one` with `TTU_BATCH_FLUSH` and `should_defer_flush` true:
+    /// `set_tlb_ubc_flush_pending` adds `mm_cpumask(mm)` to the batch. The model drops the
+    /// page's cached translations now (it completes each folio's move within its op, and the
+    /// kernel's one flush precedes every move of the batch); the flush is counted at
+    /// `MigrateBatchStep::Flush`.
+    pub(crate) fn mig_batch_defer(&mut self, cpu: u32, mm: u32, va: Option<u64>) {
+        let mask = self.mms.get(&mm).map_or(0, |m| m.cpumask);
+        if let Some(Some(b)) = self.mig_batches.get_mut(cpu as usize) {
+            *b |= mask;
+        }
+        if let Some(va) = va {
+            for c in 0..self.cpus.len() {
+                if mask & (1u64 << c) != 0 {
+                    self.tlb_drop_range(c, mm, Some((va, va + PAGE_SIZE)));
+                }
+            }
+        }
+    }
+
+    /// `Op::MigrateBatch`: open a batch, add an unknown mm's unmap to it, or flush it.
+    pub(crate) fn op_migrate_batch(
+        &mut self,
+        cpu: u32,
+        step: crate::op::MigrateBatchStep,
+    ) -> Result<OpOutcome, super::ModelError> {
+        use crate::op::MigrateBatchStep;
+        self.check_cpu(cpu)?;
+        let batched = self.profile.base == crate::profile::Base::Knew;
+        match step {
+            MigrateBatchStep::Start => {
+                // A batch whose flush the trace did not show is flushed first.
+                self.mig_batch_flush(cpu);
+                if batched {
+                    if let Some(b) = self.mig_batches.get_mut(cpu as usize) {
+                        *b = Some(0);
+                    }
+                }
+            }
+            MigrateBatchStep::ForeignUnmap => {
+                let all = self.all_cpus_mask();
+                match self.mig_batches.get_mut(cpu as usize) {
+                    Some(Some(b)) => *b |= all,
+                    // 6.1, or a synchronous retry (try_to_migrate(src, 0)): ptep_clear_flush
+                    // flushes this PTE at once.
+                    _ => self.count_batch_flush(cpu, all),
+                }
+            }
+            MigrateBatchStep::Flush => self.mig_batch_flush(cpu),
+        }
+        Ok(OpOutcome::Done)
+    }
+
+    /// `try_to_unmap_flush` at the end of a `migrate_pages_batch` unmap phase.
+    fn mig_batch_flush(&mut self, cpu: u32) {
+        let mask = self
+            .mig_batches
+            .get_mut(cpu as usize)
+            .and_then(Option::take);
+        if let Some(mask) = mask.filter(|m| *m != 0) {
+            self.count_batch_flush(cpu, mask);
+        }
+    }
+
+    /// `try_to_unmap_flush` → `arch_tlbbatch_flush`: one full flush of the batch's cpumask.
+    pub(crate) fn ubc_flush(&mut self, sender: u32) {
+        if !self.ubc.pending {
+            return;
+        }
+        self.count_batch_flush(sender, self.ubc.cpumask);
         let mms = std::mem::take(&mut self.ubc.mms);
         let mask = self.ubc.cpumask;
         for &mm in &mms {

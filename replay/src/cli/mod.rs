@@ -3,6 +3,7 @@ pub mod bench;
 pub mod check;
 pub mod compile;
 pub mod diff;
+pub mod fidelity;
 pub mod matrix;
 pub mod merge;
 pub mod minimize;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use mmreplay::engine::EngineConfig;
+use mmreplay::kernel::{KernelChoice, KernelError};
 use mmreplay::report::Report;
 use mmreplay::session::{self, SessionOptions, SessionResult};
 use mmreplay_candidates::contract::Mode;
@@ -72,24 +73,43 @@ pub struct Args {
     /// CPUs of the captured machine (default: from the capture header, else 8).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub cpus: Option<u32>,
-    /// How the captured kernel maintains mm_cpumask: `trim` (x86 since v6.x: bits stay until
-    /// a flush IPI finds the CPU gone) or `clear` (older: cleared at every switch).
-    #[arg(long, value_enum, default_value = "trim")]
-    pub cpumask: CpumaskArg,
+    /// How the captured kernel maintains mm_cpumask: `trim` (x86 since v6.14: bits stay until
+    /// a flush IPI finds the CPU gone) or `clear` (older: cleared at every switch). Default:
+    /// what the capture's kernel does (see `--kernel`).
+    #[arg(long, value_enum)]
+    pub cpumask: Option<CpumaskArg>,
+    /// The kernel whose mechanics the model follows (`6.1`, `6.18`, any MAJOR.MINOR). Default:
+    /// the release in the capture's `.meta.json` sidecar, else 6.18.
+    #[arg(long, value_name = "VERSION")]
+    pub kernel: Option<String>,
     /// Record state hashes every N ops to locate the first divergence (0: off).
     #[arg(long, default_value_t = 1024)]
     pub hash_every: u64,
 }
 
 /// Sidecar of the bundled capture (see `mmreplay::source::BUNDLED`).
-const BUNDLED_META: &str =
+pub const BUNDLED_META: &str =
     include_str!("../../../corpus/captures/threads-shootdown.trace.zst.meta.json");
 
 /// `workload_pid` from the `.meta.json` sidecar of `trace` (`None`: the bundled capture).
-fn workload_pid(trace: Option<&str>) -> anyhow::Result<i32> {
+pub fn workload_pid(trace: Option<&str>) -> anyhow::Result<i32> {
     match trace {
         None => mmreplay::sidecar::workload_pid_of("<bundled>.meta.json", BUNDLED_META),
         Some(t) => mmreplay::sidecar::workload_pid(t),
+    }
+}
+
+/// The capture's kernel (`None`: the bundled capture, whose sidecar is built in).
+pub fn kernel_for(trace: Option<&str>, forced: Option<&str>) -> Result<KernelChoice, KernelError> {
+    match trace {
+        Some(t) => KernelChoice::choose(Some(t), forced),
+        None => {
+            let meta: Option<serde_json::Value> = serde_json::from_str(BUNDLED_META).ok();
+            match (forced, meta.as_ref().and_then(KernelChoice::from_meta)) {
+                (None, Some(k)) => Ok(k),
+                _ => KernelChoice::choose(None, forced),
+            }
+        }
     }
 }
 
@@ -133,11 +153,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             ..EngineConfig::default()
         },
         locate: a.hash_every > 0,
-        cpumask_mode: match a.cpumask {
-            CpumaskArg::Trim => mmreplay_reference::profile::CpumaskMode::TrimByFlush,
-            CpumaskArg::Clear => mmreplay_reference::profile::CpumaskMode::ClearOnSwitch,
-        },
+        cpumask_mode: SessionOptions::default().cpumask_mode,
+        kernel: None,
     };
+    let cpumask = a.cpumask.map(|c| match c {
+        CpumaskArg::Trim => mmreplay_reference::profile::CpumaskMode::TrimByFlush,
+        CpumaskArg::Clear => mmreplay_reference::profile::CpumaskMode::ClearOnSwitch,
+    });
     // Validate the policy list before reading any input.
     if let Err(e) = session::specs(&opts.policies) {
         eprintln!("mmreplay replay: error: {e}");
@@ -156,6 +178,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut per_input = Vec::with_capacity(inputs.len());
     for t in &inputs {
         let mut o = opts.clone();
+        match kernel_for(t.as_deref(), a.kernel.as_deref()) {
+            Ok(k) => {
+                o.cpumask_mode = cpumask.unwrap_or(k.profile(1).cpumask_mode);
+                o.kernel = Some(k);
+            }
+            Err(e) => {
+                eprintln!("mmreplay replay: error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        }
         if a.workload {
             match workload_pid(t.as_deref()) {
                 Ok(p) => o.pid = Some(p),

@@ -66,6 +66,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         engine: EngineConfig::default(),
         locate: true,
         cpumask_mode: mmreplay_reference::profile::CpumaskMode::TrimByFlush,
+        kernel: None,
     };
     if let Err(e) = session::specs(&o.policies) {
         eprintln!("mmreplay report: {e}");
@@ -78,6 +79,18 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let mut reports = Vec::new();
     for t in inputs {
+        // Each capture is modelled as its own kernel, as `replay` and `fidelity` do.
+        let mut o = o.clone();
+        match super::replay::kernel_for(t, None) {
+            Ok(k) => {
+                o.cpumask_mode = k.profile(1).cpumask_mode;
+                o.kernel = Some(k);
+            }
+            Err(e) => {
+                eprintln!("mmreplay report: error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        }
         match html::build(t, &o) {
             Ok(r) => reports.push(r),
             Err(e) => {

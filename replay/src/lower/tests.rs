@@ -2,7 +2,8 @@
 //! mirrors).
 
 use super::*;
-use mmreplay_parsers::record::{Comm, TlbReason};
+use mmreplay_parsers::record::{Comm, IpiKind, TlbReason};
+use mmreplay_reference::op::MigrateBatchStep;
 use std::sync::Arc;
 
 fn rec(cpu: u32, pid: i32, event: Event) -> Record {
@@ -478,10 +479,19 @@ fn migration_matches_running_task_then_any_mm_and_dedups_mappings() {
             ..
         }
     ));
+    // No known mm maps 0x1_0000_0000: an unknown mm's PTE, flushed as such.
     assert_eq!(
-        st.unplaced.get("set_migration_pte_no_mm_maps_address"),
+        st.approximations
+            .get("set_migration_pte_of_unknown_mm_flushed_as_every_cpu"),
         Some(&1)
     );
+    assert!(ops.iter().any(|o| matches!(
+        o,
+        Op::MigrateBatch {
+            cpu: 1,
+            step: MigrateBatchStep::ForeignUnmap
+        }
+    )));
     assert_eq!(
         st.unplaced.get("set_migration_pte_not_a_swap_entry"),
         Some(&1)
@@ -1021,5 +1031,79 @@ fn memcg_reclaim_episode_is_scoped_to_the_task_memcg() {
                 nr_to_reclaim: 3
             },
         ]
+    );
+}
+
+#[test]
+fn migrate_pages_batches_flush_before_the_first_move() {
+    // mm/migrate.c:migrate_pages_batch: unmap the batch, try_to_unmap_flush, then move.
+    let swap = pte::encode_swap(9, 0x1234);
+    let set = |addr: u64| {
+        rec(
+            0,
+            10,
+            Event::SetMigrationPte {
+                addr,
+                pte: swap,
+                order: 0,
+            },
+        )
+    };
+    let remove = |addr: u64| {
+        rec(
+            0,
+            10,
+            Event::RemoveMigrationPte {
+                addr,
+                pte: 0x8000_0000_1234_5067,
+                order: 0,
+            },
+        )
+    };
+    let start = rec(
+        0,
+        10,
+        Event::MmMigratePagesStart {
+            mode: Arc::from("MIGRATE_SYNC"),
+            reason: Arc::from("compaction"),
+        },
+    );
+    let end = rec(
+        0,
+        10,
+        Event::MmMigratePages {
+            succeeded: 2,
+            failed: 0,
+            mode: Arc::from("MIGRATE_SYNC"),
+            reason: Arc::from("compaction"),
+        },
+    );
+    let recs = [
+        fault(0, 10, 0x4000_1000, 0x6),
+        fault(0, 10, 0x4000_2000, 0x6),
+        start.clone(),
+        set(0x4000_1000),
+        set(0x4000_2000),
+        remove(0x4000_1000),
+        remove(0x4000_2000),
+        end.clone(),
+        // A call whose folios all failed: the flush is due at its end.
+        start,
+        set(0x4000_1000),
+        end,
+    ];
+    let (ops, _) = lower(&recs, opts());
+    let steps: Vec<String> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::MigrateBatch { step, .. } => Some(format!("{step:?}")),
+            Op::Migrate { .. } => Some("Migrate".into()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        ["Start", "Migrate", "Migrate", "Flush", "Start", "Migrate", "Flush"],
+        "{ops:?}"
     );
 }

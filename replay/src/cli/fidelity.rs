@@ -1,0 +1,331 @@
+//! `mmreplay fidelity`: does the model predict what the capture kernel did? Per capture, the
+//! kernel's own policy runs under the kernel's profile (`mmreplay::kernel`), and every row of
+//! `mmreplay::observe::COUNTERS` is shown predicted vs logged, plus the first time window where
+//! the running counts part by more than the tolerance (±25%, ±1 below 10), with its ops.
+//! Exit 0 (reports only), 2 on bad input or usage.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use mmreplay::kernel::KernelChoice;
+use mmreplay::lower::{LowerOptions, Lowering};
+use mmreplay::observe::{within_tolerance, Observed, COUNTERS};
+use mmreplay::session::DEFAULT_CPUS;
+use mmreplay::source::Source;
+use mmreplay_candidates::registry;
+use mmreplay_reference::counters::Counters;
+use mmreplay_reference::op::Op;
+use serde_json::{json, Value};
+
+use super::replay::{kernel_for, workload_pid, BUNDLED_META};
+
+/// Ops of the diverging window kept for the report.
+const MAX_WINDOW_OPS: usize = 40;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Captures (any format `replay` reads). None: the bundled capture.
+    pub traces: Vec<String>,
+    /// One JSON object per capture, one per line.
+    #[arg(long)]
+    pub json: bool,
+    /// The capture's kernel (`6.1`, `6.18`, any MAJOR.MINOR). Default: the sidecar's release.
+    #[arg(long, value_name = "VERSION")]
+    pub kernel: Option<String>,
+    /// Only the recorded workload and its descendants (`workload_pid` from the sidecar).
+    #[arg(long, conflicts_with = "pid")]
+    pub workload: bool,
+    /// Only this process (pid or tgid) and its descendants.
+    #[arg(long)]
+    pub pid: Option<i32>,
+    /// The policy the model runs (default: the kernel's own, e.g. `all` for 6.1 and 6.18).
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// CPUs of the captured machine (default: capture header, sidecar, else 8).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub cpus: Option<u32>,
+    /// Length of the windows in which running counts are compared, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    pub window_ms: u64,
+    /// Print how each counter is observed and predicted, then exit.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+/// Counts of every row at one point: name → (observed, predicted).
+type Counts = BTreeMap<&'static str, (Option<u64>, Option<u64>)>;
+
+fn counts(o: &Observed, c: &Counters) -> Counts {
+    COUNTERS
+        .iter()
+        .map(|r| (r.name, ((r.observed)(o), (r.predicted)(c))))
+        .collect()
+}
+
+fn counts_json(c: &Counts) -> Value {
+    let mut m = serde_json::Map::new();
+    for (k, (o, p)) in c {
+        m.insert((*k).to_string(), json!({ "observed": o, "predicted": p }));
+    }
+    Value::Object(m)
+}
+
+/// The first goal counter outside the tolerance, in table order.
+fn diverging(c: &Counts) -> Option<(&'static str, u64, u64)> {
+    COUNTERS
+        .iter()
+        .filter(|r| r.goal)
+        .find_map(|r| match c.get(r.name) {
+            Some((Some(o), Some(p))) if !within_tolerance(*o, *p) => Some((r.name, *o, *p)),
+            _ => None,
+        })
+}
+
+struct Window {
+    start_ns: u64,
+    end_ns: u64,
+    ops: Vec<Op>,
+    n_ops: u64,
+}
+
+/// One capture's fidelity report.
+fn one(trace: Option<&str>, a: &Args) -> anyhow::Result<Value> {
+    let kernel: KernelChoice = kernel_for(trace, a.kernel.as_deref())?;
+    let pid = if a.workload {
+        Some(workload_pid(trace)?)
+    } else {
+        a.pid
+    };
+    let mut src = Source::open_opt(trace, false)?;
+    let nr_cpus = a
+        .cpus
+        .or(src.nr_cpus())
+        .or(kernel.nr_cpus)
+        .unwrap_or(DEFAULT_CPUS)
+        .clamp(1, 64);
+    let profile = kernel.profile(nr_cpus);
+    let policy = a
+        .policy
+        .clone()
+        .unwrap_or_else(|| kernel.own_policy.clone());
+    let spec = registry::parse(&policy).map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
+    let mut engine = spec.build(&profile);
+    let mut low = Lowering::new(LowerOptions {
+        pid,
+        comm: None,
+        nr_cpus,
+    });
+    let meta: Option<Value> = match trace {
+        Some(t) => std::fs::read_to_string(format!("{t}.meta.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok()),
+        None => serde_json::from_str(BUNDLED_META).ok(),
+    };
+    if let Some(ev) = meta
+        .as_ref()
+        .and_then(|m| m.get("events_enabled"))
+        .and_then(Value::as_array)
+    {
+        low.observed_mut()
+            .set_enabled(ev.iter().filter_map(Value::as_str));
+    }
+    let window_ns = a.window_ms.max(1) * 1_000_000;
+    let mut first_ts: Option<u64> = None;
+    let mut win = Window {
+        start_ns: 0,
+        end_ns: window_ns,
+        ops: Vec::new(),
+        n_ops: 0,
+    };
+    let mut first_div: Option<Value> = None;
+    let mut rejected = 0u64;
+    let mut ops: Vec<Op> = Vec::new();
+    let check = |low: &Lowering, c: &Counters, win: &Window, first: &mut Option<Value>| {
+        if first.is_some() {
+            return;
+        }
+        let now = counts(&low.stats().observed, c);
+        if let Some((name, o, p)) = diverging(&now) {
+            *first = Some(json!({
+                "window_ms": [win.start_ns as f64 / 1e6, win.end_ns as f64 / 1e6],
+                "counter": name,
+                "observed": o,
+                "predicted": p,
+                "counters": counts_json(&now),
+                "ops_in_window": win.n_ops,
+                "ops": win.ops,
+            }));
+        }
+    };
+    while let Some(r) = src.next_record()? {
+        let base = *first_ts.get_or_insert(r.ts_ns);
+        let rel = r.ts_ns.saturating_sub(base);
+        while rel >= win.end_ns {
+            check(&low, engine.counters(), &win, &mut first_div);
+            win.start_ns = win.end_ns;
+            win.end_ns += window_ns;
+            win.ops.clear();
+            win.n_ops = 0;
+        }
+        low.push(&r, &mut ops);
+        for op in ops.drain(..) {
+            if engine.apply(&op).is_err() {
+                rejected += 1;
+            }
+            // Context switches and clock ticks are counted, not listed.
+            let listed = !matches!(op, Op::Clock { .. } | Op::Switch { .. });
+            if win.ops.len() < MAX_WINDOW_OPS && listed {
+                win.ops.push(op);
+            }
+            win.n_ops += 1;
+        }
+    }
+    low.finish(&mut ops);
+    for op in ops.drain(..) {
+        if engine.apply(&op).is_err() {
+            rejected += 1;
+        }
+        win.n_ops += 1;
+    }
+    check(&low, engine.counters(), &win, &mut first_div);
+    engine.finish();
+    let stats = low.into_stats();
+    let total = counts(&stats.observed, engine.counters());
+    let outside: Vec<&str> = COUNTERS
+        .iter()
+        .filter(
+            |r| matches!(total.get(r.name), Some((Some(o), Some(p))) if !within_tolerance(*o, *p)),
+        )
+        .map(|r| r.name)
+        .collect();
+    let mut k = serde_json::to_value(&kernel)?;
+    if let Some(m) = k.as_object_mut() {
+        m.insert("mechanics".into(), serde_json::to_value(&profile)?);
+    }
+    Ok(json!({
+        "trace": src.name(),
+        "kernel": k,
+        "policy": spec.name(),
+        "nr_cpus": nr_cpus,
+        "workload_pid": pid,
+        "records": stats.records,
+        "ops": stats.ops,
+        "ops_rejected": rejected,
+        "filtered_out": stats.filtered_out,
+        "counters": counts_json(&total),
+        "outside_tolerance": outside,
+        "first_divergence": first_div,
+    }))
+}
+
+fn cell(v: &Value) -> String {
+    v.as_u64()
+        .map_or_else(|| "-".to_string(), |n| n.to_string())
+}
+
+fn text(v: &Value) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let k = &v["kernel"];
+    let _ = writeln!(
+        s,
+        "trace: {} (kernel {} from {}{}; policy {}; {} CPUs{})",
+        v["trace"].as_str().unwrap_or("?"),
+        k["profile"].as_str().unwrap_or("?"),
+        k["source"].as_str().unwrap_or("?"),
+        k["release"]
+            .as_str()
+            .map_or(String::new(), |r| format!(", release {r}")),
+        v["policy"].as_str().unwrap_or("?"),
+        v["nr_cpus"],
+        v["workload_pid"]
+            .as_i64()
+            .map_or(String::new(), |p| format!("; workload pid {p}")),
+    );
+    let _ = writeln!(
+        s,
+        "{:40} {:>10} {:>10} {:>8}  within ±25% (±1 below 10)",
+        "counter", "observed", "predicted", "ratio"
+    );
+    for r in COUNTERS {
+        let c = &v["counters"][r.name];
+        let (o, p) = (c["observed"].as_u64(), c["predicted"].as_u64());
+        let (ratio, ok) = match (o, p) {
+            (Some(o), Some(p)) => (
+                mmreplay::report::ratio(p, o),
+                if within_tolerance(o, p) { "yes" } else { "NO" },
+            ),
+            _ => ("-".to_string(), "not logged"),
+        };
+        let _ = writeln!(
+            s,
+            "{:40} {:>10} {:>10} {:>8}  {}",
+            r.name,
+            cell(&c["observed"]),
+            cell(&c["predicted"]),
+            ratio,
+            ok
+        );
+    }
+    match v["first_divergence"].as_object() {
+        None => {
+            let _ = writeln!(
+                s,
+                "first divergence: none (running counts stay within tolerance)"
+            );
+        }
+        Some(d) => {
+            let w = &d["window_ms"];
+            let _ = writeln!(
+                s,
+                "first divergence: window {:.0}-{:.0} ms: {} observed {} predicted {} ({} ops in the window; the first, without switches:)",
+                w[0].as_f64().unwrap_or(0.0),
+                w[1].as_f64().unwrap_or(0.0),
+                d["counter"].as_str().unwrap_or("?"),
+                cell(&d["observed"]),
+                cell(&d["predicted"]),
+                d["ops_in_window"],
+            );
+            for op in d["ops"].as_array().into_iter().flatten().take(12) {
+                let _ = writeln!(s, "  {op}");
+            }
+        }
+    }
+    s
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    if a.explain {
+        for r in COUNTERS {
+            println!("{}: {}", r.name, r.how);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let inputs: Vec<Option<String>> = if a.traces.is_empty() {
+        vec![None]
+    } else {
+        a.traces.iter().cloned().map(Some).collect()
+    };
+    let mut code = 0u8;
+    let mut out = std::io::stdout().lock();
+    for t in &inputs {
+        let printed = match one(t.as_deref(), &a) {
+            Ok(v) if a.json => writeln!(out, "{}", serde_json::to_string(&v)?),
+            Ok(v) => writeln!(out, "{}", text(&v)),
+            Err(e) => {
+                eprintln!(
+                    "mmreplay fidelity: {}: error: {e:#}",
+                    t.as_deref().unwrap_or("<bundled>")
+                );
+                code = 2;
+                Ok(())
+            }
+        };
+        // A closed pipe (`| head`) ends the output quietly.
+        if printed.is_err() {
+            break;
+        }
+    }
+    Ok(ExitCode::from(code))
+}
