@@ -193,8 +193,13 @@ fn read_perf_walk(
             what: "perf.data",
             offset: 0,
             msg: format!(
-                "tracepoint events but no tracing data (format files) in this {} file",
-                l.producer.name()
+                "tracepoint events but no tracing data (format files) in this {} file{}",
+                l.producer.name(),
+                // Why, when the header says (a recorder killed before writing its features).
+                l.notes
+                    .first()
+                    .map(|n| format!("; byte {}: {}", n.offset, n.msg))
+                    .unwrap_or_default()
             ),
         });
     }
