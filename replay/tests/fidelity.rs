@@ -10,7 +10,8 @@
 //! The goal of issue 5 is ±25% on remote flushes; counts below 10 must agree within 1.
 //! `compaction` is the one known exception, pinned here with its cause so that a fix shows up:
 //! the workload's compaction migrates pages of processes the lowering never saw mapped
-//! (`set_migration_pte_no_mm_maps_address`), so their flushes cannot be predicted.
+//! (`set_migration_pte_no_mm_maps_address`), so their flushes cannot be predicted; `tour`
+//! (the bundled capture) has a compaction step too, with the same gap.
 
 use std::process::Command;
 
@@ -80,6 +81,17 @@ fn workload_remote_flushes_match_the_capture_kernel() {
             assert!(
                 obs > 1000 && pred * 10 < obs && unplaced > 10_000,
                 "compaction: the known gap changed (predicted {pred}, observed {obs}, \
+                 unplaced migrations {unplaced}): update this test and the corpus README"
+            );
+            continue;
+        }
+        if trace.ends_with("/tour.trace.zst") {
+            // The same cause as compaction: its compaction step moved 177 pages of other
+            // processes (the flushes of their unmapping cannot be predicted).
+            let unplaced = num(&r, &["unplaced", "set_migration_pte_no_mm_maps_address"]);
+            assert!(
+                pred * 2 < obs && unplaced > 100,
+                "tour: the known gap changed (predicted {pred}, observed {obs}, \
                  unplaced migrations {unplaced}): update this test and the corpus README"
             );
             continue;

@@ -309,6 +309,7 @@ snapshot_tests! {
     "madv-mprotect" => madv_mprotect,
     "reclaim-swap" => reclaim_swap,
     "threads-shootdown" => threads_shootdown,
+    "tour" => tour,
 }
 
 /// A new capture in corpus/captures must get a snapshot test (and a removed one must lose it).

@@ -18,8 +18,8 @@ use super::replay::{write_atomic, ModeArg};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Capture (any format `replay` reads) or litmus file.
-    pub trace: String,
+    /// Capture (any format `replay` reads) or litmus file. None: the bundled capture.
+    pub trace: Option<String>,
     /// The candidate policy whose divergence (or violation) to keep.
     #[arg(long)]
     pub policy: String,
@@ -73,7 +73,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         ModeArg::Free => Mode::FreeRunning,
     };
     let input = match minimize::load(
-        &a.trace,
+        a.trace.as_deref(),
         &LoadOptions {
             pid: a.pid,
             comm: a.comm.clone(),
