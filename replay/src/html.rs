@@ -157,6 +157,9 @@ pub struct FidelityRow {
 #[derive(Clone, Debug, Serialize)]
 pub struct Window {
     pub candidate: String,
+    /// `state` (the first op after which the snapshots differ) or `counters` (only counters
+    /// differ: the first op after which one does).
+    pub kind: String,
     pub first_step: u64,
     /// (op index, op as a litmus line).
     pub ops: Vec<(u64, String)>,
@@ -232,6 +235,7 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
     // A candidate that differs only in counters has no located state divergence: its window
     // is at the first op after which a counter differs.
     let mut steps = steps;
+    let mut counter_only_steps: Vec<String> = Vec::new();
     let is_litmus = input.is_some_and(crate::source::is_litmus);
     if !is_litmus {
         let specs = session::specs(&o.policies)?;
@@ -258,6 +262,7 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
                     (rs.build(&profile), cs.build(&profile))
                 })? {
                     steps.push((v.candidate.clone(), s));
+                    counter_only_steps.push(v.candidate.clone());
                 }
             }
         }
@@ -624,6 +629,11 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
         .zip(windows)
         .map(|((cand, s), ops)| Window {
             candidate: cand.clone(),
+            kind: if counter_only_steps.contains(cand) {
+                "counters".into()
+            } else {
+                "state".into()
+            },
             first_step: *s,
             ops,
             diff: r.diffs.get(cand).cloned().unwrap_or_default(),
@@ -1063,8 +1073,13 @@ fn section(t: &TraceReport) -> String {
     for w in &t.windows {
         let _ = write!(
             o,
-            "<h3>{} diverges first after op {}</h3><pre data-window=\"{}\">",
+            "<h3>{}: {} first differ after op {}</h3><pre data-window=\"{}\">",
             esc(&w.candidate),
+            if w.kind == "counters" {
+                "counters"
+            } else {
+                "states"
+            },
             w.first_step,
             esc(&w.candidate)
         );
