@@ -41,6 +41,26 @@ reclaim-swap)
 	# recorder's zstd window would not fit in the limit.
 	rec reclaim-swap -- sh -c "echo \$\$ > $g/cgroup.procs && exec $B/anon_reclaim 96 2"
 	rmdir $g ;;
+tour)
+	# The bundled default of `mmreplay replay`: one small run on which every candidate shows
+	# its effect. hugetlb PMD sharing with concurrent sharers (batched-unshare), compaction
+	# migrating the process's pages (ad-preserve), then memcg reclaim with swap and refaults
+	# (lookaround), in that order, in one process tree (--follow keeps only it). The hugetlb
+	# pool is given back before compaction: with 2 GiB reserved, compact_frag moved 0 pages,
+	# and 16 MiB moved 8 of 2,048 (64 MiB: 2,898 of 8,192 in a trial run).
+	hp=$(cat /proc/sys/vm/nr_hugepages)
+	echo 1100 > /proc/sys/vm/nr_hugepages
+	sync; echo 3 > /proc/sys/vm/drop_caches
+	[ -f /swapfile ] || { fallocate -l 2G /swapfile; chmod 600 /swapfile; mkswap /swapfile; }
+	swapon --show=NAME --noheadings | grep -qx /swapfile || swapon /swapfile
+	g=/sys/fs/cgroup/memory/mmreplay-tour
+	mkdir -p $g
+	echo $((8 << 20)) > $g/memory.limit_in_bytes
+	echo 100 > $g/memory.swappiness
+	rec tour --follow --events "default,csd:*,sched:sched_wake_idle_without_ipi" -- sh -c \
+		"$B/hugetlb_fork 3 2048 conc && echo $hp > /proc/sys/vm/nr_hugepages && $B/compact_frag 64 1 && echo \$\$ > $g/cgroup.procs && exec $B/anon_reclaim 24 2"
+	echo "$hp" > /proc/sys/vm/nr_hugepages
+	rmdir $g ;;
 madv-mprotect)
 	rec madv-mprotect -- "$B/madv_mprotect" 200 ;;
 threads-shootdown)
@@ -71,7 +91,7 @@ esac
 }
 
 if [ "${1:-}" = all ]; then
-	set -- hugetlb-fork hugetlb-share-conc compaction reclaim-swap madv-mprotect threads-shootdown gcc-hello \
+	set -- tour hugetlb-fork hugetlb-share-conc compaction reclaim-swap madv-mprotect threads-shootdown gcc-hello \
 		fmt-noirq fmt-pipe fmt-tgid fmt-follow fmt-lost-pipe fmt-overrun
 fi
 for n in "$@"; do cap "$n"; done

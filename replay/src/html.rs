@@ -91,10 +91,15 @@ pub struct PteStats {
 #[derive(Clone, Debug, Serialize)]
 pub struct ProcessRow {
     pub mm: u32,
-    pub vmas: usize,
+    /// Ops of this mm in the op stream, the first and the last.
+    pub ops: u64,
+    pub first_op: u64,
+    pub last_op: u64,
+    /// mmaps in the op stream.
+    pub mmaps: u64,
     /// Accesses and faults in the op stream.
     pub accesses: u64,
-    /// One per policy.
+    /// Final page-table state, one per policy.
     pub per_policy: Vec<PteStats>,
 }
 
@@ -106,8 +111,29 @@ pub struct VmaRow {
     pub end: String,
     pub kind: String,
     pub prot: String,
+    /// Op index of its mmap, and of the munmap that covered its start (if any).
+    pub mapped_at: u64,
+    pub unmapped_at: Option<u64>,
+    /// Accesses and faults inside it (its mm and mms forked after it).
+    pub accesses: u64,
+    /// Final page-table state inside it, one per policy.
     pub per_policy: Vec<PteStats>,
 }
+
+/// A VMA as the op stream made it.
+struct VmaAcc {
+    mm: u32,
+    start: u64,
+    end: u64,
+    kind: String,
+    prot: u32,
+    mapped_at: u64,
+    unmapped_at: Option<u64>,
+    accesses: u64,
+}
+
+/// Per-mm op counts: (ops, first, last, mmaps).
+type MmAcc = (u64, u64, u64, u64);
 
 /// A candidate's verdict.
 #[derive(Clone, Debug, Serialize)]
@@ -131,6 +157,9 @@ pub struct FidelityRow {
 #[derive(Clone, Debug, Serialize)]
 pub struct Window {
     pub candidate: String,
+    /// `state` (the first op after which the snapshots differ) or `counters` (only counters
+    /// differ: the first op after which one does).
+    pub kind: String,
     pub first_step: u64,
     /// (op index, op as a litmus line).
     pub ops: Vec<(u64, String)>,
@@ -206,6 +235,7 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
     // A candidate that differs only in counters has no located state divergence: its window
     // is at the first op after which a counter differs.
     let mut steps = steps;
+    let mut counter_only_steps: Vec<String> = Vec::new();
     let is_litmus = input.is_some_and(crate::source::is_litmus);
     if !is_litmus {
         let specs = session::specs(&o.policies)?;
@@ -232,6 +262,7 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
                     (rs.build(&profile), cs.build(&profile))
                 })? {
                     steps.push((v.candidate.clone(), s));
+                    counter_only_steps.push(v.candidate.clone());
                 }
             }
         }
@@ -245,14 +276,91 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
         comm: o.comm.clone(),
         nr_cpus: r.nr_cpus,
     };
+    let mut vma_acc: Vec<VmaAcc> = Vec::new();
+    let mut vma_maps: BTreeMap<u32, BTreeMap<u64, usize>> = BTreeMap::new();
+    let mut mm_acc: BTreeMap<u32, MmAcc> = BTreeMap::new();
     let mut visit = |i: u64, op: &Op| {
-        if let Op::Access { mm, va, .. } | Op::Fault { mm, va, .. } = op {
-            *cells
-                .entry((mm.0, va >> 16))
-                .or_default()
-                .entry(i / ops_per_col)
-                .or_insert(0) += 1;
-            *accesses.entry(mm.0).or_insert(0) += 1;
+        let find =
+            |maps: &BTreeMap<u32, BTreeMap<u64, usize>>, acc: &[VmaAcc], mm: u32, va: u64| {
+                maps.get(&mm)
+                    .and_then(|m| m.range(..=va).next_back())
+                    .map(|(_, k)| *k)
+                    .filter(|k| acc.get(*k).is_some_and(|v| va < v.end))
+            };
+        if let Some(mm) = op_mm(op) {
+            let e = mm_acc.entry(mm).or_insert((0, i, i, 0));
+            e.0 += 1;
+            e.2 = i;
+        }
+        match op {
+            Op::Access { mm, va, .. } | Op::Fault { mm, va, .. } => {
+                *cells
+                    .entry((mm.0, va >> 16))
+                    .or_default()
+                    .entry(i / ops_per_col)
+                    .or_insert(0) += 1;
+                *accesses.entry(mm.0).or_insert(0) += 1;
+                if let Some(v) =
+                    find(&vma_maps, &vma_acc, mm.0, *va).and_then(|k| vma_acc.get_mut(k))
+                {
+                    v.accesses += 1;
+                }
+            }
+            Op::Mmap {
+                mm,
+                addr,
+                len,
+                prot,
+                flags,
+                file,
+                ..
+            } => {
+                if let Some(e) = mm_acc.get_mut(&mm.0) {
+                    e.3 += 1;
+                }
+                let kind = match file {
+                    Some(f) => format!("{:?}", f.kind).to_lowercase(),
+                    None => "anon".to_string(),
+                };
+                let shared = flags & mmreplay_reference::op::map::SHARED != 0;
+                vma_maps
+                    .entry(mm.0)
+                    .or_default()
+                    .insert(*addr, vma_acc.len());
+                vma_acc.push(VmaAcc {
+                    mm: mm.0,
+                    start: *addr,
+                    end: addr.saturating_add(*len),
+                    kind: if shared {
+                        format!("{kind} shared")
+                    } else {
+                        kind
+                    },
+                    prot: *prot,
+                    mapped_at: i,
+                    unmapped_at: None,
+                    accesses: 0,
+                });
+            }
+            Op::Munmap { mm, addr, len, .. } => {
+                let end = addr.saturating_add(*len);
+                if let Some(m) = vma_maps.get_mut(&mm.0) {
+                    let gone: Vec<u64> = m.range(*addr..end).map(|(s, _)| *s).collect();
+                    for s in gone {
+                        if let Some(v) = m.remove(&s).and_then(|k| vma_acc.get_mut(k)) {
+                            v.unmapped_at = Some(i);
+                        }
+                    }
+                }
+            }
+            Op::Fork { parent, child, .. } => {
+                let inherited = vma_maps.get(&parent.0).cloned().unwrap_or_default();
+                vma_maps.insert(child.0, inherited);
+            }
+            Op::Exec { new, .. } => {
+                vma_maps.remove(&new.0);
+            }
+            _ => {}
         }
         for (w, (_, s)) in windows.iter_mut().zip(&steps) {
             if i + WINDOW_BEFORE >= *s && i <= s + WINDOW_AFTER {
@@ -379,12 +487,13 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
         .iter()
         .map(|&mm| {
             let find = |s: &Snapshot| s.mms.iter().find(|m| m.id.0 == mm).cloned();
+            let (ops, first_op, last_op, mmaps) = mm_acc.get(&mm).copied().unwrap_or_default();
             ProcessRow {
                 mm,
-                vmas: snaps
-                    .first()
-                    .and_then(|s| find(s))
-                    .map_or(0, |m| m.vmas.len()),
+                ops,
+                first_op,
+                last_op,
+                mmaps,
                 accesses: accesses.get(&mm).copied().unwrap_or(0),
                 per_policy: snaps
                     .iter()
@@ -393,40 +502,36 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
             }
         })
         .collect();
-    let mut vmas: Vec<(u64, VmaRow)> = Vec::new();
-    if let Some(reference) = snaps.first() {
-        for m in &reference.mms {
-            for v in &m.vmas {
-                let per_policy: Vec<PteStats> = snaps
-                    .iter()
-                    .map(|s| {
-                        s.mms
-                            .iter()
-                            .find(|x| x.id == m.id)
-                            .map_or_else(PteStats::default, |x| {
-                                pte_stats(x.ptes.iter().filter(|p| p.va >= v.start && p.va < v.end))
-                            })
-                    })
-                    .collect();
-                let weight = per_policy.first().map_or(0, |p| p.present + p.swap);
-                vmas.push((
-                    weight,
-                    VmaRow {
-                        mm: m.id.0,
-                        start: format!("{:#x}", v.start),
-                        end: format!("{:#x}", v.end),
-                        kind: format!("{}{}", v.kind, if v.shared { " shared" } else { "" }),
-                        prot: prot_text(v.prot),
-                        per_policy,
-                    },
-                ));
-            }
-        }
-    }
-    let vmas_total = vmas.len();
-    // Largest first; ties in (mm, start) order (the sort is stable).
-    vmas.sort_by_key(|v| std::cmp::Reverse(v.0));
-    let vmas: Vec<VmaRow> = vmas.into_iter().take(MAX_VMAS).map(|(_, v)| v).collect();
+    let vmas_total = vma_acc.len();
+    let mut order: Vec<usize> = (0..vma_acc.len()).collect();
+    // Most accessed first; ties in op order (the sort is stable).
+    order.sort_by_key(|k| std::cmp::Reverse(vma_acc.get(*k).map_or(0, |v| v.accesses)));
+    let vmas: Vec<VmaRow> = order
+        .into_iter()
+        .take(MAX_VMAS)
+        .filter_map(|k| vma_acc.get(k))
+        .map(|v| VmaRow {
+            mm: v.mm,
+            start: format!("{:#x}", v.start),
+            end: format!("{:#x}", v.end),
+            kind: v.kind.clone(),
+            prot: prot_text(v.prot),
+            mapped_at: v.mapped_at,
+            unmapped_at: v.unmapped_at,
+            accesses: v.accesses,
+            per_policy: snaps
+                .iter()
+                .map(|s| {
+                    s.mms
+                        .iter()
+                        .find(|x| x.id.0 == v.mm)
+                        .map_or_else(PteStats::default, |x| {
+                            pte_stats(x.ptes.iter().filter(|p| p.va >= v.start && p.va < v.end))
+                        })
+                })
+                .collect(),
+        })
+        .collect();
     let verdicts = r
         .verdicts
         .iter()
@@ -524,6 +629,11 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
         .zip(windows)
         .map(|((cand, s), ops)| Window {
             candidate: cand.clone(),
+            kind: if counter_only_steps.contains(cand) {
+                "counters".into()
+            } else {
+                "state".into()
+            },
             first_step: *s,
             ops,
             diff: r.diffs.get(cand).cloned().unwrap_or_default(),
@@ -557,6 +667,32 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
         vmas_total,
         windows,
     })
+}
+
+/// The mm an op belongs to (the child of a fork, the new mm of an exec).
+fn op_mm(op: &Op) -> Option<u32> {
+    use mmreplay_reference::op::MigrateTarget;
+    match op {
+        Op::Fault { mm, .. }
+        | Op::Access { mm, .. }
+        | Op::Exit { mm, .. }
+        | Op::Mmap { mm, .. }
+        | Op::Munmap { mm, .. }
+        | Op::Mremap { mm, .. }
+        | Op::Brk { mm, .. }
+        | Op::Mprotect { mm, .. }
+        | Op::Madvise { mm, .. }
+        | Op::SetMemcg { mm, .. }
+        | Op::Pin { mm, .. }
+        | Op::GetRef { mm, .. } => Some(mm.0),
+        Op::Fork { child, .. } => Some(child.0),
+        Op::Exec { new, .. } => Some(new.0),
+        Op::Migrate {
+            target: MigrateTarget::Va { mm, .. },
+            ..
+        } => Some(mm.0),
+        _ => None,
+    }
 }
 
 /// The first op after which the two models' counters differ (re-reading the input).
@@ -869,16 +1005,23 @@ fn section(t: &TraceReport) -> String {
         let _ = write!(o, "<td>{v}</td>");
     }
     o.push_str("</tr></table><p><small>Counters that are 0 under every policy are not listed; rows that differ are shaded.</small></p>");
-    o.push_str("<h2>Processes (final state)</h2><table>");
-    stats_header(&mut o, &t.policies, &["mm", "VMAs", "accesses"]);
+    o.push_str("<h2>Processes</h2><p>From the op stream; the per-policy columns are the final page-table state (empty for a process that exited).</p><table>");
+    stats_header(
+        &mut o,
+        &t.policies,
+        &["mm", "ops", "first op", "last op", "mmaps", "accesses"],
+    );
     for p in &t.processes {
         let differs = p.per_policy.windows(2).any(|w| w.first() != w.get(1));
         let _ = write!(
             o,
-            "<tr{}><td class=\"l\">mm{}</td><td>{}</td><td>{}</td>",
+            "<tr{}><td class=\"l\">mm{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
             if differs { " class=\"diff\"" } else { "" },
             p.mm,
-            p.vmas,
+            p.ops,
+            p.first_op,
+            p.last_op,
+            p.mmaps,
             p.accesses
         );
         stats_cells(&mut o, &p.per_policy);
@@ -887,22 +1030,37 @@ fn section(t: &TraceReport) -> String {
     o.push_str("</table>");
     let _ = write!(
         o,
-        "<h2>VMAs (final state; {} of {}, most mapped pages first)</h2><table>",
+        "<h2>VMAs ({} of the {} mmaps in the op stream, most accessed first)</h2><table>",
         t.vmas.len(),
         t.vmas_total
     );
-    stats_header(&mut o, &t.policies, &["mm", "range", "kind", "prot"]);
+    stats_header(
+        &mut o,
+        &t.policies,
+        &[
+            "mm",
+            "range",
+            "kind",
+            "prot",
+            "mapped at op",
+            "unmapped at op",
+            "accesses",
+        ],
+    );
     for v in &t.vmas {
         let differs = v.per_policy.windows(2).any(|w| w.first() != w.get(1));
         let _ = write!(
             o,
-            "<tr{}><td class=\"l\">mm{}</td><td class=\"l\">{}-{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td>",
+            "<tr{}><td class=\"l\">mm{}</td><td class=\"l\">{}-{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td>",
             if differs { " class=\"diff\"" } else { "" },
             v.mm,
             esc(&v.start),
             esc(&v.end),
             esc(&v.kind),
-            esc(&v.prot)
+            esc(&v.prot),
+            v.mapped_at,
+            v.unmapped_at.map_or_else(|| "-".to_string(), |u| u.to_string()),
+            v.accesses
         );
         stats_cells(&mut o, &v.per_policy);
         o.push_str("</tr>");
@@ -915,8 +1073,13 @@ fn section(t: &TraceReport) -> String {
     for w in &t.windows {
         let _ = write!(
             o,
-            "<h3>{} diverges first after op {}</h3><pre data-window=\"{}\">",
+            "<h3>{}: {} first differ after op {}</h3><pre data-window=\"{}\">",
             esc(&w.candidate),
+            if w.kind == "counters" {
+                "counters"
+            } else {
+                "states"
+            },
             w.first_step,
             esc(&w.candidate)
         );

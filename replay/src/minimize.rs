@@ -232,9 +232,9 @@ pub enum MinimizeError {
     Property(String),
 }
 
-/// Lower `path` into memory (a litmus file is read as it is).
-pub fn load(path: &str, o: &LoadOptions) -> Result<Input, MinimizeError> {
-    if source::is_litmus(path) {
+/// Lower `path` (`None`: the bundled capture) into memory (a litmus file is read as it is).
+pub fn load(path: Option<&str>, o: &LoadOptions) -> Result<Input, MinimizeError> {
+    if let Some(path) = path.filter(|p| source::is_litmus(p)) {
         let f = crate::litmus::load(std::path::Path::new(path))?;
         let mut profile = f.profile.clone();
         if let Some(n) = o.cpus {
@@ -248,7 +248,7 @@ pub fn load(path: &str, o: &LoadOptions) -> Result<Input, MinimizeError> {
             profile,
         });
     }
-    let mut src = Source::open(path, o.strict)?;
+    let mut src = Source::open_opt(path, o.strict)?;
     let nr_cpus = o
         .cpus
         .or(src.nr_cpus())
@@ -294,7 +294,7 @@ pub fn load(path: &str, o: &LoadOptions) -> Result<Input, MinimizeError> {
         }
     }
     Ok(Input {
-        name: path.to_string(),
+        name: src.name().to_string(),
         ops,
         observed,
         profile,

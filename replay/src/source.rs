@@ -17,10 +17,11 @@ use mmreplay_parsers::{Diagnostics, Options, ParseError, RecordSource};
 use crate::corpus::{self, CorpusError};
 
 /// The bundled capture: a real `mmreplay record` capture from `corpus/captures/` (see
-/// corpus/README.md for its provenance).
-pub const BUNDLED: &[u8] = include_bytes!("../../corpus/captures/threads-shootdown.trace.zst");
+/// corpus/README.md for its provenance). `tour` is chosen because every candidate shows its
+/// effect on it (hugetlb PMD sharing, a migration, memcg reclaim).
+pub const BUNDLED: &[u8] = include_bytes!("../../corpus/captures/tour.trace.zst");
 /// Name the bundled capture is reported under.
-pub const BUNDLED_NAME: &str = "<bundled:corpus/captures/threads-shootdown.trace.zst>";
+pub const BUNDLED_NAME: &str = "<bundled:corpus/captures/tour.trace.zst>";
 
 /// Whether `path` names a litmus scenario (`corpus/litmus/*.litmus`): ops, not records, so
 /// `session::run` replays it without the parsers and the lowering.

@@ -103,8 +103,11 @@ fn reduce(file: &str, policy: &str, property: Property) -> Reduced {
     let noisy_path = d.join("noisy.litmus");
     std::fs::write(&noisy_path, noisy(&text)).expect("write");
     let f = litmus::load(&noisy_path).expect("noisy parses");
-    let input: Input =
-        minimize::load(&noisy_path.display().to_string(), &LoadOptions::default()).expect("load");
+    let input: Input = minimize::load(
+        Some(&noisy_path.display().to_string()),
+        &LoadOptions::default(),
+    )
+    .expect("load");
     assert!(input.ops.len() >= original.len() + 20, "noise was added");
     let build = builder(&input.profile, f.mode, policy);
     let mut m = Minimizer::new(&input, &build, f.mode);
@@ -248,7 +251,7 @@ fn corpus_divergence_reduces_and_stop_keeps_the_best() {
         .join("../corpus/captures/hugetlb-share-conc.trace.zst")
         .display()
         .to_string();
-    let input = minimize::load(&trace, &LoadOptions::default()).expect("load");
+    let input = minimize::load(Some(&trace), &LoadOptions::default()).expect("load");
     let build = builder(&input.profile, Mode::Lockstep, "batched-unshare");
     let mut m = Minimizer::new(&input, &build, Mode::Lockstep);
     let (out, prop) = m

@@ -314,6 +314,7 @@ snapshot_tests! {
     "madv-mprotect" => madv_mprotect,
     "reclaim-swap" => reclaim_swap,
     "threads-shootdown" => threads_shootdown,
+    "tour" => tour,
 }
 
 /// Accepting a snapshot must never accept a breach: no policy may breach its contract, be

@@ -19,8 +19,8 @@ use mmreplay::atomic::write_atomic;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Capture (any format `replay` reads) or litmus file.
-    pub trace: String,
+    /// Capture (any format `replay` reads) or litmus file. None: the bundled capture.
+    pub trace: Option<String>,
     /// The candidate policy whose divergence (or violation) to keep.
     #[arg(long)]
     pub policy: String,
@@ -74,7 +74,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         ModeArg::Free => Mode::FreeRunning,
     };
     let input = match minimize::load(
-        &a.trace,
+        a.trace.as_deref(),
         &LoadOptions {
             pid: a.pid,
             comm: a.comm.clone(),

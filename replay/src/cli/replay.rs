@@ -88,8 +88,7 @@ pub struct Args {
 }
 
 /// Sidecar of the bundled capture (see `mmreplay::source::BUNDLED`).
-pub const BUNDLED_META: &str =
-    include_str!("../../../corpus/captures/threads-shootdown.trace.zst.meta.json");
+pub const BUNDLED_META: &str = include_str!("../../../corpus/captures/tour.trace.zst.meta.json");
 
 /// `workload_pid` from the `.meta.json` sidecar of `trace` (`None`: the bundled capture).
 pub fn workload_pid(trace: Option<&str>) -> anyhow::Result<i32> {
@@ -257,6 +256,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&rep.json())?);
         } else {
             print!("{}", rep.text());
+            if a.traces.is_empty() {
+                print!("{}", what_next(&r));
+            }
         }
         if let Some(d) = &a.snapshot_out {
             for p in &r.run.policies {
@@ -282,4 +284,37 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::from(code))
+}
+
+/// The footer of the default run (the bundled capture): where to look next.
+fn what_next(r: &SessionResult) -> String {
+    let diverged = r
+        .verdicts
+        .iter()
+        .find(|v| v.label() != "same")
+        .map_or("batched-unshare", |v| v.candidate.as_str());
+    let rows = [
+        (
+            "mmreplay report -o report.html".to_string(),
+            "this replay as one HTML page: counters over time, access heatmap, first diverging ops"
+                .to_string(),
+        ),
+        (
+            format!("mmreplay minimize --policy {diverged} -o min.litmus"),
+            format!(
+                "the few ops that still make {diverged} differ (then: mmreplay check min.litmus)"
+            ),
+        ),
+        (
+            "mmreplay fidelity".to_string(),
+            "how far the reference model's predictions are from what the kernel logged".to_string(),
+        ),
+    ];
+    let w = rows.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    let mut s = String::from("\nwhat to look at next:\n");
+    for (c, d) in rows {
+        s.push_str(&format!("  {c:w$}  {d}\n"));
+    }
+    s.push_str("  (each also takes a capture path; `mmreplay record -- CMD` makes one)\n");
+    s
 }
