@@ -7,6 +7,7 @@ pub mod differ;
 pub mod engine;
 pub mod litmus;
 pub mod lower;
+pub mod procsnap;
 pub mod record;
 pub mod report;
 pub mod session;

@@ -74,6 +74,8 @@ pub enum SessionError {
     Policy(String),
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    ProcSnap(#[from] crate::procsnap::ProcSnapError),
 }
 
 /// What a session produced.
@@ -146,10 +148,16 @@ pub fn run(
         .unwrap_or(DEFAULT_CPUS)
         .clamp(1, 64);
     let profile = profile(nr_cpus, o.cpumask_mode);
+    // The process snapshot `mmreplay record` wrote next to the trace, if there is one.
+    let procs = match input.map(|p| crate::procsnap::path_for(std::path::Path::new(p))) {
+        Some(sp) if sp.exists() => Some(std::sync::Arc::new(crate::procsnap::load(&sp)?)),
+        _ => None,
+    };
     let lower = LowerOptions {
         pid: o.pid,
         comm: o.comm.clone(),
         nr_cpus,
+        procs,
     };
     let trace = src.name().to_string();
     let format = src.format().to_string();
