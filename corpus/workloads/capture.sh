@@ -30,6 +30,11 @@ compaction)
 	# Page cache would dominate the migrations: drop it first so the workload's pages show.
 	sync; echo 3 > /proc/sys/vm/drop_caches
 	rec compaction -- "$B/compact_frag" 32 1 ;;
+compaction-procs)
+	# The same workload; `record` now also snapshots every older process's address space
+	# (compaction-procs.trace.zst.procs.zst), so their migrated pages can be placed.
+	sync; echo 3 > /proc/sys/vm/drop_caches
+	rec compaction-procs -- "$B/compact_frag" 32 1 ;;
 reclaim-swap)
 	[ -f /swapfile ] || { fallocate -l 2G /swapfile; chmod 600 /swapfile; mkswap /swapfile; }
 	swapon --show=NAME --noheadings | grep -qx /swapfile || swapon /swapfile
@@ -67,6 +72,16 @@ threads-shootdown)
 	rec threads-shootdown -- "$B/threads_shootdown" 300 ;;
 gcc-hello)
 	rec gcc-hello -- gcc -O2 -o /tmp/mmreplay-hello "$here/hello.c" ;;
+thp-paths)
+	# THP mode `madvise` (the machine's setting); khugepaged scans every 100 ms instead of 10 s
+	# for the capture (restored after, also when the recording fails).
+	k=/sys/kernel/mm/transparent_hugepage/khugepaged
+	ss=$(cat $k/scan_sleep_millisecs); as=$(cat $k/alloc_sleep_millisecs)
+	echo 100 > $k/scan_sleep_millisecs; echo 100 > $k/alloc_sleep_millisecs
+	st=0
+	rec thp-paths --events "default,csd:*" -- "$B/thp_paths" 2 || st=$?
+	echo "$ss" > $k/scan_sleep_millisecs; echo "$as" > $k/alloc_sleep_millisecs
+	[ $st = 0 ] ;;
 # Text-format variants of small captures, for the text parser's tests.
 fmt-noirq)
 	rec fmt-noirq --irq-info off -- "$B/madv_mprotect" 40 ;;
@@ -91,7 +106,7 @@ esac
 }
 
 if [ "${1:-}" = all ]; then
-	set -- tour hugetlb-fork hugetlb-share-conc compaction reclaim-swap madv-mprotect threads-shootdown gcc-hello \
+	set -- tour hugetlb-fork hugetlb-share-conc compaction reclaim-swap madv-mprotect threads-shootdown gcc-hello thp-paths \
 		fmt-noirq fmt-pipe fmt-tgid fmt-follow fmt-lost-pipe fmt-overrun
 fi
 for n in "$@"; do cap "$n"; done

@@ -314,6 +314,10 @@ pub enum Event {
     Hugetlbfs { name: Sym },
     /// `huge_memory:mm_khugepaged_*` and friends: full event name.
     Khugepaged { name: Sym },
+    /// `huge_memory:mm_collapse_huge_page`: `collapse_huge_page` (khugepaged or MADV_COLLAPSE)
+    /// ended on `mm` with `status` (`succeeded`, `page_locked`, ...). `mm` is the `%p`-hashed
+    /// pointer in text (the same value as `rss_stat`'s `mm_id`) and the raw pointer in binary.
+    CollapseHugePage { mm: u64, status: Sym },
     /// `damon:damon_aggregated`. `age` is absent before 5.15.
     DamonAggregated {
         target_id: u64,
@@ -379,6 +383,7 @@ impl Event {
             Event::Filemap { add: false, .. } => "mm_filemap_delete_from_page_cache",
             Event::Hugetlbfs { name } => name,
             Event::Khugepaged { name } => name,
+            Event::CollapseHugePage { .. } => "mm_collapse_huge_page",
             Event::DamonAggregated { .. } => "damon_aggregated",
             Event::Lost { .. } => "lost",
             Event::Other { name } => name,

@@ -195,6 +195,7 @@ fn static_id(ev: &Event) -> Option<usize> {
         Event::Compaction { .. }
         | Event::Hugetlbfs { .. }
         | Event::Khugepaged { .. }
+        | Event::CollapseHugePage { .. }
         | Event::Other { .. } => return None,
     })
 }

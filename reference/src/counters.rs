@@ -179,6 +179,12 @@ counters! {
     pins,
     /// Extra references taken.
     extra_refs,
+    /// THPs mapped by a fault (`thp_fault_alloc` in /proc/vmstat).
+    thp_fault_alloc,
+    /// THP PMDs split (`thp_split_pmd`).
+    thp_split_pmd,
+    /// THPs made by khugepaged collapses (`thp_collapse_alloc`).
+    thp_collapse_alloc,
 }
 
 impl Counters {

@@ -136,6 +136,10 @@ pub mod madv {
     pub const FREE: u32 = 8;
     /// MADV_DONTFORK.
     pub const DONTFORK: u32 = 10;
+    /// MADV_HUGEPAGE (sets VM_HUGEPAGE).
+    pub const HUGEPAGE: u32 = 14;
+    /// MADV_NOHUGEPAGE (sets VM_NOHUGEPAGE).
+    pub const NOHUGEPAGE: u32 = 15;
     /// MADV_DOFORK.
     pub const DOFORK: u32 = 11;
     /// MADV_WIPEONFORK.
@@ -375,6 +379,17 @@ pub enum Op {
         /// Which step.
         step: MigrateBatchStep,
     },
+    /// khugepaged's `collapse_huge_page` on `mm` got as far as `pmdp_collapse_flush` (the
+    /// `huge_memory:mm_collapse_huge_page` event; `collapsed`: status `succeeded`). The model
+    /// chooses the PMD (the trace does not name it), see `model/thp.rs`.
+    ThpCollapse {
+        /// CPU running khugepaged.
+        cpu: Cpu,
+        /// Address space.
+        mm: MmId,
+        /// The collapse succeeded (else the PTE table was put back after the flush).
+        collapsed: bool,
+    },
     /// The capture's clock advanced to `now_ns` (nanoseconds, any epoch; never goes back). Only
     /// time-based kernel rules read it: `mm_cpumask` trimming at most once a second per mm
     /// (`arch/x86/mm/tlb.c:should_trim_cpumask`).
@@ -410,6 +425,7 @@ impl Op {
             Op::PutRef { .. } => "put_ref",
             Op::Clock { .. } => "clock",
             Op::MigrateBatch { .. } => "migrate_batch",
+            Op::ThpCollapse { .. } => "thp_collapse",
         }
     }
 }

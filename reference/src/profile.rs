@@ -23,6 +23,17 @@ pub enum CpumaskMode {
     TrimByFlush,
 }
 
+/// `/sys/kernel/mm/transparent_hugepage/enabled` (anonymous PMD-sized THP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ThpMode {
+    /// `never`.
+    Never,
+    /// `madvise`: only VMAs with MADV_HUGEPAGE (VM_HUGEPAGE).
+    Madvise,
+    /// `always`: every anonymous VMA without MADV_NOHUGEPAGE.
+    Always,
+}
+
 /// Kernel configuration for one model run.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KernelProfile {
@@ -47,6 +58,20 @@ pub struct KernelProfile {
     pub flush_ceiling_pages: u64,
     /// Run the full invariant scan (I7 accounting) every this many ops (0 = only at `finish`).
     pub full_check_every: u64,
+    /// THP mode for anonymous memory (`madvise` unless the capture says otherwise).
+    #[serde(default = "default_thp")]
+    pub thp: ThpMode,
+    /// `/sys/kernel/mm/transparent_hugepage/use_zero_page`: a read fault maps the huge zero page.
+    #[serde(default = "default_true")]
+    pub thp_use_zero_page: bool,
+}
+
+fn default_thp() -> ThpMode {
+    ThpMode::Madvise
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for KernelProfile {
@@ -62,6 +87,8 @@ impl Default for KernelProfile {
             tlb_entries: 256,
             flush_ceiling_pages: 33,
             full_check_every: 0,
+            thp: ThpMode::Madvise,
+            thp_use_zero_page: true,
         }
     }
 }

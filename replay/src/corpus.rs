@@ -355,6 +355,11 @@ enum PEvent {
         #[bincode(with_serde)]
         kind: IpiKind,
     },
+    // Appended (variant index 37): every earlier version-2 file still decodes.
+    CollapseHugePage {
+        mm: u64,
+        status: u32,
+    },
 }
 
 /// A chunk payload as written: the tables, then the records that index into them.
@@ -680,6 +685,10 @@ impl Tables {
                 target: *target,
                 kind: *kind,
             },
+            Event::CollapseHugePage { mm, status } => PEvent::CollapseHugePage {
+                mm: *mm,
+                status: self.sym(status),
+            },
             Event::Other { name } => PEvent::Other {
                 name: self.sym(name),
             },
@@ -912,6 +921,10 @@ impl Lookup<'_> {
             },
             PEvent::Lost { count } => Event::Lost { count },
             PEvent::CsdQueueCpu { target, kind } => Event::CsdQueueCpu { target, kind },
+            PEvent::CollapseHugePage { mm, status } => Event::CollapseHugePage {
+                mm,
+                status: self.s(status)?,
+            },
             PEvent::Other { name } => Event::Other {
                 name: self.s(name)?,
             },
@@ -1598,7 +1611,7 @@ mod tests {
         let names = ["alpha", "beta", "", "mm_vmscan_x", "ü-non-ascii"];
         let s = |k: u64| sym(names[((i + k) % names.len() as u64) as usize]);
         let comm = Comm::new(format!("task-{}", i % 7).as_bytes());
-        let event = match i % 37 {
+        let event = match i % 38 {
             0 => Event::PageFault {
                 user: i % 2 == 0,
                 address: 0x7f00_0000_0000 + 0x1000 * i,
@@ -1738,6 +1751,10 @@ mod tests {
             35 => Event::CsdQueueCpu {
                 target: (i % 5) as u32,
                 kind: IpiKind::TableSync,
+            },
+            36 => Event::CollapseHugePage {
+                mm: 0xedc4_9cd8,
+                status: s(1),
             },
             _ => match i % 3 {
                 0 => Event::DamonAggregated {

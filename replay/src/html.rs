@@ -256,6 +256,7 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
                     pid: o.pid,
                     comm: o.comm.clone(),
                     nr_cpus: r.nr_cpus,
+                    procs: crate::session::procs_for(input)?,
                 };
                 let lockstep = o.mode == mmreplay_candidates::contract::Mode::Lockstep;
                 if let Some(s) = first_counter_divergence(input, o.strict, lower, lockstep, || {
@@ -275,6 +276,7 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
         pid: o.pid,
         comm: o.comm.clone(),
         nr_cpus: r.nr_cpus,
+        procs: crate::session::procs_for(input)?,
     };
     let mut vma_acc: Vec<VmaAcc> = Vec::new();
     let mut vma_maps: BTreeMap<u32, BTreeMap<u64, usize>> = BTreeMap::new();

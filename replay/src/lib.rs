@@ -13,6 +13,7 @@ pub mod lower;
 pub mod matrix;
 pub mod minimize;
 pub mod observe;
+pub mod procsnap;
 pub mod record;
 pub mod report;
 pub mod session;

@@ -746,6 +746,15 @@ fn op_line(cx: &Ctx<'_>, l: &str, ops: &mut Vec<LitmusOp>) -> Result<(), LitmusE
             };
             Op::Migrate { cpu, target }
         }
+        "thp_collapse" => Op::ThpCollapse {
+            cpu: a.n32("cpu")?,
+            mm: a.mm("mm")?,
+            collapsed: match a.req("collapsed")? {
+                "1" | "yes" => true,
+                "0" | "no" => false,
+                other => return Err(cx.err("collapsed=yes|no", other)),
+            },
+        },
         "migrate_batch" => Op::MigrateBatch {
             cpu: a.n32("cpu")?,
             step: match a.req("step")? {
@@ -971,6 +980,11 @@ pub fn format_op(op: &Op) -> String {
             MigrateTarget::Va { mm, va } => format!("migrate cpu={cpu} mm={} va={va:#x}", mm.0),
             MigrateTarget::Pfn(p) => format!("migrate cpu={cpu} pfn={p}"),
         },
+        Op::ThpCollapse { cpu, mm, collapsed } => format!(
+            "thp_collapse cpu={cpu} mm={} collapsed={}",
+            mm.0,
+            if *collapsed { "yes" } else { "no" }
+        ),
         Op::MigrateBatch { cpu, step } => format!(
             "migrate_batch cpu={cpu} step={}",
             match step {
@@ -1646,6 +1660,11 @@ mod tests {
             Op::MigrateBatch {
                 cpu: 1,
                 step: MigrateBatchStep::ForeignUnmap,
+            },
+            Op::ThpCollapse {
+                cpu: 0,
+                mm: MmId(2),
+                collapsed: true,
             },
             Op::Clock {
                 now_ns: 123_456_789,

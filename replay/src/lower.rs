@@ -83,6 +83,9 @@ pub struct LowerOptions {
     pub comm: Option<String>,
     /// CPUs of the modelled machine; records from higher CPU numbers are unplaced.
     pub nr_cpus: u32,
+    /// Processes older than the capture (`<trace>.procs.zst`), seeded before the first record
+    /// (`lower/seed.rs`).
+    pub procs: Option<std::sync::Arc<crate::procsnap::ProcSnap>>,
 }
 
 pub use crate::observe::Observed;
@@ -183,6 +186,10 @@ pub struct Lowering {
     outside_mm: Option<MmId>,
     /// Time of the last `Op::Clock` emitted (the model's clock only needs ms resolution).
     last_clock_ns: Option<u64>,
+    /// khugepaged records held back under a filter (`lower/thp.rs`).
+    held_khugepaged: thp::HeldKhugepaged,
+    /// Process-snapshot seeding (`lower/seed.rs`).
+    seed: seed::Seed,
     stats: LowerStats,
 }
 
@@ -213,6 +220,8 @@ impl Lowering {
             mm_hash: HashMap::new(),
             outside_mm: None,
             last_clock_ns: None,
+            held_khugepaged: thp::HeldKhugepaged::default(),
+            seed: seed::Seed::default(),
             stats: LowerStats::default(),
         }
     }
@@ -339,6 +348,7 @@ impl Lowering {
     pub fn push(&mut self, r: &Record, out: &mut Vec<Op>) {
         self.stats.records += 1;
         self.clock(r.ts_ns, out);
+        self.seed_processes(out);
         let cpu = r.cpu;
         if cpu >= self.opts.nr_cpus.max(1) {
             self.unplaced("cpu_out_of_range");
@@ -354,6 +364,9 @@ impl Lowering {
         } = &r.event
         {
             self.switch(cpu, *next_pid, next_comm.as_bytes(), out);
+            return;
+        }
+        if self.hold_khugepaged(r, out) {
             return;
         }
         if !self.is_selected(r) {
@@ -521,6 +534,7 @@ impl Lowering {
                 }
                 self.not_lowered(name);
             }
+            Event::CollapseHugePage { mm, status } => self.collapse_huge_page(r, *mm, status, out),
             Event::RssStat {
                 mm_id, curr: true, ..
             } => {
@@ -959,6 +973,17 @@ impl Lowering {
             self.approx("set_migration_pte_same_address_in_batch");
             return;
         }
+        // A page the process snapshot saw at this pfn: its mm (lower/seed.rs).
+        if let Some(mm) = self.seeded_mm_of_migration(raw, va) {
+            self.emit(
+                out,
+                Op::Migrate {
+                    cpu: r.cpu,
+                    target: MigrateTarget::Va { mm, va },
+                },
+            );
+            return;
+        }
         // Prefer the mm of the task running on this CPU (the migrating task's own pages, NUMA
         // hinting faults), then any mm with a VMA covering the address (kcompactd, rmap walks
         // across mms), lowest id first for determinism.
@@ -1152,5 +1177,7 @@ fn merge_heap(vmas: &mut BTreeMap<u64, u64>, start: u64) {
 }
 
 mod batch;
+mod seed;
 #[cfg(test)]
 mod tests;
+mod thp;

@@ -230,6 +230,9 @@ pub enum MinimizeError {
     /// Nothing to minimise, or the property cannot be kept.
     #[error("{0}")]
     Property(String),
+    /// A file beside the input (the process snapshot) could not be read.
+    #[error("{0}")]
+    Input(String),
 }
 
 /// Lower `path` (`None`: the bundled capture) into memory (a litmus file is read as it is).
@@ -264,6 +267,7 @@ pub fn load(path: Option<&str>, o: &LoadOptions) -> Result<Input, MinimizeError>
         pid: o.pid,
         comm: o.comm.clone(),
         nr_cpus,
+        procs: crate::session::procs_for(path).map_err(|e| MinimizeError::Input(e.to_string()))?,
     });
     let mut ops = Vec::new();
     let mut observed: Vec<OpObs> = Vec::new();

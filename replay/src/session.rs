@@ -80,6 +80,8 @@ pub enum SessionError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Litmus(#[from] crate::litmus::LitmusError),
+    #[error(transparent)]
+    ProcSnap(#[from] crate::procsnap::ProcSnapError),
 }
 
 /// What a session produced.
@@ -90,6 +92,18 @@ pub struct SessionResult {
     pub run: TraceRun,
     pub verdicts: Vec<Verdict>,
     pub diffs: BTreeMap<String, String>,
+}
+
+/// The process snapshot `mmreplay record` wrote next to the trace (`TRACE.procs.zst`), if there
+/// is one: every lowering of that input (replay, re-runs, report, minimize, fidelity) seeds
+/// the processes older than the capture from it.
+pub fn procs_for(
+    input: Option<&str>,
+) -> Result<Option<std::sync::Arc<crate::procsnap::ProcSnap>>, SessionError> {
+    match input.map(|p| crate::procsnap::path_for(std::path::Path::new(p))) {
+        Some(sp) if sp.exists() => Ok(Some(std::sync::Arc::new(crate::procsnap::load(&sp)?))),
+        _ => Ok(None),
+    }
 }
 
 /// Parse the policy list, putting `reference` first.
@@ -169,10 +183,12 @@ pub fn run(
         },
         None => profile(nr_cpus, o.cpumask_mode),
     };
+    let procs = procs_for(input)?;
     let lower = LowerOptions {
         pid: o.pid,
         comm: o.comm.clone(),
         nr_cpus,
+        procs,
     };
     let trace = src.name().to_string();
     let format = src.format().to_string();

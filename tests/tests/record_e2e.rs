@@ -83,7 +83,15 @@ fn record_small_workload_then_stats_and_replay() {
 
     // dd allocates a 4 MiB buffer and touches it: page faults of its own pid.
     let o = Command::new(&bin)
-        .args(["record", "--buffer-kb", "16384", "-o"])
+        // A small process snapshot: the replay below seeds it (a debug build).
+        .args([
+            "record",
+            "--buffer-kb",
+            "16384",
+            "--procs-max-pages",
+            "20000",
+            "-o",
+        ])
         .arg(&out)
         .args([
             "--",
@@ -168,6 +176,16 @@ fn record_small_workload_then_stats_and_replay() {
     let report: serde_json::Value =
         serde_json::from_str(first.lines().next().unwrap_or("")).expect("replay --json output");
     assert!(report["ops"].as_u64().unwrap_or(0) > 0, "no ops: {report}");
+    // The process snapshot was written and seeded (processes older than the capture).
+    assert!(dir.join("dd.trace.zst.procs.zst").exists());
+    assert!(
+        report["approximations"]["procsnap_mms_seeded"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "no process seeded from the snapshot: {}",
+        report["approximations"]
+    );
     assert!(
         report["policies"]["reference"]["counters"]["faults"]
             .as_u64()

@@ -89,6 +89,7 @@ fn replay(
         pid: None,
         comm: None,
         nr_cpus,
+        procs: session::procs_for(Some(&path)).map_err(|e| e.to_string())?,
     };
     let engines = make(&profile);
     let records = std::iter::from_fn(move || src.next_record().transpose());
@@ -302,6 +303,7 @@ macro_rules! snapshot_tests {
 
 snapshot_tests! {
     "compaction" => compaction,
+    "compaction-procs" => compaction_procs,
     "fmt-follow" => fmt_follow,
     "fmt-lost-pipe" => fmt_lost_pipe,
     "fmt-noirq" => fmt_noirq,
@@ -313,6 +315,7 @@ snapshot_tests! {
     "hugetlb-share-conc" => hugetlb_share_conc,
     "madv-mprotect" => madv_mprotect,
     "reclaim-swap" => reclaim_swap,
+    "thp-paths" => thp_paths,
     "threads-shootdown" => threads_shootdown,
     "tour" => tour,
 }

@@ -43,6 +43,7 @@ enum Kind {
     Compaction,
     Hugetlbfs,
     Khugepaged,
+    CollapseHugePage,
     SysEnter(Syscall),
     SysExit(Syscall),
     SchedProcessFork,
@@ -395,6 +396,10 @@ impl Decoder {
             Kind::Khugepaged => Event::Khugepaged {
                 name: p.name.clone(),
             },
+            Kind::CollapseHugePage => Event::CollapseHugePage {
+                mm: self.u(raw, f[0]),
+                status: self.symbolic(p, "status", self.i(raw, f[1])),
+            },
             Kind::SysEnter(nr) => {
                 let mut args = [0u64; 6];
                 for (a, fld) in args.iter_mut().zip(f.iter()) {
@@ -631,6 +636,10 @@ impl Plan {
             (_, _) if n.starts_with("hugetlbfs_") => {
                 short = Sym::from(strip(n, "hugetlbfs_"));
                 kind = Kind::Hugetlbfs;
+            }
+            (_, "mm_collapse_huge_page") => {
+                kind = Kind::CollapseHugePage;
+                req = &[&["mm"], &["status"]];
             }
             ("huge_memory", _) => kind = Kind::Khugepaged,
             (_, _) if n.starts_with("mm_khugepaged_") => kind = Kind::Khugepaged,

@@ -42,6 +42,7 @@ enum Kind {
     RssStat,
     Filemap,
     Damon,
+    CollapseHugePage,
     /// A prefixed family (vmscan, compaction, hugetlbfs, khugepaged, syscalls).
     Family,
     /// No typed decoder: the interned name.
@@ -265,6 +266,7 @@ fn typed_kind(name: &[u8]) -> Option<Kind> {
         b"rss_stat" => Kind::RssStat,
         b"mm_filemap_add_to_page_cache" | b"mm_filemap_delete_from_page_cache" => Kind::Filemap,
         b"damon_aggregated" => Kind::Damon,
+        b"mm_collapse_huge_page" => Kind::CollapseHugePage,
         _ => return None,
     })
 }
@@ -522,6 +524,16 @@ impl Decoder {
                 }
             }
             Kind::Damon => return damon(p),
+            Kind::CollapseHugePage => {
+                const E: Expected = "`mm=<hex>, isolated=<n>, status=<name>`";
+                let mm = req!(f.word(b"mm"), E);
+                let mm = req!(hex_u64(mm.strip_suffix(b",").unwrap_or(mm)), E);
+                let status = req!(f.word(b"status"), E);
+                let status = self
+                    .interner
+                    .intern(status.strip_suffix(b",").unwrap_or(status));
+                Event::CollapseHugePage { mm, status }
+            }
             Kind::Family => return self.family(name, p, &mut f),
             Kind::Other(name) => return Ok(Event::Other { name }),
         };

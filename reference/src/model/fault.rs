@@ -117,7 +117,7 @@ impl<P: Policy> Model<P> {
         zero
     }
 
-    fn new_anon_folio(&mut self, content: u64) -> u32 {
+    pub(crate) fn new_anon_folio(&mut self, content: u64) -> u32 {
         let slot = self.alloc_folio(FolioKind::Anon, 0, content);
         if let Some(f) = self.folios.get_mut(slot as usize) {
             f.pae = true;
@@ -184,6 +184,9 @@ impl<P: Policy> Model<P> {
         }
         if vma.kind == VmaKind::Hugetlb {
             return self.hugetlb_fault(cpu, mm, &vma, va, kind);
+        }
+        if let Some(class) = self.thp_fault(cpu, mm, &vma, va, kind) {
+            return Some(class);
         }
         let loc = self.locate_alloc(mm, va)?;
         let write = kind == AccessKind::Write;

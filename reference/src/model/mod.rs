@@ -10,6 +10,7 @@ pub(crate) mod lru;
 pub(crate) mod migrate;
 pub(crate) mod reclaim;
 pub(crate) mod state;
+pub(crate) mod thp;
 pub(crate) mod tlb;
 pub(crate) mod vma;
 
@@ -133,6 +134,8 @@ pub struct Model<P: Policy> {
     pub(crate) now_ns: u64,
     /// The memcg an `Op::ReclaimMemcg` in progress is confined to (`None`: global reclaim).
     pub(crate) reclaim_scope: Option<u32>,
+    /// PMD-mapped THPs and khugepaged's cursor (`thp.rs`).
+    pub(crate) thp: thp::ThpState,
 }
 
 /// Where a PTE lives: a PTE table slot, or a hugetlb leaf in a PMD table.
@@ -187,13 +190,16 @@ impl<P: Policy> Model<P> {
             scratch_locs: Vec::new(),
             reclaim_scope: None,
             now_ns: 0,
+            thp: thp::ThpState::default(),
         }
     }
 
     /// Apply one op; invariants are checked as it runs and after it. Every call (also a
     /// failing one) advances the step counter, so `Violation::step` is the op's index.
     pub fn apply(&mut self, op: &Op) -> Result<OpOutcome, ModelError> {
+        self.thp_before_op(op);
         let r = self.dispatch(op);
+        self.thp_after_op(op);
         self.after_op();
         self.step += 1;
         r
@@ -271,6 +277,7 @@ impl<P: Policy> Model<P> {
             Op::Unpin { hold } => self.op_release(hold, false),
             Op::PutRef { hold, write } => self.op_release(hold, write),
             Op::MigrateBatch { cpu, step } => self.op_migrate_batch(cpu, step),
+            Op::ThpCollapse { cpu, mm, collapsed } => self.op_thp_collapse(cpu, mm, collapsed),
             Op::Clock { now_ns } => {
                 // Monotonic: a capture merged from per-CPU buffers may step back slightly.
                 self.now_ns = self.now_ns.max(now_ns);

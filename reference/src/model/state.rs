@@ -128,6 +128,10 @@ pub(crate) struct Vma {
     pub wipeonfork: bool,
     /// Mapping created by brk.
     pub heap: bool,
+    /// VM_HUGEPAGE (madvise(MADV_HUGEPAGE)).
+    pub hugepage: bool,
+    /// VM_NOHUGEPAGE (madvise(MADV_NOHUGEPAGE)).
+    pub nohugepage: bool,
 }
 
 impl Vma {

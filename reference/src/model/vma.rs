@@ -359,7 +359,7 @@ impl<P: Policy> Model<P> {
 
     // ----- VMA tree -----
 
-    fn split_at(&mut self, mm: u32, addr: u64) {
+    pub(crate) fn split_at(&mut self, mm: u32, addr: u64) {
         let Some(m) = self.mms.get_mut(&mm) else {
             return;
         };
@@ -539,6 +539,8 @@ impl<P: Policy> Model<P> {
             dontcopy: false,
             wipeonfork: false,
             heap: false,
+            hugepage: false,
+            nohugepage: false,
         };
         if let Some(m) = self.mms.get_mut(&mm.0) {
             m.vmas.insert(s, v);
@@ -606,6 +608,8 @@ impl<P: Policy> Model<P> {
                             dontcopy: false,
                             wipeonfork: false,
                             heap: true,
+                            hugepage: false,
+                            nohugepage: false,
                         },
                     );
                 }
@@ -658,7 +662,7 @@ impl<P: Policy> Model<P> {
             return Ok(OpOutcome::Done);
         }
         // Move: the destination is cleared first (MREMAP_FIXED semantics), then PTEs move
-        // (`move_page_tables`, one flush of the old range), then the rest of the old range goes.
+        // (`move_page_tables`, flushed per moved PMD or extent), then the rest of the old range goes.
         let moved = (oe - os).min(ne - ns);
         if ns < oe && os < ne {
             return Err(ModelError::BadRange {
@@ -679,26 +683,10 @@ impl<P: Policy> Model<P> {
         if let Some(m) = self.mms.get_mut(&mm.0) {
             m.vmas.insert(ns, dst);
         }
-        let mut locs = std::mem::take(&mut self.scratch_locs);
-        self.collect_ptes(mm.0, os, os + moved, &mut locs);
+        // move_page_tables flushes per moved PMD or PTE extent (thp.rs); unmapping the old
+        // range afterwards (unmap_source_vma) frees the tables left there.
+        self.move_page_tables(cpu, mm.0, os, ns, moved);
         let mut g = Gather::new(mm.0, cpu, false);
-        for &(va, loc) in &locs {
-            let pte = self.get(loc);
-            self.set(loc, Pte::None);
-            let nva = va - os + ns;
-            if let Some(nl) = self.locate_alloc(mm.0, nva) {
-                self.set(nl, pte);
-            }
-            if let Pte::Present(p) = pte {
-                g.extend(va, va + PAGE_SIZE);
-                if let Some(f) = self.folios.get_mut(p.folio as usize) {
-                    if let Some(e) = f.rmap.iter_mut().find(|e| **e == (mm.0, va)) {
-                        e.1 = nva;
-                    }
-                }
-            }
-        }
-        self.scratch_locs = locs;
         if ne - ns > moved {
             if let Some(m) = self.mms.get_mut(&mm.0) {
                 if let Some(x) = m.vmas.get_mut(&ns) {
@@ -813,6 +801,7 @@ impl<P: Policy> Model<P> {
             madv::COLD | madv::PAGEOUT => {
                 self.madvise_cold(cpu, mm.0, s, e, advice == madv::PAGEOUT)
             }
+            madv::HUGEPAGE | madv::NOHUGEPAGE => self.thp_madvise(mm.0, s, e, advice),
             madv::DONTFORK | madv::DOFORK | madv::WIPEONFORK => {
                 self.split_at(mm.0, s);
                 self.split_at(mm.0, e);

@@ -115,6 +115,7 @@ fn one(trace: Option<&str>, a: &Args) -> anyhow::Result<Value> {
         pid,
         comm: None,
         nr_cpus,
+        procs: mmreplay::session::procs_for(trace)?,
     });
     let meta: Option<Value> = match trace {
         Some(t) => std::fs::read_to_string(format!("{t}.meta.json"))

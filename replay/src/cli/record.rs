@@ -76,6 +76,14 @@ pub struct Args {
     #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(i32).range(1..=22))]
     pub zstd_level: i32,
     /// tracefs root (for testing against another mount point).
+    /// Do not snapshot the address spaces of the processes that exist at the start
+    /// (`OUT.procs.zst`, see `procsnap.rs`).
+    #[arg(long)]
+    pub no_procs: bool,
+    /// Most pages the process snapshot keeps in all (lowest addresses of each process first,
+    /// at most 65,536 per process); what is left out is counted in the snapshot.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub procs_max_pages: usize,
     #[arg(long, default_value = DEFAULT_ROOT, hide = true)]
     pub tracefs: PathBuf,
     /// Journal of the tracefs settings being changed, for recovery after SIGKILL; also keeps
@@ -480,6 +488,18 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
 
     install_signal_handlers()?;
+    // Processes older than the capture, walked before tracing starts (so the walk itself is
+    // not traced); written next to the trace at the end.
+    let procs = (!a.no_procs).then(|| {
+        mmreplay::procsnap::take(
+            Path::new("/proc"),
+            mmreplay::procsnap::Caps {
+                pages_total: a.procs_max_pages,
+                ..mmreplay::procsnap::Caps::default()
+            },
+            &[std::process::id() as i32],
+        )
+    });
     let settings = Settings {
         events: events.clone(),
         buffer_kb: a.buffer_kb,
@@ -691,6 +711,19 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut json = serde_json::to_vec_pretty(&meta)?;
     json.push(b'\n');
     write_atomic(Path::new(&meta_path), &json)?;
+    if let Some(p) = &procs {
+        let path = mmreplay::procsnap::path_for(&out);
+        write_atomic(&path, &p.to_zst(a.zstd_level.max(9))?)?;
+        eprintln!(
+            "mmreplay record: wrote {} ({} processes, {} pages; {} pages over the caps, \
+             {} kernel threads skipped)",
+            path.display(),
+            p.processes.len(),
+            p.nr_pages(),
+            p.skipped.pages_capped,
+            p.skipped.kernel_threads
+        );
+    }
 
     if a.raw {
         eprintln!(
