@@ -23,6 +23,20 @@ pub enum CpumaskMode {
     TrimByFlush,
 }
 
+/// Which LRU the capture kernel reclaims with (`CONFIG_LRU_GEN` and
+/// `/sys/kernel/mm/lru_gen/enabled`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LruKind {
+    /// The two-list active/inactive LRU (`shrink_lruvec` → `shrink_active_list` /
+    /// `shrink_inactive_list`), per-memcg lruvecs: `model/classic.rs`.
+    Classic,
+    /// Multi-gen LRU: `model/lru.rs`, `model/reclaim.rs`.
+    Mglru {
+        /// `/sys/kernel/mm/lru_gen/min_ttl_ms` (0: off; the model does not act on it yet).
+        min_ttl_ms: u32,
+    },
+}
+
 /// Kernel configuration for one model run.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KernelProfile {
@@ -47,6 +61,8 @@ pub struct KernelProfile {
     pub flush_ceiling_pages: u64,
     /// Run the full invariant scan (I7 accounting) every this many ops (0 = only at `finish`).
     pub full_check_every: u64,
+    /// The LRU the kernel reclaims with.
+    pub lru: LruKind,
 }
 
 impl Default for KernelProfile {
@@ -62,6 +78,7 @@ impl Default for KernelProfile {
             tlb_entries: 256,
             flush_ceiling_pages: 33,
             full_check_every: 0,
+            lru: LruKind::Mglru { min_ttl_ms: 0 },
         }
     }
 }

@@ -5,9 +5,11 @@
 pub mod corpus;
 pub mod differ;
 pub mod engine;
+pub mod kernel_lru;
 pub mod litmus;
 pub mod lower;
 pub mod record;
 pub mod report;
 pub mod session;
 pub mod source;
+pub mod vmscan_obs;

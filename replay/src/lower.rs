@@ -105,6 +105,8 @@ pub struct Observed {
     /// `remove_migration_pte` events whose restored PTE was young / dirty.
     pub mig_restored_young: u64,
     pub mig_restored_dirty: u64,
+    /// The kernel's per-LRU reclaim events, summed (`vmscan_obs`).
+    pub vmscan: crate::vmscan_obs::VmscanObserved,
 }
 
 /// Everything the lowering counted.
@@ -1106,6 +1108,7 @@ impl Lowering {
     }
 
     fn vmscan(&mut self, pid: i32, cpu: u32, v: &Vmscan, out: &mut Vec<Op>) {
+        self.stats.observed.vmscan.note(v);
         let idx = cpu as usize;
         match v {
             Vmscan::KswapdWake { .. } | Vmscan::DirectReclaimBegin { .. } => {

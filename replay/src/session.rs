@@ -12,7 +12,7 @@ use mmreplay_candidates::contract::Mode;
 use mmreplay_candidates::registry::{self, PolicySpec};
 use mmreplay_candidates::BoxedEngine;
 use mmreplay_reference::op::Op;
-use mmreplay_reference::profile::{CpumaskMode, KernelProfile};
+use mmreplay_reference::profile::{CpumaskMode, KernelProfile, LruKind};
 
 use crate::differ::{self, Verdict};
 use crate::engine::{self, EngineConfig, TraceRun};
@@ -49,6 +49,8 @@ pub struct SessionOptions {
     pub locate: bool,
     /// `mm_cpumask` maintenance of the captured kernel (recent x86 trims lazily by flush).
     pub cpumask_mode: CpumaskMode,
+    /// The capture kernel's LRU (`replay --lru`, else from the sidecar: `kernel_lru`).
+    pub lru: LruKind,
 }
 
 impl Default for SessionOptions {
@@ -63,6 +65,7 @@ impl Default for SessionOptions {
             engine: EngineConfig::default(),
             locate: true,
             cpumask_mode: CpumaskMode::TrimByFlush,
+            lru: crate::kernel_lru::DEFAULT,
         }
     }
 }
@@ -145,7 +148,10 @@ pub fn run(
         .or(src.nr_cpus())
         .unwrap_or(DEFAULT_CPUS)
         .clamp(1, 64);
-    let profile = profile(nr_cpus, o.cpumask_mode);
+    let profile = KernelProfile {
+        lru: o.lru,
+        ..profile(nr_cpus, o.cpumask_mode)
+    };
     let lower = LowerOptions {
         pid: o.pid,
         comm: o.comm.clone(),
@@ -268,8 +274,14 @@ pub fn profile(nr_cpus: u32, cpumask_mode: CpumaskMode) -> KernelProfile {
 
 /// Engines for `specs` with the default session profile (benches).
 pub fn build(specs: &[PolicySpec], nr_cpus: u32) -> Vec<BoxedEngine> {
-    registry::build_all(
-        specs,
-        &profile(nr_cpus, SessionOptions::default().cpumask_mode),
-    )
+    build_lru(specs, nr_cpus, SessionOptions::default().lru)
+}
+
+/// Engines for `specs` with the default session profile and the given LRU.
+pub fn build_lru(specs: &[PolicySpec], nr_cpus: u32, lru: LruKind) -> Vec<BoxedEngine> {
+    let p = KernelProfile {
+        lru,
+        ..profile(nr_cpus, SessionOptions::default().cpumask_mode)
+    };
+    registry::build_all(specs, &p)
 }

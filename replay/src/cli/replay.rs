@@ -33,6 +33,14 @@ pub enum CpumaskArg {
     Clear,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LruArg {
+    /// The two-list active/inactive LRU (kernels without CONFIG_LRU_GEN, or lru_gen off).
+    Classic,
+    /// The multi-gen LRU.
+    Mglru,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Captures (ftrace text, trace-cmd report, perf script, trace.dat, perf.data, zstd or
@@ -76,6 +84,10 @@ pub struct Args {
     /// a flush IPI finds the CPU gone) or `clear` (older: cleared at every switch).
     #[arg(long, value_enum, default_value = "trim")]
     pub cpumask: CpumaskArg,
+    /// The capture kernel's LRU (default: from the capture's `.meta.json` sidecar, `kernel`
+    /// `lru_gen_enabled` or a 6.18 `kernel_release`; else MGLRU).
+    #[arg(long, value_enum)]
+    pub lru: Option<LruArg>,
     /// Record state hashes every N ops to locate the first divergence (0: off).
     #[arg(long, default_value_t = 1024)]
     pub hash_every: u64,
@@ -104,6 +116,18 @@ fn workload_pid(trace: Option<&str>) -> anyhow::Result<i32> {
         .and_then(|p| i32::try_from(p).ok())
         .filter(|p| *p > 0)
         .with_context(|| format!("--workload: {name}: expected a positive integer `workload_pid`"))
+}
+
+/// The LRU of the capture `trace`: `--lru`, else its sidecar (`mmreplay::kernel_lru`).
+fn lru_for(arg: Option<LruArg>, trace: Option<&str>) -> mmreplay_reference::profile::LruKind {
+    use mmreplay_reference::profile::LruKind;
+    match (arg, trace) {
+        (Some(LruArg::Classic), _) => LruKind::Classic,
+        (Some(LruArg::Mglru), _) => LruKind::Mglru { min_ttl_ms: 0 },
+        (None, None) => mmreplay::kernel_lru::from_sidecar(BUNDLED_META)
+            .map_or(mmreplay::kernel_lru::DEFAULT, |x| x.0),
+        (None, Some(t)) => mmreplay::kernel_lru::for_trace(t).0,
+    }
 }
 
 fn stem(trace: &str) -> String {
@@ -159,6 +183,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             CpumaskArg::Trim => mmreplay_reference::profile::CpumaskMode::TrimByFlush,
             CpumaskArg::Clear => mmreplay_reference::profile::CpumaskMode::ClearOnSwitch,
         },
+        lru: mmreplay::kernel_lru::DEFAULT,
     };
     // Validate the policy list before reading any input.
     if let Err(e) = session::specs(&opts.policies) {
@@ -178,6 +203,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut per_input = Vec::with_capacity(inputs.len());
     for t in &inputs {
         let mut o = opts.clone();
+        o.lru = lru_for(a.lru, t.as_deref());
         if a.workload {
             match workload_pid(t.as_deref()) {
                 Ok(p) => o.pid = Some(p),
@@ -221,7 +247,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let mut code = 0u8;
-    for r in results {
+    for (r, (_, o)) in results.into_iter().zip(&per_input) {
+        let lru_name = match o.lru {
+            mmreplay_reference::profile::LruKind::Classic => "classic",
+            mmreplay_reference::profile::LruKind::Mglru { .. } => "mglru",
+        };
         let r = match r {
             Ok(r) => r,
             Err(e) => {
@@ -244,9 +274,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             diffs: &r.diffs,
         };
         if a.json {
-            println!("{}", serde_json::to_string(&rep.json())?);
+            let mut v = rep.json();
+            if let Some(m) = v.as_object_mut() {
+                m.insert("lru".into(), serde_json::json!(lru_name));
+            }
+            println!("{}", serde_json::to_string(&v)?);
         } else {
             print!("{}", rep.text());
+            println!("kernel LRU modelled: {lru_name} (--lru to choose)");
         }
         if let Some(d) = &a.snapshot_out {
             for p in &r.run.policies {
