@@ -109,6 +109,10 @@ pub fn contract(mode: Mode, base: Base, mig_ad_supported: bool) -> Contract {
                     ("a_cleared_*", Rule::Any),
                     ("a_bit_clears", Rule::Any),
                     ("gen_promote_*", Rule::Any),
+                    // Only the reclaim decision is imposed: keep vs activate follows the
+                    // candidate's own reference check (younger restored PTEs).
+                    ("vmscan_ref_keep", Rule::Any),
+                    ("vmscan_activated", Rule::Any),
                     // Younger restored PTEs change activations, so which oldest gens empty
                     // (and are retired) may differ even with imposed aging rounds.
                     ("min_seq_incs", Rule::Any),

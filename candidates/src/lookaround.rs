@@ -189,6 +189,11 @@ pub fn contract(mode: Mode, window: u32) -> Contract {
                 // sort_folio moves promoted folios without isolating them.
                 ("scanned", Rule::Any),
                 ("kept", Rule::Any),
+                // Keep vs activate follows look-around's promotions (only the reclaim
+                // decision is imposed).
+                ("vmscan_scanned", Rule::Any),
+                ("vmscan_ref_keep", Rule::Any),
+                ("vmscan_activated", Rule::Any),
                 ("tlb_flush_*", Rule::LessOrEqual),
                 ("tlb_fills", Rule::LessOrEqual),
                 ("ipi_*", Rule::LessOrEqual),

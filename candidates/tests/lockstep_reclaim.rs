@@ -14,6 +14,7 @@ use mmreplay_candidates::lookaround::{self, LookAround};
 use mmreplay_candidates::negative::{LazyfreeIgnoreRefs, PromoteWithoutClear};
 use mmreplay_candidates::registry;
 use mmreplay_reference::engine::ReclaimScript;
+use mmreplay_reference::profile::LruKind;
 use mmreplay_reference::testing::{random_ops, random_ops_local, GenConfig};
 use mmreplay_reference::{
     Base, Engine, FolioId, Invariant, KernelProfile, Model, Op, Policy, Reference,
@@ -117,12 +118,17 @@ fn lockstep_imposes_the_reference_victims_on_lookaround() {
             base: Base::K61,
             ..KernelProfile::default()
         },
+        classic(),
+        KernelProfile {
+            base: Base::K61,
+            ..classic()
+        },
     ] {
         for local in [false, true] {
             let s = sweep(&profile, local);
             println!(
-                "{:?} local={local}: {} seeds, free-running victims differ on {}, lockstep: {} reclaim ops, {} victims imposed, {} look-around A tests",
-                profile.base, s.seeds, s.free_differs, s.reclaim_ops, s.victims, s.la_tc_in_lockstep
+                "{:?} {:?} local={local}: {} seeds, free-running victims differ on {}, lockstep: {} reclaim ops, {} victims imposed, {} look-around A tests",
+                profile.base, profile.lru, s.seeds, s.free_differs, s.reclaim_ops, s.victims, s.la_tc_in_lockstep
             );
             assert!(
                 s.victims > 0,
@@ -136,6 +142,14 @@ fn lockstep_imposes_the_reference_victims_on_lookaround() {
         differs > 0,
         "no seed where free-running look-around evicts other folios: the test shows nothing"
     );
+}
+
+/// The default profile with the classic two-list LRU.
+fn classic() -> KernelProfile {
+    KernelProfile {
+        lru: LruKind::Classic,
+        ..KernelProfile::default()
+    }
 }
 
 /// Run `ops` with the reference leading and a `P` model following its reclaim rounds.
@@ -172,8 +186,13 @@ fn lockstep<P: Policy>(
 #[test]
 fn lazyfree_negative_control_still_trips_i5_in_lockstep() {
     let ops = common::lazyfree_with_extra_ref();
-    let p = KernelProfile::default();
-    let (r, c, extra) = lockstep(&p, LazyfreeIgnoreRefs, &ops);
+    for p in [KernelProfile::default(), classic()] {
+        lazyfree_control_in(&p, &ops);
+    }
+}
+
+fn lazyfree_control_in(p: &KernelProfile, ops: &[Op]) {
+    let (r, c, extra) = lockstep(p, LazyfreeIgnoreRefs, ops);
     assert!(r.violations().is_empty(), "{:?}", r.violations());
     assert_eq!(r.counters().lazyfree_abort, 1);
     assert!(
@@ -191,7 +210,7 @@ fn lazyfree_negative_control_still_trips_i5_in_lockstep() {
     // the reference did not free.
     assert_eq!(extra, 0);
     // The real reference as follower: no violation, no discard.
-    let (_, good, extra) = lockstep(&p, Reference, &ops);
+    let (_, good, extra) = lockstep(p, Reference, ops);
     assert!(good.violations().is_empty());
     assert_eq!((good.counters().lazyfree_discard, extra), (0, 0));
 }

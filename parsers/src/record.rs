@@ -207,12 +207,17 @@ pub enum Vmscan {
         nr_scanned: u64,
         nr_reclaimed: u64,
         priority: i32,
+        /// `nr_ref_keep`, `nr_activate_anon` + `nr_activate_file` (`nr_activate0/1`).
+        nr_ref_keep: u64,
+        nr_activate: u64,
     },
     LruShrinkActive {
         nid: i32,
         nr_taken: u64,
         nr_active: u64,
         nr_deactivated: u64,
+        /// `nr_referenced` (the kernel's `nr_rotated`).
+        nr_referenced: u64,
     },
     WriteFolio {
         pfn: u64,

@@ -528,12 +528,15 @@ mod tests {
                 nr_scanned: 0,
                 nr_reclaimed: 0,
                 priority: 0,
+                nr_ref_keep: 0,
+                nr_activate: 0,
             }),
             Event::Vmscan(Vmscan::LruShrinkActive {
                 nid: 0,
                 nr_taken: 0,
                 nr_active: 0,
                 nr_deactivated: 0,
+                nr_referenced: 0,
             }),
             Event::Vmscan(Vmscan::WriteFolio { pfn: 0 }),
             Event::Vmscan(Vmscan::Other {

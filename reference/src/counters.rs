@@ -185,6 +185,25 @@ counters! {
     thp_split_pmd,
     /// THPs made by khugepaged collapses (`thp_collapse_alloc`).
     thp_collapse_alloc,
+    /// `mm_vmscan_lru_shrink_inactive` `nr_scanned`: pages isolated from inactive lists (MGLRU:
+    /// from the oldest generation).
+    vmscan_scanned,
+    /// ... `nr_reclaimed`: pages freed.
+    vmscan_reclaimed,
+    /// ... `nr_ref_keep`: kept on the inactive list because referenced once.
+    vmscan_ref_keep,
+    /// ... `nr_activate`: activated (referenced twice, VM_EXEC file, mlocked, unmap failed).
+    vmscan_activated,
+    /// Pages written out (swap or file) by reclaim (`nr_pageout`; classic LRU).
+    vmscan_pageout,
+    /// ... `nr_unmap_fail`.
+    vmscan_unmap_fail,
+    /// `mm_vmscan_lru_shrink_active` `nr_taken` (classic LRU).
+    vmscan_active_scanned,
+    /// ... `nr_deactivated`.
+    vmscan_deactivated,
+    /// ... `nr_rotated`: referenced VM_EXEC file folios kept active.
+    vmscan_rotated,
 }
 
 impl Counters {

@@ -26,6 +26,9 @@ pub struct ScriptFolio {
     pub reclaim: bool,
     /// Whether the reference freed it (a reclaim victim).
     pub evicted: bool,
+    /// Classic LRU: the reference's `folio_check_references` said `FOLIOREF_RECLAIM_CLEAN`
+    /// (reclaim only if clean; a dirty folio is kept, not written).
+    pub clean_only: bool,
 }
 
 /// One round of `Model::op_reclaim`'s loop (`mm/vmscan.c:lru_gen_shrink_lruvec` →
@@ -39,6 +42,9 @@ pub enum ReclaimStep {
     /// `evict_folios`: the folios `isolate_folios` took from the oldest gen, in isolation
     /// order, and which of them `shrink_folio_list` freed.
     Evict(Vec<ScriptFolio>),
+    /// Classic LRU `shrink_active_list`: the folios isolated from an active list, in order;
+    /// `reclaim` says the reference deactivated it (else it rotated back to the active list).
+    Deactivate(Vec<ScriptFolio>),
 }
 
 /// What one `Reclaim` op did in the reference: its rounds in order.
@@ -54,7 +60,7 @@ impl ReclaimScript {
         self.steps
             .iter()
             .flat_map(|s| match s {
-                ReclaimStep::Age | ReclaimStep::GiveUp => [].iter(),
+                ReclaimStep::Age | ReclaimStep::GiveUp | ReclaimStep::Deactivate(_) => [].iter(),
                 ReclaimStep::Evict(b) => b.iter(),
             })
             .filter(|f| f.evicted)

@@ -34,6 +34,20 @@ pub enum ThpMode {
     Always,
 }
 
+/// Which LRU the capture kernel reclaims with (`CONFIG_LRU_GEN` and
+/// `/sys/kernel/mm/lru_gen/enabled`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LruKind {
+    /// The two-list active/inactive LRU (`shrink_lruvec` → `shrink_active_list` /
+    /// `shrink_inactive_list`), per-memcg lruvecs: `model/classic.rs`.
+    Classic,
+    /// Multi-gen LRU: `model/lru.rs`, `model/reclaim.rs`.
+    Mglru {
+        /// `/sys/kernel/mm/lru_gen/min_ttl_ms` (0: off; the model does not act on it yet).
+        min_ttl_ms: u32,
+    },
+}
+
 /// Kernel configuration for one model run.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KernelProfile {
@@ -64,6 +78,8 @@ pub struct KernelProfile {
     /// `/sys/kernel/mm/transparent_hugepage/use_zero_page`: a read fault maps the huge zero page.
     #[serde(default = "default_true")]
     pub thp_use_zero_page: bool,
+    /// The LRU the kernel reclaims with.
+    pub lru: LruKind,
 }
 
 fn default_thp() -> ThpMode {
@@ -89,6 +105,7 @@ impl Default for KernelProfile {
             full_check_every: 0,
             thp: ThpMode::Madvise,
             thp_use_zero_page: true,
+            lru: LruKind::Mglru { min_ttl_ms: 0 },
         }
     }
 }

@@ -76,6 +76,22 @@ proptest! {
         let m = run(&ops, &p);
         prop_assert!(m.violations().is_empty(), "violations: {:#?}", m.violations());
     }
+
+    #[test]
+    fn classic_lru_never_violates_and_hashes_agree(ops in arb_ops_with(GenConfig { nr_cpus: 4, max_mms: 4 }, 200)) {
+        for base in [mmreplay_reference::Base::Knew, mmreplay_reference::Base::K61] {
+            let p = KernelProfile {
+                base,
+                lru: mmreplay_reference::profile::LruKind::Classic,
+                ..profile()
+            };
+            let m = run(&ops, &p);
+            prop_assert!(m.violations().is_empty(), "violations: {:#?}", m.violations());
+            prop_assert_eq!(m.progress_hash(), m.snapshot().progress_hash());
+            let again = run(&ops, &p);
+            prop_assert_eq!(m.state_hash(), again.state_hash());
+        }
+    }
 }
 
 /// Arbitrary (mostly invalid) ops: the model must never panic, and every op advances `steps`.

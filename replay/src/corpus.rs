@@ -36,8 +36,9 @@ use serde::{Deserialize, Serialize};
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"MMRCORP\0";
 /// Format version; bump on any layout or `Record` change. 1: one bincode `Vec<Record>` per
-/// chunk. 2: per-chunk string, comm and context tables, delta timestamps.
-pub const VERSION: u32 = 2;
+/// chunk. 2: per-chunk string, comm and context tables, delta timestamps. 3: vmscan
+/// `nr_ref_keep` / `nr_activate` / `nr_referenced`.
+pub const VERSION: u32 = 3;
 /// Records per chunk.
 pub const CHUNK_RECORDS: usize = 4 * 1024;
 /// Largest accepted chunk payload (a chunk of 16 Ki records is far below this).
@@ -206,12 +207,15 @@ enum PVmscan {
         nr_scanned: u64,
         nr_reclaimed: u64,
         priority: i32,
+        nr_ref_keep: u64,
+        nr_activate: u64,
     },
     LruShrinkActive {
         nid: i32,
         nr_taken: u64,
         nr_active: u64,
         nr_deactivated: u64,
+        nr_referenced: u64,
     },
     WriteFolio {
         pfn: u64,
@@ -566,22 +570,28 @@ impl Tables {
                     nr_scanned,
                     nr_reclaimed,
                     priority,
+                    nr_ref_keep,
+                    nr_activate,
                 } => PVmscan::LruShrinkInactive {
                     nid: *nid,
                     nr_scanned: *nr_scanned,
                     nr_reclaimed: *nr_reclaimed,
                     priority: *priority,
+                    nr_ref_keep: *nr_ref_keep,
+                    nr_activate: *nr_activate,
                 },
                 Vmscan::LruShrinkActive {
                     nid,
                     nr_taken,
                     nr_active,
                     nr_deactivated,
+                    nr_referenced,
                 } => PVmscan::LruShrinkActive {
                     nid: *nid,
                     nr_taken: *nr_taken,
                     nr_active: *nr_active,
                     nr_deactivated: *nr_deactivated,
+                    nr_referenced: *nr_referenced,
                 },
                 Vmscan::WriteFolio { pfn } => PVmscan::WriteFolio { pfn: *pfn },
                 Vmscan::Other { name } => PVmscan::Other {
@@ -814,22 +824,28 @@ impl Lookup<'_> {
                     nr_scanned,
                     nr_reclaimed,
                     priority,
+                    nr_ref_keep,
+                    nr_activate,
                 } => Vmscan::LruShrinkInactive {
                     nid,
                     nr_scanned,
                     nr_reclaimed,
                     priority,
+                    nr_ref_keep,
+                    nr_activate,
                 },
                 PVmscan::LruShrinkActive {
                     nid,
                     nr_taken,
                     nr_active,
                     nr_deactivated,
+                    nr_referenced,
                 } => Vmscan::LruShrinkActive {
                     nid,
                     nr_taken,
                     nr_active,
                     nr_deactivated,
+                    nr_referenced,
                 },
                 PVmscan::WriteFolio { pfn } => Vmscan::WriteFolio { pfn },
                 PVmscan::Other { name } => Vmscan::Other {
@@ -1689,12 +1705,15 @@ mod tests {
                 nr_scanned: 1,
                 nr_reclaimed: 2,
                 priority: 12,
+                nr_ref_keep: 3,
+                nr_activate: 4,
             }),
             18 => Event::Vmscan(Vmscan::LruShrinkActive {
                 nid: 0,
                 nr_taken: 1,
                 nr_active: 2,
                 nr_deactivated: 3,
+                nr_referenced: 4,
             }),
             19 => Event::Vmscan(Vmscan::WriteFolio { pfn: i }),
             20 => Event::Vmscan(Vmscan::Other { name: s(3) }),

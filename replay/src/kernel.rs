@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use mmreplay_reference::profile::{Base, CpumaskMode, KernelProfile};
+use mmreplay_reference::profile::{Base, CpumaskMode, KernelProfile, LruKind};
 use serde::Serialize;
 
 /// Errors choosing a kernel.
@@ -137,6 +137,17 @@ impl KernelChoice {
         {
             p.lru_gen_mm_walk = bits & 2 != 0;
         }
+        // MGLRU only where the capture says lru_gen was enabled; the classic two-list LRU
+        // otherwise (no CONFIG_LRU_GEN, as on 6.18 here, or built in but off).
+        p.lru = match self.mglru_on() {
+            Some(true) => LruKind::Mglru {
+                min_ttl_ms: self
+                    .lru_gen_min_ttl_ms
+                    .and_then(|m| u32::try_from(m).ok())
+                    .unwrap_or(0),
+            },
+            _ => LruKind::Classic,
+        };
         p
     }
 

@@ -1050,6 +1050,7 @@ impl Lowering {
     }
 
     fn vmscan(&mut self, pid: i32, cpu: u32, v: &Vmscan, out: &mut Vec<Op>) {
+        self.stats.observed.vmscan.note(v);
         let idx = cpu as usize;
         match v {
             Vmscan::KswapdWake { .. } | Vmscan::DirectReclaimBegin { .. } => {

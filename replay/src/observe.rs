@@ -56,6 +56,8 @@ pub struct Observed {
     /// Events the capture had enabled (its sidecar's `events_enabled`, without the system),
     /// so that "enabled but none happened" reads 0 and "not enabled" reads unknown.
     pub enabled: BTreeSet<String>,
+    /// The kernel's per-LRU reclaim events, summed (`vmscan_obs`).
+    pub vmscan: crate::vmscan_obs::VmscanObserved,
 }
 
 impl Observed {

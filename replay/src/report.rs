@@ -58,6 +58,17 @@ impl Report<'_> {
         }
     }
 
+    /// `{"observed", "predicted"}` of one vmscan figure: the capture's event sums vs the
+    /// reference model's counter.
+    fn vmscan_pair(
+        &self,
+        obs: impl Fn(&crate::vmscan_obs::VmscanObserved) -> u64,
+        pred: impl Fn(&mmreplay_reference::counters::Counters) -> u64,
+    ) -> Value {
+        let p = self.reference().map_or(0, |r| pred(&r.counters));
+        json!({ "observed": obs(&self.run.lower.observed.vmscan), "predicted": p })
+    }
+
     /// The `--json` object.
     pub fn json(&self) -> Value {
         let mut policies = serde_json::Map::new();
@@ -107,6 +118,10 @@ impl Report<'_> {
             "fidelity": {
                 "remote_tlb_flushes": { "observed": f.remote_observed, "predicted": f.remote_predicted },
                 "ipis": { "observed": f.ipis_observed, "predicted": f.ipis_predicted },
+                "vmscan_scanned": self.vmscan_pair(|o| o.scanned, |c| c.vmscan_scanned),
+                "vmscan_reclaimed": self.vmscan_pair(|o| o.reclaimed, |c| c.vmscan_reclaimed),
+                "vmscan_ref_keep": self.vmscan_pair(|o| o.ref_keep, |c| c.vmscan_ref_keep),
+                "vmscan_activated": self.vmscan_pair(|o| o.activated, |c| c.vmscan_activated),
             },
         })
     }

@@ -12,7 +12,7 @@ use mmreplay_candidates::contract::Mode;
 use mmreplay_candidates::registry::{self, PolicySpec};
 use mmreplay_candidates::BoxedEngine;
 use mmreplay_reference::op::Op;
-use mmreplay_reference::profile::{CpumaskMode, KernelProfile};
+use mmreplay_reference::profile::{CpumaskMode, KernelProfile, LruKind};
 
 use crate::differ::{self, Verdict};
 use crate::engine::{self, EngineConfig, TraceRun};
@@ -52,6 +52,8 @@ pub struct SessionOptions {
     /// The capture's kernel (`crate::kernel`): the profile's mechanics follow it, except
     /// `cpumask_mode` above. `None`: the default profile.
     pub kernel: Option<crate::kernel::KernelChoice>,
+    /// `--lru`: overrides the LRU of the kernel profile (`None`: the kernel's own).
+    pub lru: Option<LruKind>,
 }
 
 impl Default for SessionOptions {
@@ -67,6 +69,7 @@ impl Default for SessionOptions {
             locate: true,
             cpumask_mode: CpumaskMode::TrimByFlush,
             kernel: None,
+            lru: None,
         }
     }
 }
@@ -92,6 +95,14 @@ pub struct SessionResult {
     pub run: TraceRun,
     pub verdicts: Vec<Verdict>,
     pub diffs: BTreeMap<String, String>,
+}
+
+/// The LRU a session models: `--lru`, else the capture kernel's (MGLRU when its sidecar says
+/// `lru_gen` was enabled), else `kernel_lru::DEFAULT` (the classic LRU).
+pub fn effective_lru(o: &SessionOptions) -> LruKind {
+    o.lru
+        .or_else(|| o.kernel.as_ref().map(|k| k.profile(1).lru))
+        .unwrap_or(crate::kernel_lru::DEFAULT)
 }
 
 /// The process snapshot `mmreplay record` wrote next to the trace (`TRACE.procs.zst`), if there
@@ -182,6 +193,10 @@ pub fn run(
             ..k.profile(nr_cpus)
         },
         None => profile(nr_cpus, o.cpumask_mode),
+    };
+    let profile = KernelProfile {
+        lru: effective_lru(o),
+        ..profile
     };
     let procs = procs_for(input)?;
     let lower = LowerOptions {
@@ -313,10 +328,16 @@ pub fn profile(nr_cpus: u32, cpumask_mode: CpumaskMode) -> KernelProfile {
 
 /// Engines for `specs` with the default session profile (benches).
 pub fn build(specs: &[PolicySpec], nr_cpus: u32) -> Vec<BoxedEngine> {
-    registry::build_all(
-        specs,
-        &profile(nr_cpus, SessionOptions::default().cpumask_mode),
-    )
+    build_lru(specs, nr_cpus, crate::kernel_lru::DEFAULT)
+}
+
+/// Engines for `specs` with the default session profile and the given LRU.
+pub fn build_lru(specs: &[PolicySpec], nr_cpus: u32, lru: LruKind) -> Vec<BoxedEngine> {
+    let p = KernelProfile {
+        lru,
+        ..profile(nr_cpus, SessionOptions::default().cpumask_mode)
+    };
+    registry::build_all(specs, &p)
 }
 
 /// A policy to run on an in-memory op list: its engine and the contract it is judged by

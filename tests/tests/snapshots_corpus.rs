@@ -83,7 +83,12 @@ fn replay(
     let path = path.to_string_lossy().to_string();
     let mut src = Source::open(&path, false).map_err(|e| e.to_string())?;
     let nr_cpus = src.nr_cpus().unwrap_or(DEFAULT_CPUS).clamp(1, 64);
-    let profile = session::profile(nr_cpus, session::SessionOptions::default().cpumask_mode);
+    // The capture kernel's LRU, as `replay` picks it (the sidecar; every corpus capture is
+    // from a 6.18 kernel without MGLRU).
+    let profile = KernelProfile {
+        lru: mmreplay::kernel_lru::for_trace(&path).0,
+        ..session::profile(nr_cpus, session::SessionOptions::default().cpumask_mode)
+    };
     let format = src.format().to_string();
     let lower = LowerOptions {
         pid: None,

@@ -85,7 +85,7 @@ pub struct Plan {
     /// Short name for the name-only variants (prefix stripped as `Event` documents).
     short: Sym,
     kind: Kind,
-    f: [Option<F>; 6],
+    f: [Option<F>; 8],
     format: Arc<EventFormat>,
     /// `__print_symbolic` texts as shared `Sym`s, so a record costs no allocation for them.
     symbols: BTreeMap<String, Vec<(i64, Sym)>>,
@@ -373,12 +373,15 @@ impl Decoder {
                     nr_scanned: self.u(raw, f[1]),
                     nr_reclaimed: self.u(raw, f[2]),
                     priority: self.i(raw, f[3]) as i32,
+                    nr_ref_keep: self.u(raw, f[4]),
+                    nr_activate: self.u(raw, f[5]) + self.u(raw, f[6]),
                 },
                 VmKind::ShrinkActive => Vmscan::LruShrinkActive {
                     nid: self.i(raw, f[0]) as i32,
                     nr_taken: self.u(raw, f[1]),
                     nr_active: self.u(raw, f[2]),
                     nr_deactivated: self.u(raw, f[3]),
+                    nr_referenced: self.u(raw, f[4]),
                 },
                 VmKind::WriteFolio => Vmscan::WriteFolio {
                     pfn: self.u(raw, f[0]),
@@ -617,11 +620,25 @@ impl Plan {
                     ),
                     "mm_vmscan_lru_shrink_inactive" => (
                         VmKind::ShrinkInactive,
-                        &[&["nid"], &["nr_scanned"], &["nr_reclaimed"], &["priority"]],
+                        &[
+                            &["nid"],
+                            &["nr_scanned"],
+                            &["nr_reclaimed"],
+                            &["priority"],
+                            &["nr_ref_keep"],
+                            &["nr_activate0"],
+                            &["nr_activate1"],
+                        ],
                     ),
                     "mm_vmscan_lru_shrink_active" => (
                         VmKind::ShrinkActive,
-                        &[&["nid"], &["nr_taken"], &["nr_active"], &["nr_deactivated"]],
+                        &[
+                            &["nid"],
+                            &["nr_taken"],
+                            &["nr_active"],
+                            &["nr_deactivated"],
+                            &["nr_referenced"],
+                        ],
                     ),
                     "mm_vmscan_write_folio" => (VmKind::WriteFolio, &[&["pfn"]]),
                     _ => (VmKind::Other, &[]),
@@ -713,7 +730,7 @@ impl Plan {
             }
             _ => {}
         }
-        let mut f: [Option<F>; 6] = [None; 6];
+        let mut f: [Option<F>; 8] = [None; 8];
         if let Kind::SysEnter(_) = kind {
             // Arguments in declaration order, whatever the kernel named them.
             let args = format.payload_fields().filter(|x| x.name != "__syscall_nr");
@@ -731,7 +748,7 @@ impl Plan {
                     _ => {
                         kind = Kind::Other;
                         short = name.clone();
-                        f = [None; 6];
+                        f = [None; 8];
                         break;
                     }
                 }

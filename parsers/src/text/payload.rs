@@ -627,11 +627,16 @@ impl Decoder {
                 let nr_scanned = req!(f.word(b"nr_scanned").and_then(dec_u64), E);
                 let nr_reclaimed = req!(f.word(b"nr_reclaimed").and_then(dec_u64), E);
                 let priority = req!(f.word(b"priority").and_then(dec_i32), E);
+                let mut opt = |k: &[u8]| f.word(k).and_then(dec_u64).unwrap_or(0);
+                let nr_ref_keep = opt(b"nr_ref_keep");
+                let nr_activate = opt(b"nr_activate_anon") + opt(b"nr_activate_file");
                 Vmscan::LruShrinkInactive {
                     nid,
                     nr_scanned,
                     nr_reclaimed,
                     priority,
+                    nr_ref_keep,
+                    nr_activate,
                 }
             }
             b"lru_shrink_active" => {
@@ -640,11 +645,13 @@ impl Decoder {
                 let nr_taken = req!(f.word(b"nr_taken").and_then(dec_u64), E);
                 let nr_active = req!(f.word(b"nr_active").and_then(dec_u64), E);
                 let nr_deactivated = req!(f.word(b"nr_deactivated").and_then(dec_u64), E);
+                let nr_referenced = f.word(b"nr_referenced").and_then(dec_u64).unwrap_or(0);
                 Vmscan::LruShrinkActive {
                     nid,
                     nr_taken,
                     nr_active,
                     nr_deactivated,
+                    nr_referenced,
                 }
             }
             b"write_folio" | b"writepage" => Vmscan::WriteFolio {

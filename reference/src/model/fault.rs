@@ -123,7 +123,7 @@ impl<P: Policy> Model<P> {
             f.pae = true;
             f.swapbacked = true;
             // Fault-time LRU add sets PG_active under MGLRU (lru_gen_in_fault): max_seq.
-            lru::add_folio(&mut self.lru, f, slot, true);
+            lru::add_new_folio(&mut self.lru, f, slot);
         }
         slot
     }
@@ -151,7 +151,7 @@ impl<P: Policy> Model<P> {
             f.refcount = 1;
             f.swapbacked = kind == FileKind::Shmem;
             if kind != FileKind::Hugetlbfs {
-                lru::add_folio(&mut self.lru, f, slot, true);
+                lru::add_new_folio(&mut self.lru, f, slot);
             }
         }
         let fs = self.files.get_mut(&file)?;
@@ -431,7 +431,7 @@ impl<P: Policy> Model<P> {
                     f.swapbacked = true;
                     f.swapcache = Some(s);
                     f.refcount = 1;
-                    lru::add_folio(&mut self.lru, f, slot, true);
+                    lru::add_new_folio(&mut self.lru, f, slot);
                 }
                 if let Some(x) = self.swap.get_mut(s as usize) {
                     x.cached = Some(slot);

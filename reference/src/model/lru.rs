@@ -3,6 +3,7 @@
 //! no longer matches the folio's is skipped. This module must never decide which folio to
 //! evict; that is `reclaim.rs`.
 
+use super::classic;
 use super::state::{Folio, Lru, MAX_NR_GENS, MIN_NR_GENS};
 
 #[inline]
@@ -18,6 +19,10 @@ pub(crate) fn folio_type(f: &Folio) -> u8 {
 
 /// Put `f` (not on an LRU) on the list of `seq`.
 pub(crate) fn add_at(lru: &mut Lru, f: &mut Folio, slot: u32, seq: u64) {
+    if let Some(c) = lru.classic.as_deref_mut() {
+        // Classic: `seq` 1 is the active list (a migrated folio keeps PG_active).
+        return classic::add(c, f, slot, seq >= 1, false);
+    }
     let t = folio_type(f);
     f.lru_type = t;
     f.seq = seq;
@@ -39,6 +44,9 @@ pub(crate) fn add_at(lru: &mut Lru, f: &mut Folio, slot: u32, seq: u64) {
 /// `lru_gen_add_folio` (K61 rule, mm-semantics B.9.2): active → `max_seq`; anon not in the swap
 /// cache → `min_seq + 1`; otherwise `min_seq`.
 pub(crate) fn add_folio(lru: &mut Lru, f: &mut Folio, slot: u32, active: bool) {
+    if let Some(c) = lru.classic.as_deref_mut() {
+        return classic::add(c, f, slot, active, false);
+    }
     let t = folio_type(f) as usize;
     let min = lru.min_seq.get(t).copied().unwrap_or(lru.max_seq);
     let seq = if active {
@@ -51,8 +59,21 @@ pub(crate) fn add_folio(lru: &mut Lru, f: &mut Folio, slot: u32, active: bool) {
     add_at(lru, f, slot, seq);
 }
 
+/// A new folio's first LRU add (`folio_add_lru` from a fault, swap-in or page-cache read):
+/// MGLRU puts it in `max_seq` (`lru_gen_in_fault` sets PG_active); the classic LRU charges it
+/// and puts it on the inactive list.
+pub(crate) fn add_new_folio(lru: &mut Lru, f: &mut Folio, slot: u32) {
+    if let Some(c) = lru.classic.as_deref_mut() {
+        return classic::add_new(c, f, slot);
+    }
+    add_folio(lru, f, slot, true);
+}
+
 /// `lru_gen_del_folio`: take `f` off its list (lazy: the stale entry is skipped later).
 pub(crate) fn del_folio(lru: &mut Lru, f: &mut Folio) {
+    if let Some(c) = lru.classic.as_deref_mut() {
+        return classic::del(c, f);
+    }
     if !f.on_lru {
         return;
     }
@@ -68,6 +89,11 @@ pub(crate) fn del_folio(lru: &mut Lru, f: &mut Folio) {
 
 /// Move an on-LRU folio to `seq` (`folio_update_gen` / `folio_inc_gen`).
 pub(crate) fn move_to_seq(lru: &mut Lru, f: &mut Folio, slot: u32, seq: u64) {
+    if let Some(c) = lru.classic.as_deref_mut() {
+        // Classic: a promotion is `folio_activate` (to the active head).
+        classic::del(c, f);
+        return classic::add(c, f, slot, seq >= 1, false);
+    }
     del_folio(lru, f);
     add_at(lru, f, slot, seq);
 }

@@ -179,6 +179,10 @@ impl<P: Policy> Model<P> {
             None => return Ok(OpOutcome::MigrationAborted),
         };
         let dst = self.alloc_folio_with_id(kind, 0, content, id);
+        let memcg = self.folios.get(slot as usize).map_or(0, |f| f.memcg);
+        if let Some(d) = self.folios.get_mut(dst as usize) {
+            d.memcg = memcg;
+        }
         let src_state = self.folios.get(slot as usize).map(|f| {
             (
                 f.pae,

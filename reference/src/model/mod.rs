@@ -4,6 +4,7 @@
 //! know trace formats, or panic on any op sequence (bad ops are `ModelError`s).
 
 pub(crate) mod check;
+pub(crate) mod classic;
 pub(crate) mod fault;
 pub(crate) mod hugetlb;
 pub(crate) mod lru;
@@ -161,6 +162,7 @@ impl<P: Policy> Model<P> {
                 mm_bits: 0,
             })
             .collect();
+        let lru = classic::new_lru(&profile);
         Model {
             policy,
             profile,
@@ -176,7 +178,7 @@ impl<P: Policy> Model<P> {
             folios: Vec::new(),
             free_folios: Vec::new(),
             next_folio_id: 1,
-            lru: Lru::new(),
+            lru,
             cpus,
             files: FxHashMap::default(),
             next_anon_file: 1 << 63,
@@ -206,6 +208,9 @@ impl<P: Policy> Model<P> {
     }
 
     fn dispatch(&mut self, op: &Op) -> Result<OpOutcome, ModelError> {
+        if self.lru.classic.is_some() {
+            self.classic_charge(op);
+        }
         match *op {
             Op::Fault { cpu, mm, va, kind } => self.op_fault(cpu, mm, va, kind, true),
             Op::Access { cpu, mm, va, kind } => self.op_fault(cpu, mm, va, kind, false),
@@ -264,6 +269,7 @@ impl<P: Policy> Model<P> {
                 if let Some(m) = self.mms.get_mut(&mm.0) {
                     m.memcg = memcg;
                 }
+                self.classic_recharge(mm.0, memcg);
                 Ok(OpOutcome::Done)
             }
             Op::Pin {

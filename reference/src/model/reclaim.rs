@@ -49,6 +49,9 @@ struct Shrunk {
     tried: Vec<u32>,
     /// Imposed victims that could not be freed: (folio id, why).
     skipped: Vec<(u64, &'static str)>,
+    /// Pages kept because referenced (`nr_ref_keep`) and activated (`nr_activate`).
+    ref_keep: u64,
+    activated: u64,
 }
 
 impl<P: Policy> Model<P> {
@@ -121,6 +124,9 @@ impl<P: Policy> Model<P> {
         nr_to_reclaim: u32,
         mut rec: Option<&mut ReclaimScript>,
     ) -> Result<OpOutcome, ModelError> {
+        if self.lru.classic.is_some() {
+            return self.classic_reclaim(cpu, nr_to_reclaim, rec);
+        }
         self.check_cpu(cpu)?;
         let target = u64::from(nr_to_reclaim);
         let mut reclaimed = 0u64;
@@ -242,11 +248,13 @@ impl<P: Policy> Model<P> {
                         slot_hint: slot,
                         reclaim: false,
                         evicted: false,
+                        clean_only: false,
                     })
                     .collect()
             });
             let done = self.shrink_isolated(cpu, &batch, false, None);
             reclaimed += done.reclaimed;
+            self.count_vmscan(batch.len(), &done);
             if let (Some(r), Some(mut ids)) = (rec.as_deref_mut(), ids) {
                 for f in &mut ids {
                     f.reclaim = done.tried.contains(&f.slot_hint);
@@ -260,7 +268,7 @@ impl<P: Policy> Model<P> {
     }
 
     /// The slot of live folio `f` (the hint if it still holds that folio, else a search).
-    fn find_scripted(&self, f: &ScriptFolio) -> Option<u32> {
+    pub(super) fn find_scripted(&self, f: &ScriptFolio) -> Option<u32> {
         let holds = |slot: u32| {
             self.folios
                 .get(slot as usize)
@@ -282,6 +290,9 @@ impl<P: Policy> Model<P> {
         script: &ReclaimScript,
         res: &mut ImposeResult,
     ) -> Result<OpOutcome, ModelError> {
+        if self.lru.classic.is_some() {
+            return self.classic_reclaim_imposed(cpu, script, res);
+        }
         self.check_cpu(cpu)?;
         let mut iso: Vec<u32> = Vec::with_capacity(EVICT_BATCH);
         let mut decided: Vec<ScriptFolio> = Vec::with_capacity(EVICT_BATCH);
@@ -292,7 +303,7 @@ impl<P: Policy> Model<P> {
                     self.inc_max_seq();
                     continue;
                 }
-                ReclaimStep::GiveUp => continue,
+                ReclaimStep::GiveUp | ReclaimStep::Deactivate(_) => continue,
                 ReclaimStep::Evict(b) => b,
             };
             iso.clear();
@@ -325,6 +336,7 @@ impl<P: Policy> Model<P> {
                 }
             }
             let done = self.shrink_isolated(cpu, &iso, false, Some(&decided));
+            self.count_vmscan(iso.len(), &done);
             for (id, why) in done.skipped {
                 note_skip(res, id, why);
             }
@@ -508,7 +520,7 @@ impl<P: Policy> Model<P> {
 
     /// `folio_referenced`: rmap walk, decision point (1) for young PTEs. Returns the number of
     /// referencing PTEs.
-    fn folio_referenced(&mut self, slot: u32) -> u32 {
+    pub(super) fn folio_referenced(&mut self, slot: u32) -> u32 {
         let mapped = self
             .folios
             .get(slot as usize)
@@ -578,7 +590,7 @@ impl<P: Policy> Model<P> {
 
     /// `try_to_unmap` (`try_to_unmap_one` per mapping, `TTU_BATCH_FLUSH`). Returns whether the
     /// folio ended up unmapped.
-    fn try_to_unmap(&mut self, cpu: u32, slot: u32) -> bool {
+    pub(super) fn try_to_unmap(&mut self, cpu: u32, slot: u32) -> bool {
         self.c.rmap_walks += 1;
         let mut list = std::mem::take(&mut self.scratch);
         list.clear();
@@ -704,6 +716,53 @@ impl<P: Policy> Model<P> {
         }
     }
 
+    /// `add_to_swap`: an anon swap-backed folio enters the swap cache, dirty.
+    pub(super) fn add_to_swap(&mut self, slot: u32) {
+        let content = self.folios.get(slot as usize).map_or(0, |f| f.content);
+        let id = self
+            .folios
+            .get(slot as usize)
+            .map_or(crate::op::FolioId(0), |f| f.id);
+        let s = match self.free_swap.pop() {
+            Some(s) => s,
+            None => {
+                self.swap.push(SwapSlot {
+                    live: false,
+                    count: 0,
+                    content: 0,
+                    id,
+                    cached: None,
+                    evicted: false,
+                });
+                (self.swap.len() - 1) as u32
+            }
+        };
+        if let Some(x) = self.swap.get_mut(s as usize) {
+            *x = SwapSlot {
+                live: true,
+                count: 0,
+                content,
+                id,
+                cached: Some(slot),
+                evicted: false,
+            };
+        }
+        if let Some(f) = self.folios.get_mut(slot as usize) {
+            f.swapcache = Some(s);
+            f.dirty = true;
+            f.refcount += 1;
+        }
+    }
+
+    /// The `mm_vmscan_lru_shrink_inactive` figures of one MGLRU eviction batch (6.18's MGLRU
+    /// logs them too).
+    fn count_vmscan(&mut self, isolated: usize, done: &Shrunk) {
+        self.c.vmscan_scanned += isolated as u64;
+        self.c.vmscan_reclaimed += done.reclaimed;
+        self.c.vmscan_ref_keep += done.ref_keep;
+        self.c.vmscan_activated += done.activated;
+    }
+
     /// `shrink_folio_list` for already-isolated folios (each holds an isolation reference).
     /// `imposed[i]`: the reference's decision for `list[i]` (reclaim or keep) replacing this
     /// model's own; the reference check and the policy's rmap hook still run.
@@ -716,6 +775,7 @@ impl<P: Policy> Model<P> {
     ) -> Shrunk {
         let mut out = Shrunk::default();
         let mut to_free: Vec<u32> = Vec::new();
+        let mut pending: Vec<u32> = Vec::new();
         for (i, &slot) in list.iter().enumerate() {
             let Some(f) = self.folios.get(slot as usize) else {
                 continue;
@@ -766,10 +826,12 @@ impl<P: Policy> Model<P> {
             let forced = forced.is_some_and(|d| d.evicted);
             match verdict {
                 Verdict::Activate => {
+                    out.activated += 1;
                     self.putback(slot, true);
                     continue;
                 }
                 Verdict::Keep => {
+                    out.ref_keep += 1;
                     self.putback(slot, false);
                     continue;
                 }
@@ -780,41 +842,7 @@ impl<P: Policy> Model<P> {
                 None => continue,
             };
             if anon && swapbacked && !has_swap {
-                // add_to_swap: the folio enters the swap cache, dirty.
-                let content = self.folios.get(slot as usize).map_or(0, |f| f.content);
-                let id = self
-                    .folios
-                    .get(slot as usize)
-                    .map_or(crate::op::FolioId(0), |f| f.id);
-                let s = match self.free_swap.pop() {
-                    Some(s) => s,
-                    None => {
-                        self.swap.push(SwapSlot {
-                            live: false,
-                            count: 0,
-                            content: 0,
-                            id,
-                            cached: None,
-                            evicted: false,
-                        });
-                        (self.swap.len() - 1) as u32
-                    }
-                };
-                if let Some(x) = self.swap.get_mut(s as usize) {
-                    *x = SwapSlot {
-                        live: true,
-                        count: 0,
-                        content,
-                        id,
-                        cached: Some(slot),
-                        evicted: false,
-                    };
-                }
-                if let Some(f) = self.folios.get_mut(slot as usize) {
-                    f.swapcache = Some(s);
-                    f.dirty = true;
-                    f.refcount += 1;
-                }
+                self.add_to_swap(slot);
             }
             let mapped = self
                 .folios
@@ -859,23 +887,12 @@ impl<P: Policy> Model<P> {
             }
             self.remove_from_cache(slot);
             to_free.push(slot);
-        }
-        let early = self.policy.free_pages_before_flush();
-        if !early {
-            self.ubc_flush(cpu);
-        }
-        for &slot in &to_free {
-            let n = self.folios.get(slot as usize).map_or(0, |f| f.nr_pages());
-            if let Some(f) = self.folios.get_mut(slot as usize) {
-                f.refcount = 0;
+            pending.push(slot);
+            if self.free_batch_full(&pending) {
+                out.reclaimed += self.free_reclaimed(cpu, &mut pending);
             }
-            self.free_folio(slot);
-            self.c.evictions += n;
-            out.reclaimed += n;
         }
-        if early {
-            self.ubc_flush(cpu);
-        }
+        out.reclaimed += self.free_reclaimed(cpu, &mut pending);
         out.freed = to_free;
         out
     }
@@ -897,7 +914,7 @@ impl<P: Policy> Model<P> {
 
     /// `pageout`: write the data (swap slot or file), folio clean. I1: no writable+dirty TLB
     /// entry may still translate to the folio at the dirty → clean transition.
-    fn pageout(&mut self, slot: u32) {
+    pub(super) fn pageout(&mut self, slot: u32) {
         let Some(f) = self.folios.get(slot as usize) else {
             return;
         };
@@ -932,7 +949,7 @@ impl<P: Policy> Model<P> {
     }
 
     /// `__remove_mapping`: drop the page-cache / swap-cache reference, leave a shadow.
-    fn remove_from_cache(&mut self, slot: u32) {
+    pub(super) fn remove_from_cache(&mut self, slot: u32) {
         let Some(f) = self.folios.get_mut(slot as usize) else {
             return;
         };
@@ -1000,7 +1017,7 @@ fn age_walked_pte(
 }
 
 /// Count a skipped imposed victim, keeping the first reason.
-fn note_skip(res: &mut ImposeResult, id: u64, why: &str) {
+pub(super) fn note_skip(res: &mut ImposeResult, id: u64, why: &str) {
     res.skipped += 1;
     if res.first_skip.is_none() {
         res.first_skip = Some(format!("folio {id}: {why}"));

@@ -347,6 +347,8 @@ pub(crate) struct Folio {
     pub tlb_dirty_refs: u32,
     /// Dropped from its mapping by a lazyfree discard while someone else held a reference.
     pub lazy_discarded: bool,
+    /// Classic LRU: the memcg whose lruvec holds the folio (charged at its first LRU add).
+    pub memcg: u32,
 }
 
 impl Folio {
@@ -379,6 +381,7 @@ impl Folio {
             tlb_refs: 0,
             tlb_dirty_refs: 0,
             lazy_discarded: false,
+            memcg: 0,
         }
     }
     #[inline]
@@ -399,6 +402,9 @@ pub(crate) struct Lru {
     /// stale (lazy deletion) and skipped.
     pub lists: [[VecDeque<(u32, u32)>; 2]; 4],
     pub nr: [[i64; 2]; 4],
+    /// The classic two-list LRU, when the profile says so (`seq` is then 1 for an active
+    /// folio, 0 for an inactive one, and `max_seq` stays 1). See `classic.rs`.
+    pub classic: Option<Box<super::classic::ClassicLru>>,
 }
 
 impl Lru {
@@ -408,6 +414,7 @@ impl Lru {
             min_seq: [MIN_NR_GENS, MIN_NR_GENS],
             lists: Default::default(),
             nr: [[0; 2]; 4],
+            classic: None,
         }
     }
 }

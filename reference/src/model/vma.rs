@@ -1072,7 +1072,7 @@ impl<P: Policy> Model<P> {
                             let slot = self.alloc_folio(FolioKind::Anon, 0, content);
                             if let Some(f) = self.folios.get_mut(slot as usize) {
                                 f.pae = true;
-                                lru::add_folio(&mut self.lru, f, slot, true);
+                                lru::add_new_folio(&mut self.lru, f, slot);
                             }
                             self.install(cl, c, va, slot, v.writable(), true);
                             self.c.fork_pinned_copies += 1;

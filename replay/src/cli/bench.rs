@@ -241,6 +241,7 @@ fn rss_child(path: Option<&str>, repeat: u32, policies: &[String]) -> anyhow::Re
     let specs = session::specs(policies)?;
     let first = Source::open_opt(path, false)?;
     let nr_cpus = first.nr_cpus().unwrap_or(DEFAULT_CPUS);
+    let lru = bench_lru(path);
     drop(first);
     // Each copy is opened only when the previous one is exhausted: the concatenation is
     // streamed, never materialised, and at most one parser is alive at a time.
@@ -267,7 +268,7 @@ fn rss_child(path: Option<&str>, repeat: u32, policies: &[String]) -> anyhow::Re
             }
         }
     });
-    let engines = session::build(&specs, nr_cpus);
+    let engines = session::build_lru(&specs, nr_cpus, lru);
     let lower = LowerOptions {
         nr_cpus,
         ..LowerOptions::default()
@@ -275,6 +276,13 @@ fn rss_child(path: Option<&str>, repeat: u32, policies: &[String]) -> anyhow::Re
     let run = engine::run(it, lower, engines, &EngineConfig::default(), |_| {})?;
     println!("{} {} {}", repeat, run.lower.ops, vm_hwm_kb());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The capture's LRU from its sidecar (as `replay` picks it without `--lru`).
+fn bench_lru(path: Option<&str>) -> mmreplay_reference::profile::LruKind {
+    path.map_or(mmreplay::kernel_lru::DEFAULT, |t| {
+        mmreplay::kernel_lru::for_trace(t).0
+    })
 }
 
 fn rate(n: u64, secs: f64) -> String {
@@ -307,6 +315,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let (records, cpus) = read_all(a.trace.as_deref())?;
     let parse_s = t.elapsed().as_secs_f64();
     let nr_cpus = cpus.unwrap_or(DEFAULT_CPUS);
+    let lru = bench_lru(a.trace.as_deref());
     let dir = std::env::temp_dir().join(format!("mmreplay-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let mmr = dir.join("bench.mmr");
@@ -374,7 +383,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let mut single_total = 0.0;
     for spec in &specs {
-        let mut e = session::build(std::slice::from_ref(spec), nr_cpus);
+        let mut e = session::build_lru(std::slice::from_ref(spec), nr_cpus, lru);
         let Some(e) = e.first_mut() else { continue };
         let t = Instant::now();
         apply(&mut **e, &ops);
@@ -388,7 +397,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()?;
-        let mut engines = session::build(&specs, nr_cpus);
+        let mut engines = session::build_lru(&specs, nr_cpus, lru);
         let t = Instant::now();
         pool.install(|| engines.par_iter_mut().for_each(|e| apply(&mut **e, &ops)));
         let s = t.elapsed().as_secs_f64();

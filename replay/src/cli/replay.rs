@@ -34,6 +34,14 @@ pub enum CpumaskArg {
     Clear,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LruArg {
+    /// The two-list active/inactive LRU (kernels without CONFIG_LRU_GEN, or lru_gen off).
+    Classic,
+    /// The multi-gen LRU.
+    Mglru,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Captures (ftrace text, trace-cmd report, perf script, trace.dat, perf.data, zstd or
@@ -82,6 +90,10 @@ pub struct Args {
     /// the release in the capture's `.meta.json` sidecar, else 6.18.
     #[arg(long, value_name = "VERSION")]
     pub kernel: Option<String>,
+    /// The capture kernel's LRU (default: from the capture's kernel, see `--kernel`: MGLRU when
+    /// its sidecar says `lru_gen` was enabled, else the classic two-list LRU).
+    #[arg(long, value_enum)]
+    pub lru: Option<LruArg>,
     /// Record state hashes every N ops to locate the first divergence (0: off).
     #[arg(long, default_value_t = 1024)]
     pub hash_every: u64,
@@ -110,6 +122,15 @@ pub fn kernel_for(trace: Option<&str>, forced: Option<&str>) -> Result<KernelCho
             }
         }
     }
+}
+
+/// `--lru`: an override of the LRU the capture's kernel profile chooses.
+fn lru_for(arg: Option<LruArg>) -> Option<mmreplay_reference::profile::LruKind> {
+    use mmreplay_reference::profile::LruKind;
+    arg.map(|a| match a {
+        LruArg::Classic => LruKind::Classic,
+        LruArg::Mglru => LruKind::Mglru { min_ttl_ms: 0 },
+    })
 }
 
 fn stem(trace: &str) -> String {
@@ -154,6 +175,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         locate: a.hash_every > 0,
         cpumask_mode: SessionOptions::default().cpumask_mode,
         kernel: None,
+        lru: None,
     };
     let cpumask = a.cpumask.map(|c| match c {
         CpumaskArg::Trim => mmreplay_reference::profile::CpumaskMode::TrimByFlush,
@@ -187,6 +209,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         }
+        o.lru = lru_for(a.lru);
         if a.workload {
             match workload_pid(t.as_deref()) {
                 Ok(p) => o.pid = Some(p),
@@ -230,7 +253,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let mut code = 0u8;
-    for r in results {
+    for (r, (_, o)) in results.into_iter().zip(&per_input) {
+        let lru_name = match session::effective_lru(o) {
+            mmreplay_reference::profile::LruKind::Classic => "classic",
+            mmreplay_reference::profile::LruKind::Mglru { .. } => "mglru",
+        };
         let r = match r {
             Ok(r) => r,
             Err(e) => {
@@ -253,9 +280,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             diffs: &r.diffs,
         };
         if a.json {
-            println!("{}", serde_json::to_string(&rep.json())?);
+            let mut v = rep.json();
+            if let Some(m) = v.as_object_mut() {
+                m.insert("lru".into(), serde_json::json!(lru_name));
+            }
+            println!("{}", serde_json::to_string(&v)?);
         } else {
             print!("{}", rep.text());
+            println!("kernel LRU modelled: {lru_name} (--lru to choose)");
             if a.traces.is_empty() {
                 print!("{}", what_next(&r));
             }

@@ -67,6 +67,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         locate: true,
         cpumask_mode: mmreplay_reference::profile::CpumaskMode::TrimByFlush,
         kernel: None,
+        lru: None,
     };
     if let Err(e) = session::specs(&o.policies) {
         eprintln!("mmreplay report: {e}");

@@ -519,6 +519,8 @@ fn reclaim_targets_nr_reclaimed_and_observations_are_counted() {
                 nr_scanned: 64,
                 nr_reclaimed: 17,
                 priority: 12,
+                nr_ref_keep: 0,
+                nr_activate: 0,
             }),
         ),
         rec(
@@ -949,6 +951,8 @@ fn memcg_reclaim_episode_is_scoped_to_the_task_memcg() {
         nr_scanned: 2 * n,
         nr_reclaimed: n,
         priority: 12,
+        nr_ref_keep: 0,
+        nr_activate: 0,
     };
     let recs = [
         fault(0, 10, 0x7f00_0000_0000, 0x6),
