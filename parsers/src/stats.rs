@@ -136,7 +136,7 @@ fn name_parts(ev: &Event) -> (usize, &str) {
 const PREFIXES: [&str; 4] = ["", "mm_vmscan_", "mm_compaction_", "hugetlbfs_"];
 
 /// Number of syscalls in [`Syscall`] (ids below are `base + nr as usize`).
-const NR_SYSCALLS: usize = 13;
+const NR_SYSCALLS: usize = 14;
 /// Ids of events whose name is fixed by their variant; `STATIC_ID_END` and above are unused.
 const SYS_ENTER_BASE: usize = 40;
 const SYS_EXIT_BASE: usize = SYS_ENTER_BASE + NR_SYSCALLS;
@@ -191,6 +191,8 @@ fn static_id(ev: &Event) -> Option<usize> {
         Event::Compaction { .. }
         | Event::Hugetlbfs { .. }
         | Event::Khugepaged { .. }
+        | Event::CallFunctionEntry { .. }
+        | Event::Kprobe { .. }
         | Event::Other { .. } => return None,
     })
 }
@@ -610,6 +612,7 @@ mod tests {
             "vfork",
             "exit",
             "exit_group",
+            "memfd_create",
         ] {
             let nr = Syscall::from_name(name).unwrap_or(Syscall::Mmap);
             v.push(Event::SysEnter {

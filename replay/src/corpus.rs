@@ -355,6 +355,14 @@ enum PEvent {
         #[bincode(with_serde)]
         kind: IpiKind,
     },
+    // Appended (bincode numbers variants in order): files written before still read.
+    CallFunctionEntry {
+        single: bool,
+        vector: u32,
+    },
+    Kprobe {
+        name: u32,
+    },
 }
 
 /// A chunk payload as written: the tables, then the records that index into them.
@@ -683,6 +691,13 @@ impl Tables {
             Event::Other { name } => PEvent::Other {
                 name: self.sym(name),
             },
+            Event::CallFunctionEntry { single, vector } => PEvent::CallFunctionEntry {
+                single: *single,
+                vector: *vector,
+            },
+            Event::Kprobe { name } => PEvent::Kprobe {
+                name: self.sym(name),
+            },
         };
         Packed {
             dts: r.ts_ns.wrapping_sub(prev_ts),
@@ -913,6 +928,12 @@ impl Lookup<'_> {
             PEvent::Lost { count } => Event::Lost { count },
             PEvent::CsdQueueCpu { target, kind } => Event::CsdQueueCpu { target, kind },
             PEvent::Other { name } => Event::Other {
+                name: self.s(name)?,
+            },
+            PEvent::CallFunctionEntry { single, vector } => {
+                Event::CallFunctionEntry { single, vector }
+            }
+            PEvent::Kprobe { name } => Event::Kprobe {
                 name: self.s(name)?,
             },
         };
@@ -1598,7 +1619,7 @@ mod tests {
         let names = ["alpha", "beta", "", "mm_vmscan_x", "ü-non-ascii"];
         let s = |k: u64| sym(names[((i + k) % names.len() as u64) as usize]);
         let comm = Comm::new(format!("task-{}", i % 7).as_bytes());
-        let event = match i % 37 {
+        let event = match i % 39 {
             0 => Event::PageFault {
                 user: i % 2 == 0,
                 address: 0x7f00_0000_0000 + 0x1000 * i,
@@ -1739,6 +1760,11 @@ mod tests {
                 target: (i % 5) as u32,
                 kind: IpiKind::TableSync,
             },
+            36 => Event::CallFunctionEntry {
+                single: i % 2 == 0,
+                vector: if i % 2 == 0 { 251 } else { 252 },
+            },
+            37 => Event::Kprobe { name: s(1) },
             _ => match i % 3 {
                 0 => Event::DamonAggregated {
                     target_id: 1,

@@ -5,6 +5,7 @@
 pub mod corpus;
 pub mod differ;
 pub mod engine;
+pub mod kernel_counts;
 pub mod litmus;
 pub mod lower;
 pub mod record;

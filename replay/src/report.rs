@@ -102,6 +102,7 @@ impl Report<'_> {
             "fidelity": {
                 "remote_tlb_flushes": { "observed": f.remote_observed, "predicted": f.remote_predicted },
                 "ipis": { "observed": f.ipis_observed, "predicted": f.ipis_predicted },
+                "kernel_counts": crate::kernel_counts::report_json(l, self.reference().map(|r| &r.counters)),
             },
         })
     }
@@ -287,6 +288,11 @@ impl Report<'_> {
             f.ipis_predicted,
             f.ipis_observed,
             ratio(f.ipis_predicted, f.ipis_observed)
+        );
+        let _ = writeln!(
+            s,
+            "{}",
+            crate::kernel_counts::report_text(l, self.reference().map(|r| &r.counters))
         );
         if self.run.lower.filtered_out == 0 && self.run.lower.mms_first_seen > 0 {
             let _ = writeln!(
