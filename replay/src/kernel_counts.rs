@@ -217,6 +217,13 @@ pub fn report_json(
     o.json(reference)
 }
 
+/// The capture shows IPI receipts and no IPI send events: a kernel before the `ipi_send_*` /
+/// `csd_*` events (6.1), whose sends cannot be observed.
+pub fn receipts_only(lower: &crate::lower::LowerStats) -> bool {
+    let k = &lower.kernel;
+    k.ipi_send_events == 0 && k.call_function_entry + k.call_function_single_entry > 0
+}
+
 /// One line for the text report: `kernel's own counts: NAME predicted P / observed O, ...`,
 /// with `not in capture` for what the capture cannot show.
 pub fn report_text(lower: &crate::lower::LowerStats, reference: Option<&Counters>) -> String {

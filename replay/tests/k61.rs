@@ -77,6 +77,12 @@ fn k61_captures_parse_replay_and_their_kernel_counts_agree() {
         let k = &r["fidelity"]["kernel_counts"];
         let obs = |n: &str| k[n]["observed"].as_u64();
         assert_eq!(k["ipi_view"], "receipts", "{trace}");
+        // 6.1 logs no IPI sends: the old fidelity figure must not claim "observed 0".
+        assert_eq!(
+            r["fidelity"]["ipis"]["observed"],
+            serde_json::Value::Null,
+            "{trace}"
+        );
         // Observed when the records show the event was recorded (here: it occurred).
         let some = |n: u64| (n > 0).then_some(n);
         assert_eq!(
