@@ -103,13 +103,10 @@ impl Filter {
 /// text is missing (libtraceevent's `plugin_tlb.c` prints an empty name for codes it lacks).
 fn tlb_reason_name(code: Option<i32>) -> String {
     match code {
-        Some(0) => "flush on task switch".into(),
-        Some(1) => "remote shootdown".into(),
-        Some(2) => "local shootdown".into(),
-        Some(3) => "local MM shootdown".into(),
-        Some(4) => "remote IPI send".into(),
-        Some(5) => "remote wrong CPU".into(),
-        Some(c) => format!("reason {c}"),
+        Some(c) => match crate::fields::default_tlb_reason(i64::from(c)) {
+            "" => format!("reason {c}"),
+            t => t.into(),
+        },
         None => "unknown".into(),
     }
 }
