@@ -5,7 +5,8 @@
 #   corpus/guest/capture-61.sh NAME... | all
 #
 # NAME: reclaim-mglru reclaim-classic threads-shootdown compaction hugetlb-fork.
-# MMREPLAY: a release build of mmreplay (default: <repo>/target/release/mmreplay); the guest
+# MMREPLAY: a release build of mmreplay (default: <repo>/target/release/mmreplay; not under
+# /tmp, which the guest replaces with its own); the guest
 # runs this machine's binaries, so build it (and corpus/workloads) here first.
 # The guest compresses with a low zstd level (-19 takes minutes under emulation); the host then
 # recompresses with -19 (same text; the sidecar's `zstd_level` says what the guest used).

@@ -94,18 +94,13 @@ pub fn prev_state_text(state: u64, table: &[(u64, &str)], report_max: Option<u64
     s
 }
 
-/// `include/trace/events/tlb.h` `TLB_FLUSH_REASON` texts of 6.x kernels, for captures whose
-/// format lacks the table.
+/// `include/trace/events/tlb.h` `TLB_FLUSH_REASON` texts as recent kernels print them (the
+/// 6.18 column of `kernels::TLB_REASONS`), for captures whose format lacks the table.
 pub fn default_tlb_reason(code: i64) -> &'static str {
-    match code {
-        0 => "flush on task switch",
-        1 => "remote shootdown",
-        2 => "local shootdown",
-        3 => "local MM shootdown",
-        4 => "remote IPI send",
-        5 => "remote wrong CPU",
-        _ => "",
-    }
+    crate::kernels::TLB_REASONS
+        .iter()
+        .find(|(c, _, _)| i64::from(*c) == code)
+        .map_or("", |(_, _, text)| text)
 }
 
 #[cfg(test)]

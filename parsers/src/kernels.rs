@@ -106,7 +106,7 @@ pub fn is_kprobe_payload(p: &[u8]) -> bool {
 
 /// Which kind of IPI information a capture holds, from the event names it enabled (the
 /// sidecar's `events_enabled`) or saw.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IpiView {
     /// `ipi_send_*` / `csd_queue_cpu`: sends, classified by callback.
@@ -114,6 +114,7 @@ pub enum IpiView {
     /// Only `call_function*_entry`: receipts, unclassified (every cross-CPU call lands there).
     Receipts,
     /// Neither: IPIs cannot be observed.
+    #[default]
     None,
 }
 

@@ -106,13 +106,10 @@ impl Filter {
 /// text is missing (libtraceevent's `plugin_tlb.c` prints an empty name for codes it lacks).
 fn tlb_reason_name(code: Option<i32>) -> String {
     match code {
-        Some(0) => "flush on task switch".into(),
-        Some(1) => "remote shootdown".into(),
-        Some(2) => "local shootdown".into(),
-        Some(3) => "local MM shootdown".into(),
-        Some(4) => "remote IPI send".into(),
-        Some(5) => "remote wrong CPU".into(),
-        Some(c) => format!("reason {c}"),
+        Some(c) => match crate::fields::default_tlb_reason(i64::from(c)) {
+            "" => format!("reason {c}"),
+            t => t.into(),
+        },
         None => "unknown".into(),
     }
 }
@@ -140,7 +137,7 @@ fn name_parts(ev: &Event) -> (usize, &str) {
 const PREFIXES: [&str; 4] = ["", "mm_vmscan_", "mm_compaction_", "hugetlbfs_"];
 
 /// Number of syscalls in [`Syscall`] (ids below are `base + nr as usize`).
-const NR_SYSCALLS: usize = 13;
+const NR_SYSCALLS: usize = 14;
 /// Ids of events whose name is fixed by their variant; `STATIC_ID_END` and above are unused.
 const SYS_ENTER_BASE: usize = 40;
 const SYS_EXIT_BASE: usize = SYS_ENTER_BASE + NR_SYSCALLS;
@@ -196,6 +193,8 @@ fn static_id(ev: &Event) -> Option<usize> {
         | Event::Hugetlbfs { .. }
         | Event::Khugepaged { .. }
         | Event::CollapseHugePage { .. }
+        | Event::CallFunctionEntry { .. }
+        | Event::Kprobe { .. }
         | Event::Other { .. } => return None,
     })
 }
@@ -621,6 +620,7 @@ mod tests {
             "vfork",
             "exit",
             "exit_group",
+            "memfd_create",
         ] {
             let nr = Syscall::from_name(name).unwrap_or(Syscall::Mmap);
             v.push(Event::SysEnter {

@@ -364,6 +364,14 @@ enum PEvent {
         mm: u64,
         status: u32,
     },
+    // Appended (bincode numbers variants in order): files written before still read.
+    CallFunctionEntry {
+        single: bool,
+        vector: u32,
+    },
+    Kprobe {
+        name: u32,
+    },
 }
 
 /// A chunk payload as written: the tables, then the records that index into them.
@@ -702,6 +710,13 @@ impl Tables {
             Event::Other { name } => PEvent::Other {
                 name: self.sym(name),
             },
+            Event::CallFunctionEntry { single, vector } => PEvent::CallFunctionEntry {
+                single: *single,
+                vector: *vector,
+            },
+            Event::Kprobe { name } => PEvent::Kprobe {
+                name: self.sym(name),
+            },
         };
         Packed {
             dts: r.ts_ns.wrapping_sub(prev_ts),
@@ -942,6 +957,12 @@ impl Lookup<'_> {
                 status: self.s(status)?,
             },
             PEvent::Other { name } => Event::Other {
+                name: self.s(name)?,
+            },
+            PEvent::CallFunctionEntry { single, vector } => {
+                Event::CallFunctionEntry { single, vector }
+            }
+            PEvent::Kprobe { name } => Event::Kprobe {
                 name: self.s(name)?,
             },
         };
@@ -1627,7 +1648,7 @@ mod tests {
         let names = ["alpha", "beta", "", "mm_vmscan_x", "ü-non-ascii"];
         let s = |k: u64| sym(names[((i + k) % names.len() as u64) as usize]);
         let comm = Comm::new(format!("task-{}", i % 7).as_bytes());
-        let event = match i % 38 {
+        let event = match i % 40 {
             0 => Event::PageFault {
                 user: i % 2 == 0,
                 address: 0x7f00_0000_0000 + 0x1000 * i,
@@ -1775,6 +1796,11 @@ mod tests {
                 mm: 0xedc4_9cd8,
                 status: s(1),
             },
+            37 => Event::CallFunctionEntry {
+                single: i % 2 == 0,
+                vector: if i % 2 == 0 { 251 } else { 252 },
+            },
+            38 => Event::Kprobe { name: s(1) },
             _ => match i % 3 {
                 0 => Event::DamonAggregated {
                     target_id: 1,

@@ -8,6 +8,7 @@ pub mod differ;
 pub mod engine;
 pub mod html;
 pub mod kernel;
+pub mod kernel_counts;
 pub mod kernel_lru;
 pub mod litmus;
 pub mod lower;

@@ -71,6 +71,8 @@ fn looks_like_kernel_thread(comm: &[u8]) -> bool {
 
 /// Capture-time step between two `Op::Clock` ops (1 ms, about a jiffy).
 pub const CLOCK_STEP_NS: u64 = 1_000_000;
+/// `MFD_HUGETLB` (`include/uapi/linux/memfd.h`).
+const MFD_HUGETLB: u64 = 4;
 /// `MREMAP_FIXED`.
 const MREMAP_FIXED: u64 = 2;
 
@@ -114,6 +116,9 @@ pub struct LowerStats {
     pub filtered_out: u64,
     /// Ground truth for the fidelity line.
     pub observed: Observed,
+    /// The kernel's own counts (IPI receipts, kprobe hits, reclaimed pages), for
+    /// `crate::kernel_counts`.
+    pub kernel: crate::kernel_counts::KernelTally,
 }
 
 #[derive(Clone, Debug)]
@@ -374,6 +379,7 @@ impl Lowering {
             return;
         }
         self.observer.observe(&mut self.stats.observed, r, armed);
+        self.stats.kernel.observe(&r.event);
         match &r.event {
             Event::PageFault {
                 user,
@@ -405,6 +411,13 @@ impl Lowering {
                     Syscall::Execve => {
                         self.in_exec.insert(r.pid);
                         self.not_lowered("sys_enter_execve");
+                    }
+                    // memfd_create(MFD_HUGETLB): the next 2 MiB aligned shared mapping is that
+                    // file (`file_ref`), as a hugetlbfs inode event says on kernels that log one.
+                    Syscall::MemfdCreate if args.0[1] & MFD_HUGETLB != 0 => {
+                        self.hugetlb_hint.insert(r.pid);
+                        self.approx("hugetlb_file_from_memfd_create_flags");
+                        self.not_lowered("sys_enter_memfd_create");
                     }
                     _ => self.not_lowered(r.event.name()),
                 }

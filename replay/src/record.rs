@@ -91,6 +91,8 @@ pub const DEFAULT_EVENTS: &[&str] = &[
     "syscalls:sys_exit_brk",
     "syscalls:sys_enter_execve",
     "syscalls:sys_exit_execve",
+    // MFD_HUGETLB: a hugetlbfs file on kernels without hugetlbfs events (6.1).
+    "syscalls:sys_enter_memfd_create",
     "sched:sched_process_fork",
     "sched:sched_process_exec",
     "sched:sched_process_exit",

@@ -117,7 +117,9 @@ impl Report<'_> {
             "verdict_details": details,
             "fidelity": {
                 "remote_tlb_flushes": { "observed": f.remote_observed, "predicted": f.remote_predicted },
-                "ipis": { "observed": f.ipis_observed, "predicted": f.ipis_predicted },
+                // A kernel that logs only IPI receipts (6.1) cannot show sends: null, not 0.
+                "ipis": { "observed": (!crate::kernel_counts::receipts_only(l)).then_some(f.ipis_observed), "predicted": f.ipis_predicted },
+                "kernel_counts": crate::kernel_counts::report_json(l, self.reference().map(|r| &r.counters)),
                 "vmscan_scanned": self.vmscan_pair(|o| o.scanned, |c| c.vmscan_scanned),
                 "vmscan_reclaimed": self.vmscan_pair(|o| o.reclaimed, |c| c.vmscan_reclaimed),
                 "vmscan_ref_keep": self.vmscan_pair(|o| o.ref_keep, |c| c.vmscan_ref_keep),
@@ -298,15 +300,28 @@ impl Report<'_> {
             }
         }
         let f = self.fidelity();
+        let ipis_observed = if crate::kernel_counts::receipts_only(&self.run.lower) {
+            "not logged by this kernel (receipts only)".to_string()
+        } else {
+            format!(
+                "{} ({})",
+                f.ipis_observed,
+                ratio(f.ipis_predicted, f.ipis_observed)
+            )
+        };
         let _ = writeln!(
             s,
-            "\nfidelity (reference model vs capture): remote TLB flushes predicted {} / observed {} ({}); TLB+table-sync IPI sends predicted {} / observed {} ({})",
+            "\nfidelity (reference model vs capture): remote TLB flushes predicted {} / observed {} ({}); TLB+table-sync IPI sends predicted {} / observed {}",
             f.remote_predicted,
             f.remote_observed,
             ratio(f.remote_predicted, f.remote_observed),
             f.ipis_predicted,
-            f.ipis_observed,
-            ratio(f.ipis_predicted, f.ipis_observed)
+            ipis_observed
+        );
+        let _ = writeln!(
+            s,
+            "{}",
+            crate::kernel_counts::report_text(l, self.reference().map(|r| &r.counters))
         );
         if self.run.lower.filtered_out == 0 && self.run.lower.mms_first_seen > 0 {
             let _ = writeln!(

@@ -33,6 +33,9 @@ fn captures() -> Vec<String> {
         .filter_map(|e| e.ok())
         .map(|e| e.path().to_string_lossy().into_owned())
         .filter(|p| p.ends_with(".trace.zst"))
+        // The 6.1 guest captures need the 6.1 kernel profile (issue 22), which this 6.18 model
+        // does not have yet; replay/tests/k61.rs checks their observed side.
+        .filter(|p| !p.contains("/k61-"))
         .collect();
     v.sort();
     v

@@ -318,7 +318,13 @@ fn corpus_captures_have_provenance() {
     for cap in names {
         let name = cap.file_name().unwrap().to_string_lossy().into_owned();
         let size = fs::metadata(&cap).unwrap().len();
-        assert!(size <= 2_000_000, "{name}: {size} bytes > 2 MB");
+        // The 6.1 guest's memcg reclaim captures (k61-*, issue 22) may take up to 4 MB.
+        let budget = if name.starts_with("k61-") {
+            4_000_000
+        } else {
+            2_000_000
+        };
+        assert!(size <= budget, "{name}: {size} bytes > {budget}");
         assert!(
             readme.contains(&format!("`{name}`")),
             "{name} not in README"

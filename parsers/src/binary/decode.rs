@@ -31,6 +31,11 @@ enum Kind {
     IpiSendCpu,
     IpiSendCpumask,
     CsdQueueCpu,
+    CallFunctionEntry {
+        single: bool,
+    },
+    /// A kprobe event (its format has `__probe_ip`), whatever its name.
+    Kprobe,
     SetMigrationPte,
     RemoveMigrationPte,
     MmMigratePages,
@@ -482,6 +487,13 @@ impl Decoder {
                 nr_accesses: self.u(raw, f[4]) as u32,
                 age: f[5].map(|_| self.u(raw, f[5]) as u32),
             },
+            Kind::CallFunctionEntry { single } => Event::CallFunctionEntry {
+                single: *single,
+                vector: self.u(raw, f[0]) as u32,
+            },
+            Kind::Kprobe => Event::Kprobe {
+                name: p.name.clone(),
+            },
             Kind::Other => Event::Other {
                 name: p.name.clone(),
             },
@@ -717,6 +729,16 @@ impl Plan {
                 req = &[&["pfn"], &["i_ino"], &["index"]];
                 opt = Some((3, &["order"]));
             }
+            ("irq_vectors", "call_function_entry" | "call_function_single_entry") => {
+                kind = Kind::CallFunctionEntry {
+                    single: n == "call_function_single_entry",
+                };
+                req = &[&["vector"]];
+            }
+            _ if format.field("__probe_ip").is_some() => {
+                kind = Kind::Kprobe;
+                req = &[&["__probe_ip"]];
+            }
             ("damon", "damon_aggregated") => {
                 kind = Kind::Damon;
                 req = &[
@@ -852,6 +874,42 @@ mod tests {
         assert_eq!(
             ternary_flags(f, "flags"),
             vec![(1, "M".into(), " ".into()), (2, "a".into(), "f".into())]
+        );
+    }
+
+    /// Formats as the 6.1 guest's tracefs has them (corpus/captures/k61-*).
+    #[test]
+    fn linux_6_1_receipts_and_kprobes() {
+        let common = "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n";
+        let cfe = format!("name: call_function_single_entry\nID: 90\nformat:\n{common}\tfield:int vector;\toffset:8;\tsize:4;\tsigned:1;\n\nprint fmt: \"vector=%d\", REC->vector\n");
+        let kp = format!("name: folio_referenced_one\nID: 1600\nformat:\n{common}\tfield:unsigned long __probe_ip;\toffset:8;\tsize:8;\tsigned:0;\n\nprint fmt: \"(%lx)\", REC->__probe_ip\n");
+        let dec = Decoder {
+            endian: Endian::Little,
+            kernel_long: 8,
+            kallsyms: Arc::new(Kallsyms::default()),
+            sources: Vec::new(),
+            plans: Vec::new(),
+        };
+        let mut raw = vec![0u8; 16];
+        raw[8..12].copy_from_slice(&251i32.to_le_bytes());
+        let p = Plan::build(Arc::new(parse_format(&cfe, "irq_vectors").unwrap()));
+        assert_eq!(
+            dec.decode_with(&p, &raw),
+            Event::CallFunctionEntry {
+                single: true,
+                vector: 251
+            }
+        );
+        // The same event name under another system is not an IPI receipt.
+        let p = Plan::build(Arc::new(parse_format(&cfe, "other").unwrap()));
+        assert!(matches!(dec.decode_with(&p, &raw), Event::Other { .. }));
+        let p = Plan::build(Arc::new(parse_format(&kp, "mmreplay").unwrap()));
+        let ev = dec.decode_with(&p, &raw);
+        assert_eq!(
+            ev,
+            Event::Kprobe {
+                name: Sym::from("folio_referenced_one")
+            }
         );
     }
 }

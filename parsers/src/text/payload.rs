@@ -43,6 +43,8 @@ enum Kind {
     Filemap,
     Damon,
     CollapseHugePage,
+    /// `call_function_entry` / `call_function_single_entry` (IPI receipts).
+    CallFunction,
     /// A prefixed family (vmscan, compaction, hugetlbfs, khugepaged, syscalls).
     Family,
     /// No typed decoder: the interned name.
@@ -267,6 +269,7 @@ fn typed_kind(name: &[u8]) -> Option<Kind> {
         b"mm_filemap_add_to_page_cache" | b"mm_filemap_delete_from_page_cache" => Kind::Filemap,
         b"damon_aggregated" => Kind::Damon,
         b"mm_collapse_huge_page" => Kind::CollapseHugePage,
+        b"call_function_entry" | b"call_function_single_entry" => Kind::CallFunction,
         _ => return None,
     })
 }
@@ -358,7 +361,13 @@ impl Decoder {
                         let code = req!(r.get(open + 1..r.len() - 1).and_then(dec_i32), E);
                         (trim(r.get(..open).unwrap_or(&[])), Some(code))
                     }
-                    _ => (r, None),
+                    // No `(code)`: the text of either kernel names it (kernels::TLB_REASONS).
+                    _ => (
+                        r,
+                        std::str::from_utf8(r)
+                            .ok()
+                            .and_then(crate::kernels::tlb_reason_code),
+                    ),
                 };
                 Event::TlbFlush {
                     pages,
@@ -534,7 +543,19 @@ impl Decoder {
                     .intern(status.strip_suffix(b",").unwrap_or(status));
                 Event::CollapseHugePage { mm, status }
             }
+            Kind::CallFunction => {
+                const E: Expected = "`vector=<n>`";
+                let vector = req!(f.word(b"vector").and_then(dec_u32), E);
+                Event::CallFunctionEntry {
+                    single: name == b"call_function_single_entry",
+                    vector,
+                }
+            }
             Kind::Family => return self.family(name, p, &mut f),
+            // A kprobe event has a name of the user's choosing: it is known by its payload.
+            Kind::Other(name) if crate::kernels::is_kprobe_payload(p) => {
+                return Ok(Event::Kprobe { name })
+            }
             Kind::Other(name) => return Ok(Event::Other { name }),
         };
         Ok(ev)
@@ -870,6 +891,61 @@ mod tests {
         assert!(Decoder::new()
             .decode(b"tlb_flush", b"reason:x (1)", PayloadForm::Normal)
             .is_err());
+    }
+
+    /// Lines as the 6.1 guest printed them (corpus/captures/k61-*).
+    #[test]
+    fn linux_6_1_forms() {
+        assert_eq!(
+            d("tlb_flush", "pages:-1 reason:remote ipi send (4)"),
+            Event::TlbFlush {
+                pages: -1,
+                reason: TlbReason {
+                    code: Some(4),
+                    text: sym("remote ipi send")
+                }
+            }
+        );
+        // Without the code (a tool that prints the name only), either kernel's text maps.
+        for (text, code) in [("remote ipi send", 4), ("local MM shootdown", 3)] {
+            let Event::TlbFlush { reason, .. } = d("tlb_flush", &format!("pages=1 reason={text}"))
+            else {
+                panic!("not a tlb_flush")
+            };
+            assert_eq!(reason.code, Some(code), "{text}");
+        }
+        assert_eq!(
+            d("call_function_single_entry", "vector=251"),
+            Event::CallFunctionEntry {
+                single: true,
+                vector: 251
+            }
+        );
+        assert_eq!(
+            d("call_function_entry", "vector=252"),
+            Event::CallFunctionEntry {
+                single: false,
+                vector: 252
+            }
+        );
+        assert!(Decoder::new()
+            .decode(b"call_function_entry", b"vec=252", PayloadForm::Normal)
+            .is_err());
+        let k = d("folio_referenced_one", "(folio_referenced_one+0x0/0x260)");
+        assert_eq!(
+            k,
+            Event::Kprobe {
+                name: sym("folio_referenced_one")
+            }
+        );
+        assert_eq!(k.name(), "folio_referenced_one");
+        // Same name, other payload: not a kprobe hit.
+        assert_eq!(
+            d("folio_referenced_one", "pfn=1"),
+            Event::Other {
+                name: sym("folio_referenced_one")
+            }
+        );
     }
 
     #[test]

@@ -824,6 +824,30 @@ mod tests {
     }
 
     #[test]
+    fn probes_repeat_and_expand() {
+        let a = parse(&[
+            "--probe",
+            "rmap",
+            "--probe",
+            "shrink_folio_list",
+            "--",
+            "true",
+        ])
+        .unwrap();
+        assert_eq!(a.probes, vec!["rmap", "shrink_folio_list"]);
+        assert_eq!(
+            record::expand_probes(&a.probes).unwrap(),
+            vec![
+                "folio_referenced_one",
+                "lru_gen_look_around",
+                "try_to_unmap_one",
+                "shrink_folio_list"
+            ]
+        );
+        assert!(parse(&["--", "true"]).unwrap().probes.is_empty());
+    }
+
+    #[test]
     fn rejects_bad_arguments() {
         for bad in [
             &["ls"][..],

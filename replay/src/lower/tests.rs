@@ -1111,3 +1111,48 @@ fn migrate_pages_batches_flush_before_the_first_move() {
         "{ops:?}"
     );
 }
+
+/// 6.1 logs no hugetlbfs events: `memfd_create(MFD_HUGETLB)` names the file instead, and the
+/// 2 MiB aligned shared mapping of it that follows is hugetlb. Without the flag it is not.
+#[test]
+fn memfd_hugetlb_is_known_without_hugetlbfs_events() {
+    let mapping = |memfd_flags: u64| {
+        let recs = [
+            rec(
+                0,
+                10,
+                Event::SysEnter {
+                    nr: Syscall::MemfdCreate,
+                    args: args(&[0x5555_0000, memfd_flags]),
+                },
+            ),
+            rec(
+                0,
+                10,
+                Event::SysEnter {
+                    nr: Syscall::Mmap,
+                    // MAP_SHARED | MAP_FIXED, fd 3.
+                    args: args(&[0x7fc0_0000_0000, 1 << 30, 3, 0x11, 3, 0]),
+                },
+            ),
+            rec(
+                0,
+                10,
+                Event::SysExit {
+                    nr: Syscall::Mmap,
+                    ret: 0x7fc0_0000_0000,
+                },
+            ),
+        ];
+        let (ops, _) = lower(&recs, opts());
+        ops.iter()
+            .find_map(|o| match o {
+                Op::Mmap { file, .. } => Some(file.map(|f| f.kind)),
+                _ => None,
+            })
+            .expect("mmap lowered")
+    };
+    // MFD_CLOEXEC | MFD_HUGETLB.
+    assert_eq!(mapping(0x5), Some(FileKind::Hugetlbfs));
+    assert_eq!(mapping(0x1), Some(FileKind::Regular));
+}
