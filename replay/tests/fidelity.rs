@@ -154,6 +154,15 @@ fn whole_capture_gaps_are_known() {
              remote through stale mm_cpumask bits the model cannot know",
         ),
         (
+            "pipe-lost-load",
+            "remote_tlb_flushes",
+            46,
+            31,
+            "187,269 events lost from trace_pipe under load (sched_switch, munmap and exec of \
+             the rust build's lto/opt processes among them), whose mm_cpumask the model rebuilds \
+             only from what survived",
+        ),
+        (
             "gcc-hello",
             "remote_tlb_flushes",
             6,

@@ -307,7 +307,10 @@ snapshot_tests! {
     "hugetlb-fork" => hugetlb_fork,
     "hugetlb-share-conc" => hugetlb_share_conc,
     "madv-mprotect" => madv_mprotect,
+    "parbuild" => parbuild,
+    "pipe-lost-load" => pipe_lost_load,
     "reclaim-swap" => reclaim_swap,
+    "sqlite-threads" => sqlite_threads,
     "threads-shootdown" => threads_shootdown,
 }
 

@@ -371,7 +371,10 @@ impl<P: Policy> Model<P> {
     pub(crate) fn mig_batch_defer(&mut self, cpu: u32, mm: u32, va: Option<u64>) {
         let mask = self.mms.get(&mm).map_or(0, |m| m.cpumask);
         if let Some(Some(b)) = self.mig_batches.get_mut(cpu as usize) {
-            *b |= mask;
+            b.cpumask |= mask;
+            if !b.mms.contains(&mm) {
+                b.mms.push(mm);
+            }
         }
         if let Some(va) = va {
             for c in 0..self.cpus.len() {
@@ -397,14 +400,14 @@ impl<P: Policy> Model<P> {
                 self.mig_batch_flush(cpu);
                 if batched {
                     if let Some(b) = self.mig_batches.get_mut(cpu as usize) {
-                        *b = Some(0);
+                        *b = Some(super::MigBatch::default());
                     }
                 }
             }
             MigrateBatchStep::ForeignUnmap => {
                 let all = self.all_cpus_mask();
                 match self.mig_batches.get_mut(cpu as usize) {
-                    Some(Some(b)) => *b |= all,
+                    Some(Some(b)) => b.cpumask |= all,
                     // 6.1, or a synchronous retry (try_to_migrate(src, 0)): ptep_clear_flush
                     // flushes this PTE at once.
                     _ => self.count_batch_flush(cpu, all),
@@ -417,12 +420,22 @@ impl<P: Policy> Model<P> {
 
     /// `try_to_unmap_flush` at the end of a `migrate_pages_batch` unmap phase.
     fn mig_batch_flush(&mut self, cpu: u32) {
-        let mask = self
+        let batch = self
             .mig_batches
             .get_mut(cpu as usize)
             .and_then(Option::take);
-        if let Some(mask) = mask.filter(|m| *m != 0) {
-            self.count_batch_flush(cpu, mask);
+        let Some(b) = batch.filter(|b| b.cpumask != 0) else {
+            return;
+        };
+        self.count_batch_flush(cpu, b.cpumask);
+        // A full flush (TLB_FLUSH_ALL): every cached translation of the batched mms goes.
+        for &mm in &b.mms {
+            let cur = self.mms.get(&mm).map_or(0, |m| m.cpumask);
+            for c in 0..self.cpus.len() {
+                if (b.cpumask | cur) & (1u64 << c) != 0 {
+                    self.tlb_drop_range(c, mm, None);
+                }
+            }
         }
     }
 
