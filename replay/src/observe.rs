@@ -327,6 +327,43 @@ pub const COUNTERS: &[CounterRow] = &[
         goal: true,
     },
     CounterRow {
+        name: "tlb_flush:local_mm_shootdown",
+        observed: |o| o.flushes(REASON_LOCAL_MM_SHOOTDOWN),
+        predicted: |c| Some(c.tlb_flush_local_mm_shootdowns),
+        how: "tlb_flush reason 3 vs flush_tlb_func runs on a sender running the mm (lower bound \
+              on the kernel side: a CPU already up to date logs nothing)",
+        goal: false,
+    },
+    CounterRow {
+        name: "tlb_flush:local_shootdown",
+        observed: |o| o.flushes(REASON_LOCAL_SHOOTDOWN),
+        predicted: |c| Some(c.tlb_flush_local_shootdowns),
+        how: "tlb_flush reason 2 vs arch_tlbbatch_flush runs on the sender (reclaim, migration)",
+        goal: false,
+    },
+    CounterRow {
+        name: "tlb_flush:remote_wrong_cpu",
+        observed: |o| o.flushes(REASON_REMOTE_WRONG_CPU),
+        predicted: |c| Some(c.tlb_flush_remote_wrong_cpu),
+        how: "tlb_flush reason 5 vs CPUs trimmed from mm_cpumask by a flush (6.14+)",
+        goal: false,
+    },
+    CounterRow {
+        name: "tlb_flush:remote_shootdown",
+        observed: |o| o.flushes(REASON_REMOTE_SHOOTDOWN),
+        predicted: |_| None,
+        how: "tlb_flush reason 1 (receivers that flushed); not predicted: the model does not \
+              track each CPU's tlb_gen, so it cannot tell an up-to-date receiver",
+        goal: false,
+    },
+    CounterRow {
+        name: "tlb_flush:task_switch",
+        observed: |o| o.flushes(REASON_TASK_SWITCH),
+        predicted: |_| None,
+        how: "tlb_flush reason 0 (switch_mm_irqs_off); not predicted",
+        goal: false,
+    },
+    CounterRow {
         name: "migration_entries_set",
         observed: |o| {
             o.logged(&["set_migration_pte"])

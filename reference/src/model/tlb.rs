@@ -197,6 +197,12 @@ impl<P: Policy> Model<P> {
         };
         let others = mask & !(1u64 << sender);
         let sender_loaded = self.cpus.get(sender as usize).and_then(|c| c.loaded) == Some(mm);
+        let sender_lazy = self.cpus.get(sender as usize).is_some_and(|c| c.lazy);
+        if sender_loaded && !sender_lazy && (others != 0 || mask & (1u64 << sender) != 0) {
+            // flush_tlb_func on the sender (local-only path, or SCF_RUN_LOCAL when
+            // should_flush_tlb passes for it): TLB_LOCAL_MM_SHOOTDOWN.
+            self.c.tlb_flush_local_mm_shootdowns += 1;
+        }
         if others != 0 {
             // flush_tlb_multi (NR_TLB_REMOTE_FLUSH, TLB_REMOTE_SEND_IPI), counted even when
             // should_flush_tlb leaves no CPU to interrupt.
@@ -263,6 +269,9 @@ impl<P: Policy> Model<P> {
                 self.c.ipi_targets += targets;
             }
             if trimmed != 0 {
+                if trim_mode {
+                    self.c.tlb_flush_remote_wrong_cpu += u64::from(trimmed.count_ones());
+                }
                 if let Some(m) = self.mms.get_mut(&mm) {
                     m.cpumask &= !trimmed;
                 }
@@ -324,6 +333,10 @@ impl<P: Policy> Model<P> {
     /// `flush_tlb_func` never trims for a NULL mm); the sender alone flushes locally.
     fn count_batch_flush(&mut self, sender: u32, mask: u64) {
         let others = mask & !(1u64 << sender);
+        if mask & (1u64 << sender) != 0 && self.cpus.get(sender as usize).is_some_and(|c| !c.lazy) {
+            // flush_tlb_func with f->mm == NULL on the sender: TLB_LOCAL_SHOOTDOWN.
+            self.c.tlb_flush_local_shootdowns += 1;
+        }
         if others != 0 {
             self.c.tlb_flush_remote += 1;
             let mut targets = 0u64;
