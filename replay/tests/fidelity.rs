@@ -113,6 +113,13 @@ fn compaction_flushes_once_per_migrate_pages_batch() {
         within(o.unwrap_or(0), p),
         "IPIs observed {o:?} predicted {p}"
     );
+    // The batch flush's local share (flush_tlb_func with mm == NULL, reason 2) and the
+    // single-page flushes of the compactor's own pages (reason 3) are predicted too.
+    for c in ["tlb_flush:local_shootdown", "tlb_flush:local_mm_shootdown"] {
+        let (o, p) = pair(&v, c);
+        let o = o.unwrap_or_else(|| panic!("{c} not logged"));
+        assert!(o > 1000 && within(o, p), "{c}: observed {o} predicted {p}");
+    }
     // The same capture replayed as 6.1 (per-PTE flushes, cpumask cleared at switch) is another
     // kernel: its prediction must differ.
     let v61 = fidelity(&[&trace, "--kernel", "6.1"]);
