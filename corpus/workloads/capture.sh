@@ -101,12 +101,26 @@ fmt-follow)
 	echo 600 > /proc/sys/vm/nr_hugepages
 	rec fmt-follow --follow -- "$B/hugetlb_fork" 2 1024
 	echo 0 > /proc/sys/vm/nr_hugepages ;;
+# Issue 13's workload kinds, for `mmreplay fidelity`.
+parbuild)
+	# make -j2 of 7 small C files from a clean copy; --follow keeps other builds out.
+	rm -rf /tmp/mmreplay-parbuild && cp -r "$here/parbuild" /tmp/mmreplay-parbuild
+	rec parbuild --follow -- make -s -j2 -C /tmp/mmreplay-parbuild ;;
+sqlite-threads)
+	# 4 threads of one python3 process, one WAL SQLite file each through its own connection.
+	rec sqlite-threads --follow -- python3 "$here/sqlite_threads.py" /tmp/mmreplay-sqlite.db 4 60 ;;
+pipe-lost-load)
+	# trace_pipe with a small buffer while stress-ng faults on the other CPU: real lost events
+	# in the middle of a remote-shootdown workload.
+	"$M" record --buffer-kb 256 --zstd-level "$LEVEL" --from pipe -o "$out/pipe-lost-load.trace.zst" \
+		-- sh -c "stress-ng --vm 1 --vm-bytes 16M --vm-method flip --timeout 1 --quiet & $B/threads_shootdown 60; wait" ;;
 *) echo "unknown capture $1" >&2; exit 2 ;;
 esac
 }
 
 if [ "${1:-}" = all ]; then
 	set -- tour hugetlb-fork hugetlb-share-conc compaction reclaim-swap madv-mprotect threads-shootdown gcc-hello thp-paths \
-		fmt-noirq fmt-pipe fmt-tgid fmt-follow fmt-lost-pipe fmt-overrun
+		fmt-noirq fmt-pipe fmt-tgid fmt-follow fmt-lost-pipe fmt-overrun parbuild sqlite-threads \
+		pipe-lost-load
 fi
 for n in "$@"; do cap "$n"; done

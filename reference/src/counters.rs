@@ -80,6 +80,14 @@ counters! {
     tlb_flush_full,
     /// Pages covered by ranged flushes.
     tlb_flush_pages,
+    /// `flush_tlb_func` runs on the sender for an mm it runs (`tlb_flush` reason 3, local MM
+    /// shootdown): the local-only path and the sender's own share of `flush_tlb_multi`.
+    tlb_flush_local_mm_shootdowns,
+    /// `flush_tlb_func` runs on the sender of a reclaim/migration batch flush (`mm == NULL`,
+    /// reason 2, local shootdown).
+    tlb_flush_local_shootdowns,
+    /// CPUs that took `TLB_REMOTE_WRONG_CPU` (reason 5) and left `mm_cpumask` (x86 6.14+).
+    tlb_flush_remote_wrong_cpu,
     /// Shootdown IPI broadcasts (`flush_tlb_func`), one per `native_flush_tlb_multi`.
     ipi_sends_shootdown,
     /// Table-sync IPI broadcasts (`tlb_remove_table_sync_one`).

@@ -116,6 +116,13 @@ fn compaction_flushes_once_per_migrate_pages_batch() {
         within(o.unwrap_or(0), p),
         "IPIs observed {o:?} predicted {p}"
     );
+    // The batch flush's local share (flush_tlb_func with mm == NULL, reason 2) and the
+    // single-page flushes of the compactor's own pages (reason 3) are predicted too.
+    for c in ["tlb_flush:local_shootdown", "tlb_flush:local_mm_shootdown"] {
+        let (o, p) = pair(&v, c);
+        let o = o.unwrap_or_else(|| panic!("{c} not logged"));
+        assert!(o > 1000 && within(o, p), "{c}: observed {o} predicted {p}");
+    }
     // The same capture replayed as 6.1 (per-PTE flushes, cpumask cleared at switch) is another
     // kernel: its prediction must differ.
     let v61 = fidelity(&[&trace, "--kernel", "6.1"]);
@@ -155,6 +162,15 @@ fn whole_capture_gaps_are_known() {
             0,
             "an lto thread older than the capture: zero-page COW flushes (wp_page_copy) go \
              remote through stale mm_cpumask bits the model cannot know",
+        ),
+        (
+            "pipe-lost-load",
+            "remote_tlb_flushes",
+            46,
+            31,
+            "187,269 events lost from trace_pipe under load (sched_switch, munmap and exec of \
+             the rust build's lto/opt processes among them), whose mm_cpumask the model rebuilds \
+             only from what survived",
         ),
         (
             "gcc-hello",

@@ -99,6 +99,13 @@ pub(crate) struct Ubc {
     pub mms: Vec<u32>,
 }
 
+/// An open `migrate_pages` batch: the union of the deferred mms' `mm_cpumask`s and the mms.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MigBatch {
+    pub cpumask: u64,
+    pub mms: Vec<u32>,
+}
+
 /// The executable model, generic over the policy.
 pub struct Model<P: Policy> {
     pub(crate) policy: P,
@@ -126,7 +133,7 @@ pub struct Model<P: Policy> {
     pub(crate) ubc: Ubc,
     /// Open `migrate_pages` batches by CPU (`Op::MigrateBatch`): the union of the deferred
     /// mms' `mm_cpumask`s, flushed once at `MigrateBatchStep::Flush`.
-    pub(crate) mig_batches: Vec<Option<u64>>,
+    pub(crate) mig_batches: Vec<Option<MigBatch>>,
     /// Scratch buffer reused by rmap walks (avoid per-op allocation).
     pub(crate) scratch: Vec<(u32, u64)>,
     /// Scratch buffer of PTE locations (avoid per-op allocation).

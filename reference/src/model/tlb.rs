@@ -197,6 +197,12 @@ impl<P: Policy> Model<P> {
         };
         let others = mask & !(1u64 << sender);
         let sender_loaded = self.cpus.get(sender as usize).and_then(|c| c.loaded) == Some(mm);
+        let sender_lazy = self.cpus.get(sender as usize).is_some_and(|c| c.lazy);
+        if sender_loaded && !sender_lazy && (others != 0 || mask & (1u64 << sender) != 0) {
+            // flush_tlb_func on the sender (local-only path, or SCF_RUN_LOCAL when
+            // should_flush_tlb passes for it): TLB_LOCAL_MM_SHOOTDOWN.
+            self.c.tlb_flush_local_mm_shootdowns += 1;
+        }
         if others != 0 {
             // flush_tlb_multi (NR_TLB_REMOTE_FLUSH, TLB_REMOTE_SEND_IPI), counted even when
             // should_flush_tlb leaves no CPU to interrupt.
@@ -263,6 +269,9 @@ impl<P: Policy> Model<P> {
                 self.c.ipi_targets += targets;
             }
             if trimmed != 0 {
+                if trim_mode {
+                    self.c.tlb_flush_remote_wrong_cpu += u64::from(trimmed.count_ones());
+                }
                 if let Some(m) = self.mms.get_mut(&mm) {
                     m.cpumask &= !trimmed;
                 }
@@ -324,6 +333,10 @@ impl<P: Policy> Model<P> {
     /// `flush_tlb_func` never trims for a NULL mm); the sender alone flushes locally.
     fn count_batch_flush(&mut self, sender: u32, mask: u64) {
         let others = mask & !(1u64 << sender);
+        if mask & (1u64 << sender) != 0 && self.cpus.get(sender as usize).is_some_and(|c| !c.lazy) {
+            // flush_tlb_func with f->mm == NULL on the sender: TLB_LOCAL_SHOOTDOWN.
+            self.c.tlb_flush_local_shootdowns += 1;
+        }
         if others != 0 {
             self.c.tlb_flush_remote += 1;
             let mut targets = 0u64;
@@ -371,7 +384,10 @@ impl<P: Policy> Model<P> {
     pub(crate) fn mig_batch_defer(&mut self, cpu: u32, mm: u32, va: Option<u64>) {
         let mask = self.mms.get(&mm).map_or(0, |m| m.cpumask);
         if let Some(Some(b)) = self.mig_batches.get_mut(cpu as usize) {
-            *b |= mask;
+            b.cpumask |= mask;
+            if !b.mms.contains(&mm) {
+                b.mms.push(mm);
+            }
         }
         if let Some(va) = va {
             for c in 0..self.cpus.len() {
@@ -397,14 +413,14 @@ impl<P: Policy> Model<P> {
                 self.mig_batch_flush(cpu);
                 if batched {
                     if let Some(b) = self.mig_batches.get_mut(cpu as usize) {
-                        *b = Some(0);
+                        *b = Some(super::MigBatch::default());
                     }
                 }
             }
             MigrateBatchStep::ForeignUnmap => {
                 let all = self.all_cpus_mask();
                 match self.mig_batches.get_mut(cpu as usize) {
-                    Some(Some(b)) => *b |= all,
+                    Some(Some(b)) => b.cpumask |= all,
                     // 6.1, or a synchronous retry (try_to_migrate(src, 0)): ptep_clear_flush
                     // flushes this PTE at once.
                     _ => self.count_batch_flush(cpu, all),
@@ -417,12 +433,22 @@ impl<P: Policy> Model<P> {
 
     /// `try_to_unmap_flush` at the end of a `migrate_pages_batch` unmap phase.
     fn mig_batch_flush(&mut self, cpu: u32) {
-        let mask = self
+        let batch = self
             .mig_batches
             .get_mut(cpu as usize)
             .and_then(Option::take);
-        if let Some(mask) = mask.filter(|m| *m != 0) {
-            self.count_batch_flush(cpu, mask);
+        let Some(b) = batch.filter(|b| b.cpumask != 0) else {
+            return;
+        };
+        self.count_batch_flush(cpu, b.cpumask);
+        // A full flush (TLB_FLUSH_ALL): every cached translation of the batched mms goes.
+        for &mm in &b.mms {
+            let cur = self.mms.get(&mm).map_or(0, |m| m.cpumask);
+            for c in 0..self.cpus.len() {
+                if (b.cpumask | cur) & (1u64 << c) != 0 {
+                    self.tlb_drop_range(c, mm, None);
+                }
+            }
         }
     }
 

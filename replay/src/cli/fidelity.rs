@@ -257,6 +257,7 @@ fn text(v: &Value) -> String {
                 mmreplay::report::ratio(p, o),
                 if within_tolerance(o, p) { "yes" } else { "NO" },
             ),
+            (Some(_), None) => ("-".to_string(), "not predicted"),
             _ => ("-".to_string(), "not logged"),
         };
         let _ = writeln!(
