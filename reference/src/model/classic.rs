@@ -73,6 +73,8 @@ pub(crate) struct ClassicLru {
     charge: u32,
     /// Pages freed beyond what earlier reclaim ops asked for.
     credit: u64,
+    /// List entries added since the last sweep of stale ones.
+    adds: u64,
 }
 
 /// The LRU for `p`: MGLRU generations, or the classic lists (`max_seq` 1, `min_seq` 0, so a
@@ -108,6 +110,7 @@ pub(crate) fn add(c: &mut ClassicLru, f: &mut Folio, slot: u32, active: bool, ta
         lv.lists[t][a].push_front((slot, f.stamp));
     }
     lv.nr[t][a] += f.nr_pages();
+    c.adds += 1;
 }
 
 /// A folio's first LRU add: charged to the current op's memcg, inactive
@@ -172,8 +175,40 @@ enum Refs {
 }
 
 impl<P: Policy> Model<P> {
+    /// Drop stale list entries (lazy deletion leaves one per del; lists of exited processes'
+    /// memcgs are never scanned again) once adds since the last sweep exceed twice the pages
+    /// on the lists: amortised O(1) per add, memory bounded by the live folios.
+    fn classic_sweep(&mut self) {
+        let Model { folios, lru, .. } = self;
+        let Some(c) = lru.classic.as_deref_mut() else {
+            return;
+        };
+        let live: u64 = c
+            .lruvecs
+            .values()
+            .flat_map(|lv| lv.nr.iter().flatten())
+            .sum();
+        if c.adds <= 2 * live + 4096 {
+            return;
+        }
+        c.adds = 0;
+        for lv in c.lruvecs.values_mut() {
+            for l in lv.lists.iter_mut().flatten() {
+                l.retain(|&(slot, stamp)| {
+                    folios
+                        .get(slot as usize)
+                        .is_some_and(|f| f.live && f.on_lru && f.stamp == stamp)
+                });
+                l.shrink_to_fit();
+            }
+        }
+        c.lruvecs
+            .retain(|_, lv| lv.lists.iter().flatten().any(|l| !l.is_empty()));
+    }
+
     /// Before an op: the memcg its new folios are charged to (the faulting or forking mm's).
     pub(super) fn classic_charge(&mut self, op: &Op) {
+        self.classic_sweep();
         let mm = match *op {
             Op::Fault { mm, .. } | Op::Access { mm, .. } => mm.0,
             Op::Fork { parent, .. } => parent.0,

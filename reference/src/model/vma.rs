@@ -91,6 +91,15 @@ impl<P: Policy> Model<P> {
     fn release_pages(&mut self, g: &mut Gather) {
         let pages = std::mem::take(&mut g.pages);
         for &slot in &pages {
+            // free_pages_and_swap_cache → free_swap_cache: an unmapped folio whose swap
+            // entries are all gone leaves the swap cache.
+            if self
+                .folios
+                .get(slot as usize)
+                .is_some_and(|f| f.live && f.mapcount == 0 && f.swapcache.is_some())
+            {
+                self.folio_free_swap_if_unused(slot);
+            }
             let zero = match self.folios.get_mut(slot as usize) {
                 Some(f) if f.live => {
                     f.refcount = f.refcount.saturating_sub(1);
