@@ -148,6 +148,16 @@ fn whole_capture_gaps_are_known() {
              recorder mm, whose mm_cpumask holds the other CPU, so every flush goes remote",
         ),
         (
+            "compaction-procs",
+            "remote_tlb_flushes",
+            383,
+            224,
+            "not yet explained: IPI sends agree (208 logged, 210 predicted), so the missing \
+             remote flush requests are ones whose every target CPU was skipped (lazy or no \
+             longer in mm_cpumask); the kernel traces `remote IPI send` before \
+             should_flush_tlb filters them, the model only for the mms it knows",
+        ),
+        (
             "fmt-pipe",
             "remote_tlb_flushes",
             27,
@@ -180,6 +190,7 @@ fn whole_capture_gaps_are_known() {
             "the same lto process: its mm_cpumask history before the capture is unknown",
         ),
     ];
+    let mut bad = Vec::new();
     for trace in captures() {
         let name = trace
             .rsplit('/')
@@ -192,17 +203,17 @@ fn whole_capture_gaps_are_known() {
             let (o, p) = pair(&v, c);
             let Some(o) = o else { continue };
             match pinned.iter().find(|x| x.0 == name && x.1 == *c) {
-                Some((_, _, po, pp, why)) => assert!(
-                    (o, p) == (*po, *pp),
+                Some((_, _, po, pp, why)) if (o, p) != (*po, *pp) => bad.push(format!(
                     "{name}: {c} now observed {o} predicted {p} (pinned {po}/{pp}: {why})"
-                ),
-                None => assert!(
-                    within(o, p),
+                )),
+                None if !within(o, p) => bad.push(format!(
                     "{name}: {c} predicted {p}, observed {o} (outside ±25% / ±1)"
-                ),
+                )),
+                _ => {}
             }
         }
     }
+    assert!(bad.is_empty(), "{bad:#?}");
 }
 
 #[test]
@@ -350,28 +361,6 @@ fn migrations_in(trace: &str) -> u64 {
         .count() as u64
 }
 
-/// `compaction-procs` (issue 13 item 4): the compaction capture made with a process snapshot
-/// (`.procs.zst`). The snapshot places the migrations of older processes' pages (> 90% of
-/// them); the prediction then overshoots because the model flushes once per migrated folio
-/// where 6.18 flushes once per `migrate_pages` batch (`TTU_BATCH_FLUSH`, issue 13 item 1):
-/// pinned here so that fix shows.
-fn compaction_with_snapshot(trace: &str, r: &serde_json::Value, pred: u64, obs: u64) {
-    let migrations = migrations_in(trace);
-    let unplaced = r["unplaced"]["set_migration_pte_no_mm_maps_address"]
-        .as_u64()
-        .unwrap_or(0);
-    assert!(num(r, &["approximations", "procsnap_mms_seeded"]) > 10);
-    assert!(
-        migrations > 1000 && unplaced * 10 < migrations,
-        "compaction-procs: {unplaced} of {migrations} migrations unplaced with the snapshot"
-    );
-    assert!(
-        obs > 100 && pred > 4 * obs,
-        "compaction-procs: the known per-folio vs per-batch gap changed (predicted {pred}, \
-         observed {obs}): update this test and the corpus README"
-    );
-}
-
 /// The same capture without its process snapshot: the older processes' pages are unknown and
 /// their migrations unplaced (what every capture made before `record` took snapshots shows).
 #[test]
@@ -389,16 +378,29 @@ fn compaction_without_the_snapshot_cannot_place_older_pages() {
         dir.join("compaction-procs.trace.zst.meta.json"),
     )
     .expect("copy sidecar");
-    let r = workload_report(&t.to_string_lossy());
+    let without = workload_report(&t.to_string_lossy());
     std::fs::remove_dir_all(&dir).ok();
+    let with = workload_report(&src);
     let migrations = migrations_in(&src);
-    let unplaced = num(&r, &["unplaced", "set_migration_pte_no_mm_maps_address"]);
-    assert!(r["approximations"]["procsnap_mms_seeded"].is_null());
+    // A migration entry whose mm the model does not know is flushed as if every CPU were in
+    // its mm_cpumask (the batch flush is one IPI anyway); the snapshot makes them known.
+    let unknown = |r: &serde_json::Value| {
+        r["approximations"]["set_migration_pte_of_unknown_mm_flushed_as_every_cpu"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert!(without["approximations"]["procsnap_mms_seeded"].is_null());
+    assert!(num(&with, &["approximations", "procsnap_mms_seeded"]) > 10);
     assert!(
-        unplaced * 10 > migrations * 9,
-        "{unplaced} of {migrations} unplaced without the snapshot"
+        unknown(&without) * 10 > migrations * 9,
+        "{} of {migrations} of unknown mms without the snapshot",
+        unknown(&without)
     );
-    assert_eq!(num(&r, &["fidelity", "remote_tlb_flushes", "predicted"]), 0);
+    assert!(
+        unknown(&with) * 10 < migrations,
+        "{} of {migrations} of unknown mms with the snapshot",
+        unknown(&with)
+    );
 }
 
 /// `mmreplay replay TRACE --policies reference --workload --json`, one report.

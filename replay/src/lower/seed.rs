@@ -325,11 +325,14 @@ mod tests {
     }
 
     #[test]
-    fn without_a_snapshot_the_page_is_unplaced() {
+    fn without_a_snapshot_the_page_is_of_an_unknown_mm() {
+        // No mm is known to map the page: nothing to migrate in the model; its unmap joins
+        // the migrate_pages batch flush as an mm on every CPU (`lower/batch.rs`).
         let (ops, st) = lower(None, &[migration(40, A + 0x1000, 0x1235)]);
         assert!(!ops.iter().any(|o| matches!(o, Op::Migrate { .. })));
         assert_eq!(
-            st.unplaced.get("set_migration_pte_no_mm_maps_address"),
+            st.approximations
+                .get("set_migration_pte_of_unknown_mm_flushed_as_every_cpu"),
             Some(&1)
         );
     }
