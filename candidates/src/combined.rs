@@ -95,6 +95,7 @@ pub fn contract(mode: Mode, base: Base, window: u32, mig_ad_supported: bool) -> 
                     ("mig_restored_young", Rule::GreaterOrEqual),
                     ("mig_restored_dirty", Rule::GreaterOrEqual),
                     ("ipi_sends_table_sync", Rule::LessOrEqual),
+                    ("unshare_table_syncs", Rule::LessOrEqual),
                     ("ipi_targets_table_sync", Rule::LessOrEqual),
                     ("ipi_targets", Rule::Any), // table-sync targets drop, shootdown targets may grow
                     // Look-around flushes less (an A bit cleared without a flush is not

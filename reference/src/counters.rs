@@ -173,6 +173,9 @@ counters! {
     pmd_full_unshares,
     /// `huge_pmd_unshare_flush` calls (end of an unsharing range).
     unshare_flush_batches,
+    /// Of `ipi_sends_table_sync`, the ones hugetlb unsharing sent (`tlb_remove_table_sync_one`
+    /// from the unshare path; khugepaged's collapse sends the others).
+    unshare_table_syncs,
     /// fork ops.
     forks,
     /// Anon pages copied at fork because they were pinned (I2).

@@ -269,6 +269,7 @@ impl UnshareCtx<'_> {
         if self.rcu_table_free {
             let t = u64::from(self.nr_cpus.saturating_sub(1));
             self.c.ipi_sends_table_sync += 1;
+            self.c.unshare_table_syncs += 1;
             self.c.ipi_targets_table_sync += t;
             self.c.ipi_targets += t;
         }
