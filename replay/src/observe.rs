@@ -75,6 +75,13 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// Whether the capture holds `mm_vmscan_lru_shrink_inactive` events. Enabled is not
+    /// enough: 6.1's MGLRU reclaims without logging them (kernels.md), so "enabled, none seen"
+    /// is unknown there, not 0.
+    pub fn vmscan_seen(&self) -> bool {
+        self.vmscan.shrink_inactive_events > 0
+    }
+
     /// Whether the capture logged (or had enabled) any of `events` (names of
     /// [`OBSERVED_EVENTS`]; any other name counts only through `enabled`).
     pub fn logged(&self, events: &[&str]) -> bool {
@@ -275,6 +282,35 @@ pub struct CounterRow {
 
 /// The fidelity table. Add a row here to compare another count; keep names stable.
 pub const COUNTERS: &[CounterRow] = &[
+    CounterRow {
+        name: "vmscan_scanned",
+        observed: |o| o.vmscan_seen().then_some(o.vmscan.scanned),
+        predicted: |c| Some(c.vmscan_scanned),
+        how: "mm_vmscan_lru_shrink_inactive nr_scanned, summed, vs the model's shrink_inactive_list \
+              (classic LRU) or oldest-generation isolation (MGLRU)",
+        goal: false,
+    },
+    CounterRow {
+        name: "vmscan_reclaimed",
+        observed: |o| o.vmscan_seen().then_some(o.vmscan.reclaimed),
+        predicted: |c| Some(c.vmscan_reclaimed),
+        how: "mm_vmscan_lru_shrink_inactive nr_reclaimed vs folios the model's shrink_folio_list freed",
+        goal: false,
+    },
+    CounterRow {
+        name: "vmscan_ref_keep",
+        observed: |o| o.vmscan_seen().then_some(o.vmscan.ref_keep),
+        predicted: |c| Some(c.vmscan_ref_keep),
+        how: "nr_ref_keep: kept by folio_check_references (referenced once, PG_referenced set)",
+        goal: false,
+    },
+    CounterRow {
+        name: "vmscan_activated",
+        observed: |o| o.vmscan_seen().then_some(o.vmscan.activated),
+        predicted: |c| Some(c.vmscan_activated),
+        how: "nr_activate_anon + nr_activate_file: activated by folio_check_references",
+        goal: false,
+    },
     CounterRow {
         name: "remote_tlb_flushes",
         observed: |o| o.flushes(REASON_REMOTE_SEND_IPI),

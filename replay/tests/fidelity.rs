@@ -434,3 +434,26 @@ fn num(v: &serde_json::Value, path: &[&str]) -> u64 {
     v.as_u64()
         .unwrap_or_else(|| panic!("{path:?} missing in {v}"))
 }
+
+/// `mmreplay fidelity` carries the vmscan totals and the kernel's own counts (kprobe hits,
+/// receipts, reclaimed pages) where the capture logged them, and null where it did not: 6.1's
+/// MGLRU logs no `mm_vmscan_lru_shrink_inactive`; 6.18's capture has no kprobes.
+#[test]
+fn vmscan_and_kernel_counts_are_fidelity_counters() {
+    let mglru = fidelity(&[&corpus("k61-reclaim-mglru.trace.zst")]);
+    assert_eq!(mglru["kernel"]["profile"], "6.1");
+    for c in [
+        "rmap_referenced_visits",
+        "rmap_unmap_visits",
+        "lookarounds",
+        "reclaimed",
+    ] {
+        let (o, _) = pair(&mglru, c);
+        assert!(o.is_some_and(|o| o > 0), "k61-reclaim-mglru: {c} {o:?}");
+    }
+    assert!(pair(&mglru, "vmscan_scanned").0.is_none());
+    let swap = fidelity(&[&corpus("reclaim-swap.trace.zst")]);
+    let (o, p) = pair(&swap, "vmscan_reclaimed");
+    assert!(o.is_some_and(|o| within(o, p)), "{o:?} vs {p}");
+    assert!(pair(&swap, "lookarounds").0.is_none());
+}
