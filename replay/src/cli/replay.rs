@@ -100,7 +100,7 @@ pub struct Args {
 }
 
 /// Sidecar of the bundled capture (see `mmreplay::source::BUNDLED`).
-pub const BUNDLED_META: &str = include_str!("../../../corpus/captures/tour.trace.zst.meta.json");
+pub use mmreplay::source::BUNDLED_META;
 
 /// `workload_pid` from the `.meta.json` sidecar of `trace` (`None`: the bundled capture).
 pub fn workload_pid(trace: Option<&str>) -> anyhow::Result<i32> {
@@ -342,6 +342,18 @@ fn what_next(r: &SessionResult) -> String {
             "how far the reference model's predictions are from what the kernel logged".to_string(),
         ),
     ];
+    let mut rows = rows.to_vec();
+    // The bundled capture's kernel (6.18) has no MGLRU, so look-around cannot act on it.
+    if r.verdicts
+        .iter()
+        .any(|v| v.candidate == "lookaround" && v.label() == "same")
+    {
+        rows.push((
+            "mmreplay replay corpus/captures/k61-reclaim-mglru.trace.zst".to_string(),
+            "look-around acts only where MGLRU is on: a 6.1 capture with lru_gen enabled"
+                .to_string(),
+        ));
+    }
     let w = rows.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
     let mut s = String::from("\nwhat to look at next:\n");
     for (c, d) in rows {
