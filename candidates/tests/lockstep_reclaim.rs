@@ -134,7 +134,17 @@ fn lockstep_imposes_the_reference_victims_on_lookaround() {
                 s.victims > 0,
                 "no victims: the sweep does not exercise reclaim"
             );
-            assert!(s.la_tc_in_lockstep > 0, "look-around never ran in lockstep");
+            // Look-around exists only in MGLRU (`lru_gen_look_around` runs under
+            // `lru_gen_enabled()`): under the classic LRU it must never run.
+            match profile.lru {
+                LruKind::Classic => assert_eq!(
+                    s.la_tc_in_lockstep, 0,
+                    "look-around ran under the classic LRU"
+                ),
+                LruKind::Mglru { .. } => {
+                    assert!(s.la_tc_in_lockstep > 0, "look-around never ran in lockstep")
+                }
+            }
             differs += s.free_differs;
         }
     }
