@@ -75,7 +75,6 @@ pub struct Args {
     /// zstd compression level (1-22).
     #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(i32).range(1..=22))]
     pub zstd_level: i32,
-    /// tracefs root (for testing against another mount point).
     /// Do not snapshot the address spaces of the processes that exist at the start
     /// (`OUT.procs.zst`, see `procsnap.rs`).
     #[arg(long)]
@@ -84,6 +83,7 @@ pub struct Args {
     /// at most 65,536 per process); what is left out is counted in the snapshot.
     #[arg(long, default_value_t = 1 << 20)]
     pub procs_max_pages: usize,
+    /// tracefs root (for testing against another mount point).
     #[arg(long, default_value = DEFAULT_ROOT, hide = true)]
     pub tracefs: PathBuf,
     /// Journal of the tracefs settings being changed, for recovery after SIGKILL; also keeps
