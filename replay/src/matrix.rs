@@ -495,6 +495,12 @@ pub fn run_cell(
     } else {
         vec!["reference".into(), cell.policy.clone()]
     };
+    // Each capture is modelled as its own kernel (mechanics and LRU from its sidecar), as
+    // `replay` does.
+    let kernel = crate::kernel::KernelChoice::choose(Some(&cell.trace), None)
+        .map_err(|e| fail(e.to_string()))?;
+    o.cpumask_mode = kernel.profile(1).cpumask_mode;
+    o.kernel = Some(kernel);
     if options.workload {
         o.pid =
             Some(crate::sidecar::workload_pid(&cell.trace).map_err(|e| fail(format!("{e:#}")))?);

@@ -338,3 +338,28 @@ fn cluster_doc_commands_run_as_documented() {
     assert_eq!(ok(&o), list, "both examples describe the same matrix");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Every cell models its capture's own kernel, as `replay` does: look-around diverges on the
+/// 6.1 capture recorded with MGLRU on (it exists only in MGLRU).
+#[test]
+fn cells_model_the_captures_kernel() {
+    let o = ok(&Command::new(BIN)
+        .args([
+            "matrix",
+            "--traces",
+            &corpus("k61-reclaim-mglru.trace.zst"),
+            "--policies",
+            "lookaround",
+            "--json",
+        ])
+        .output()
+        .unwrap());
+    let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+    let la = v["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["policy"] == "lookaround:window=64")
+        .unwrap();
+    assert_eq!(la["verdict"], "diverged_within_contract", "{la}");
+}
