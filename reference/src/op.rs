@@ -400,6 +400,34 @@ pub enum Op {
 }
 
 impl Op {
+    /// The address space the op acts on: the addressed mm, a fork's child, an exec's new mm, a
+    /// migration's mm by address. `None` for ops that name no mm (switch, clock, reclaim,
+    /// releases of a hold, migration by pfn).
+    pub fn mm(&self) -> Option<MmId> {
+        match self {
+            Op::Fault { mm, .. }
+            | Op::Access { mm, .. }
+            | Op::Exit { mm, .. }
+            | Op::Mmap { mm, .. }
+            | Op::Munmap { mm, .. }
+            | Op::Mremap { mm, .. }
+            | Op::Brk { mm, .. }
+            | Op::Mprotect { mm, .. }
+            | Op::Madvise { mm, .. }
+            | Op::SetMemcg { mm, .. }
+            | Op::Pin { mm, .. }
+            | Op::GetRef { mm, .. }
+            | Op::ThpCollapse { mm, .. } => Some(*mm),
+            Op::Fork { child, .. } => Some(*child),
+            Op::Exec { new, .. } => Some(*new),
+            Op::Migrate {
+                target: MigrateTarget::Va { mm, .. },
+                ..
+            } => Some(*mm),
+            _ => None,
+        }
+    }
+
     /// Short kind name (stable, for reports and error messages).
     pub fn name(&self) -> &'static str {
         match self {

@@ -673,28 +673,7 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
 
 /// The mm an op belongs to (the child of a fork, the new mm of an exec).
 fn op_mm(op: &Op) -> Option<u32> {
-    use mmreplay_reference::op::MigrateTarget;
-    match op {
-        Op::Fault { mm, .. }
-        | Op::Access { mm, .. }
-        | Op::Exit { mm, .. }
-        | Op::Mmap { mm, .. }
-        | Op::Munmap { mm, .. }
-        | Op::Mremap { mm, .. }
-        | Op::Brk { mm, .. }
-        | Op::Mprotect { mm, .. }
-        | Op::Madvise { mm, .. }
-        | Op::SetMemcg { mm, .. }
-        | Op::Pin { mm, .. }
-        | Op::GetRef { mm, .. } => Some(mm.0),
-        Op::Fork { child, .. } => Some(child.0),
-        Op::Exec { new, .. } => Some(new.0),
-        Op::Migrate {
-            target: MigrateTarget::Va { mm, .. },
-            ..
-        } => Some(mm.0),
-        _ => None,
-    }
+    op.mm().map(|m| m.0)
 }
 
 /// The first op after which the two models' counters differ (re-reading the input).

@@ -604,29 +604,13 @@ impl<'a> Minimizer<'a> {
                 continue;
             };
             let mm = match op {
-                Op::Fault { mm, .. }
-                | Op::Access { mm, .. }
-                | Op::Exit { mm, .. }
-                | Op::Mmap { mm, .. }
-                | Op::Munmap { mm, .. }
-                | Op::Mremap { mm, .. }
-                | Op::Brk { mm, .. }
-                | Op::Mprotect { mm, .. }
-                | Op::Madvise { mm, .. }
-                | Op::SetMemcg { mm, .. } => Some(mm.0),
                 Op::Pin { mm, hold, .. } | Op::GetRef { mm, hold, .. } => {
                     holds.insert(hold.0, mm.0);
                     Some(mm.0)
                 }
                 Op::Unpin { hold } | Op::PutRef { hold, .. } => holds.get(&hold.0).copied(),
-                Op::Fork { child, .. } => Some(child.0),
-                Op::Exec { new, .. } => Some(new.0),
                 Op::Switch { next, .. } => next.map(|m| m.0),
-                Op::Migrate {
-                    target: MigrateTarget::Va { mm, .. },
-                    ..
-                } => Some(mm.0),
-                _ => None,
+                other => other.mm().map(|m| m.0),
             };
             if let Some(m) = mm {
                 by_mm.entry(m).or_default().push(i);
