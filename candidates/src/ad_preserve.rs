@@ -9,7 +9,7 @@
 //! before"), never set dirty on a PTE whose folio is clean, and never touch anything but the
 //! two bits (PFN, write, PAE, soft-dirty stay the model's business).
 
-use mmreplay_reference::policy::{MigAd, MigEntryCtx, MigRestoreCtx, Policy};
+use mmreplay_reference::policy::{Hook, MigAd, MigEntryCtx, MigRestoreCtx, Policy};
 use mmreplay_reference::profile::Base;
 
 use crate::contract::{relations, rules, Contract, Mode, Rule};
@@ -44,6 +44,10 @@ impl AdPreserve {
 }
 
 impl Policy for AdPreserve {
+    fn hooks(&self) -> &[Hook] {
+        &[Hook::MigrationEntryAd, Hook::MigrationRestoreAd]
+    }
+
     fn name(&self) -> &'static str {
         "ad-preserve"
     }
@@ -117,7 +121,10 @@ pub fn contract(mode: Mode, base: Base, mig_ad_supported: bool) -> Contract {
                     // (and are retired) may differ even with imposed aging rounds.
                     ("min_seq_incs", Rule::Any),
                     ("tlb_flush_*", Rule::GreaterOrEqual),
-                    ("ipi_*", Rule::GreaterOrEqual),
+                    // Shootdowns only: migration never touches hugetlb table sharing.
+                    ("ipi_sends_shootdown", Rule::GreaterOrEqual),
+                    ("ipi_targets_shootdown", Rule::GreaterOrEqual),
+                    ("ipi_targets", Rule::GreaterOrEqual),
                 ]),
                 fields: rules(&[
                     ("pte.young", Rule::GreaterOrEqual),

@@ -10,7 +10,7 @@
 //! It must never skip the sync when a table became exclusive in the batch (that is the
 //! pre-1013af4f585f bug, I3), and never leave `fully_unshared_tables` set past the flush.
 
-use mmreplay_reference::policy::{Policy, UnshareCtx};
+use mmreplay_reference::policy::{Hook, Policy, UnshareCtx};
 
 use crate::contract::{relations, rules, Contract, Mode, Rule};
 
@@ -19,6 +19,10 @@ use crate::contract::{relations, rules, Contract, Mode, Rule};
 pub struct BatchedUnshare;
 
 impl Policy for BatchedUnshare {
+    fn hooks(&self) -> &[Hook] {
+        &[Hook::PmdUnshare, Hook::UnshareFlush]
+    }
+
     fn name(&self) -> &'static str {
         "batched-unshare"
     }

@@ -47,6 +47,25 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// The least strict rule that allows everything `self` and `other` allow: what a
+    /// composition of two policies may do to a value each may change on its own. `Equal` is
+    /// the bottom, `Any` the top; rules that allow moves in opposite directions join to `Any`.
+    pub fn join(self, other: Rule) -> Rule {
+        use Rule::*;
+        match (self, other) {
+            (a, b) if a == b => a,
+            (Equal, x) | (x, Equal) => x,
+            (Any, _) | (_, Any) => Any,
+            (GreaterOrEqual, GreaterOrEqualIfFolioDirty)
+            | (GreaterOrEqualIfFolioDirty, GreaterOrEqual) => GreaterOrEqual,
+            // LessOrEqual with a GreaterOrEqual kind, or EqualWhereBoth with an ordering rule
+            // (a fact present on one side only plus a direction): no rule short of Any.
+            _ => Any,
+        }
+    }
+}
+
 /// Replay mode the contract is for (ARCHITECTURE.md §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
@@ -236,6 +255,51 @@ impl Contract {
             counters: rules(&[("*", Rule::Any)]),
             fields,
             relations: Vec::new(),
+        }
+    }
+
+    /// The contract of a composition of policies (registry `all`): every counter and field a
+    /// part may change may change as the join of the parts' rules (`Rule::join`), and every
+    /// part's relations hold. Counters are joined name by name over every `Counters` field, so
+    /// the result is exact. Field rules are joined pattern by pattern, literal patterns first:
+    /// exact for literal class names (every candidate contract today); a glob is joined as
+    /// written, which may be stricter than the parts for a class one part names literally and
+    /// another matches by a different glob.
+    pub fn union(candidate: &str, mode: Mode, parts: &[Contract]) -> Contract {
+        let mut counters = Vec::new();
+        for (name, _) in Counters::default().pairs() {
+            let rule = parts
+                .iter()
+                .fold(Rule::Equal, |r, p| r.join(p.counter_rule(name)));
+            if rule != Rule::Equal {
+                counters.push((name.to_string(), rule));
+            }
+        }
+        let mut patterns: Vec<&str> = Vec::new();
+        for p in parts {
+            for (pat, _) in &p.fields {
+                if !patterns.contains(&pat.as_str()) {
+                    patterns.push(pat);
+                }
+            }
+        }
+        // Stable: literal patterns keep their order, globs go after them.
+        patterns.sort_by_key(|p| p.contains('*'));
+        let fields = patterns
+            .into_iter()
+            .map(|pat| {
+                let rule = parts
+                    .iter()
+                    .fold(Rule::Equal, |r, p| r.join(p.field_rule(pat)));
+                (pat.to_string(), rule)
+            })
+            .collect();
+        Contract {
+            candidate: candidate.to_string(),
+            mode,
+            counters,
+            fields,
+            relations: parts.iter().flat_map(|p| p.relations.clone()).collect(),
         }
     }
 
@@ -470,5 +534,65 @@ mod tests {
         let names: Vec<&str> = b.iter().map(|b| b.field.as_str()).collect();
         assert_eq!(names, vec!["faults", "rmap_walks"]);
         assert_eq!(b.get(1).map(|b| b.rule), Some(Rule::LessOrEqual));
+    }
+
+    #[test]
+    fn join_is_the_least_rule_allowing_both() {
+        use Rule::*;
+        let all = [
+            Equal,
+            EqualWhereBoth,
+            LessOrEqual,
+            GreaterOrEqual,
+            GreaterOrEqualIfFolioDirty,
+            Any,
+        ];
+        for a in all {
+            assert_eq!(a.join(a), a);
+            assert_eq!(a.join(Equal), a);
+            assert_eq!(a.join(Any), Any);
+            for b in all {
+                assert_eq!(a.join(b), b.join(a), "{a:?} {b:?}");
+            }
+        }
+        assert_eq!(LessOrEqual.join(GreaterOrEqual), Any);
+        assert_eq!(
+            GreaterOrEqualIfFolioDirty.join(GreaterOrEqual),
+            GreaterOrEqual
+        );
+        assert_eq!(EqualWhereBoth.join(LessOrEqual), Any);
+    }
+
+    #[test]
+    fn union_joins_counters_by_name_and_keeps_relations() {
+        let a = Contract {
+            candidate: "a".into(),
+            mode: Mode::Lockstep,
+            counters: rules(&[
+                ("tlb_flush_*", Rule::LessOrEqual),
+                ("rmap_walks", Rule::LessOrEqual),
+            ]),
+            fields: rules(&[("pte.young", Rule::Any)]),
+            relations: relations(&[("faults", Rule::LessOrEqual, 1, "steps")]),
+        };
+        let b = Contract {
+            candidate: "b".into(),
+            mode: Mode::Lockstep,
+            counters: rules(&[("tlb_flush_remote", Rule::GreaterOrEqual)]),
+            fields: rules(&[
+                ("pte.dirty", Rule::GreaterOrEqual),
+                ("pte.young", Rule::GreaterOrEqual),
+            ]),
+            relations: vec![],
+        };
+        let u = Contract::union("ab", Mode::Lockstep, &[a, b]);
+        assert_eq!(u.counter_rule("tlb_flush_remote"), Rule::Any);
+        assert_eq!(u.counter_rule("tlb_flush_local"), Rule::LessOrEqual);
+        assert_eq!(u.counter_rule("rmap_walks"), Rule::LessOrEqual);
+        assert_eq!(u.counter_rule("faults"), Rule::Equal);
+        assert_eq!(u.field_rule("pte.young"), Rule::Any);
+        assert_eq!(u.field_rule("pte.dirty"), Rule::GreaterOrEqual);
+        assert_eq!(u.field_rule("pte.write"), Rule::Equal);
+        assert_eq!(u.relations.len(), 1);
     }
 }

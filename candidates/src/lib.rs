@@ -13,7 +13,8 @@
 //!   `mm/hugetlb.c:huge_pmd_unshare` and `include/asm-generic/tlb.h`, commit 8ce720d5bd91, on
 //!   top of the reference's 1013af4f585f ("mm/hugetlb: fix huge_pmd_unshare() vs GUP-fast
 //!   race").
-//! - `all`: the three together ([`combined`]).
+//! - `all`: every candidate together ([`compose`]): each decision point goes to the candidate
+//!   that declares it, and the contract is the union of theirs.
 //!
 //! Negative controls ([`negative`], feature `negative-controls`) reintroduce known bugs: no
 //! unshare sync (pre-1013af4f585f, I3), pages freed before the TLB flush (2014, I1), MADV_FREE
@@ -47,14 +48,17 @@
 //!    snapshot field classes may differ from the reference and in which direction (anything
 //!    not listed must be equal); add candidate-internal `relations` where a rule needs two
 //!    counters. Cite the kernel function and commit in the module doc.
-//! 2. Add `pub mod my_policy;` below and one `PolicyEntry { name, summary, params, build,
-//!    contract }` line to `registry::POLICIES`.
+//!    List the decision points it overrides in `Policy::hooks`.
+//! 2. Add `pub mod my_policy;` below and one `candidate! { name, summary, params, new,
+//!    contract }` line to `registry::POLICIES`. Nothing else: the CLI default list, `all` (and
+//!    its contract, the union of the candidates'), `mmreplay policies`, the corpus snapshots
+//!    and the property tests follow the registry.
 //! 3. Add a scenario test with hand-computed numbers in `tests/`, and make sure the property
 //!    test (`tests/contracts_prop.rs`) covers it (it iterates over the registry).
 
 pub mod ad_preserve;
 pub mod batched_unshare;
-pub mod combined;
+pub mod compose;
 pub mod contract;
 pub mod engine;
 pub mod lookaround;

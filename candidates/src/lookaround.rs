@@ -25,7 +25,7 @@
 //! It must never touch a PTE outside the window the model passes, never flush a TLB (x86 does
 //! not flush on a young clear), and never change presence, permissions, pfn or content.
 
-use mmreplay_reference::policy::{AgeSource, Policy, YoungPteCtx};
+use mmreplay_reference::policy::{AgeSource, Hook, Policy, YoungPteCtx};
 use mmreplay_reference::profile::Base;
 
 use crate::contract::{relations, rules, Contract, Mode, Rule};
@@ -98,6 +98,10 @@ impl LookAround {
 }
 
 impl Policy for LookAround {
+    fn hooks(&self) -> &[Hook] {
+        &[Hook::RmapYoungPte, Hook::MglruIsolatedReferenced]
+    }
+
     fn name(&self) -> &'static str {
         "lookaround"
     }
@@ -196,7 +200,10 @@ pub fn contract(mode: Mode, window: u32) -> Contract {
                 ("vmscan_activated", Rule::Any),
                 ("tlb_flush_*", Rule::LessOrEqual),
                 ("tlb_fills", Rule::LessOrEqual),
-                ("ipi_*", Rule::LessOrEqual),
+                // Shootdowns only: look-around never touches hugetlb table sharing.
+                ("ipi_sends_shootdown", Rule::LessOrEqual),
+                ("ipi_targets_shootdown", Rule::LessOrEqual),
+                ("ipi_targets", Rule::LessOrEqual),
             ]),
             fields: rules(&[
                 ("pte.young", Rule::Any),

@@ -4,7 +4,8 @@
 //! mm-semantics D, or a contract breach. It must never be reachable from user input.
 
 use mmreplay_reference::policy::{
-    AgeSource, LazyfreeCheck, MigAd, MigEntryCtx, MigRestoreCtx, Policy, UnshareCtx, YoungPteCtx,
+    AgeSource, Hook, LazyfreeCheck, MigAd, MigEntryCtx, MigRestoreCtx, Policy, UnshareCtx,
+    YoungPteCtx,
 };
 
 use crate::lookaround::LookAround;
@@ -15,6 +16,10 @@ use crate::lookaround::LookAround;
 pub struct NoSyncUnshare;
 
 impl Policy for NoSyncUnshare {
+    fn hooks(&self) -> &[Hook] {
+        &[Hook::PmdUnshare, Hook::UnshareFlush]
+    }
+
     fn name(&self) -> &'static str {
         "neg-no-sync-unshare"
     }
@@ -32,6 +37,10 @@ impl Policy for NoSyncUnshare {
 pub struct FreeBeforeFlush;
 
 impl Policy for FreeBeforeFlush {
+    fn hooks(&self) -> &[Hook] {
+        &[Hook::FreePagesBeforeFlush]
+    }
+
     fn name(&self) -> &'static str {
         "neg-free-before-flush"
     }
@@ -46,6 +55,10 @@ impl Policy for FreeBeforeFlush {
 pub struct LazyfreeIgnoreRefs;
 
 impl Policy for LazyfreeIgnoreRefs {
+    fn hooks(&self) -> &[Hook] {
+        &[Hook::LazyfreeMayDiscard]
+    }
+
     fn name(&self) -> &'static str {
         "neg-lazyfree-ignore-refs"
     }
@@ -60,6 +73,10 @@ impl Policy for LazyfreeIgnoreRefs {
 pub struct DirtyOnCleanRestore;
 
 impl Policy for DirtyOnCleanRestore {
+    fn hooks(&self) -> &[Hook] {
+        &[Hook::MigrationEntryAd, Hook::MigrationRestoreAd]
+    }
+
     fn name(&self) -> &'static str {
         "neg-dirty-on-clean-restore"
     }
@@ -84,6 +101,10 @@ impl Policy for DirtyOnCleanRestore {
 pub struct PromoteWithoutClear(pub LookAround);
 
 impl Policy for PromoteWithoutClear {
+    fn hooks(&self) -> &[Hook] {
+        &[Hook::RmapYoungPte, Hook::MglruIsolatedReferenced]
+    }
+
     fn name(&self) -> &'static str {
         "neg-promote-without-clear"
     }

@@ -5,6 +5,7 @@
 //! negative control: those live in `negative.rs`, test-only.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use mmreplay_reference::model::Model;
 use mmreplay_reference::policy::Reference;
@@ -12,7 +13,7 @@ use mmreplay_reference::profile::KernelProfile;
 
 use crate::ad_preserve::{self, AdPreserve};
 use crate::batched_unshare::{self, BatchedUnshare};
-use crate::combined::{self, All};
+use crate::compose::{Compose, Part};
 use crate::contract::{Contract, Mode};
 use crate::engine::NamedEngine;
 use crate::lookaround::{self, LookAround, MIN_LRU_BATCH};
@@ -46,18 +47,91 @@ impl Params {
     }
 }
 
-/// One registry line.
+/// What a registry line is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The reference model itself.
+    Reference,
+    /// A policy variant: part of the CLI's default list and of every composite.
+    Candidate,
+    /// Every candidate at once ([`Compose`]); its parameters are the candidates' and its
+    /// contract the union of theirs ([`Contract::union`]).
+    Composite,
+}
+
+/// One registry line. Write candidate lines with [`candidate!`] so that a policy is
+/// constructed in one place.
 pub struct PolicyEntry {
     /// Registry name.
     pub name: &'static str,
     /// One-line description with the kernel commit.
     pub summary: &'static str,
-    /// Accepted parameters.
-    pub params: &'static [ParamDef],
+    /// What this line is.
+    pub kind: Kind,
+    /// Accepted parameters (a composite's are its parts': see [`PolicyEntry::params`]).
+    pub own_params: &'static [ParamDef],
     /// Build a model of this policy for a profile.
     pub build: fn(&KernelProfile, &Params, &str) -> BoxedEngine,
+    /// The policy alone, boxed, to be part of a composite (reference and composites: none).
+    pub part: fn(&KernelProfile, &Params) -> Option<Part>,
     /// The policy's contract with the reference.
     pub contract: fn(Mode, &KernelProfile, &Params) -> Contract,
+}
+
+impl PolicyEntry {
+    /// Accepted parameters: a composite takes every parameter of every candidate (the same
+    /// name in two candidates is one parameter).
+    pub fn params(&self) -> &'static [ParamDef] {
+        match self.kind {
+            Kind::Composite => CANDIDATE_PARAMS.as_slice(),
+            _ => self.own_params,
+        }
+    }
+}
+
+static CANDIDATE_PARAMS: LazyLock<Vec<ParamDef>> = LazyLock::new(|| {
+    let mut v: Vec<ParamDef> = Vec::new();
+    for d in candidates().flat_map(|e| e.own_params) {
+        if !v.iter().any(|x| x.name == d.name) {
+            v.push(*d);
+        }
+    }
+    v
+});
+
+/// The candidate lines, in registry order.
+pub fn candidates() -> impl Iterator<Item = &'static PolicyEntry> {
+    POLICIES.iter().filter(|e| e.kind == Kind::Candidate)
+}
+
+/// The policies a command replays when none are named: the reference and every candidate,
+/// comma-separated (`reference,lookaround,...`).
+pub fn default_list() -> &'static str {
+    static LIST: LazyLock<String> = LazyLock::new(|| {
+        POLICIES
+            .iter()
+            .filter(|e| e.kind != Kind::Composite)
+            .map(|e| e.name)
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    LIST.as_str()
+}
+
+/// Every candidate composed into one policy, with `params` given to each.
+fn compose_candidates(profile: &KernelProfile, params: &Params) -> Compose {
+    let parts = candidates()
+        .filter_map(|e| (e.part)(profile, params))
+        .collect();
+    Compose::new("all", parts)
+}
+
+/// The union of every candidate's contract.
+fn union_contract(mode: Mode, profile: &KernelProfile, params: &Params) -> Contract {
+    let parts: Vec<Contract> = candidates()
+        .map(|e| (e.contract)(mode, profile, params))
+        .collect();
+    Contract::union("all", mode, &parts)
 }
 
 const WINDOW: ParamDef = ParamDef {
@@ -80,14 +154,36 @@ fn boxed<P: mmreplay_reference::policy::Policy + Send + 'static>(
     NamedEngine::new(name, Box::new(Model::new(profile.clone(), policy)))
 }
 
-/// Every user-visible policy. To add one: write a module with the `Policy` impl and a
-/// `contract` function, then add one line here.
+/// A candidate's registry line from one constructor: `new` builds the policy for a profile
+/// and parameters, both as a model of its own and as a part of a composite, so the two can
+/// never differ.
+macro_rules! candidate {
+    (name: $name:literal, summary: $summary:literal, params: $params:expr,
+     new: $new:expr, contract: $contract:expr $(,)?) => {
+        PolicyEntry {
+            name: $name,
+            summary: $summary,
+            kind: Kind::Candidate,
+            own_params: $params,
+            build: |pr, p, n| boxed(n, pr, ($new)(pr, p)),
+            part: |pr, p| Some(Box::new(($new)(pr, p))),
+            contract: $contract,
+        }
+    };
+}
+
+/// Every user-visible policy. To add one: write a module with the `Policy` impl (listing its
+/// `hooks`) and a `contract` function, then add one `candidate!` line here: the CLI default
+/// list, `all` and its contract, `mmreplay policies`, the corpus snapshots and the property
+/// tests all follow this table.
 pub static POLICIES: &[PolicyEntry] = &[
     PolicyEntry {
         name: "reference",
         summary: "the reference model (kernel before each optimisation)",
-        params: &[],
+        kind: Kind::Reference,
+        own_params: &[],
         build: |pr, _, n| boxed(n, pr, Reference),
+        part: |_, _| None,
         contract: |m, _, _| Contract {
             candidate: "reference".into(),
             mode: m,
@@ -96,49 +192,35 @@ pub static POLICIES: &[PolicyEntry] = &[
             relations: vec![],
         },
     },
-    PolicyEntry {
+    candidate! {
         name: "lookaround",
         summary: "MGLRU look-around in the reclaim rmap walk (018ee47f1489)",
         params: &[WINDOW],
-        build: |pr, p, n| {
-            let la = LookAround {
-                window: window(p),
-                base: pr.base,
-            };
-            boxed(n, pr, la)
-        },
+        new: |pr: &KernelProfile, p: &Params| LookAround { window: window(p), base: pr.base },
         contract: |m, _, p| lookaround::contract(m, window(p)),
     },
-    PolicyEntry {
+    candidate! {
         name: "ad-preserve",
         summary: "keep young/dirty across migration entries (2e3468778dbe)",
         params: &[],
-        build: |pr, _, n| boxed(n, pr, AdPreserve),
+        new: |_: &KernelProfile, _: &Params| AdPreserve,
         contract: |m, pr, _| ad_preserve::contract(m, pr.base, pr.mig_ad_supported),
     },
-    PolicyEntry {
+    candidate! {
         name: "batched-unshare",
         summary: "one hugetlb unshare table-sync IPI per mmu_gather flush (8ce720d5bd91)",
         params: &[],
-        build: |pr, _, n| boxed(n, pr, BatchedUnshare),
+        new: |_: &KernelProfile, _: &Params| BatchedUnshare,
         contract: |m, _, _| batched_unshare::contract(m),
     },
     PolicyEntry {
         name: "all",
-        summary: "lookaround + ad-preserve + batched-unshare together",
-        params: &[WINDOW],
-        build: |pr, p, n| {
-            let all = All {
-                lookaround: LookAround {
-                    window: window(p),
-                    base: pr.base,
-                },
-                ad: AdPreserve,
-                unshare: BatchedUnshare,
-            };
-            boxed(n, pr, all)
-        },
-        contract: |m, pr, p| combined::contract(m, pr.base, window(p), pr.mig_ad_supported),
+        summary: "every candidate above together, each deciding its own hooks",
+        kind: Kind::Composite,
+        own_params: &[],
+        build: |pr, p, n| boxed(n, pr, compose_candidates(pr, p)),
+        part: |_, _| None,
+        contract: union_contract,
     },
 ];
 
@@ -233,7 +315,7 @@ impl PolicySpec {
     /// default changes. `parse` of it gives the same spec.
     pub fn full_name(&self) -> String {
         let mut s = self.entry.name.to_string();
-        for (i, d) in self.entry.params.iter().enumerate() {
+        for (i, d) in self.entry.params().iter().enumerate() {
             s.push(if i == 0 { ':' } else { ',' });
             s.push_str(&format!("{}={}", d.name, self.params.get(d.name)));
         }
@@ -311,16 +393,16 @@ pub fn parse(spec: &str) -> Result<PolicySpec, RegistryError> {
                 part: part.to_string(),
             })?;
         let (k, v) = (k.trim(), v.trim());
-        let def = entry.params.iter().find(|d| d.name == k).ok_or_else(|| {
+        let def = entry.params().iter().find(|d| d.name == k).ok_or_else(|| {
             RegistryError::UnknownParam {
                 spec: spec.to_string(),
                 policy: entry.name.to_string(),
                 param: k.to_string(),
-                accepted: if entry.params.is_empty() {
+                accepted: if entry.params().is_empty() {
                     "none".to_string()
                 } else {
                     entry
-                        .params
+                        .params()
                         .iter()
                         .map(|d| d.name)
                         .collect::<Vec<_>>()
@@ -348,7 +430,7 @@ pub fn parse(spec: &str) -> Result<PolicySpec, RegistryError> {
     }
     let mut params = BTreeMap::new();
     let mut shown = Vec::new();
-    for d in entry.params {
+    for d in entry.params() {
         let v = given.get(d.name).copied().unwrap_or(d.default);
         params.insert(d.name, v);
         if v != d.default {
@@ -388,6 +470,7 @@ pub fn build_all(specs: &[PolicySpec], profile: &KernelProfile) -> Vec<BoxedEngi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::Rule;
 
     #[test]
     fn parses_names_and_params() {
@@ -476,5 +559,52 @@ mod tests {
         let engines = build_all(&specs, &KernelProfile::default());
         let names: Vec<&str> = engines.iter().map(|e| e.name()).collect();
         assert_eq!(names, vec!["reference", "lookaround:window=16", "all"]);
+    }
+
+    #[test]
+    fn the_composite_follows_the_registry() {
+        use mmreplay_reference::profile::Base;
+        for base in [Base::K61, Base::Knew] {
+            let profile = KernelProfile {
+                base,
+                ..KernelProfile::default()
+            };
+            let all = parse("all").map(|s| s.params().clone()).unwrap_or_default();
+            let c = compose_candidates(&profile, &all);
+            // Every candidate is a part, and no two claim the same decision point.
+            assert_eq!(c.conflicts(), &[], "{base:?}");
+            let names: Vec<&str> = candidates().map(|e| e.name).collect();
+            assert_eq!(c.part_names(), names);
+            // Its contract allows what any part allows, joined: look-around lowers shootdown
+            // IPIs and A/D preservation raises them (any); only batched unshare changes
+            // table-sync IPIs (<=); a dirty PTE only where the folio is dirty (ad-preserve).
+            let k = union_contract(Mode::Lockstep, &profile, &all);
+            assert_eq!(k.counter_rule("ipi_sends_shootdown"), Rule::Any);
+            assert_eq!(k.counter_rule("ipi_sends_table_sync"), Rule::LessOrEqual);
+            assert_eq!(k.counter_rule("rmap_walks"), Rule::LessOrEqual);
+            assert_eq!(k.counter_rule("mig_restored_young"), Rule::GreaterOrEqual);
+            assert_eq!(k.counter_rule("faults"), Rule::Equal);
+            assert_eq!(k.field_rule("pte.dirty"), Rule::GreaterOrEqualIfFolioDirty);
+            assert_eq!(k.field_rule("pte.young"), Rule::Any);
+            assert_eq!(k.field_rule("folio.dirty"), Rule::GreaterOrEqual);
+            assert_eq!(k.field_rule("vma"), Rule::Equal);
+            let rel: usize = candidates()
+                .map(|e| (e.contract)(Mode::Lockstep, &profile, &all).relations.len())
+                .sum();
+            assert_eq!(k.relations.len(), rel);
+            // Free-running: the S tier stays equal, the rest is free.
+            let f = union_contract(Mode::FreeRunning, &profile, &all);
+            assert_eq!(f.field_rule("page.content"), Rule::EqualWhereBoth);
+            assert_eq!(f.field_rule("pte.young"), Rule::Any);
+        }
+        assert_eq!(
+            default_list(),
+            "reference,lookaround,ad-preserve,batched-unshare"
+        );
+        let window = POLICIES
+            .iter()
+            .find(|e| e.name == "all")
+            .map(|e| e.params());
+        assert_eq!(window.map(|p| p.len()), Some(1));
     }
 }

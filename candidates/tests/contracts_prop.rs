@@ -171,7 +171,13 @@ proptest! {
 fn sweep_exercises_decision_points() {
     use mmreplay_reference::testing::random_ops;
     let profile = KernelProfile::default();
-    let names = ["lookaround", "ad-preserve", "batched-unshare", "all"];
+    // Every policy but the reference, from the registry: a new candidate is swept as soon as
+    // its registry line exists.
+    let names: Vec<&str> = registry::POLICIES
+        .iter()
+        .filter(|e| e.kind != registry::Kind::Reference)
+        .map(|e| e.name)
+        .collect();
     let specs: Vec<PolicySpec> = names
         .iter()
         .filter_map(|n| registry::parse(n).ok())

@@ -33,8 +33,8 @@ pub use op::{
     Op, OpOutcome,
 };
 pub use policy::{
-    AgeSource, LazyfreeCheck, MigAd, MigEntryCtx, MigRestoreCtx, Policy, Reference, UnshareCtx,
-    YoungPteCtx,
+    AgeSource, Hook, LazyfreeCheck, MigAd, MigEntryCtx, MigRestoreCtx, Policy, Reference,
+    UnshareCtx, YoungPteCtx,
 };
 pub use profile::{Base, CpumaskMode, KernelProfile};
 pub use snapshot::Snapshot;

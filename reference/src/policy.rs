@@ -308,11 +308,56 @@ pub struct LazyfreeCheck {
     pub pincount: u32,
 }
 
+/// One decision point of [`Policy`]: what a policy declares it overrides
+/// ([`Policy::hooks`]), so policies can be composed (each decision point delegated to the one
+/// policy that changes it) without a hand-written delegation per combination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hook {
+    /// [`Policy::rmap_young_pte`].
+    RmapYoungPte,
+    /// [`Policy::migration_entry_ad`].
+    MigrationEntryAd,
+    /// [`Policy::migration_restore_ad`].
+    MigrationRestoreAd,
+    /// [`Policy::pmd_unshare`].
+    PmdUnshare,
+    /// [`Policy::unshare_flush`].
+    UnshareFlush,
+    /// [`Policy::free_pages_before_flush`].
+    FreePagesBeforeFlush,
+    /// [`Policy::lazyfree_may_discard`].
+    LazyfreeMayDiscard,
+    /// [`Policy::mglru_isolated_referenced`].
+    MglruIsolatedReferenced,
+}
+
+impl Hook {
+    /// Every decision point, in trait order.
+    pub const ALL: [Hook; 8] = [
+        Hook::RmapYoungPte,
+        Hook::MigrationEntryAd,
+        Hook::MigrationRestoreAd,
+        Hook::PmdUnshare,
+        Hook::UnshareFlush,
+        Hook::FreePagesBeforeFlush,
+        Hook::LazyfreeMayDiscard,
+        Hook::MglruIsolatedReferenced,
+    ];
+}
+
 /// A policy: the decision points with the reference behaviour as default bodies.
 pub trait Policy {
     /// Policy name for reports.
     fn name(&self) -> &'static str {
         "reference"
+    }
+
+    /// The decision points this policy overrides (every method it implements besides `name`
+    /// and `hooks`). A composition of policies delegates each listed hook to this policy and
+    /// keeps the reference behaviour for the rest, so a hook overridden but not listed is
+    /// silently dropped when composed: list every one. Reference: none.
+    fn hooks(&self) -> &[Hook] {
+        &[]
     }
 
     /// (1) The reclaim rmap walk (`folio_referenced_one`) found a YOUNG PTE at `ctx.addr()`

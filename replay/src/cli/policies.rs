@@ -21,7 +21,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 serde_json::json!({
                     "name": p.name,
                     "summary": p.summary,
-                    "params": p.params.iter().map(|d| serde_json::json!({
+                    "params": p.params().iter().map(|d| serde_json::json!({
                         "name": d.name, "min": d.min, "max": d.max,
                         "default": d.default, "help": d.help,
                     })).collect::<Vec<_>>(),
@@ -34,7 +34,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut s = String::new();
     for p in POLICIES {
         s.push_str(&format!("{:<16} {}\n", p.name, p.summary));
-        for d in p.params {
+        for d in p.params() {
             s.push_str(&format!(
                 "  {}:{}=N  {} (N in {}..={}, default {})\n",
                 p.name, d.name, d.help, d.min, d.max, d.default

@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "reference,lookaround,ad-preserve,batched-unshare"
+        default_value = mmreplay_candidates::registry::default_list()
     )]
     pub policies: Vec<String>,
     /// Replay mode (as `replay`).
