@@ -56,6 +56,9 @@
 //! 3. Add a scenario test with hand-computed numbers in `tests/`, and make sure the property
 //!    test (`tests/contracts_prop.rs`) covers it (it iterates over the registry).
 
+// Library code reports errors; a panic on user data is a bug (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod ad_preserve;
 pub mod batched_unshare;
 pub mod compose;

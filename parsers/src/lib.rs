@@ -4,6 +4,9 @@
 //! What it owns: format sniffing, tokenising, payload decoding, x86-64 PTE decoding, the per-CPU
 //! time merge. What it must never do: know about the replay model, or panic on any input.
 
+// Library code reports errors; a panic on user data is a bug (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod binary;
 pub mod error;
 pub mod fields;

@@ -9,6 +9,8 @@
 //!
 //! It must never do I/O or know about trace formats.
 
+// Library code reports errors; a panic on user data is a bug (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

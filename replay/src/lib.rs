@@ -2,6 +2,9 @@
 //! differ, reports, the compiled corpus format and `record`. It must never contain model
 //! semantics: those live in `mmreplay-reference` and `mmreplay-candidates`.
 
+// Library code reports errors; a panic on user data is a bug (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod atomic;
 pub mod corpus;
 pub mod differ;

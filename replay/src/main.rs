@@ -1,4 +1,8 @@
 //! The `mmreplay` command line. Thin: every subcommand lives in `cli/`.
+
+// Library code reports errors; a panic on user data is a bug (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
