@@ -185,9 +185,11 @@ fn open_lines(lines: LineBuf, opts: &Options) -> Result<Box<dyn RecordSource + S
         // `crate::binary::open(path, lines.into_reader(), format, opts)`: `into_reader()` gives
         // back the whole (decompressed) stream including the bytes already sniffed.
         Format::TraceDat | Format::PerfData | Format::RawDir => {
-            crate::binary::source::open_source_opts(
+            // A mapped file is read in place; a stream is spilled to a mapped temporary file.
+            let bytes = lines.into_backing()?;
+            crate::binary::source::open_backing(
                 path,
-                lines.into_reader(),
+                bytes,
                 format,
                 opts.kallsyms.as_deref(),
                 opts.strict,
@@ -331,6 +333,22 @@ impl LineBuf {
         }
         let rest = self.buf.get(self.start..self.end).unwrap_or(&[]).to_vec();
         Box::new(std::io::Cursor::new(rest).chain(self.src))
+    }
+
+    /// The whole stream as [`crate::binary::Backing`]: the map itself when there is one and
+    /// nothing was consumed, else the stream spilled to a mapped temporary file.
+    pub fn into_backing(self) -> Result<crate::binary::Backing, ParseError> {
+        if self.start == 0 && self.map.is_some() {
+            if let Some(map) = self.map {
+                return Ok(crate::binary::Backing::from_map(map));
+            }
+        }
+        let path = self.path.clone();
+        crate::binary::Backing::spill(&path, self.into_reader()).map_err(|e| ParseError::Read {
+            path: path.clone(),
+            offset: 0,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        })
     }
 
     /// Reads once into the free tail of the buffer, compacting/growing first. Ok(false) at EOF.
