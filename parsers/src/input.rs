@@ -280,6 +280,9 @@ pub struct LineBuf {
     /// Bytes consumed before `buf[start]`.
     offset: u64,
     line_no: u64,
+    /// Map bytes before this were given back to the kernel (peak RSS must not grow with the
+    /// file: the lines before the current one are never looked at again).
+    released: usize,
 }
 
 impl LineBuf {
@@ -294,6 +297,7 @@ impl LineBuf {
             eof: false,
             offset: 0,
             line_no: 0,
+            released: 0,
         }
     }
 
@@ -309,6 +313,7 @@ impl LineBuf {
             eof: true,
             offset: 0,
             line_no: 0,
+            released: 0,
         }
     }
 
@@ -403,6 +408,12 @@ impl LineBuf {
                 .unwrap_or(&[]);
             if let Some(nl) = memchr::memchr(b'\n', window) {
                 let s = self.start;
+                if s >= self.released + crate::binary::backing::Releaser::STEP {
+                    if let Some(m) = &self.map {
+                        crate::binary::backing::release_map(m, self.released..s);
+                        self.released = s / 4096 * 4096;
+                    }
+                }
                 let e = s + scanned + nl;
                 self.start = e + 1;
                 self.line_no += 1;

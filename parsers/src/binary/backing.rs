@@ -126,20 +126,24 @@ impl Backing {
     /// leave the resident set and are read again from the file if touched later. Nothing
     /// happens for in-memory bytes.
     pub fn release(&self, range: std::ops::Range<usize>) {
-        let Store::Map(m) = &self.store else {
-            return;
-        };
-        const PAGE: usize = 4096;
-        let start = range.start.div_ceil(PAGE) * PAGE;
-        let end = range.end.min(m.len()) / PAGE * PAGE;
-        if end > start {
-            // SAFETY: a private read-only file mapping is never written, so dropping its pages
-            // loses nothing: later reads fault them in again from the file. Every slice the
-            // readers still hold stays valid (the mapping itself is not changed).
-            let _ = unsafe {
-                m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
-            };
+        if let Store::Map(m) = &self.store {
+            release_map(m, range);
         }
+    }
+}
+
+/// [`Backing::release`] for any read-only file map (the text reader's too).
+pub(crate) fn release_map(m: &memmap2::Mmap, range: std::ops::Range<usize>) {
+    const PAGE: usize = 4096;
+    let start = range.start.div_ceil(PAGE) * PAGE;
+    let end = range.end.min(m.len()) / PAGE * PAGE;
+    if end > start {
+        // SAFETY: a private read-only file mapping is never written, so dropping its pages
+        // loses nothing: later reads fault them in again from the file. Every slice the
+        // readers still hold stays valid (the mapping itself is not changed).
+        let _ = unsafe {
+            m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+        };
     }
 }
 
