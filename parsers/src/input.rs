@@ -133,7 +133,8 @@ pub fn open(path: &str, opts: &Options) -> Result<Box<dyn RecordSource + Send>, 
         // reader; captures are not rewritten in place. Mapping failure falls back to read().
         if let Ok(map) = unsafe { memmap2::Mmap::map(&f) } {
             if map.starts_with(&ZSTD_MAGIC) {
-                return open_reader(path, Box::new(std::io::Cursor::new(map)), opts);
+                let limit = crate::binary::backing::zstd_limit(map.len() as u64);
+                return open_reader_limited(path, Box::new(std::io::Cursor::new(map)), opts, limit);
             }
             return open_lines(LineBuf::from_map(path, map), opts);
         }
@@ -146,6 +147,16 @@ pub fn open_reader(
     path: &str,
     raw: Box<dyn Read + Send>,
     opts: &Options,
+) -> Result<Box<dyn RecordSource + Send>, ParseError> {
+    open_reader_limited(path, raw, opts, crate::binary::backing::MAX_SPILL_BYTES)
+}
+
+/// [`open_reader`]; a binary capture in `raw` is spilled up to `spill_limit` bytes.
+fn open_reader_limited(
+    path: &str,
+    raw: Box<dyn Read + Send>,
+    opts: &Options,
+    spill_limit: u64,
 ) -> Result<Box<dyn RecordSource + Send>, ParseError> {
     let mut br = BufReader::with_capacity(CHUNK, raw);
     let head = br.fill_buf().map_err(|source| ParseError::Read {
@@ -166,6 +177,7 @@ pub fn open_reader(
         Box::new(br)
     };
     let mut lines = LineBuf::new(path, stream);
+    lines.spill_limit = spill_limit;
     lines.fill_at_least(SNIFF_BYTES)?;
     open_lines(lines, opts)
 }
@@ -280,6 +292,9 @@ pub struct LineBuf {
     /// Bytes consumed before `buf[start]`.
     offset: u64,
     line_no: u64,
+    /// Most bytes the stream may be spilled to for a binary reader (a mapped `.zst` may expand
+    /// [`crate::binary::backing::zstd_limit`] of its size).
+    spill_limit: u64,
     /// Map bytes before this were given back to the kernel (peak RSS must not grow with the
     /// file: the lines before the current one are never looked at again).
     released: usize,
@@ -297,6 +312,7 @@ impl LineBuf {
             eof: false,
             offset: 0,
             line_no: 0,
+            spill_limit: crate::binary::backing::MAX_SPILL_BYTES,
             released: 0,
         }
     }
@@ -313,6 +329,7 @@ impl LineBuf {
             eof: true,
             offset: 0,
             line_no: 0,
+            spill_limit: crate::binary::backing::MAX_SPILL_BYTES,
             released: 0,
         }
     }
@@ -349,10 +366,14 @@ impl LineBuf {
             }
         }
         let path = self.path.clone();
-        crate::binary::Backing::spill(&path, self.into_reader()).map_err(|e| ParseError::Read {
-            path: path.clone(),
-            offset: 0,
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        // A mapped `.zst` bounds what it may expand to by its size (a zstd bomb stops there).
+        let limit = self.spill_limit;
+        crate::binary::Backing::spill_limited(&path, self.into_reader(), limit).map_err(|e| {
+            ParseError::Read {
+                path: path.clone(),
+                offset: 0,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            }
         })
     }
 

@@ -19,6 +19,22 @@ fn spill_dir() -> std::path::PathBuf {
         .unwrap_or_else(std::env::temp_dir)
 }
 
+/// Most bytes a stream is spilled to: 64 GiB, more than any capture this tool is for.
+pub const MAX_SPILL_BYTES: u64 = 64 << 30;
+
+/// Most a zstd layer may expand: this many times its compressed size (real captures compress
+/// 5-30x), with [`ZSTD_FLOOR_BYTES`] as the floor for small inputs.
+pub const ZSTD_MAX_RATIO: u64 = 256;
+/// See [`ZSTD_MAX_RATIO`].
+pub const ZSTD_FLOOR_BYTES: u64 = 1 << 30;
+
+/// The spill limit for `compressed` bytes of zstd.
+pub fn zstd_limit(compressed: u64) -> u64 {
+    compressed
+        .saturating_mul(ZSTD_MAX_RATIO)
+        .clamp(ZSTD_FLOOR_BYTES, MAX_SPILL_BYTES)
+}
+
 enum Store {
     Map(memmap2::Mmap),
     Vec(Vec<u8>),
@@ -86,8 +102,26 @@ impl Backing {
     }
 
     /// Copies a stream into an unlinked temporary file and maps it (the page cache holds the
-    /// bytes, not this process); in memory only when no temporary file can be made.
-    pub fn spill(path: &str, mut stream: Box<dyn Read + Send + '_>) -> Result<Self, BinaryError> {
+    /// bytes, not this process); in memory only when no temporary file can be made. At most
+    /// [`MAX_SPILL_BYTES`].
+    pub fn spill(path: &str, stream: Box<dyn Read + Send + '_>) -> Result<Self, BinaryError> {
+        Self::spill_limited(path, stream, MAX_SPILL_BYTES)
+    }
+
+    /// [`Backing::spill`] of at most `limit` bytes: a stream that goes on (a decompression
+    /// bomb) is an error naming the size reached, before it fills the disk.
+    pub fn spill_limited(
+        path: &str,
+        stream: Box<dyn Read + Send + '_>,
+        limit: u64,
+    ) -> Result<Self, BinaryError> {
+        let mut stream = stream.take(limit.saturating_add(1));
+        let too_large = |total: u64| BinaryError::TooLarge {
+            what: "decompressed stream",
+            offset: total,
+            size: total,
+            cap: limit,
+        };
         let io = |source| BinaryError::Io {
             path: path.to_string(),
             source,
@@ -102,8 +136,11 @@ impl Backing {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(io(e)),
                 };
-                f.write_all(buf.get(..n).unwrap_or(&[])).map_err(io)?;
                 total += n as u64;
+                if total > limit {
+                    return Err(too_large(total));
+                }
+                f.write_all(buf.get(..n).unwrap_or(&[])).map_err(io)?;
             }
             if total == 0 {
                 return Ok(Self::from_vec(Vec::new()));
@@ -114,6 +151,9 @@ impl Backing {
         }
         let mut v = Vec::new();
         stream.read_to_end(&mut v).map_err(io)?;
+        if v.len() as u64 > limit {
+            return Err(too_large(v.len() as u64));
+        }
         Ok(Self::from_vec(v))
     }
 
@@ -207,5 +247,14 @@ mod tests {
         // Released pages read back the same (they come again from the file).
         b.release(0..b.len());
         assert_eq!(&b[..], &data[..]);
+    }
+
+    #[test]
+    fn spill_stops_at_its_limit() {
+        let e = Backing::spill_limited("t", Box::new(std::io::repeat(7)), 3 << 20).unwrap_err();
+        assert!(
+            matches!(e, BinaryError::TooLarge { cap, size, .. } if cap == 3 << 20 && size > cap),
+            "{e}"
+        );
     }
 }

@@ -2,17 +2,19 @@
 //! `trace_pipe_raw` pages, decoded from the capture's own tracepoint `format` files into the same
 //! typed [`Record`]s the text parsers produce.
 //!
-//! Entry points: [`sniff`] (what a buffer is), [`read_bytes`] (decode a whole capture held in
-//! memory, after any outer zstd), [`read_path`] (a file, `.zst` or not, or `-` for stdin), and
-//! [`rawdir::read_raw_dir`]. Nothing here may panic on input or size an allocation from an
-//! untrusted length field.
+//! Entry points: [`sniff`] (what a buffer is), [`BinaryStream`] (records pulled lazily over
+//! mapped or spilled bytes: memory does not grow with the capture), [`read_bytes`] (decode a
+//! whole capture held in memory, after any outer zstd), [`read_path`] (a file, `.zst` or not, or
+//! `-` for stdin), and [`rawdir::read_raw_dir`]; the last three collect a stream. Nothing here
+//! may panic on input or size an allocation from an untrusted length field: lengths are checked
+//! against the bytes present, or against a documented cap ([`MAX_CHUNK_BYTES`],
+//! [`tracedat::MAX_SECTION_BYTES`], [`perf::MAX_ARENA_BYTES`], [`ZSTD_WINDOW_LOG_MAX`]).
 
 pub mod backing;
 pub mod bytes;
 pub mod decode;
 pub mod facts;
 pub mod format;
-pub mod merge;
 pub mod meta;
 pub(crate) mod pages;
 pub mod perf;
@@ -260,14 +262,16 @@ impl BinaryStream {
                     offset: 0,
                     msg: e.to_string(),
                 })?;
-            let inner = Backing::spill("zstd data", Box::new(d)).map_err(|e| match e {
-                BinaryError::Io { source, .. } => BinaryError::Decompress {
-                    algo: "zstd".into(),
-                    offset: 0,
-                    msg: source.to_string(),
-                },
-                e => e,
-            })?;
+            let limit = backing::zstd_limit(bytes.len() as u64);
+            let inner =
+                Backing::spill_limited("zstd data", Box::new(d), limit).map_err(|e| match e {
+                    BinaryError::Io { source, .. } => BinaryError::Decompress {
+                        algo: "zstd".into(),
+                        offset: 0,
+                        msg: source.to_string(),
+                    },
+                    e => e,
+                })?;
             return Self::open(Arc::new(inner), opts);
         }
         match sniff(&bytes) {

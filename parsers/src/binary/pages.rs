@@ -8,7 +8,7 @@
 //!
 //! Order: the merge takes the cursor whose next record has the smallest raw ring-buffer
 //! timestamp, ties going to the lower cursor (buffers in file order, then CPUs), exactly as the
-//! whole-capture merge it replaced (`merge::merge_by`). It must never reorder records of one CPU.
+//! whole-capture merge it replaced (a heap of (timestamp, stream)). It must never reorder records of one CPU.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};

@@ -27,7 +27,7 @@ use super::BinaryError;
 mod fast;
 use super::perf_layout::{self as layout, Note, Producer};
 use crate::record::{Comm, Event, Record};
-pub use fast::Damage;
+pub use fast::{Damage, MAX_ARENA_BYTES};
 
 const PERF_RECORD_HEADER_TRACING_DATA: u32 = 66;
 
