@@ -39,7 +39,67 @@ enum Src {
         left: u32,
         buf: Vec<u8>,
         buf_pos: usize,
+        /// One zstd context for all of this CPU's chunks (creating one per chunk cost more
+        /// than decompressing it).
+        zstd: Option<Box<ZstdChunks>>,
     },
+}
+
+/// A reused zstd decompression context and its output window.
+pub(crate) struct ZstdChunks {
+    dctx: zstd::zstd_safe::DCtx<'static>,
+    tmp: Vec<u8>,
+}
+
+impl ZstdChunks {
+    fn new() -> Self {
+        ZstdChunks {
+            dctx: zstd::zstd_safe::DCtx::create(),
+            tmp: vec![0u8; 1 << 17],
+        }
+    }
+
+    /// Decompresses one zstd frame (`cdata`) onto the end of `out`; never more than `expect`
+    /// bytes (the caller checks it got exactly that many).
+    fn frame_into(
+        &mut self,
+        cdata: &[u8],
+        expect: usize,
+        offset: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BinaryError> {
+        use zstd::zstd_safe::{get_error_name, InBuffer, OutBuffer, ResetDirective};
+        let err = |msg: String| BinaryError::Decompress {
+            algo: "zstd".into(),
+            offset,
+            msg,
+        };
+        self.dctx
+            .reset(ResetDirective::SessionOnly)
+            .map_err(|c| err(get_error_name(c).to_string()))?;
+        let before = out.len();
+        let mut input = InBuffer::around(cdata);
+        loop {
+            let room = (expect + 1 - (out.len() - before)).min(self.tmp.len());
+            let dst = self.tmp.get_mut(..room).unwrap_or(&mut []);
+            let mut ob = OutBuffer::around(dst);
+            let hint = self
+                .dctx
+                .decompress_stream(&mut ob, &mut input)
+                .map_err(|c| err(get_error_name(c).to_string()))?;
+            let n = ob.pos();
+            out.extend_from_slice(self.tmp.get(..n).unwrap_or(&[]));
+            if out.len() - before > expect {
+                return Err(err(format!("more than the {expect} bytes the header says")));
+            }
+            if hint == 0 && input.pos() == cdata.len() {
+                return Ok(()); // last frame complete
+            }
+            if n == 0 && input.pos() == cdata.len() {
+                return Err(err("frame cut short".into()));
+            }
+        }
+    }
 }
 
 /// One CPU's pages.
@@ -106,6 +166,7 @@ impl CpuCursor {
                 left,
                 buf: Vec::new(),
                 buf_pos: 0,
+                zstd: None,
             },
             base: off,
             page_idx: 0,
@@ -171,6 +232,7 @@ impl CpuCursor {
                 left,
                 buf,
                 buf_pos,
+                zstd,
             } => {
                 while buf.len() - *buf_pos < ps && *left > 0 {
                     // Keep the unread tail, then append the next chunk.
@@ -194,7 +256,23 @@ impl CpuCursor {
                             cap: MAX_CHUNK_BYTES,
                         });
                     }
-                    decompress_into(algo, cdata, usize_ as usize, at, buf)?;
+                    if algo == "zstd" {
+                        let z = zstd.get_or_insert_with(|| Box::new(ZstdChunks::new()));
+                        let before = buf.len();
+                        z.frame_into(cdata, usize_ as usize, at, buf)?;
+                        let got = buf.len() - before;
+                        if got != usize_ as usize {
+                            return Err(BinaryError::Decompress {
+                                algo: "zstd".into(),
+                                offset: at,
+                                msg: format!(
+                                    "{got} bytes after decompression, header says {usize_}"
+                                ),
+                            });
+                        }
+                    } else {
+                        decompress_into(algo, cdata, usize_ as usize, at, buf)?;
+                    }
                     *next += 8 + csize as usize;
                     *left -= 1;
                     self.rel.passed(&self.bytes, *next);
