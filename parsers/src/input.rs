@@ -133,7 +133,8 @@ pub fn open(path: &str, opts: &Options) -> Result<Box<dyn RecordSource + Send>, 
         // reader; captures are not rewritten in place. Mapping failure falls back to read().
         if let Ok(map) = unsafe { memmap2::Mmap::map(&f) } {
             if map.starts_with(&ZSTD_MAGIC) {
-                return open_reader(path, Box::new(std::io::Cursor::new(map)), opts);
+                let limit = crate::binary::backing::zstd_limit(map.len() as u64);
+                return open_reader_limited(path, Box::new(std::io::Cursor::new(map)), opts, limit);
             }
             return open_lines(LineBuf::from_map(path, map), opts);
         }
@@ -146,6 +147,16 @@ pub fn open_reader(
     path: &str,
     raw: Box<dyn Read + Send>,
     opts: &Options,
+) -> Result<Box<dyn RecordSource + Send>, ParseError> {
+    open_reader_limited(path, raw, opts, crate::binary::backing::MAX_SPILL_BYTES)
+}
+
+/// [`open_reader`]; a binary capture in `raw` is spilled up to `spill_limit` bytes.
+fn open_reader_limited(
+    path: &str,
+    raw: Box<dyn Read + Send>,
+    opts: &Options,
+    spill_limit: u64,
 ) -> Result<Box<dyn RecordSource + Send>, ParseError> {
     let mut br = BufReader::with_capacity(CHUNK, raw);
     let head = br.fill_buf().map_err(|source| ParseError::Read {
@@ -166,6 +177,7 @@ pub fn open_reader(
         Box::new(br)
     };
     let mut lines = LineBuf::new(path, stream);
+    lines.spill_limit = spill_limit;
     lines.fill_at_least(SNIFF_BYTES)?;
     open_lines(lines, opts)
 }
@@ -185,9 +197,11 @@ fn open_lines(lines: LineBuf, opts: &Options) -> Result<Box<dyn RecordSource + S
         // `crate::binary::open(path, lines.into_reader(), format, opts)`: `into_reader()` gives
         // back the whole (decompressed) stream including the bytes already sniffed.
         Format::TraceDat | Format::PerfData | Format::RawDir => {
-            crate::binary::source::open_source_opts(
+            // A mapped file is read in place; a stream is spilled to a mapped temporary file.
+            let bytes = lines.into_backing()?;
+            crate::binary::source::open_backing(
                 path,
-                lines.into_reader(),
+                bytes,
                 format,
                 opts.kallsyms.as_deref(),
                 opts.strict,
@@ -278,6 +292,12 @@ pub struct LineBuf {
     /// Bytes consumed before `buf[start]`.
     offset: u64,
     line_no: u64,
+    /// Most bytes the stream may be spilled to for a binary reader (a mapped `.zst` may expand
+    /// [`crate::binary::backing::zstd_limit`] of its size).
+    spill_limit: u64,
+    /// Map bytes before this were given back to the kernel (peak RSS must not grow with the
+    /// file: the lines before the current one are never looked at again).
+    released: usize,
 }
 
 impl LineBuf {
@@ -292,6 +312,8 @@ impl LineBuf {
             eof: false,
             offset: 0,
             line_no: 0,
+            spill_limit: crate::binary::backing::MAX_SPILL_BYTES,
+            released: 0,
         }
     }
 
@@ -307,6 +329,8 @@ impl LineBuf {
             eof: true,
             offset: 0,
             line_no: 0,
+            spill_limit: crate::binary::backing::MAX_SPILL_BYTES,
+            released: 0,
         }
     }
 
@@ -331,6 +355,26 @@ impl LineBuf {
         }
         let rest = self.buf.get(self.start..self.end).unwrap_or(&[]).to_vec();
         Box::new(std::io::Cursor::new(rest).chain(self.src))
+    }
+
+    /// The whole stream as [`crate::binary::Backing`]: the map itself when there is one and
+    /// nothing was consumed, else the stream spilled to a mapped temporary file.
+    pub fn into_backing(self) -> Result<crate::binary::Backing, ParseError> {
+        if self.start == 0 && self.map.is_some() {
+            if let Some(map) = self.map {
+                return Ok(crate::binary::Backing::from_map(map));
+            }
+        }
+        let path = self.path.clone();
+        // A mapped `.zst` bounds what it may expand to by its size (a zstd bomb stops there).
+        let limit = self.spill_limit;
+        crate::binary::Backing::spill_limited(&path, self.into_reader(), limit).map_err(|e| {
+            ParseError::Read {
+                path: path.clone(),
+                offset: 0,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            }
+        })
     }
 
     /// Reads once into the free tail of the buffer, compacting/growing first. Ok(false) at EOF.
@@ -385,6 +429,12 @@ impl LineBuf {
                 .unwrap_or(&[]);
             if let Some(nl) = memchr::memchr(b'\n', window) {
                 let s = self.start;
+                if s >= self.released + crate::binary::backing::Releaser::STEP {
+                    if let Some(m) = &self.map {
+                        crate::binary::backing::release_map(m, self.released..s);
+                        self.released = s / 4096 * 4096;
+                    }
+                }
                 let e = s + scanned + nl;
                 self.start = e + 1;
                 self.line_no += 1;

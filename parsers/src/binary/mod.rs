@@ -2,17 +2,21 @@
 //! `trace_pipe_raw` pages, decoded from the capture's own tracepoint `format` files into the same
 //! typed [`Record`]s the text parsers produce.
 //!
-//! Entry points: [`sniff`] (what a buffer is), [`read_bytes`] (decode a whole capture held in
-//! memory, after any outer zstd), [`read_path`] (a file, `.zst` or not, or `-` for stdin), and
-//! [`rawdir::read_raw_dir`]. Nothing here may panic on input or size an allocation from an
-//! untrusted length field.
+//! Entry points: [`sniff`] (what a buffer is), [`BinaryStream`] (records pulled lazily over
+//! mapped or spilled bytes: memory does not grow with the capture), [`read_bytes`] (decode a
+//! whole capture held in memory, after any outer zstd), [`read_path`] (a file, `.zst` or not, or
+//! `-` for stdin), and [`rawdir::read_raw_dir`]; the last three collect a stream. Nothing here
+//! may panic on input or size an allocation from an untrusted length field: lengths are checked
+//! against the bytes present, or against a documented cap ([`MAX_CHUNK_BYTES`],
+//! [`tracedat::MAX_SECTION_BYTES`], [`perf::MAX_ARENA_BYTES`], [`ZSTD_WINDOW_LOG_MAX`]).
 
+pub mod backing;
 pub mod bytes;
 pub mod decode;
 pub mod facts;
 pub mod format;
-pub mod merge;
 pub mod meta;
+pub(crate) mod pages;
 pub mod perf;
 pub mod perf_layout;
 pub mod rawdir;
@@ -23,6 +27,10 @@ pub mod tracedat;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
+
+pub use backing::Backing;
+pub use pages::MAX_CHUNK_BYTES;
 
 use crate::record::{Comm, Record};
 
@@ -72,6 +80,14 @@ pub enum BinaryError {
     },
     #[error("perf.data: {0}")]
     Perf(String),
+    /// A length or count read from the file asks for more than the reader's documented cap.
+    #[error("{what} at byte {offset}: {size} bytes asked for, over the {cap}-byte limit")]
+    TooLarge {
+        what: &'static str,
+        offset: u64,
+        size: u64,
+        cap: u64,
+    },
 }
 
 /// The binary formats this module reads.
@@ -172,52 +188,21 @@ pub fn read_bytes(data: &[u8]) -> Result<BinaryCapture, BinaryError> {
 
 /// [`read_bytes`] with options.
 pub fn read_bytes_with(data: &[u8], opts: &ReadOptions) -> Result<BinaryCapture, BinaryError> {
-    if data.starts_with(&ZSTD_MAGIC) {
-        let inner = unzstd(data)?;
-        return read_bytes_with(&inner, opts);
-    }
-    match sniff(data) {
-        Some(f @ (BinaryFormat::TraceDatV6 | BinaryFormat::TraceDatV7)) => {
-            let mut td = tracedat::TraceDat::parse(data)?;
-            if let Some(k) = opts
-                .kallsyms
-                .clone()
-                .filter(|_| td.meta.kallsyms.is_empty())
-            {
-                td.meta.kallsyms = k;
-            }
-            let (records, mut format_errors) = td.decode()?;
-            format_errors.extend(td.meta.format_errors.iter().cloned());
-            Ok(BinaryCapture {
-                format: f,
-                records,
-                formats: td.meta.format_count(),
-                format_errors,
-                facts: None,
-            })
-        }
-        Some(f @ (BinaryFormat::PerfFile | BinaryFormat::PerfPipe)) => {
-            let (info, records) =
-                perf::read_perf_checked(data, opts.kallsyms.clone(), opts.strict)?;
-            Ok(BinaryCapture {
-                format: f,
-                records,
-                formats: 0,
-                format_errors: Vec::new(),
-                facts: Some(CaptureFacts::from_perf(&info)),
-            })
-        }
-        None => Err(BinaryError::BadMagic {
-            what: "trace.dat or perf.data",
-        }),
-    }
+    BinaryStream::open(Arc::new(Backing::from_vec(data.to_vec())), opts)?.collect()
 }
+
+/// Largest zstd window (log2) accepted for an outer zstd layer: zstd's own default limit
+/// (128 MiB), so a frame cannot make the decoder allocate more.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
 /// Removes an outer zstd layer (streaming, so memory follows the real output size).
 pub fn unzstd(data: &[u8]) -> Result<Vec<u8>, BinaryError> {
     let mut out = Vec::new();
     zstd::stream::read::Decoder::new(data)
-        .and_then(|mut d| d.read_to_end(&mut out))
+        .and_then(|mut d| {
+            d.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+            d.read_to_end(&mut out)
+        })
         .map_err(|e| BinaryError::Decompress {
             algo: "zstd".into(),
             offset: 0,
@@ -235,40 +220,151 @@ pub fn read_path(path: &Path) -> Result<BinaryCapture, BinaryError> {
         path: name.clone(),
         source: Box::new(e),
     };
-    if path.as_os_str() == "-" {
-        let mut v = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut v)
-            .map_err(|e| BinaryError::Io {
-                path: "<stdin>".into(),
-                source: e,
+    let bytes = if path.as_os_str() == "-" {
+        Backing::spill("<stdin>", Box::new(std::io::stdin()))?
+    } else {
+        Backing::open(path)?
+    };
+    BinaryStream::open(Arc::new(bytes), &ReadOptions::default())
+        .and_then(BinaryStream::collect)
+        .map_err(wrap)
+}
+
+enum Inner {
+    Pages(pages::PageMerge),
+    Perf(Box<perf::PerfStream>),
+    Whole(std::vec::IntoIter<Record>, Option<CaptureFacts>),
+}
+
+/// A binary capture read lazily: trace.dat by per-CPU page cursors merged by time, perf.data
+/// one FINISHED_ROUND at a time, both over mapped bytes they give back as they pass them
+/// ([`Backing`]). Memory does not grow with the capture's length.
+pub struct BinaryStream {
+    format: BinaryFormat,
+    inner: Inner,
+    formats: usize,
+}
+
+impl BinaryStream {
+    /// Opens a capture's bytes (an outer zstd layer is streamed into a spill file first).
+    pub fn open(bytes: Arc<Backing>, opts: &ReadOptions) -> Result<Self, BinaryError> {
+        if bytes.starts_with(&ZSTD_MAGIC) {
+            let mut d = zstd::stream::read::Decoder::new(&bytes[..]).map_err(|e| {
+                BinaryError::Decompress {
+                    algo: "zstd".into(),
+                    offset: 0,
+                    msg: e.to_string(),
+                }
             })?;
-        return read_bytes(&v).map_err(wrap);
+            d.window_log_max(ZSTD_WINDOW_LOG_MAX)
+                .map_err(|e| BinaryError::Decompress {
+                    algo: "zstd".into(),
+                    offset: 0,
+                    msg: e.to_string(),
+                })?;
+            let limit = backing::zstd_limit(bytes.len() as u64);
+            let inner =
+                Backing::spill_limited("zstd data", Box::new(d), limit).map_err(|e| match e {
+                    BinaryError::Io { source, .. } => BinaryError::Decompress {
+                        algo: "zstd".into(),
+                        offset: 0,
+                        msg: source.to_string(),
+                    },
+                    e => e,
+                })?;
+            return Self::open(Arc::new(inner), opts);
+        }
+        match sniff(&bytes) {
+            Some(f @ (BinaryFormat::TraceDatV6 | BinaryFormat::TraceDatV7)) => {
+                let mut td = tracedat::TraceDat::parse(&bytes)?;
+                if let Some(k) = opts
+                    .kallsyms
+                    .clone()
+                    .filter(|_| td.meta.kallsyms.is_empty())
+                {
+                    td.meta.kallsyms = k;
+                }
+                let formats = td.meta.format_count();
+                let merge = td.merge(bytes.clone())?;
+                Ok(BinaryStream {
+                    format: f,
+                    inner: Inner::Pages(merge),
+                    formats,
+                })
+            }
+            Some(f @ (BinaryFormat::PerfFile | BinaryFormat::PerfPipe)) => {
+                let inner = match perf::PerfStream::open(bytes, opts.kallsyms.clone(), opts.strict)?
+                {
+                    perf::PerfOpen::Stream(s) => Inner::Perf(s),
+                    perf::PerfOpen::Whole(info, r) => {
+                        Inner::Whole(r.into_iter(), Some(CaptureFacts::from_perf(&info)))
+                    }
+                };
+                Ok(BinaryStream {
+                    format: f,
+                    inner,
+                    formats: 0,
+                })
+            }
+            None => Err(BinaryError::BadMagic {
+                what: "trace.dat or perf.data",
+            }),
+        }
     }
-    let f = std::fs::File::open(path).map_err(|e| BinaryError::Io {
-        path: name.clone(),
-        source: e,
-    })?;
-    let meta = f.metadata().map_err(|e| BinaryError::Io {
-        path: name.clone(),
-        source: e,
-    })?;
-    if meta.is_file() && meta.len() > 0 {
-        // SAFETY: the map is read-only and private to this call; the input is treated as
-        // untrusted bytes throughout, so concurrent changes can only give wrong data or errors.
-        let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| BinaryError::Io {
-            path: name.clone(),
-            source: e,
-        })?;
-        return read_bytes(&map).map_err(wrap);
+
+    pub fn format(&self) -> BinaryFormat {
+        self.format
     }
-    let mut v = Vec::new();
-    let mut f = f;
-    f.read_to_end(&mut v).map_err(|e| BinaryError::Io {
-        path: name.clone(),
-        source: e,
-    })?;
-    read_bytes(&v).map_err(wrap)
+
+    /// The next record in time order, `Ok(None)` at the end.
+    pub fn next_record(&mut self) -> Result<Option<Record>, BinaryError> {
+        match &mut self.inner {
+            Inner::Pages(m) => m.next_record(),
+            Inner::Perf(p) => p.next_record(),
+            Inner::Whole(it, _) => Ok(it.next()),
+        }
+    }
+
+    /// Format files that failed to parse (among the events met so far, then the metadata's).
+    pub fn format_errors(&self) -> Vec<FormatError> {
+        match &self.inner {
+            Inner::Pages(m) => m.ctx.format_errors(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// What a perf.data says about itself (complete at the end of the stream).
+    pub fn facts(&self) -> Option<CaptureFacts> {
+        match &self.inner {
+            Inner::Pages(_) => None,
+            Inner::Perf(p) => Some(CaptureFacts::from_perf(&p.info())),
+            Inner::Whole(_, f) => f.clone(),
+        }
+    }
+
+    /// Records decoded and held, not yet returned (what the memory bound tests check).
+    pub fn buffered(&self) -> usize {
+        match &self.inner {
+            Inner::Pages(m) => m.buffered(),
+            Inner::Perf(p) => p.buffered(),
+            Inner::Whole(it, _) => it.len(),
+        }
+    }
+
+    /// Reads everything into a [`BinaryCapture`].
+    pub fn collect(mut self) -> Result<BinaryCapture, BinaryError> {
+        let mut records = Vec::new();
+        while let Some(r) = self.next_record()? {
+            records.push(r);
+        }
+        Ok(BinaryCapture {
+            format: self.format,
+            format_errors: self.format_errors(),
+            formats: self.formats,
+            facts: self.facts(),
+            records,
+        })
+    }
 }
 
 /// The comm trace-cmd prints for `pid`: saved_cmdlines, `<idle>` for pid 0, else `<...>`.

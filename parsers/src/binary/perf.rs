@@ -27,7 +27,7 @@ use super::BinaryError;
 mod fast;
 use super::perf_layout::{self as layout, Note, Producer};
 use crate::record::{Comm, Event, Record};
-pub use fast::Damage;
+pub use fast::{Damage, MAX_ARENA_BYTES};
 
 const PERF_RECORD_HEADER_TRACING_DATA: u32 = 66;
 
@@ -153,84 +153,189 @@ fn meta_for(
     Ok(meta)
 }
 
-/// Our reader: metadata by `perf_layout`, records by our walk.
+/// Our reader: metadata by `perf_layout`, records by our walk (the whole-capture form of
+/// [`PerfStream`]; it copies the input once).
 fn read_perf_walk(
     data: &[u8],
     kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
     strict: bool,
 ) -> Result<(PerfInfo, Vec<Record>), BinaryError> {
-    if data.starts_with(b"2ELIFREP") {
-        // Big-endian (PowerPC, s390 recorders): the crate swaps attr bitfields; ours does not.
-        return read_perf_crate(data, kallsyms);
+    let bytes = std::sync::Arc::new(super::backing::Backing::from_vec(data.to_vec()));
+    match PerfStream::open(bytes, kallsyms, strict)? {
+        PerfOpen::Whole(info, records) => Ok((*info, records)),
+        PerfOpen::Stream(mut s) => {
+            let mut out = Vec::new();
+            while let Some(r) = s.next_record()? {
+                out.push(r);
+            }
+            Ok((s.info(), out))
+        }
     }
-    let l = layout::parse(data)?;
-    if strict {
-        if let Some(n) = l.notes.first() {
-            return Err(BinaryError::Invalid {
-                what: "perf.data header (--strict)",
-                offset: n.offset,
-                msg: n.msg.clone(),
+}
+
+/// What [`PerfStream::open`] gives: a lazy stream, or (big-endian files and attr layouts only
+/// linux-perf-data maps) the records read whole by the crate.
+pub enum PerfOpen {
+    Stream(Box<PerfStream>),
+    Whole(Box<PerfInfo>, Vec<Record>),
+}
+
+/// perf.data records pulled one round (FINISHED_ROUND) at a time over the capture's bytes:
+/// memory holds the unreleased rounds, not the capture (see `perf_fast.rs`).
+pub struct PerfStream {
+    bytes: std::sync::Arc<super::backing::Backing>,
+    walker: fast::Walker,
+    sink: Sink,
+    dec: Decoder,
+    meta: Meta,
+    strict: bool,
+    finished: bool,
+}
+
+impl PerfStream {
+    /// Reads the metadata and positions the walk at the first record.
+    pub fn open(
+        bytes: std::sync::Arc<super::backing::Backing>,
+        kallsyms: Option<std::sync::Arc<super::meta::Kallsyms>>,
+        strict: bool,
+    ) -> Result<PerfOpen, BinaryError> {
+        let data: &[u8] = &bytes;
+        if data.starts_with(b"2ELIFREP") {
+            // Big-endian (PowerPC, s390 recorders): the crate swaps attr bitfields; ours does not.
+            let (i, r) = read_perf_opts(data, kallsyms, false, strict)?;
+            return Ok(PerfOpen::Whole(Box::new(i), r));
+        }
+        let l = catch(|| layout::parse(data))?;
+        if strict {
+            if let Some(n) = l.notes.first() {
+                return Err(BinaryError::Invalid {
+                    what: "perf.data header (--strict)",
+                    offset: n.offset,
+                    msg: n.msg.clone(),
+                });
+            }
+        }
+        let mut info = PerfInfo {
+            pipe: l.producer == Producer::PerfPipe,
+            producer: Some(l.producer),
+            version: l.version.clone(),
+            nr_cpus: l.nr_cpus,
+            notes: l.notes.clone(),
+            ..PerfInfo::default()
+        };
+        for a in &l.attrs {
+            info.attr_names.push(a.name.clone().unwrap_or_default());
+            info.attr_tracepoints.push(match a.attr.type_ {
+                PerfEventType::Tracepoint(id) => Some(id),
+                _ => None,
             });
         }
-    }
-    let mut info = PerfInfo {
-        pipe: l.producer == Producer::PerfPipe,
-        producer: Some(l.producer),
-        version: l.version.clone(),
-        nr_cpus: l.nr_cpus,
-        notes: l.notes.clone(),
-        ..PerfInfo::default()
-    };
-    for a in &l.attrs {
-        info.attr_names.push(a.name.clone().unwrap_or_default());
-        info.attr_tracepoints.push(match a.attr.type_ {
-            PerfEventType::Tracepoint(id) => Some(id),
-            _ => None,
-        });
-    }
-    if l.tracing.is_none() && info.attr_tracepoints.iter().any(Option::is_some) {
-        return Err(BinaryError::Invalid {
-            what: "perf.data",
-            offset: 0,
-            msg: format!(
-                "tracepoint events but no tracing data (format files) in this {} file{}",
-                l.producer.name(),
-                // Why, when the header says (a recorder killed before writing its features).
-                l.notes
-                    .first()
-                    .map(|n| format!("; byte {}: {}", n.offset, n.msg))
-                    .unwrap_or_default()
-            ),
-        });
-    }
-    let meta = meta_for(l.tracing.as_deref(), kallsyms.clone())?;
-    let dec = Decoder::new(&meta);
-    let stream = fast::Stream {
-        data,
-        endian: l.endian,
-        records: l.records.clone(),
-        pipe: l.producer == Producer::PerfPipe,
-        simpleperf: l.producer == Producer::Simpleperf,
-        attrs: &l.attrs,
-    };
-    let mut sink = Sink::new(data.len(), &dec, &meta, info);
-    let end = match fast::walk(&stream, |i, ev| sink.event(i, ev)) {
-        Ok(end) => end,
-        Err(fast::Unsupported) => {
-            // The crate refuses these attr layouts too; it says why.
-            let (mut info, records) = read_perf_crate(data, kallsyms)?;
-            info.producer = Some(l.producer);
-            info.nr_cpus = l.nr_cpus;
-            return Ok((info, records));
+        if l.tracing.is_none() && info.attr_tracepoints.iter().any(Option::is_some) {
+            return Err(BinaryError::Invalid {
+                what: "perf.data",
+                offset: 0,
+                msg: format!(
+                    "tracepoint events but no tracing data (format files) in this {} file{}",
+                    l.producer.name(),
+                    // Why, when the header says (a recorder killed before writing its features).
+                    l.notes
+                        .first()
+                        .map(|n| format!("; byte {}: {}", n.offset, n.msg))
+                        .unwrap_or_default()
+                ),
+            });
         }
-    };
-    let mut info = sink.info;
-    info.fast_path = true;
-    info.aux_bytes = end.aux_bytes;
-    info.skipped_records = end.skipped;
-    info.damage = end.damage;
-    if strict {
-        if let Some(d) = &info.damage {
+        let meta = meta_for(l.tracing.as_deref(), kallsyms.clone())?;
+        let dec = Decoder::new(&meta);
+        let stream = fast::Stream {
+            data,
+            endian: l.endian,
+            records: l.records.clone(),
+            pipe: l.producer == Producer::PerfPipe,
+            simpleperf: l.producer == Producer::Simpleperf,
+            attrs: &l.attrs,
+        };
+        let walker = match fast::Walker::new(&stream) {
+            Ok(w) => w,
+            Err(fast::Unsupported) => {
+                // The crate refuses these attr layouts too; it says why.
+                let (mut info, records) = read_perf_opts(data, kallsyms, false, false)?;
+                info.producer = Some(l.producer);
+                info.nr_cpus = l.nr_cpus;
+                return Ok(PerfOpen::Whole(Box::new(info), records));
+            }
+        };
+        Ok(PerfOpen::Stream(Box::new(PerfStream {
+            sink: Sink::new(info),
+            walker,
+            dec,
+            meta,
+            strict,
+            finished: false,
+            bytes,
+        })))
+    }
+
+    /// What the file said so far (complete at the end of the stream).
+    pub fn info(&self) -> PerfInfo {
+        let mut info = self.sink.info.clone();
+        let end = self.walker.end();
+        info.fast_path = true;
+        info.aux_bytes = end.aux_bytes;
+        info.skipped_records = end.skipped.clone();
+        info.damage = end.damage.clone();
+        info
+    }
+
+    /// Records decoded and not yet returned (the bound the tests check).
+    pub fn buffered(&self) -> usize {
+        self.sink.out.len()
+    }
+
+    /// The next record in the crate's order, `Ok(None)` at the end; with `strict`, damage or
+    /// an unparsable record is an error at the end of the records before it.
+    pub fn next_record(&mut self) -> Result<Option<Record>, BinaryError> {
+        loop {
+            if let Some(r) = self.sink.out.pop_front() {
+                return Ok(Some(r));
+            }
+            if self.finished {
+                return Ok(None);
+            }
+            let PerfStream {
+                bytes,
+                walker,
+                sink,
+                dec,
+                meta,
+                ..
+            } = self;
+            let more = catch(|| {
+                Ok(walker.step(bytes, Some(bytes), &mut |i, ev| {
+                    sink.event(i, ev, dec, meta)
+                }))
+            });
+            match more {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.finished = true;
+                    self.strict_check()?;
+                }
+                Err(e) => {
+                    self.finished = true;
+                    self.sink.out.clear();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn strict_check(&self) -> Result<(), BinaryError> {
+        if !self.strict {
+            return Ok(());
+        }
+        let end = self.walker.end();
+        if let Some(d) = &end.damage {
             return Err(BinaryError::Invalid {
                 what: "perf.data records (--strict)",
                 offset: d.offset,
@@ -251,8 +356,23 @@ fn read_perf_walk(
                 ),
             });
         }
+        Ok(())
     }
-    Ok((info, sink.out))
+}
+
+/// Runs `f`, turning a panic of linux-perf-data / linux-perf-event-reader (asserts reachable
+/// from input) into an error.
+fn catch<T>(f: impl FnOnce() -> Result<T, BinaryError>) -> Result<T, BinaryError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(BinaryError::Perf(format!(
+            "malformed input made the perf.data reader crate fail: {msg}"
+        )))
+    })
 }
 
 /// linux-perf-data's record iterator (the cross-check and the fallback).
@@ -559,7 +679,8 @@ fn run<R: std::io::Read>(
             msg: "tracepoint events but no TRACING_DATA (format files)".into(),
         });
     }
-    let mut sink = Sink::new(size_hint, &dec, &meta, std::mem::take(info));
+    let _ = size_hint;
+    let mut sink = Sink::new(std::mem::take(info));
     while let Some(rec) = record_iter.next_record(&mut perf_file).map_err(perr)? {
         let PerfFileRecord::EventRecord { attr_index, record } = rec else {
             continue;
@@ -573,44 +694,35 @@ fn run<R: std::io::Read>(
         {
             continue;
         }
-        sink.event(attr_index, record.parse().map_err(perr)?);
+        sink.event(attr_index, record.parse().map_err(perr)?, &dec, &meta);
     }
     *info = sink.info;
-    Ok(sink.out)
+    Ok(sink.out.into())
 }
 
 /// Turns parsed SAMPLE / COMM / FORK / LOST records, in file order after sorting, into Records
 /// (shared by the fast path and the crate path so that both give the same Records).
-struct Sink<'d> {
-    dec: &'d Decoder,
-    meta: &'d Meta,
+struct Sink {
     info: PerfInfo,
     // Looked up once per sample: a hash map (iteration order never matters here).
     comms: crate::intern::FxHashMap<i32, Comm>,
-    out: Vec<Record>,
+    out: std::collections::VecDeque<Record>,
+    /// Timestamp of the last record made (a LOST record takes it).
+    last_ts: u64,
 }
 
-impl<'d> Sink<'d> {
-    fn new(size_hint: usize, dec: &'d Decoder, meta: &'d Meta, info: PerfInfo) -> Self {
+impl Sink {
+    fn new(info: PerfInfo) -> Self {
         Sink {
-            dec,
-            meta,
             info,
             comms: Default::default(),
-            // A tracepoint sample is at least ~64 bytes on disk: reserving by that bound avoids
-            // regrowth copies; untouched capacity costs no memory.
-            out: Vec::with_capacity(size_hint / 64),
+            out: Default::default(),
+            last_ts: 0,
         }
     }
 
-    fn event(&mut self, attr_index: usize, ev: EventRecord<'_>) {
-        let (info, dec, meta, comms, out) = (
-            &mut self.info,
-            self.dec,
-            self.meta,
-            &mut self.comms,
-            &mut self.out,
-        );
+    fn event(&mut self, attr_index: usize, ev: EventRecord<'_>, dec: &Decoder, meta: &Meta) {
+        let (info, comms, out) = (&mut self.info, &mut self.comms, &mut self.out);
         match ev {
             EventRecord::Sample(s) => {
                 info.samples += 1;
@@ -631,8 +743,10 @@ impl<'d> Sink<'d> {
                     .copied()
                     .or_else(|| meta.cmdlines.get(&tid).copied())
                     .unwrap_or_else(|| Comm::new(format!(":{tid}").as_bytes()));
-                out.push(Record {
-                    ts_ns: s.timestamp.unwrap_or(0),
+                let ts = s.timestamp.unwrap_or(0);
+                self.last_ts = ts;
+                out.push_back(Record {
+                    ts_ns: ts,
                     cpu: s.cpu.unwrap_or(0),
                     pid: tid,
                     tgid: s.pid,
@@ -652,8 +766,8 @@ impl<'d> Sink<'d> {
             }
             EventRecord::Lost(l) => {
                 info.lost_records += 1;
-                out.push(Record {
-                    ts_ns: out.last().map_or(0, |r: &Record| r.ts_ns),
+                out.push_back(Record {
+                    ts_ns: self.last_ts,
                     cpu: 0,
                     pid: -1,
                     tgid: None,

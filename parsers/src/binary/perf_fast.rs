@@ -29,6 +29,7 @@ use linux_perf_data::linux_perf_event_reader::{
 };
 use linux_perf_data::AttributeDescription;
 
+use crate::binary::backing::{Backing, Releaser};
 use crate::binary::bytes::{read_uint, Endian};
 use crate::binary::perf_layout::{self as layout, endianness, record_size};
 
@@ -100,9 +101,18 @@ enum IdMode {
     PerAttribute(bool),
 }
 
-struct Walker<'a> {
-    data: &'a [u8],
+/// The walk's state between rounds: [`Walker::step`] walks on to the next FINISHED_ROUND (or
+/// the end) and emits what the round released, so the reader pulls records lazily. Memory: the
+/// records of the rounds not yet released (perf bounds a round by its ring buffers), and of
+/// compressed data only the part those records still need (the arena is compacted each round,
+/// and capped at [`MAX_ARENA_BYTES`]).
+pub(super) struct Walker {
     endian: Endian,
+    pos: usize,
+    stop: usize,
+    pipe: bool,
+    simpleperf: bool,
+    done: bool,
     infos: Vec<RecordParseInfo>,
     id_mode: IdMode,
     ids: crate::intern::FxHashMap<u64, usize>,
@@ -117,9 +127,10 @@ struct Walker<'a> {
     dctx: Option<zstd::zstd_safe::DCtx<'static>>,
     zbuf: Vec<u8>,
     end: WalkEnd,
+    released: Releaser,
 }
 
-impl Walker<'_> {
+impl Walker {
     #[inline]
     fn u64_at(&self, b: &[u8], at: usize) -> Option<u64> {
         read_uint(b, at, 8, self.endian)
@@ -144,193 +155,248 @@ fn header(b: &[u8], pos: usize, e: Endian) -> Option<(u32, u16, usize)> {
     })
 }
 
-/// Walks the record stream and hands the SAMPLE / COMM / FORK / LOST records to `emit` in the
-/// crate's order. `Err(Unsupported)` before anything is emitted.
-pub(super) fn walk<F>(s: &Stream<'_>, mut emit: F) -> Result<WalkEnd, Unsupported>
-where
-    F: FnMut(usize, EventRecord<'_>),
-{
-    let attrs = s.attrs;
-    let e = endianness(s.endian);
-    let infos: Vec<RecordParseInfo> = attrs
-        .iter()
-        .map(|a| RecordParseInfo::new(&a.attr, e))
-        .collect();
-    let id_mode = match infos.first() {
-        None => IdMode::OnlyOne,
-        Some(_) if infos.len() == 1 => IdMode::OnlyOne,
-        Some(first) if infos.iter().all(|p| p.id_parse_info == first.id_parse_info) => IdMode::Same,
-        Some(_) => {
-            // The crate refuses other layouts too (parse_file): IDENTIFIER everywhere.
-            let all = attrs
-                .first()
-                .is_some_and(|a| a.attr.flags.contains(AttrFlags::SAMPLE_ID_ALL));
-            if !attrs
-                .iter()
-                .all(|a| a.attr.sample_format.contains(SampleFormat::IDENTIFIER))
-            {
-                return Err(Unsupported);
+/// Largest arena of decompressed COMPRESSED(2) data held at once (the records of unreleased
+/// rounds): more is damage naming the record's byte offset (a zstd bomb), not an allocation.
+pub const MAX_ARENA_BYTES: usize = 256 << 20;
+
+impl Walker {
+    /// The walk's state at the start of the record stream.
+    pub(super) fn new(s: &Stream<'_>) -> Result<Walker, Unsupported> {
+        let attrs = s.attrs;
+        let e = endianness(s.endian);
+        let infos: Vec<RecordParseInfo> = attrs
+            .iter()
+            .map(|a| RecordParseInfo::new(&a.attr, e))
+            .collect();
+        let id_mode = match infos.first() {
+            None => IdMode::OnlyOne,
+            Some(_) if infos.len() == 1 => IdMode::OnlyOne,
+            Some(first) if infos.iter().all(|p| p.id_parse_info == first.id_parse_info) => {
+                IdMode::Same
             }
-            IdMode::PerAttribute(all)
-        }
-    };
-    let mut ids = crate::intern::FxHashMap::default();
-    for (i, a) in attrs.iter().enumerate() {
-        for id in &a.event_ids {
-            ids.insert(*id, i);
-        }
-    }
-    let data = s.data;
-    let mut w = Walker {
-        data,
-        endian: s.endian,
-        infos,
-        id_mode,
-        ids,
-        prev_max: Key::default(),
-        cur_max: Key::default(),
-        seq: 0,
-        incoming: Vec::new(),
-        ready: Vec::new(),
-        arena: Vec::new(),
-        arena_pos: 0,
-        dctx: None,
-        zbuf: Vec::new(),
-        end: WalkEnd::default(),
-    };
-    let stop = s.records.end.min(data.len());
-    let mut pos = s.records.start;
-    let damage = |pos: usize, reason: String| Damage {
-        offset: pos as u64,
-        bytes: stop.saturating_sub(pos) as u64,
-        reason,
-    };
-    while pos < stop {
-        let Some((ty, misc, size0)) = header(data, pos, s.endian).filter(|_| pos + 8 <= stop)
-        else {
-            w.end.damage = Some(damage(
-                pos,
-                format!("{} bytes left, less than a record header", stop - pos),
-            ));
-            break;
-        };
-        let simple = s.simpleperf && ty >= layout::SIMPLE_PERF_RECORD_TYPE_START;
-        if ty == 0
-            || (ty >= PERF_RECORD_TYPE_LIMIT && !simple)
-            || ty >= SIMPLE_PERF_RECORD_TYPE_LIMIT
-        {
-            w.end.damage = Some(damage(
-                pos,
-                format!("record type {ty} (0x{ty:08x}) is not one any producer writes"),
-            ));
-            break;
-        }
-        let size = if simple {
-            record_size(data, pos, s.endian).unwrap_or(0)
-        } else {
-            size0
-        };
-        if size < 8 || size > stop - pos {
-            w.end.damage = Some(damage(
-                pos,
-                format!(
-                    "record (type {ty}) of {size} bytes: {}",
-                    if size < 8 {
-                        "smaller than its header".to_string()
-                    } else {
-                        format!("only {} bytes left", stop - pos)
-                    }
-                ),
-            ));
-            break;
-        }
-        let rec_off = pos as u64;
-        let body_start = pos + 8;
-        let body = &data[body_start..pos + size];
-        // Payload that follows the record, outside its size.
-        let extra = match ty {
-            layout::PERF_RECORD_AUXTRACE => w.u64_at(body, 0).unwrap_or(u64::MAX),
-            layout::PERF_RECORD_HEADER_TRACING_DATA if s.pipe => {
-                read_uint(body, 0, 4, s.endian).unwrap_or(u64::MAX)
-            }
-            _ => 0,
-        };
-        if extra > (stop - pos - size) as u64 {
-            w.end.damage = Some(damage(
-                pos,
-                format!(
-                    "{} announces {extra} bytes of payload after it, only {} left",
-                    if ty == layout::PERF_RECORD_AUXTRACE {
-                        "AUXTRACE record"
-                    } else {
-                        "HEADER_TRACING_DATA record"
-                    },
-                    stop - pos - size
-                ),
-            ));
-            break;
-        }
-        pos += size + extra as usize;
-        if ty == layout::PERF_RECORD_AUXTRACE {
-            *w.end.skipped.entry("auxtrace".into()).or_default() += 1;
-            w.end.aux_bytes += extra;
-            continue;
-        }
-        if ty == PERF_RECORD_FINISHED_ROUND {
-            w.finish_round();
-            w.emit_ready(&mut emit);
-            continue;
-        }
-        match ty {
-            PERF_RECORD_COMPRESSED => {
-                if let Err(m) = w.decompress(body) {
-                    w.end.damage = Some(damage(rec_off as usize, m));
-                    break;
+            Some(_) => {
+                // The crate refuses other layouts too (parse_file): IDENTIFIER everywhere.
+                let all = attrs
+                    .first()
+                    .is_some_and(|a| a.attr.flags.contains(AttrFlags::SAMPLE_ID_ALL));
+                if !attrs
+                    .iter()
+                    .all(|a| a.attr.sample_format.contains(SampleFormat::IDENTIFIER))
+                {
+                    return Err(Unsupported);
                 }
+                IdMode::PerAttribute(all)
             }
-            PERF_RECORD_COMPRESSED2 => {
-                let n = w.u64_at(body, 0).unwrap_or(u64::MAX);
-                let r =
-                    match body.get(8..usize::try_from(n).unwrap_or(usize::MAX).saturating_add(8)) {
-                        Some(z) => w.decompress(z),
+        };
+        let mut ids = crate::intern::FxHashMap::default();
+        for (i, a) in attrs.iter().enumerate() {
+            for id in &a.event_ids {
+                ids.insert(*id, i);
+            }
+        }
+        let stop = s.records.end.min(s.data.len());
+        Ok(Walker {
+            endian: s.endian,
+            pos: s.records.start,
+            stop,
+            pipe: s.pipe,
+            simpleperf: s.simpleperf,
+            done: false,
+            infos,
+            id_mode,
+            ids,
+            prev_max: Key::default(),
+            cur_max: Key::default(),
+            seq: 0,
+            incoming: Vec::new(),
+            ready: Vec::new(),
+            arena: Vec::new(),
+            arena_pos: 0,
+            dctx: None,
+            zbuf: Vec::new(),
+            end: WalkEnd::default(),
+            released: Releaser::new(s.records.start),
+        })
+    }
+
+    /// What the walk skipped and where it stopped (complete once [`Walker::step`] said false).
+    pub(super) fn end(&self) -> &WalkEnd {
+        &self.end
+    }
+
+    /// Walks on to the next FINISHED_ROUND and emits the records it releases; at the end of
+    /// the stream emits everything left and returns false. `data` is the whole input (the same
+    /// every call); `backing`, when given, gets back the bytes no pending record needs.
+    pub(super) fn step<F>(&mut self, data: &[u8], backing: Option<&Backing>, emit: &mut F) -> bool
+    where
+        F: FnMut(usize, EventRecord<'_>),
+    {
+        if self.done {
+            return false;
+        }
+        let stop = self.stop;
+        let damage = |pos: usize, reason: String| Damage {
+            offset: pos as u64,
+            bytes: stop.saturating_sub(pos) as u64,
+            reason,
+        };
+        let (pipe, simpleperf) = (self.pipe, self.simpleperf);
+        let w = self;
+        while w.pos < stop {
+            let pos = w.pos;
+            let Some((ty, misc, size0)) = header(data, pos, w.endian).filter(|_| pos + 8 <= stop)
+            else {
+                w.end.damage = Some(damage(
+                    pos,
+                    format!("{} bytes left, less than a record header", stop - pos),
+                ));
+                break;
+            };
+            let simple = simpleperf && ty >= layout::SIMPLE_PERF_RECORD_TYPE_START;
+            if ty == 0
+                || (ty >= PERF_RECORD_TYPE_LIMIT && !simple)
+                || ty >= SIMPLE_PERF_RECORD_TYPE_LIMIT
+            {
+                w.end.damage = Some(damage(
+                    pos,
+                    format!("record type {ty} (0x{ty:08x}) is not one any producer writes"),
+                ));
+                break;
+            }
+            let size = if simple {
+                record_size(data, pos, w.endian).unwrap_or(0)
+            } else {
+                size0
+            };
+            if size < 8 || size > stop - pos {
+                w.end.damage = Some(damage(
+                    pos,
+                    format!(
+                        "record (type {ty}) of {size} bytes: {}",
+                        if size < 8 {
+                            "smaller than its header".to_string()
+                        } else {
+                            format!("only {} bytes left", stop - pos)
+                        }
+                    ),
+                ));
+                break;
+            }
+            let rec_off = pos as u64;
+            let body_start = pos + 8;
+            let body = &data[body_start..pos + size];
+            // Payload that follows the record, outside its size.
+            let extra = match ty {
+                layout::PERF_RECORD_AUXTRACE => w.u64_at(body, 0).unwrap_or(u64::MAX),
+                layout::PERF_RECORD_HEADER_TRACING_DATA if pipe => {
+                    read_uint(body, 0, 4, w.endian).unwrap_or(u64::MAX)
+                }
+                _ => 0,
+            };
+            if extra > (stop - pos - size) as u64 {
+                w.end.damage = Some(damage(
+                    pos,
+                    format!(
+                        "{} announces {extra} bytes of payload after it, only {} left",
+                        if ty == layout::PERF_RECORD_AUXTRACE {
+                            "AUXTRACE record"
+                        } else {
+                            "HEADER_TRACING_DATA record"
+                        },
+                        stop - pos - size
+                    ),
+                ));
+                break;
+            }
+            w.pos = pos + size + extra as usize;
+            if ty == layout::PERF_RECORD_AUXTRACE {
+                *w.end.skipped.entry("auxtrace".into()).or_default() += 1;
+                w.end.aux_bytes += extra;
+                continue;
+            }
+            if ty == PERF_RECORD_FINISHED_ROUND {
+                w.finish_round();
+                w.emit_ready(data, emit);
+                w.compact(backing);
+                return true;
+            }
+            match ty {
+                PERF_RECORD_COMPRESSED => {
+                    if let Err(m) = w.decompress(body, rec_off) {
+                        w.end.damage = Some(damage(rec_off as usize, m));
+                        break;
+                    }
+                }
+                PERF_RECORD_COMPRESSED2 => {
+                    let n = w.u64_at(body, 0).unwrap_or(u64::MAX);
+                    let r = match body
+                        .get(8..usize::try_from(n).unwrap_or(usize::MAX).saturating_add(8))
+                    {
+                        Some(z) => w.decompress(z, rec_off),
                         None => Err(format!(
                             "COMPRESSED2 data size {n} > record body {}",
                             body.len() - 8
                         )),
                     };
-                if let Err(m) = r {
-                    w.end.damage = Some(damage(rec_off as usize, m));
-                    break;
+                    if let Err(m) = r {
+                        w.end.damage = Some(damage(rec_off as usize, m));
+                        break;
+                    }
                 }
-            }
-            _ if simple => {}
-            _ => {
-                if w.push(ty, misc, false, body_start, body.len(), Some(rec_off))
-                    .is_none()
-                {
-                    *w.end
-                        .skipped
-                        .entry(format!("unparsable_type_{ty}"))
-                        .or_default() += 1;
-                    w.end.first_unparsable.get_or_insert(Some(rec_off));
+                _ if simple => {}
+                _ => {
+                    if w.push(data, ty, misc, false, body_start, body.len(), Some(rec_off))
+                        .is_none()
+                    {
+                        *w.end
+                            .skipped
+                            .entry(format!("unparsable_type_{ty}"))
+                            .or_default() += 1;
+                        w.end.first_unparsable.get_or_insert(Some(rec_off));
+                    }
                 }
             }
         }
+        if w.arena.len() > w.arena_pos {
+            *w.end
+                .skipped
+                .entry("partial_compressed_record".into())
+                .or_default() += 1;
+        }
+        // The crate's `Sorter::finish`: everything left, sorted.
+        w.incoming.sort_by_key(|i| (i.key, i.seq));
+        std::mem::swap(&mut w.ready, &mut w.incoming);
+        w.emit_ready(data, emit);
+        w.done = true;
+        false
     }
-    if w.arena.len() > w.arena_pos {
-        *w.end
-            .skipped
-            .entry("partial_compressed_record".into())
-            .or_default() += 1;
+
+    /// After a round: gives back the input bytes and arena bytes that no pending record needs.
+    fn compact(&mut self, backing: Option<&Backing>) {
+        let mut low_file = self.pos;
+        let mut low_arena = self.arena_pos;
+        for it in &self.incoming {
+            if it.arena {
+                low_arena = low_arena.min(it.start);
+            } else {
+                low_file = low_file.min(it.start.saturating_sub(8));
+            }
+        }
+        if let Some(b) = backing {
+            self.released.passed(b, low_file);
+        }
+        // Drain the arena's dead front once it is a good part of it (amortised O(1) per byte).
+        if low_arena > 0 && low_arena >= self.arena.len() / 2 {
+            self.arena.drain(..low_arena);
+            self.arena_pos -= low_arena;
+            for it in self.incoming.iter_mut().filter(|i| i.arena) {
+                it.start -= low_arena;
+            }
+        }
     }
-    // The crate's `Sorter::finish`: everything left, sorted.
-    w.incoming.sort_by_key(|i| (i.key, i.seq));
-    std::mem::swap(&mut w.ready, &mut w.incoming);
-    w.emit_ready(&mut emit);
-    Ok(w.end)
 }
 
-impl Walker<'_> {
+impl Walker {
     /// linux-perf-data `Sorter::finish_round`: releases (sorted) every buffered record whose key
     /// is <= the previous round's maximum, which is exactly the set the crate releases.
     fn finish_round(&mut self) {
@@ -350,12 +416,12 @@ impl Walker<'_> {
     }
 
     /// Parses and emits the released records; a body that does not parse is counted.
-    fn emit_ready<F: FnMut(usize, EventRecord<'_>)>(&mut self, emit: &mut F) {
+    fn emit_ready<F: FnMut(usize, EventRecord<'_>)>(&mut self, data: &[u8], emit: &mut F) {
         for it in self.ready.drain(..) {
             let body = if it.arena {
                 self.arena.get(it.start..it.start.saturating_add(it.len))
             } else {
-                self.data.get(it.start..it.start.saturating_add(it.len))
+                data.get(it.start..it.start.saturating_add(it.len))
             };
             let parsed = body
                 .zip(self.infos.get(it.attr as usize))
@@ -381,8 +447,10 @@ impl Walker<'_> {
     }
 
     /// One record (builtin or user type) as the crate's `process_record` sees it.
+    #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
+        data: &[u8],
         ty: u32,
         misc: u16,
         arena: bool,
@@ -393,7 +461,7 @@ impl Walker<'_> {
         let body = if arena {
             self.arena.get(start..start.checked_add(len)?)?
         } else {
-            self.data.get(start..start.checked_add(len)?)?
+            data.get(start..start.checked_add(len)?)?
         };
         let (attr, ts) = if ty < PERF_RECORD_USER_TYPE_START {
             let rt = RecordType(ty);
@@ -453,7 +521,7 @@ impl Walker<'_> {
 
     /// Appends a COMPRESSED(2) payload to the arena (one zstd stream across records, as perf
     /// writes it) and pushes every whole record now in the arena; a partial one waits.
-    fn decompress(&mut self, mut input: &[u8]) -> Result<(), String> {
+    fn decompress(&mut self, mut input: &[u8], rec_off: u64) -> Result<(), String> {
         let dctx = self.dctx.get_or_insert_with(zstd::zstd_safe::DCtx::create);
         if self.zbuf.is_empty() {
             self.zbuf = vec![0u8; 1 << 20];
@@ -468,6 +536,12 @@ impl Walker<'_> {
             let used = inb.pos();
             if n == 0 && used == 0 && !input.is_empty() {
                 return Err("zstd stream makes no progress".into());
+            }
+            if self.arena.len() + n > MAX_ARENA_BYTES {
+                return Err(format!(
+                    "zstd data of the record at byte {rec_off} decompresses past the \
+                     {MAX_ARENA_BYTES}-byte limit of data held at once"
+                ));
             }
             self.arena.extend_from_slice(&buf[..n]);
             input = &input[used..];
@@ -488,7 +562,10 @@ impl Walker<'_> {
             if self.arena.len() < at + size {
                 break;
             }
-            if self.push(ty, misc, true, at + 8, size - 8, None).is_none() {
+            if self
+                .push(&[], ty, misc, true, at + 8, size - 8, None)
+                .is_none()
+            {
                 *self
                     .end
                     .skipped

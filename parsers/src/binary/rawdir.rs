@@ -15,13 +15,16 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use super::backing::Backing;
 use super::bytes::Endian;
 use super::decode::Decoder;
-use super::merge::merge_streams;
 use super::meta::{Kallsyms, Meta};
-use super::ringbuf::{for_each_item, Item, PageLayout};
-use super::{comm_for, BinaryError};
-use crate::record::{Comm, Event, Record};
+use super::pages::{CpuCursor, PageCtx, PageMerge};
+use super::ringbuf::PageLayout;
+use super::BinaryError;
+use crate::record::Record;
 
 fn read(path: &Path) -> Result<Vec<u8>, BinaryError> {
     std::fs::read(path).map_err(|e| BinaryError::Io {
@@ -93,6 +96,15 @@ pub fn read_raw_dir_with(
     dir: &Path,
     opts: &super::ReadOptions,
 ) -> Result<Vec<Record>, BinaryError> {
+    open_raw_dir(dir, opts)?.collect().map(|(r, _)| r)
+}
+
+/// The streaming reader of a raw capture directory: one cursor per CPU file (mapped), merged
+/// lazily by timestamp.
+pub(crate) fn open_raw_dir(
+    dir: &Path,
+    opts: &super::ReadOptions,
+) -> Result<PageMerge, BinaryError> {
     let mut meta = load_meta(dir)?;
     if let Some(k) = opts.kallsyms.clone().filter(|_| meta.kallsyms.is_empty()) {
         meta.kallsyms = k;
@@ -119,41 +131,26 @@ pub fn read_raw_dir_with(
         }
     }
     cpus.sort();
-    let mut streams = Vec::new();
+    let mut cursors = Vec::new();
     for (cpu, path) in cpus {
         if !path.is_file() {
             continue;
         }
-        let data = read(&path)?;
-        let mut out = Vec::new();
-        for_each_item(&data, &layout, 0, &mut |it| {
-            out.push(match it {
-                Item::Event { ts, raw } => {
-                    let pid = dec.common_pid(raw);
-                    Record {
-                        ts_ns: ts,
-                        cpu,
-                        pid,
-                        tgid: None,
-                        comm: comm_for(&meta.cmdlines, pid),
-                        event: dec.decode(raw),
-                    }
-                }
-                Item::Missed { ts, count } => Record {
-                    ts_ns: ts,
-                    cpu,
-                    pid: -1,
-                    tgid: None,
-                    comm: Comm::default(),
-                    event: Event::Lost { count },
-                },
-            })
-        })
-        .map_err(|e| BinaryError::InFile {
-            path: path.display().to_string(),
-            source: Box::new(e),
-        })?;
-        streams.push(out);
+        let bytes = Arc::new(Backing::open(&path)?);
+        let len = bytes.len() as u64;
+        cursors.push(CpuCursor::plain(
+            cpu,
+            bytes,
+            0,
+            len,
+            Some(path.display().to_string()),
+        )?);
     }
-    Ok(merge_streams(streams))
+    let ctx = PageCtx {
+        dec,
+        meta,
+        layout,
+        ts_off: 0,
+    };
+    Ok(PageMerge::new(ctx, cursors))
 }

@@ -1,20 +1,29 @@
 //! Adapter from the binary readers to the text helper's [`crate::input::RecordSource`], so
 //! `input::open` (and so `mmreplay stats`) reads trace.dat and perf.data through the same door as
-//! text. It must never stream-parse: binary containers need random access, so the (already
-//! decompressed) stream is read into memory once.
+//! text. Binary containers need random access: a mapped file is read in place, any other stream
+//! (stdin, an outer zstd layer) is spilled to an unlinked temporary file and mapped
+//! ([`super::Backing`]); the records are then pulled lazily ([`super::BinaryStream`]). It must
+//! never hold a whole capture's records.
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
-use super::{read_bytes_with, BinaryCapture, BinaryError, ReadOptions};
+use super::{Backing, BinaryError, BinaryStream, ReadOptions};
 use crate::error::ParseError;
 use crate::input::{Diagnostics, Format, RecordSource};
 use crate::record::Record;
 
-/// Yields the records of a decoded binary capture in time order.
+enum Records {
+    Stream(Box<BinaryStream>),
+    Pages(Box<super::pages::PageMerge>),
+}
+
+/// Yields the records of a binary capture in time order.
 pub struct BinarySource {
     format: Format,
-    records: std::vec::IntoIter<Record>,
+    path: String,
+    records: Records,
     diagnostics: Diagnostics,
 }
 
@@ -24,7 +33,8 @@ impl BinaryError {
         match self {
             BinaryError::Truncated { offset, .. }
             | BinaryError::Invalid { offset, .. }
-            | BinaryError::Decompress { offset, .. } => *offset,
+            | BinaryError::Decompress { offset, .. }
+            | BinaryError::TooLarge { offset, .. } => *offset,
             BinaryError::InFile { source, .. } => source.offset(),
             _ => 0,
         }
@@ -65,11 +75,12 @@ pub fn open_raw_dir(
     kallsyms: Option<&Path>,
 ) -> Result<Box<dyn RecordSource + Send>, ParseError> {
     let opts = read_options(path, kallsyms)?;
-    let records = super::rawdir::read_raw_dir_with(Path::new(path), &opts)
-        .map_err(|e| to_parse_error(path, e))?;
+    let merge =
+        super::rawdir::open_raw_dir(Path::new(path), &opts).map_err(|e| to_parse_error(path, e))?;
     Ok(Box::new(BinarySource {
         format: Format::RawDir,
-        records: records.into_iter(),
+        path: path.to_string(),
+        records: Records::Pages(Box::new(merge)),
         diagnostics: Diagnostics::default(),
     }))
 }
@@ -87,55 +98,48 @@ pub fn open_source_with(
 /// [`open_source_with`]; `strict`: a damaged perf.data is an error, not a counted tail.
 pub fn open_source_opts(
     path: &str,
-    mut stream: Box<dyn Read + Send>,
+    stream: Box<dyn Read + Send>,
     format: Format,
     kallsyms: Option<&Path>,
     strict: bool,
 ) -> Result<Box<dyn RecordSource + Send>, ParseError> {
     if format == Format::RawDir {
-        return Err(to_parse_error(
-            path,
-            BinaryError::Invalid {
-                what: "raw capture",
-                offset: 0,
-                msg: "a raw capture is a directory (events/, per_cpu/), not a file".into(),
-            },
-        ));
+        return Err(raw_dir_is_a_directory(path));
+    }
+    let bytes = Backing::spill(path, stream).map_err(|e| to_parse_error(path, e))?;
+    open_backing(path, bytes, format, kallsyms, strict)
+}
+
+fn raw_dir_is_a_directory(path: &str) -> ParseError {
+    to_parse_error(
+        path,
+        BinaryError::Invalid {
+            what: "raw capture",
+            offset: 0,
+            msg: "a raw capture is a directory (events/, per_cpu/), not a file".into(),
+        },
+    )
+}
+
+/// [`open_source_opts`] over bytes already mapped (or spilled): nothing is copied.
+pub fn open_backing(
+    path: &str,
+    bytes: Backing,
+    format: Format,
+    kallsyms: Option<&Path>,
+    strict: bool,
+) -> Result<Box<dyn RecordSource + Send>, ParseError> {
+    if format == Format::RawDir {
+        return Err(raw_dir_is_a_directory(path));
     }
     let mut opts = read_options(path, kallsyms)?;
     opts.strict = strict;
-    let mut data = Vec::new();
-    stream
-        .read_to_end(&mut data)
-        .map_err(|source| ParseError::Read {
-            path: path.to_string(),
-            offset: data.len() as u64,
-            source,
-        })?;
-    let BinaryCapture {
-        records,
-        format_errors,
-        facts,
-        ..
-    } = read_bytes_with(&data, &opts).map_err(|e| to_parse_error(path, e))?;
-    let mut diagnostics = Diagnostics {
-        capture: facts,
-        ..Diagnostics::default()
-    };
-    for e in &format_errors {
-        diagnostics.unparsed_lines += 1;
-        *diagnostics
-            .unparsed_by_kind
-            .entry("format_file".into())
-            .or_default() += 1;
-        if diagnostics.first_unparsed.len() < 5 {
-            diagnostics.first_unparsed.push(e.to_string());
-        }
-    }
+    let stream = BinaryStream::open(Arc::new(bytes), &opts).map_err(|e| to_parse_error(path, e))?;
     Ok(Box::new(BinarySource {
         format,
-        records: records.into_iter(),
-        diagnostics,
+        path: path.to_string(),
+        records: Records::Stream(Box::new(stream)),
+        diagnostics: Diagnostics::default(),
     }))
 }
 
@@ -145,10 +149,28 @@ impl RecordSource for BinarySource {
     }
 
     fn next_record(&mut self) -> Result<Option<Record>, ParseError> {
-        Ok(self.records.next())
+        match &mut self.records {
+            Records::Stream(s) => s.next_record().map_err(|e| to_parse_error(&self.path, e)),
+            Records::Pages(m) => m.next_record().map_err(|e| to_parse_error(&self.path, e)),
+        }
     }
 
     fn diagnostics(&self) -> Diagnostics {
-        self.diagnostics.clone()
+        let mut diagnostics = self.diagnostics.clone();
+        let Records::Stream(s) = &self.records else {
+            return diagnostics;
+        };
+        diagnostics.capture = s.facts();
+        for e in &s.format_errors() {
+            diagnostics.unparsed_lines += 1;
+            *diagnostics
+                .unparsed_by_kind
+                .entry("format_file".into())
+                .or_default() += 1;
+            if diagnostics.first_unparsed.len() < 5 {
+                diagnostics.first_unparsed.push(e.to_string());
+            }
+        }
+        diagnostics
     }
 }

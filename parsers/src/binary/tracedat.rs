@@ -9,15 +9,20 @@
 //! decompression output grows only with data actually produced (bounded by the declared size).
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::sync::Arc;
 
+use super::backing::Backing;
 use super::bytes::{Cursor, Endian};
 use super::decode::Decoder;
-use super::merge::merge_by;
 use super::meta::{expect_tag, Meta};
-use super::ringbuf::{for_each_item, item_ts, Item, PageLayout};
-use super::{comm_for, BinaryError};
-use crate::record::{Event, Record};
+use super::pages::{decompress_into, CpuCursor, PageCtx, PageMerge};
+use super::ringbuf::PageLayout;
+use super::BinaryError;
+use crate::record::Record;
+
+/// Largest decompressed v7 section (metadata: formats, kallsyms, cmdlines) accepted; a larger
+/// declared size is an error naming the section's byte offset.
+pub const MAX_SECTION_BYTES: u64 = 256 << 20;
 
 /// What the container says about itself (for `stats` and tests).
 #[derive(Clone, Debug, Default)]
@@ -97,11 +102,17 @@ impl<'a> TraceDat<'a> {
     }
 
     /// Decodes every buffer and CPU, merged by timestamp, and returns the format files that
-    /// failed to parse among the events met. Pages are first walked into light (timestamp,
-    /// bytes) items per CPU; the merge then decodes each item straight into the output, so
-    /// records are built once, in order.
+    /// failed to parse among the events met. The whole-capture form of [`TraceDat::merge`]
+    /// (it copies the input once; readers of files use the streaming form).
     pub fn decode(&self) -> Result<(Vec<Record>, Vec<super::FormatError>), BinaryError> {
-        let dec = Decoder::new(&self.meta);
+        let bytes = Arc::new(Backing::from_vec(self.data.to_vec()));
+        let (records, ctx) = self.merge(bytes)?.collect()?;
+        Ok((records, ctx.dec.format_errors()))
+    }
+
+    /// The streaming reader: one cursor per buffer and CPU over `bytes` (the same bytes this
+    /// was parsed from), merged lazily by timestamp.
+    pub(crate) fn merge(&self, bytes: Arc<Backing>) -> Result<PageMerge, BinaryError> {
         let header = self.meta.header_page.ok_or(BinaryError::Invalid {
             what: "trace.dat",
             offset: 0,
@@ -112,94 +123,28 @@ impl<'a> TraceDat<'a> {
             page_size: self.meta.page_size as usize,
             endian: self.meta.endian,
         };
-        let mut bufs: Vec<(u32, u64, std::borrow::Cow<'_, [u8]>)> = Vec::new();
+        let mut cursors = Vec::new();
         for b in &self.info.buffers {
             for &(cpu, off, size) in &b.cpus {
                 if size == 0 {
                     continue;
                 }
-                let pages = match &self.info.compression {
+                cursors.push(match &self.info.compression {
                     Some(algo) => {
-                        // trace-cmd 3.1 records a size 4 bytes short of the chunked data (the
-                        // chunk count is not counted), so the chunk headers bound the read and
-                        // the file end bounds them.
-                        let left = (self.data.len() as u64).saturating_sub(off);
-                        let tail = slice(self.data, off, left, "flyrecord CPU data")?;
-                        std::borrow::Cow::Owned(decompress_chunks(
-                            tail,
-                            algo,
-                            off,
-                            self.meta.endian,
-                        )?)
+                        CpuCursor::chunks(cpu, bytes.clone(), off, algo, self.meta.endian)?
                     }
-                    None => std::borrow::Cow::Borrowed(slice(
-                        self.data,
-                        off,
-                        size,
-                        "flyrecord CPU data",
-                    )?),
-                };
-                bufs.push((cpu, off, pages));
+                    None => CpuCursor::plain(cpu, bytes.clone(), off, size, None)?,
+                });
             }
         }
-        let mut streams: Vec<Vec<(u32, Item<'_>)>> = Vec::with_capacity(bufs.len());
-        for (cpu, off, pages) in &bufs {
-            let mut items = Vec::new();
-            for_each_item(pages, &layout, *off, &mut |it| items.push((*cpu, it)))?;
-            streams.push(items);
-        }
-        let total = streams.iter().map(Vec::len).sum();
-        let mut out = Vec::with_capacity(total);
-        let ts_off = self.info.ts_offset;
-        merge_by(
-            streams,
-            |(_, it)| item_ts(it),
-            |(cpu, it)| out.push(self.record(&dec, cpu, it, ts_off)),
-        );
-        Ok((out, dec.format_errors()))
+        let ctx = PageCtx {
+            dec: Decoder::new(&self.meta),
+            meta: self.meta.clone(),
+            layout,
+            ts_off: self.info.ts_offset,
+        };
+        Ok(PageMerge::new(ctx, cursors))
     }
-
-    fn record(&self, dec: &Decoder, cpu: u32, it: Item<'_>, ts_off: i64) -> Record {
-        match it {
-            Item::Event { ts, raw } => {
-                let pid = dec.common_pid(raw);
-                Record {
-                    ts_ns: ts.wrapping_add_signed(ts_off),
-                    cpu,
-                    pid,
-                    tgid: None,
-                    comm: comm_for(&self.meta.cmdlines, pid),
-                    event: dec.decode(raw),
-                }
-            }
-            Item::Missed { ts, count } => Record {
-                ts_ns: ts.wrapping_add_signed(ts_off),
-                cpu,
-                pid: -1,
-                tgid: None,
-                comm: crate::record::Comm::default(),
-                event: Event::Lost { count },
-            },
-        }
-    }
-}
-
-fn slice<'a>(
-    data: &'a [u8],
-    off: u64,
-    size: u64,
-    what: &'static str,
-) -> Result<&'a [u8], BinaryError> {
-    let start = usize::try_from(off).ok().filter(|&s| s <= data.len());
-    let Some(start) = start else {
-        return Err(BinaryError::Invalid {
-            what,
-            offset: off,
-            msg: format!("offset beyond the end of the file ({} bytes)", data.len()),
-        });
-    };
-    let mut c = Cursor::new(data.get(start..).unwrap_or(&[]), off, Endian::Little, what);
-    c.take(size, "data")
 }
 
 /// After saved_cmdlines in v6: nr_cpus, options, then `flyrecord` (or `latency`).
@@ -491,55 +436,15 @@ fn read_section(
     let csize = b.u32("compressed size")?;
     let usize_ = b.u32("uncompressed size")?;
     let cdata = b.take(u64::from(csize), "compressed data")?;
-    decompress(algo, cdata, usize_ as usize, body_off)
-}
-
-/// Flyrecord CPU data of a compressed file: u32 chunk count, then (u32 csize, u32 usize, data).
-fn decompress_chunks(raw: &[u8], algo: &str, off: u64, e: Endian) -> Result<Vec<u8>, BinaryError> {
-    let mut c = Cursor::new(raw, off, e, "compressed CPU data");
-    let n = c.u32("chunk count")?;
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let csize = c.u32("chunk compressed size")?;
-        let usize_ = c.u32("chunk uncompressed size")?;
-        let at = c.file_offset();
-        let cdata = c.take(u64::from(csize), "chunk data")?;
-        out.extend(decompress(algo, cdata, usize_ as usize, at)?);
-    }
-    Ok(out)
-}
-
-/// Decompresses exactly `expect` bytes. The output buffer grows with the data the decoder
-/// produces, never pre-sized from the (untrusted) declared size.
-fn decompress(
-    algo: &str,
-    cdata: &[u8],
-    expect: usize,
-    offset: u64,
-) -> Result<Vec<u8>, BinaryError> {
-    let mut out = Vec::new();
-    let res = match algo {
-        "zstd" => zstd::stream::read::Decoder::new(cdata)
-            .and_then(|d| d.take(expect as u64).read_to_end(&mut out)),
-        "zlib" => flate2::read::ZlibDecoder::new(cdata)
-            .take(expect as u64)
-            .read_to_end(&mut out),
-        other => return Err(BinaryError::Unsupported(format!("compression {other:?}"))),
-    };
-    res.map_err(|e| BinaryError::Decompress {
-        algo: algo.to_string(),
-        offset,
-        msg: e.to_string(),
-    })?;
-    if out.len() != expect {
-        return Err(BinaryError::Decompress {
-            algo: algo.to_string(),
-            offset,
-            msg: format!(
-                "{} bytes after decompression, header says {expect}",
-                out.len()
-            ),
+    if u64::from(usize_) > MAX_SECTION_BYTES {
+        return Err(BinaryError::TooLarge {
+            what: "trace.dat v7 compressed section",
+            offset: body_off,
+            size: u64::from(usize_),
+            cap: MAX_SECTION_BYTES,
         });
     }
+    let mut out = Vec::new();
+    decompress_into(algo, cdata, usize_ as usize, body_off, &mut out)?;
     Ok(out)
 }

@@ -1,0 +1,475 @@
+//! Streaming over ring-buffer pages: one cursor per CPU (per buffer) over its pages, mapped or
+//! decompressed one trace.dat v7 chunk at a time, merged lazily by timestamp. Used by
+//! trace.dat (`tracedat.rs`) and raw capture directories (`rawdir.rs`).
+//!
+//! Memory: a cursor holds the records of one page and at most one decompressed chunk (declared
+//! size capped at [`MAX_CHUNK_BYTES`]) plus a page; pages it has passed are given back to the
+//! kernel ([`Backing::release`]). So the peak does not depend on the capture's length.
+//!
+//! Order: the merge takes the cursor whose next record has the smallest raw ring-buffer
+//! timestamp, ties going to the lower cursor (buffers in file order, then CPUs), exactly as the
+//! whole-capture merge it replaced (a heap of (timestamp, stream)). It must never reorder records of one CPU.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io::Read;
+use std::sync::Arc;
+
+use super::backing::{Backing, Releaser};
+use super::bytes::{Cursor, Endian};
+use super::decode::Decoder;
+use super::meta::Meta;
+use super::ringbuf::{decode_page, Item, PageLayout};
+use super::{comm_for, BinaryError};
+use crate::record::{Comm, Event, Record};
+
+/// Largest decompressed trace.dat v7 chunk accepted (trace-cmd writes chunks of a few pages;
+/// a larger declared size is an error naming the chunk's byte offset, not an allocation).
+pub const MAX_CHUNK_BYTES: u64 = 64 << 20;
+
+/// Where a cursor's pages come from.
+enum Src {
+    /// Whole pages in `bytes[pos..end]`.
+    Plain { pos: usize, end: usize },
+    /// trace.dat v7 compressed CPU data: `left` chunks, the next one's header at `next`;
+    /// `buf[buf_pos..]` is decompressed data not yet walked.
+    Chunks {
+        algo: String,
+        next: usize,
+        left: u32,
+        buf: Vec<u8>,
+        buf_pos: usize,
+        /// One zstd context for all of this CPU's chunks (creating one per chunk cost more
+        /// than decompressing it).
+        zstd: Option<Box<ZstdChunks>>,
+    },
+}
+
+/// A reused zstd decompression context and its output window.
+pub(crate) struct ZstdChunks {
+    dctx: zstd::zstd_safe::DCtx<'static>,
+    tmp: Vec<u8>,
+}
+
+impl ZstdChunks {
+    fn new() -> Self {
+        ZstdChunks {
+            dctx: zstd::zstd_safe::DCtx::create(),
+            tmp: vec![0u8; 1 << 17],
+        }
+    }
+
+    /// Decompresses one zstd frame (`cdata`) onto the end of `out`; never more than `expect`
+    /// bytes (the caller checks it got exactly that many).
+    fn frame_into(
+        &mut self,
+        cdata: &[u8],
+        expect: usize,
+        offset: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BinaryError> {
+        use zstd::zstd_safe::{get_error_name, InBuffer, OutBuffer, ResetDirective};
+        let err = |msg: String| BinaryError::Decompress {
+            algo: "zstd".into(),
+            offset,
+            msg,
+        };
+        self.dctx
+            .reset(ResetDirective::SessionOnly)
+            .map_err(|c| err(get_error_name(c).to_string()))?;
+        let before = out.len();
+        let mut input = InBuffer::around(cdata);
+        loop {
+            let room = (expect + 1 - (out.len() - before)).min(self.tmp.len());
+            let dst = self.tmp.get_mut(..room).unwrap_or(&mut []);
+            let mut ob = OutBuffer::around(dst);
+            let hint = self
+                .dctx
+                .decompress_stream(&mut ob, &mut input)
+                .map_err(|c| err(get_error_name(c).to_string()))?;
+            let n = ob.pos();
+            out.extend_from_slice(self.tmp.get(..n).unwrap_or(&[]));
+            if out.len() - before > expect {
+                return Err(err(format!("more than the {expect} bytes the header says")));
+            }
+            if hint == 0 && input.pos() == cdata.len() {
+                return Ok(()); // last frame complete
+            }
+            if n == 0 && input.pos() == cdata.len() {
+                return Err(err("frame cut short".into()));
+            }
+        }
+    }
+}
+
+/// One CPU's pages.
+pub(crate) struct CpuCursor {
+    cpu: u32,
+    bytes: Arc<Backing>,
+    src: Src,
+    /// File offset of the data (messages: page `i` is at `base + i * page_size`).
+    base: u64,
+    page_idx: u64,
+    /// Decoded records of the current page with their raw timestamps (the merge key).
+    recs: VecDeque<(u64, Record)>,
+    rel: Releaser,
+    /// Errors are wrapped with this path (raw capture directories: one file per CPU).
+    path: Option<String>,
+}
+
+impl CpuCursor {
+    /// Uncompressed pages: `size` bytes at `off` (checked against the input here).
+    pub fn plain(
+        cpu: u32,
+        bytes: Arc<Backing>,
+        off: u64,
+        size: u64,
+        path: Option<String>,
+    ) -> Result<Self, BinaryError> {
+        let (pos, end) = span(&bytes, off, size, "flyrecord CPU data")?;
+        Ok(CpuCursor {
+            cpu,
+            src: Src::Plain { pos, end },
+            base: off,
+            page_idx: 0,
+            recs: VecDeque::new(),
+            rel: Releaser::new(pos),
+            path,
+            bytes,
+        })
+    }
+
+    /// trace.dat v7 compressed CPU data at `off`: u32 chunk count, then per chunk u32
+    /// compressed size, u32 uncompressed size and the data. trace-cmd 3.1 records a size 4 bytes
+    /// short of the chunked data (the count is not counted), so the chunk headers bound the read
+    /// and the file end bounds them.
+    pub fn chunks(
+        cpu: u32,
+        bytes: Arc<Backing>,
+        off: u64,
+        algo: &str,
+        endian: Endian,
+    ) -> Result<Self, BinaryError> {
+        let (pos, _) = span(&bytes, off, 0, "flyrecord CPU data")?;
+        let mut c = Cursor::new(
+            bytes.get(pos..).unwrap_or(&[]),
+            off,
+            endian,
+            "compressed CPU data",
+        );
+        let left = c.u32("chunk count")?;
+        Ok(CpuCursor {
+            cpu,
+            src: Src::Chunks {
+                algo: algo.to_string(),
+                next: pos + 4,
+                left,
+                buf: Vec::new(),
+                buf_pos: 0,
+                zstd: None,
+            },
+            base: off,
+            page_idx: 0,
+            recs: VecDeque::new(),
+            rel: Releaser::new(pos),
+            path: None,
+            bytes,
+        })
+    }
+
+    fn wrap(&self, e: BinaryError) -> BinaryError {
+        match &self.path {
+            Some(p) => BinaryError::InFile {
+                path: p.clone(),
+                source: Box::new(e),
+            },
+            None => e,
+        }
+    }
+
+    /// Decodes pages until a record is ready; Ok(false) when the CPU's data is exhausted.
+    fn fill(&mut self, ctx: &PageCtx) -> Result<bool, BinaryError> {
+        while self.recs.is_empty() {
+            match self.next_page(ctx) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(e) => return Err(self.wrap(e)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Decodes the next page into `recs`; Ok(false) at the end.
+    fn next_page(&mut self, ctx: &PageCtx) -> Result<bool, BinaryError> {
+        let ps = ctx.layout.page_size;
+        let off = self.base + self.page_idx * ps as u64;
+        let (cpu, recs) = (self.cpu, &mut self.recs);
+        let mut push = |it: Item<'_>| recs.push_back(ctx.record(cpu, it));
+        match &mut self.src {
+            Src::Plain { pos, end } => {
+                if *pos >= *end {
+                    return Ok(false);
+                }
+                let have = *end - *pos;
+                if have < ps {
+                    // trace-cmd never writes partial pages; a truncated file ends here.
+                    return Err(BinaryError::Truncated {
+                        what: "ring buffer",
+                        field: "page",
+                        offset: off,
+                        need: ps as u64,
+                        have: have as u64,
+                    });
+                }
+                let page = self.bytes.get(*pos..*pos + ps).unwrap_or(&[]);
+                decode_page(page, &ctx.layout, off, &mut push)?;
+                *pos += ps;
+                self.rel.passed(&self.bytes, *pos);
+            }
+            Src::Chunks {
+                algo,
+                next,
+                left,
+                buf,
+                buf_pos,
+                zstd,
+            } => {
+                while buf.len() - *buf_pos < ps && *left > 0 {
+                    // Keep the unread tail, then append the next chunk.
+                    buf.drain(..*buf_pos);
+                    *buf_pos = 0;
+                    let mut c = Cursor::new(
+                        self.bytes.get(*next..).unwrap_or(&[]),
+                        *next as u64,
+                        ctx.layout.endian,
+                        "compressed CPU data",
+                    );
+                    let csize = c.u32("chunk compressed size")?;
+                    let usize_ = c.u32("chunk uncompressed size")?;
+                    let at = c.file_offset();
+                    let cdata = c.take(u64::from(csize), "chunk data")?;
+                    if u64::from(usize_) > MAX_CHUNK_BYTES {
+                        return Err(BinaryError::TooLarge {
+                            what: "trace.dat v7 CPU data chunk",
+                            offset: at,
+                            size: u64::from(usize_),
+                            cap: MAX_CHUNK_BYTES,
+                        });
+                    }
+                    if algo == "zstd" {
+                        let z = zstd.get_or_insert_with(|| Box::new(ZstdChunks::new()));
+                        let before = buf.len();
+                        z.frame_into(cdata, usize_ as usize, at, buf)?;
+                        let got = buf.len() - before;
+                        if got != usize_ as usize {
+                            return Err(BinaryError::Decompress {
+                                algo: "zstd".into(),
+                                offset: at,
+                                msg: format!(
+                                    "{got} bytes after decompression, header says {usize_}"
+                                ),
+                            });
+                        }
+                    } else {
+                        decompress_into(algo, cdata, usize_ as usize, at, buf)?;
+                    }
+                    *next += 8 + csize as usize;
+                    *left -= 1;
+                    self.rel.passed(&self.bytes, *next);
+                }
+                let have = buf.len() - *buf_pos;
+                if have == 0 {
+                    return Ok(false);
+                }
+                if have < ps {
+                    return Err(BinaryError::Truncated {
+                        what: "ring buffer",
+                        field: "page",
+                        offset: off,
+                        need: ps as u64,
+                        have: have as u64,
+                    });
+                }
+                let page = buf.get(*buf_pos..*buf_pos + ps).unwrap_or(&[]);
+                decode_page(page, &ctx.layout, off, &mut push)?;
+                *buf_pos += ps;
+            }
+        }
+        self.page_idx += 1;
+        Ok(true)
+    }
+}
+
+/// `size` bytes at `off` of `bytes`, checked.
+fn span(
+    bytes: &[u8],
+    off: u64,
+    size: u64,
+    what: &'static str,
+) -> Result<(usize, usize), BinaryError> {
+    let Some(start) = usize::try_from(off).ok().filter(|&s| s <= bytes.len()) else {
+        return Err(BinaryError::Invalid {
+            what,
+            offset: off,
+            msg: format!("offset beyond the end of the file ({} bytes)", bytes.len()),
+        });
+    };
+    let have = (bytes.len() - start) as u64;
+    if size > have {
+        return Err(BinaryError::Truncated {
+            what,
+            field: "data",
+            offset: off,
+            need: size,
+            have,
+        });
+    }
+    Ok((start, start + size as usize))
+}
+
+/// Decompresses exactly `expect` bytes onto the end of `out`. The buffer grows with the data
+/// the decoder produces (never pre-sized from the untrusted declared size, which the caller has
+/// capped).
+pub(crate) fn decompress_into(
+    algo: &str,
+    cdata: &[u8],
+    expect: usize,
+    offset: u64,
+    out: &mut Vec<u8>,
+) -> Result<(), BinaryError> {
+    let before = out.len();
+    let res = match algo {
+        "zstd" => zstd::stream::read::Decoder::new(cdata)
+            .and_then(|d| d.take(expect as u64).read_to_end(out)),
+        "zlib" => flate2::read::ZlibDecoder::new(cdata)
+            .take(expect as u64)
+            .read_to_end(out),
+        other => return Err(BinaryError::Unsupported(format!("compression {other:?}"))),
+    };
+    res.map_err(|e| BinaryError::Decompress {
+        algo: algo.to_string(),
+        offset,
+        msg: e.to_string(),
+    })?;
+    let got = out.len() - before;
+    if got != expect {
+        return Err(BinaryError::Decompress {
+            algo: algo.to_string(),
+            offset,
+            msg: format!("{got} bytes after decompression, header says {expect}"),
+        });
+    }
+    Ok(())
+}
+
+/// What turns page items into records.
+pub(crate) struct PageCtx {
+    pub dec: Decoder,
+    pub meta: Meta,
+    pub layout: PageLayout,
+    pub ts_off: i64,
+}
+
+impl PageCtx {
+    fn record(&self, cpu: u32, it: Item<'_>) -> (u64, Record) {
+        match it {
+            Item::Event { ts, raw } => {
+                let pid = self.dec.common_pid(raw);
+                (
+                    ts,
+                    Record {
+                        ts_ns: ts.wrapping_add_signed(self.ts_off),
+                        cpu,
+                        pid,
+                        tgid: None,
+                        comm: comm_for(&self.meta.cmdlines, pid),
+                        event: self.dec.decode(raw),
+                    },
+                )
+            }
+            Item::Missed { ts, count } => (
+                ts,
+                Record {
+                    ts_ns: ts.wrapping_add_signed(self.ts_off),
+                    cpu,
+                    pid: -1,
+                    tgid: None,
+                    comm: Comm::default(),
+                    event: Event::Lost { count },
+                },
+            ),
+        }
+    }
+
+    /// Format files that failed to parse among the events met so far, then the metadata's own.
+    pub fn format_errors(&self) -> Vec<super::FormatError> {
+        let mut v = self.dec.format_errors();
+        v.extend(self.meta.format_errors.iter().cloned());
+        v
+    }
+}
+
+/// The lazy k-way merge of the cursors.
+pub(crate) struct PageMerge {
+    pub ctx: PageCtx,
+    cursors: Vec<CpuCursor>,
+    heap: BinaryHeap<Reverse<(u64, usize)>>,
+    started: bool,
+}
+
+impl PageMerge {
+    pub fn new(ctx: PageCtx, cursors: Vec<CpuCursor>) -> Self {
+        PageMerge {
+            ctx,
+            heap: BinaryHeap::with_capacity(cursors.len()),
+            cursors,
+            started: false,
+        }
+    }
+
+    fn refill(&mut self, i: usize) -> Result<(), BinaryError> {
+        let Some(c) = self.cursors.get_mut(i) else {
+            return Ok(());
+        };
+        if c.fill(&self.ctx)? {
+            if let Some((ts, _)) = c.recs.front() {
+                self.heap.push(Reverse((*ts, i)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The next record in time order, `Ok(None)` at the end.
+    pub fn next_record(&mut self) -> Result<Option<Record>, BinaryError> {
+        if !self.started {
+            self.started = true;
+            for i in 0..self.cursors.len() {
+                self.refill(i)?;
+            }
+        }
+        let Some(Reverse((_, i))) = self.heap.pop() else {
+            return Ok(None);
+        };
+        let r = self
+            .cursors
+            .get_mut(i)
+            .and_then(|c| c.recs.pop_front())
+            .map(|(_, r)| r);
+        self.refill(i)?;
+        Ok(r)
+    }
+
+    /// Records held right now (decoded, not yet returned): the bound the tests check.
+    pub fn buffered(&self) -> usize {
+        self.cursors.iter().map(|c| c.recs.len()).sum()
+    }
+
+    /// Drains everything into a vector (the whole-capture API).
+    pub fn collect(mut self) -> Result<(Vec<Record>, PageCtx), BinaryError> {
+        let mut out = Vec::new();
+        while let Some(r) = self.next_record()? {
+            out.push(r);
+        }
+        Ok((out, self.ctx))
+    }
+}
