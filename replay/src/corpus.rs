@@ -1,10 +1,11 @@
 //! The compiled corpus format (`.mmr`): a parsed capture stored as a versioned, checksummed
 //! stream of serde + bincode 2.x record chunks, so that `replay` and `stats` skip text parsing.
 //!
-//! Layout (all integers little endian; payloads bincode `standard()` with fixed-width ints):
+//! Layout (all integers little endian; payloads bincode `standard()`, varint integers):
 //! ```text
 //! magic "MMRCORP\0" | version u32 | header_len u32 | header (bincode: CompiledHeader)
-//! chunk*: tag 1 u8 | count u32 | len u32 | checksum64(payload) u64 | payload
+//! chunk*: tag 1 u8 | count u32 | len u32 | plain_len u32 | checksum64(stored) u64 | stored
+//!         stored = zstd (level [`ZSTD_LEVEL`]) of payload, which is plain_len bytes:
 //!         payload = serde + bincode of { strings: [str], comms: [bytes], ctxs: [Ctx],
 //!                                        records: [Packed] }
 //! end:    tag 0 u8 | total records u64 | fnv1a64 over all chunk checksums u64
@@ -38,9 +39,14 @@ pub const MAGIC: &[u8; 8] = b"MMRCORP\0";
 /// Format version; bump on any layout or `Record` change. 1: one bincode `Vec<Record>` per
 /// chunk. 2: per-chunk string, comm and context tables, delta timestamps. 3: vmscan
 /// `nr_ref_keep` / `nr_activate` / `nr_referenced`.
-pub const VERSION: u32 = 3;
-/// Records per chunk.
-pub const CHUNK_RECORDS: usize = 4 * 1024;
+/// 4: chunk payloads zstd-compressed, the header holds the source's file name only (the bytes
+/// do not depend on the directory compiled from) and the capture's `.meta.json` sidecar.
+pub const VERSION: u32 = 4;
+/// Records per chunk (larger chunks give zstd more context: 16 Ki records compress about as
+/// well as the zstd -19 text they came from).
+pub const CHUNK_RECORDS: usize = 16 * 1024;
+/// zstd level of chunk payloads. Fixed: the same records always give the same bytes.
+pub const ZSTD_LEVEL: i32 = 3;
 /// Largest accepted chunk payload (a chunk of 16 Ki records is far below this).
 const MAX_CHUNK_BYTES: u32 = 256 << 20;
 const MAX_HEADER_BYTES: u32 = 1 << 20;
@@ -48,12 +54,44 @@ const MAX_HEADER_BYTES: u32 = 1 << 20;
 /// What the compiled file says about its source.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompiledHeader {
-    /// The path the capture was compiled from.
+    /// The file name (no directory) of the capture it was compiled from.
     pub source: String,
     /// The source format name (`ftrace`, `perf.data`, ...).
     pub format: String,
     /// CPUs of the captured machine, when the source said.
     pub nr_cpus: Option<u32>,
+    /// The capture's `.meta.json` sidecar, verbatim, when it had one: the facts `replay`
+    /// takes from it (kernel, LRU, workload pid) travel with the compiled file.
+    pub sidecar: Option<String>,
+}
+
+impl CompiledHeader {
+    /// The header for a capture at `path`: its file name only, and its sidecar if present.
+    pub fn for_capture(path: &str, format: &str, nr_cpus: Option<u32>) -> CompiledHeader {
+        let source = Path::new(path)
+            .file_name()
+            .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned());
+        CompiledHeader {
+            source,
+            format: format.to_string(),
+            nr_cpus,
+            sidecar: std::fs::read_to_string(format!("{path}.meta.json")).ok(),
+        }
+    }
+}
+
+/// The header of the compiled file at `path`, or `None` if it is not one (or unreadable).
+pub fn header_of(path: &str) -> Option<CompiledHeader> {
+    let mut head = [0u8; 8];
+    let mut f = File::open(path).ok()?;
+    f.read_exact(&mut head).ok()?;
+    if !is_compiled(&head) {
+        return None;
+    }
+    let f = File::open(path).ok()?;
+    Reader::new(path, BufReader::new(f))
+        .ok()
+        .map(|r| r.header().clone())
 }
 
 /// Errors reading or writing a compiled corpus file; every one names the file.
@@ -134,11 +172,12 @@ pub fn checksum64(bytes: &[u8]) -> u64 {
     h ^ (bytes.len() as u64)
 }
 
-fn cfg() -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Fixint> {
-    // Fixed-width integers: varint makes the file about 2.4x smaller (reclaim-swap: 6.3 MB
-    // instead of 15 MB) but decoding it cost more than the bytes saved: delivering all records
-    // took 0.034 s of CPU with varint vs 0.029 s fixed-width (`mmreplay bench --io-only`).
-    bincode::config::standard().with_fixed_int_encoding()
+fn cfg() -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Varint> {
+    // Varint integers. Uncompressed (version 3) fixed-width decoded faster; under zstd
+    // (version 4) varint gives zstd 2.4x fewer bytes to produce, which pays for the varint
+    // decoding: the same CPU to deliver all records (k61-reclaim-classic: 0.037 s either way,
+    // `mmreplay bench --io-only`) in a file 19% smaller (1.14 MB vs 1.40 MB).
+    bincode::config::standard()
 }
 
 /// The most memory the containers of one chunk may claim while decoding. bincode's own
@@ -148,7 +187,7 @@ const DECODE_LIMIT: usize = 64 << 20;
 
 fn read_cfg() -> bincode::config::Configuration<
     bincode::config::LittleEndian,
-    bincode::config::Fixint,
+    bincode::config::Varint,
     bincode::config::Limit<DECODE_LIMIT>,
 > {
     cfg().with_limit::<DECODE_LIMIT>()
@@ -992,6 +1031,7 @@ pub struct Writer {
     total: u64,
     sum: u64,
     scratch: Vec<u8>,
+    zstd: zstd::bulk::Compressor<'static>,
 }
 
 impl Writer {
@@ -1018,7 +1058,12 @@ impl Writer {
         out.write_all(&VERSION.to_le_bytes()).map_err(io)?;
         out.write_all(&(h.len() as u32).to_le_bytes()).map_err(io)?;
         out.write_all(&h).map_err(io)?;
+        let zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(|e| CorpusError::Encode {
+            path: p.clone(),
+            msg: format!("zstd: {e}"),
+        })?;
         Ok(Writer {
+            zstd,
             path: path.to_path_buf(),
             tmp,
             out: Some(out),
@@ -1070,7 +1115,15 @@ impl Writer {
                 ),
             });
         }
-        let h = checksum64(&self.scratch);
+        let plain_len = self.scratch.len() as u32;
+        let stored = self
+            .zstd
+            .compress(&self.scratch)
+            .map_err(|e| CorpusError::Encode {
+                path: p.clone(),
+                msg: format!("zstd: {e}"),
+            })?;
+        let h = checksum64(&stored);
         self.sum = fnv1a64(self.sum, &h.to_le_bytes());
         let Some(out) = self.out.as_mut() else {
             return Ok(());
@@ -1083,10 +1136,11 @@ impl Writer {
         out.write_all(&[1u8]).map_err(io)?;
         out.write_all(&(self.buf.len() as u32).to_le_bytes())
             .map_err(io)?;
-        out.write_all(&(self.scratch.len() as u32).to_le_bytes())
+        out.write_all(&(stored.len() as u32).to_le_bytes())
             .map_err(io)?;
+        out.write_all(&plain_len.to_le_bytes()).map_err(io)?;
         out.write_all(&h.to_le_bytes()).map_err(io)?;
-        out.write_all(&self.scratch).map_err(io)?;
+        out.write_all(&stored).map_err(io)?;
         self.total += self.buf.len() as u64;
         self.buf.clear();
         self.tables.clear();
@@ -1135,6 +1189,8 @@ pub fn is_compiled(head: &[u8]) -> bool {
 /// A chunk read but not yet verified or decoded.
 struct RawChunk {
     buf: Vec<u8>,
+    /// Length of the payload once decompressed.
+    plain_len: u32,
     count: u32,
     stored: u64,
     offset: u64,
@@ -1150,7 +1206,13 @@ pub const READ_BUFFER: usize = 16 << 10;
 pub const LOOKAHEAD_CHUNKS: usize = 2;
 
 /// Verify and decode one chunk (runs on the decoder thread).
-fn decode_chunk(path: &str, c: RawChunk, spare: Vec<Packed>) -> Result<Decoded, CorpusError> {
+fn decode_chunk(
+    path: &str,
+    c: RawChunk,
+    spare: Vec<Packed>,
+    unzstd: &mut zstd::bulk::Decompressor<'static>,
+    plain: &mut Vec<u8>,
+) -> Result<Decoded, CorpusError> {
     let computed = checksum64(&c.buf);
     if computed != c.stored {
         return Err(CorpusError::Checksum {
@@ -1166,13 +1228,27 @@ fn decode_chunk(path: &str, c: RawChunk, spare: Vec<Packed>) -> Result<Decoded, 
         offset: c.offset,
         what: format!("chunk {}: {what}", c.index),
     };
+    // Decompress into a buffer of exactly the stated size: zstd fails when the output does
+    // not fit, and a shorter output is caught below, so a lying length is an error.
+    plain.clear();
+    plain.reserve(c.plain_len as usize);
+    let n = unzstd
+        .decompress_to_buffer(&c.buf[..], plain)
+        .map_err(|e| corrupt(format!("does not decompress to {} bytes: {e}", c.plain_len)))?;
+    if n != c.plain_len as usize {
+        return Err(corrupt(format!(
+            "decompresses to {n} bytes, its header says {}",
+            c.plain_len
+        )));
+    }
+    let payload = &plain[..];
     let (chunk, used) =
-        bincode::borrow_decode_from_slice_with_context::<_, ChunkIn, _>(&c.buf, read_cfg(), spare)
+        bincode::borrow_decode_from_slice_with_context::<_, ChunkIn, _>(payload, read_cfg(), spare)
             .map_err(|e| corrupt(format!("does not decode: {e}")))?;
-    if used != c.buf.len() {
+    if used != payload.len() {
         return Err(corrupt(format!(
             "{} trailing bytes after the records",
-            c.buf.len() - used
+            payload.len() - used
         )));
     }
     if chunk.records.len() != c.count as usize {
@@ -1304,9 +1380,15 @@ impl Decoder {
         let thread = std::thread::Builder::new()
             .name("mmr-decode".into())
             .spawn(move || {
+                let mut unzstd = match zstd::bulk::Decompressor::new() {
+                    Ok(d) => d,
+                    Err(_) => return, // the reader reports the decoder as gone
+                };
+                let mut plain = Vec::new();
                 for raw in raw_rx {
                     let spare = recycled.try_recv().unwrap_or_default();
-                    if done_tx.send(decode_chunk(&path, raw, spare)).is_err() {
+                    let d = decode_chunk(&path, raw, spare, &mut unzstd, &mut plain);
+                    if done_tx.send(d).is_err() {
                         break;
                     }
                 }
@@ -1498,10 +1580,14 @@ impl<R: Read> Reader<R> {
             1 => {
                 let count = self.u32("a chunk record count")?;
                 let len = self.u32("a chunk length")?;
+                let plain_len = self.u32("a chunk's decompressed length")?;
                 let stored = self.u64("a chunk checksum")?;
                 self.total += u64::from(count);
-                if len > MAX_CHUNK_BYTES || count as usize > CHUNK_RECORDS {
-                    return Err(self.corrupt(format!("chunk {} claims {count} records in {len} bytes (limits {CHUNK_RECORDS}, {MAX_CHUNK_BYTES})", self.chunks)));
+                if len > MAX_CHUNK_BYTES
+                    || plain_len > MAX_CHUNK_BYTES
+                    || count as usize > CHUNK_RECORDS
+                {
+                    return Err(self.corrupt(format!("chunk {} claims {count} records in {len} bytes ({plain_len} decompressed; limits {CHUNK_RECORDS}, {MAX_CHUNK_BYTES})", self.chunks)));
                 }
                 let mut buf = self.spare_raw.pop().unwrap_or_default();
                 buf.clear();
@@ -1512,6 +1598,7 @@ impl<R: Read> Reader<R> {
                 self.chunks += 1;
                 Ok(Some(RawChunk {
                     buf,
+                    plain_len,
                     count,
                     stored,
                     offset: start,
@@ -1834,6 +1921,7 @@ mod tests {
             source: "x".into(),
             format: "ftrace".into(),
             nr_cpus: Some(2),
+            sidecar: Some("{\"workload_pid\": 7}".into()),
         }
     }
 
@@ -1872,11 +1960,13 @@ mod tests {
         f.extend((h.len() as u32).to_le_bytes());
         f.extend(&h);
         let (mut total, mut sum) = (0u64, FNV_OFFSET);
-        for (count, payload) in chunks {
+        for (count, plain) in chunks {
+            let payload = &zstd::bulk::compress(plain, ZSTD_LEVEL).unwrap();
             let c = checksum64(payload);
             f.push(1);
             f.extend(count.to_le_bytes());
             f.extend((payload.len() as u32).to_le_bytes());
+            f.extend((plain.len() as u32).to_le_bytes());
             f.extend(c.to_le_bytes());
             f.extend(payload);
             total += u64::from(*count);
@@ -1963,7 +2053,14 @@ mod tests {
         write_records(&p, recs.clone());
         let bytes = std::fs::read(&p).unwrap();
         let needle = b"a_rather_long_event_name_that_repeats";
-        let hits = bytes.windows(needle.len()).filter(|w| w == needle).count();
+        // The one chunk's payload, decompressed (the stored bytes are zstd).
+        let hlen = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+        let c = 16 + hlen;
+        assert_eq!(bytes[c], 1, "a chunk");
+        let len = u32::from_le_bytes(bytes[c + 5..c + 9].try_into().unwrap()) as usize;
+        let stored = &bytes[c + 21..c + 21 + len];
+        let plain = zstd::bulk::decompress(stored, 1 << 20).unwrap();
+        let hits = plain.windows(needle.len()).filter(|w| w == needle).count();
         assert_eq!(hits, 1);
         assert_eq!(read_all("a.mmr", &bytes).unwrap(), recs);
         std::fs::remove_dir_all(&d).unwrap();
@@ -2127,14 +2224,15 @@ mod tests {
         );
         expect_corrupt(&f, &["holds 1 records, its header says 2"]);
         // A string table claiming 2^60 entries (checksum correct): must not preallocate.
-        let huge = (1u64 << 60).to_le_bytes().to_vec();
+        let huge = bincode::encode_to_vec(1u64 << 60, cfg()).unwrap();
         let f = frame(VERSION, &[(0, huge)]);
         expect_corrupt(&f, &["does not decode"]);
         // More records than a chunk may hold.
         let mut many = payload(&[], &[], &[], &[]);
-        // Replace the empty record sequence's length (a u64 0).
-        many.truncate(many.len() - 8);
-        many.extend((CHUNK_RECORDS as u64 + 1).to_le_bytes());
+        // Replace the empty record sequence's length (a varint 0).
+        let zero = bincode::encode_to_vec(0u64, cfg()).unwrap();
+        many.truncate(many.len() - zero.len());
+        many.extend(bincode::encode_to_vec(CHUNK_RECORDS as u64 + 1, cfg()).unwrap());
         let f = frame(VERSION, &[(1, many)]);
         expect_corrupt(&f, &["does not decode", "more than"]);
         // Trailing bytes after the records.

@@ -155,12 +155,17 @@ impl KernelChoice {
     /// A missing sidecar is not an error (the default kernel); an unreadable one is.
     pub fn choose(trace: Option<&str>, forced: Option<&str>) -> Result<Self, KernelError> {
         let sidecar = trace.map(|t| format!("{t}.meta.json"));
+        // A compiled `.mmr` carries its capture's sidecar in its header.
+        let embedded = trace.and_then(crate::sidecar::embedded);
         let meta = match &sidecar {
-            Some(p) if Path::new(p).exists() => {
-                let text = std::fs::read_to_string(p).map_err(|e| KernelError::BadSidecar {
-                    path: p.clone(),
-                    detail: e.to_string(),
-                })?;
+            Some(p) if Path::new(p).exists() || embedded.is_some() => {
+                let text = match &embedded {
+                    Some(t) if !Path::new(p).exists() => t.clone(),
+                    _ => std::fs::read_to_string(p).map_err(|e| KernelError::BadSidecar {
+                        path: p.clone(),
+                        detail: e.to_string(),
+                    })?,
+                };
                 Some(
                     serde_json::from_str::<serde_json::Value>(&text).map_err(|e| {
                         KernelError::BadSidecar {

@@ -57,8 +57,7 @@ fn parse_caps(s: &str) -> Option<u32> {
 
 /// The LRU for the capture at `path` (its `PATH.meta.json`), or `DEFAULT`.
 pub fn for_trace(path: &str) -> (LruKind, &'static str) {
-    std::fs::read_to_string(format!("{path}.meta.json"))
-        .ok()
+    crate::sidecar::text_for(path)
         .and_then(|t| from_sidecar(&t))
         .unwrap_or((DEFAULT, "default (no sidecar says which)"))
 }

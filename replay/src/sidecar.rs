@@ -18,8 +18,28 @@ pub fn workload_pid_of(name: &str, text: &str) -> anyhow::Result<i32> {
 /// `workload_pid` from the sidecar of the capture at `trace` (`TRACE.meta.json`).
 pub fn workload_pid(trace: &str) -> anyhow::Result<i32> {
     let name = format!("{trace}.meta.json");
+    if let Some(text) = std::fs::read_to_string(&name)
+        .ok()
+        .or_else(|| embedded(trace))
+    {
+        return workload_pid_of(&name, &text);
+    }
     let text = std::fs::read_to_string(&name).with_context(|| {
         format!("--workload: cannot read {name} (the sidecar `mmreplay record` writes); use --pid instead")
     })?;
     workload_pid_of(&name, &text)
+}
+
+/// The sidecar a compiled `.mmr` at `trace` carries (`mmreplay compile` stores the capture's
+/// `.meta.json` in its header), or `None` when `trace` is not a compiled file or has none.
+pub fn embedded(trace: &str) -> Option<String> {
+    crate::corpus::header_of(trace)?.sidecar
+}
+
+/// The sidecar text for `trace`: `TRACE.meta.json` beside it, else the one a compiled file
+/// carries.
+pub fn text_for(trace: &str) -> Option<String> {
+    std::fs::read_to_string(format!("{trace}.meta.json"))
+        .ok()
+        .or_else(|| embedded(trace))
 }

@@ -344,14 +344,15 @@ fn bench_prints_measurements_and_baselines() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let out = stdout(&o);
     for needle in [
-        "parse capture",
-        "read compiled .mmr",
+        "deliver all records",
+        ".mmr vs text",
         "lowering alone",
         "1 thread:",
-        "2 thread(s)",
+        "2 threads",
         "streaming replay x1:",
         "streaming replay x10:",
-        "peak RSS x10 / x1",
+        "goals:",
+        "rss_x10_over_x1",
     ] {
         assert!(out.contains(needle), "missing {needle:?}:\n{out}");
     }

@@ -19,6 +19,7 @@ use mmreplay::source::{Source, BUNDLED};
 use mmreplay_parsers::record::Record;
 use mmreplay_reference::op::Op;
 use rayon::prelude::*;
+use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -40,6 +41,20 @@ pub struct Args {
     /// Runs of the text vs `.mmr` comparison (best and spread are printed).
     #[arg(long, default_value_t = 3)]
     pub io_runs: u32,
+    /// Runs of each policy alone and of the 1- vs 2-thread comparison (medians are the
+    /// figures; every run is in `--json`).
+    #[arg(long, default_value_t = 3)]
+    pub runs: u32,
+    /// Print one JSON object (figures, goals) on stdout; the text goes to stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 1 when a goal fails.
+    #[arg(long)]
+    pub check: bool,
+    /// Override a goal's target: `NAME=TARGET` (`ops_per_s`, `ops_per_s.POLICY`,
+    /// `parallel_speedup`, `mmr_cpu_speedup`, `mmr_size_ratio`, `rss_x10_over_x1`).
+    #[arg(long, value_name = "NAME=TARGET")]
+    pub goal: Vec<String>,
 }
 
 /// CPU time of this process (user + system, all threads), in seconds.
@@ -113,19 +128,31 @@ fn best_worst(xs: impl Iterator<Item = f64>) -> (f64, f64) {
 
 /// Deliver all records from the capture and from its compiled `.mmr` (compiled here, to a
 /// temp dir), `runs` times each, interleaved; print each run, best-of, spread and ratios.
-fn compare_text_mmr(trace: Option<&str>, name: &str, runs: u32) -> anyhow::Result<()> {
+/// What [`compare_text_mmr`] measured.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct MmrFigures {
+    /// Bytes of the capture (as stored, e.g. zstd text).
+    pub text_bytes: u64,
+    /// Bytes of its compiled `.mmr`.
+    pub mmr_bytes: u64,
+    /// Best CPU seconds to deliver every record from the capture.
+    pub text_cpu_s: f64,
+    /// Best CPU seconds to deliver every record from the `.mmr`.
+    pub mmr_cpu_s: f64,
+    /// Best wall seconds, capture and `.mmr`.
+    pub text_wall_s: f64,
+    pub mmr_wall_s: f64,
+}
+
+fn compare_text_mmr(trace: Option<&str>, name: &str, runs: u32) -> anyhow::Result<MmrFigures> {
     let dir = std::env::temp_dir().join(format!("mmreplay-bench-io-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let mmr = dir.join("bench.mmr").display().to_string();
-    let res = (|| -> anyhow::Result<()> {
+    let res = (|| -> anyhow::Result<MmrFigures> {
         let mut src = Source::open_opt(trace, false)?;
         let mut w = Writer::create(
             Path::new(&mmr),
-            &CompiledHeader {
-                source: name.to_string(),
-                format: src.format().to_string(),
-                nr_cpus: src.nr_cpus(),
-            },
+            &CompiledHeader::for_capture(name, src.format(), src.nr_cpus()),
         )?;
         while let Some(r) = src.next_record()? {
             w.push(r)?;
@@ -182,10 +209,18 @@ fn compare_text_mmr(trace: Option<&str>, name: &str, runs: u32) -> anyhow::Resul
             cc_max - cc
         );
         println!(
-            "  .mmr vs text: {:.1}x wall, {:.1}x cpu (best of {runs}; goal >= 5x)",
+            "  .mmr vs text: {:.1}x wall, {:.1}x cpu (best of {runs})",
             tw / cw.max(1e-9),
             tc / cc.max(1e-9)
         );
+        let figures = MmrFigures {
+            text_bytes: text_size,
+            mmr_bytes: mmr_size,
+            text_cpu_s: tc,
+            mmr_cpu_s: cc,
+            text_wall_s: tw,
+            mmr_wall_s: cw,
+        };
         // What the replay engine consumes: the records lowered to ops.
         let nr_cpus = Source::open(&mmr, false)?.nr_cpus().unwrap_or(DEFAULT_CPUS);
         let (mut lt, mut lc) = (Vec::new(), Vec::new());
@@ -210,7 +245,7 @@ fn compare_text_mmr(trace: Option<&str>, name: &str, runs: u32) -> anyhow::Resul
             ltc / lcc.max(1e-9),
             (lcc - cc).max(0.0)
         );
-        Ok(())
+        Ok(figures)
     })();
     let _ = std::fs::remove_dir_all(&dir);
     res
@@ -297,10 +332,144 @@ fn rate(n: u64, secs: f64) -> String {
     }
 }
 
+/// Median of `xs` (the upper one of an even count); 0 for none.
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// One policy alone on one thread.
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicyFigures {
+    /// Ops per second of the median run.
+    pub ops_per_s: f64,
+    /// Seconds of each run.
+    pub runs_s: Vec<f64>,
+}
+
+/// All policies on 1 thread vs on 2.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ParallelFigures {
+    /// Seconds of each run on 1 thread and on 2 (run i of both is one pair).
+    pub threads_1_s: Vec<f64>,
+    pub threads_2_s: Vec<f64>,
+    /// 1-thread over 2-thread time of each pair.
+    pub speedups: Vec<f64>,
+    /// Median of `speedups`.
+    pub speedup: f64,
+    /// Smallest and largest of `speedups`.
+    pub speedup_min: f64,
+    pub speedup_max: f64,
+}
+
+/// Peak RSS of a streaming replay of the capture once and concatenated 10 times.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct RssFigures {
+    pub x1_kb: u64,
+    pub x10_kb: u64,
+    /// `x10_kb / x1_kb`.
+    pub ratio: f64,
+}
+
+/// A goal of issue 15 with this run's figure.
+#[derive(Clone, Debug, Serialize)]
+pub struct Goal {
+    /// Stable name (`--goal NAME=TARGET` overrides its target).
+    pub name: String,
+    /// The figure measured.
+    pub figure: f64,
+    /// `>=` or `<=`.
+    pub op: &'static str,
+    pub target: f64,
+    pub pass: bool,
+}
+
+/// Everything one `bench` run measured (`--json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub trace: String,
+    pub records: u64,
+    pub ops: u64,
+    /// Load average (1, 5, 15 min) when the run started: the machine may be shared.
+    pub loadavg: Option<[f64; 3]>,
+    pub runs: u32,
+    pub policies: std::collections::BTreeMap<String, PolicyFigures>,
+    pub parallel: ParallelFigures,
+    pub mmr: MmrFigures,
+    pub rss: RssFigures,
+    pub goals: Vec<Goal>,
+}
+
+fn loadavg() -> Option<[f64; 3]> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = s.split_whitespace().map(|x| x.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+/// The goals (issue 15) and their default targets: (name, op, target).
+pub const GOALS: &[(&str, &str, f64)] = &[
+    // Per policy: `ops_per_s.POLICY`.
+    ("ops_per_s", ">=", 10e6),
+    ("parallel_speedup", ">=", 1.8),
+    ("mmr_cpu_speedup", ">=", 5.0),
+    ("mmr_size_ratio", "<=", 1.0),
+    ("rss_x10_over_x1", "<", 1.5),
+];
+
+/// `--goal NAME=TARGET` overrides, checked against the goal names.
+fn parse_overrides(xs: &[String]) -> anyhow::Result<Vec<(String, f64)>> {
+    xs.iter()
+        .map(|x| {
+            let (k, v) = x
+                .split_once('=')
+                .with_context(|| format!("--goal {x}: expected NAME=TARGET"))?;
+            let v: f64 = v
+                .parse()
+                .with_context(|| format!("--goal {x}: {v:?} is not a number"))?;
+            let base = k.split_once('.').map_or(k, |(b, _)| b);
+            anyhow::ensure!(
+                GOALS.iter().any(|g| g.0 == base),
+                "--goal {x}: no goal {k:?} (goals: {})",
+                GOALS.iter().map(|g| g.0).collect::<Vec<_>>().join(", ")
+            );
+            Ok((k.to_string(), v))
+        })
+        .collect()
+}
+
+fn goal(name: String, figure: f64, overrides: &[(String, f64)]) -> Goal {
+    let base = name.split_once('.').map_or(name.as_str(), |(b, _)| b);
+    let (op, default) = GOALS
+        .iter()
+        .find(|g| g.0 == base)
+        .map_or((">=", 0.0), |g| (g.1, g.2));
+    // The most specific override wins: `ops_per_s.reference` over `ops_per_s`.
+    let target = overrides
+        .iter()
+        .rev()
+        .find(|(k, _)| *k == name)
+        .or_else(|| overrides.iter().rev().find(|(k, _)| k == base))
+        .map_or(default, |(_, v)| *v);
+    let pass = match op {
+        ">=" => figure >= target,
+        "<=" => figure <= target,
+        _ => figure < target,
+    };
+    Goal {
+        name,
+        figure,
+        op,
+        target,
+        pass,
+    }
+}
+
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(n) = a.rss_child {
         return rss_child(a.trace.as_deref(), n, &a.policies);
     }
+    let overrides = parse_overrides(&a.goal)?;
     let name = a.trace.clone().unwrap_or_else(|| "<bundled>".into());
     if a.io_only {
         println!("bench: {name}");
@@ -308,49 +477,34 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let specs = session::specs(&a.policies)?;
-    println!("bench: {name}");
-
-    // 1. Parse (text) vs read (compiled).
-    let t = Instant::now();
-    let (records, cpus) = read_all(a.trace.as_deref())?;
-    let parse_s = t.elapsed().as_secs_f64();
-    let nr_cpus = cpus.unwrap_or(DEFAULT_CPUS);
-    let lru = bench_lru(a.trace.as_deref());
-    let dir = std::env::temp_dir().join(format!("mmreplay-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let mmr = dir.join("bench.mmr");
-    let mut w = Writer::create(
-        &mmr,
-        &CompiledHeader {
-            source: name.clone(),
-            format: "bench".into(),
-            nr_cpus: cpus,
-        },
-    )?;
-    for r in &records {
-        w.push(r.clone())?;
+    let load = loadavg();
+    let runs = a.runs.max(1);
+    // With --json, the human-readable lines go to stderr so stdout is one JSON object.
+    macro_rules! say {
+        ($($t:tt)*) => {
+            if a.json { eprintln!($($t)*) } else { println!($($t)*) }
+        };
     }
-    w.finish()?;
-    let t = Instant::now();
-    let mut src = Source::open(&mmr.display().to_string(), false)?;
-    let mut n = 0u64;
-    while src.next_record()?.is_some() {
-        n += 1;
-    }
-    let read_s = t.elapsed().as_secs_f64();
-    let _ = std::fs::remove_dir_all(&dir);
-    println!(
-        "records: {} ; parse capture {:.3}s ({}) vs read compiled .mmr {:.3}s ({}) = {:.1}x",
-        records.len(),
-        parse_s,
-        rate(records.len() as u64, parse_s),
-        read_s,
-        rate(n, read_s),
-        parse_s / read_s.max(1e-9)
+    say!(
+        "bench: {name} (load average {})",
+        load.map_or("unknown".into(), |l| format!("{} {} {}", l[0], l[1], l[2]))
     );
 
-    // 1b. The same, end to end as `replay` sees it: text vs .mmr, best of several runs.
-    compare_text_mmr(a.trace.as_deref(), &name, a.io_runs)?;
+    let (records, cpus) = read_all(a.trace.as_deref())?;
+    let nr_cpus = cpus.unwrap_or(DEFAULT_CPUS);
+    let lru = bench_lru(a.trace.as_deref());
+    say!("records: {}", records.len());
+
+    // 1. Delivering the records: the capture vs its compiled `.mmr`, best of several runs.
+    let mmr = if a.json {
+        // compare_text_mmr prints its per-run lines to stdout; keep stdout JSON only.
+        let g = gag_stdout();
+        let r = compare_text_mmr(a.trace.as_deref(), &name, a.io_runs);
+        drop(g);
+        r?
+    } else {
+        compare_text_mmr(a.trace.as_deref(), &name, a.io_runs)?
+    };
 
     // 2. Lowering alone (baseline for replay).
     let lower = LowerOptions {
@@ -366,7 +520,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         lower,
     )?;
     let lower_s = t.elapsed().as_secs_f64();
-    println!(
+    say!(
         "lowering alone: {} records -> {} ops in {:.3}s ({} ops)",
         stats.records,
         ops.len(),
@@ -375,41 +529,77 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     );
     let nops = ops.len() as u64;
 
-    // 3. Each policy alone, one thread (pure apply over an in-memory op vector).
+    // 3. Each policy alone, one thread (pure apply over an in-memory op vector), `runs` times.
     let apply = |e: &mut (dyn mmreplay_reference::Engine + Send), ops: &[Op]| {
         for op in ops {
             let _ = e.apply(op);
         }
     };
-    let mut single_total = 0.0;
+    let mut policies = std::collections::BTreeMap::new();
     for spec in &specs {
-        let mut e = session::build_lru(std::slice::from_ref(spec), nr_cpus, lru);
-        let Some(e) = e.first_mut() else { continue };
-        let t = Instant::now();
-        apply(&mut **e, &ops);
-        let s = t.elapsed().as_secs_f64();
-        single_total += s;
-        println!("  {:<16} 1 thread: {:.3}s  {}", e.name(), s, rate(nops, s));
-    }
-
-    // 4. All policies: one after the other on one thread vs in parallel on two.
-    for threads in [1usize, 2] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()?;
-        let mut engines = session::build_lru(&specs, nr_cpus, lru);
-        let t = Instant::now();
-        pool.install(|| engines.par_iter_mut().for_each(|e| apply(&mut **e, &ops)));
-        let s = t.elapsed().as_secs_f64();
-        println!(
-            "all {} policies, {threads} thread(s): {:.3}s, {} policy-ops ({:.2}x the sum of single runs {:.3}s)",
-            specs.len(),
-            s,
-            rate(nops * specs.len() as u64, s),
-            single_total / s.max(1e-9),
-            single_total
+        let mut runs_s = Vec::new();
+        let mut pname = String::new();
+        for _ in 0..runs {
+            let mut e = session::build_lru(std::slice::from_ref(spec), nr_cpus, lru);
+            let Some(e) = e.first_mut() else { continue };
+            pname = e.name().to_string();
+            let t = Instant::now();
+            apply(&mut **e, &ops);
+            runs_s.push(t.elapsed().as_secs_f64());
+        }
+        let med = median(&runs_s);
+        let (best, worst) = best_worst(runs_s.iter().copied());
+        say!(
+            "  {:<16} 1 thread: median {:.4}s  {} (best {}, worst {}, {runs} runs)",
+            pname,
+            med,
+            rate(nops, med),
+            rate(nops, best),
+            rate(nops, worst)
+        );
+        policies.insert(
+            pname,
+            PolicyFigures {
+                ops_per_s: nops as f64 / med.max(1e-12),
+                runs_s,
+            },
         );
     }
+
+    // 4. All policies: one after the other on one thread vs in parallel on two, in pairs.
+    let pools = [1usize, 2].map(|n| rayon::ThreadPoolBuilder::new().num_threads(n).build());
+    let [Ok(p1), Ok(p2)] = pools else {
+        anyhow::bail!("cannot start the rayon thread pools");
+    };
+    let mut par = ParallelFigures::default();
+    for _ in 0..runs {
+        for (pool, out) in [(&p1, &mut par.threads_1_s), (&p2, &mut par.threads_2_s)] {
+            let mut engines = session::build_lru(&specs, nr_cpus, lru);
+            let t = Instant::now();
+            pool.install(|| engines.par_iter_mut().for_each(|e| apply(&mut **e, &ops)));
+            out.push(t.elapsed().as_secs_f64());
+        }
+    }
+    par.speedups = par
+        .threads_1_s
+        .iter()
+        .zip(&par.threads_2_s)
+        .map(|(one, two)| one / two.max(1e-12))
+        .collect();
+    par.speedup = median(&par.speedups);
+    (par.speedup_min, par.speedup_max) = best_worst(par.speedups.iter().copied());
+    say!(
+        "all {} policies, 1 thread: median {:.4}s, {} policy-ops",
+        specs.len(),
+        median(&par.threads_1_s),
+        rate(nops * specs.len() as u64, median(&par.threads_1_s))
+    );
+    say!(
+        "all {} policies, 2 threads: median {:.4}s, {} policy-ops",
+        specs.len(),
+        median(&par.threads_2_s),
+        rate(nops * specs.len() as u64, median(&par.threads_2_s))
+    );
 
     // 5. Streaming memory: the capture once vs concatenated 10 times, each in a child process.
     let exe = std::env::current_exe().context("cannot find the mmreplay binary")?;
@@ -432,21 +622,128 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .collect();
         match f.as_slice() {
             [_, ops, kb] => {
-                println!("streaming replay x{repeat}: {ops} ops, peak RSS (VmHWM) {kb} kB");
+                say!("streaming replay x{repeat}: {ops} ops, peak RSS (VmHWM) {kb} kB");
                 peaks.push(*kb);
             }
-            _ => println!(
-                "streaming replay x{repeat}: child failed: {} {}",
+            _ => anyhow::bail!(
+                "streaming replay x{repeat}: the child failed: {} {}",
                 line,
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
         }
     }
-    if let [one, ten] = peaks.as_slice() {
-        println!(
-            "peak RSS x10 / x1 = {:.2} (goal < 1.5)",
-            *ten as f64 / (*one).max(1) as f64
+    let rss = match peaks.as_slice() {
+        [one, ten] => RssFigures {
+            x1_kb: *one,
+            x10_kb: *ten,
+            ratio: *ten as f64 / (*one).max(1) as f64,
+        },
+        _ => RssFigures::default(),
+    };
+
+    // 6. The goals, one figure each.
+    let mut goals = Vec::new();
+    for (p, f) in &policies {
+        goals.push(goal(format!("ops_per_s.{p}"), f.ops_per_s, &overrides));
+    }
+    goals.push(goal("parallel_speedup".into(), par.speedup, &overrides));
+    goals.push(goal(
+        "mmr_cpu_speedup".into(),
+        mmr.text_cpu_s / mmr.mmr_cpu_s.max(1e-12),
+        &overrides,
+    ));
+    goals.push(goal(
+        "mmr_size_ratio".into(),
+        mmr.mmr_bytes as f64 / (mmr.text_bytes.max(1)) as f64,
+        &overrides,
+    ));
+    goals.push(goal("rss_x10_over_x1".into(), rss.ratio, &overrides));
+    let failed = goals.iter().filter(|g| !g.pass).count();
+    say!("goals:");
+    for g in &goals {
+        let fig = if g.figure >= 1e5 {
+            format!("{:.2} M", g.figure / 1e6)
+        } else {
+            format!("{:.3}", g.figure)
+        };
+        let target = if g.target >= 1e5 {
+            format!("{:.2} M", g.target / 1e6)
+        } else {
+            format!("{}", g.target)
+        };
+        say!(
+            "  {:<28} {:>10}  goal {} {:<8} {}",
+            g.name,
+            fig,
+            g.op,
+            target,
+            if g.pass { "pass" } else { "FAIL" }
         );
     }
-    Ok(ExitCode::SUCCESS)
+    let extra = match (par.speedup_min, par.speedup_max) {
+        (lo, hi) if runs > 1 => format!(" (parallel speedup min {lo:.2}, max {hi:.2})"),
+        _ => String::new(),
+    };
+    say!(
+        "{} of {} goals pass{extra}",
+        goals.len() - failed,
+        goals.len()
+    );
+    if a.json {
+        let report = BenchReport {
+            trace: name,
+            records: records.len() as u64,
+            ops: nops,
+            loadavg: load,
+            runs,
+            policies,
+            parallel: par,
+            mmr,
+            rss,
+            goals,
+        };
+        println!(
+            "{}",
+            serde_json::to_string(&report).context("serialising the bench report")?
+        );
+    }
+    Ok(if a.check && failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Redirects this process's stdout to /dev/null until dropped (so `--json` keeps stdout to
+/// the one JSON object while helpers print their per-run lines).
+struct Gag(Option<i32>);
+
+fn gag_stdout() -> Gag {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    // SAFETY: dup/open/dup2 on valid descriptors; the saved descriptor is restored on drop.
+    unsafe {
+        let saved = libc::dup(1);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+        if saved < 0 || null < 0 {
+            return Gag(None);
+        }
+        libc::dup2(null, 1);
+        libc::close(null);
+        Gag(Some(saved))
+    }
+}
+
+impl Drop for Gag {
+    fn drop(&mut self) {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        if let Some(saved) = self.0 {
+            // SAFETY: `saved` is the descriptor dup'ed in gag_stdout.
+            unsafe {
+                libc::dup2(saved, 1);
+                libc::close(saved);
+            }
+        }
+    }
 }

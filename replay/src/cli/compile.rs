@@ -29,11 +29,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let header = CompiledHeader {
-        source: a.trace.clone(),
-        format: src.format().to_string(),
-        nr_cpus: src.nr_cpus(),
-    };
+    // The file name only (the bytes must not depend on the directory) and the sidecar.
+    let header = CompiledHeader::for_capture(&a.trace, src.format(), src.nr_cpus());
     let mut w = Writer::create(&a.output, &header)?;
     loop {
         match src.next_record() {

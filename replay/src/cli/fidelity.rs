@@ -118,9 +118,7 @@ fn one(trace: Option<&str>, a: &Args) -> anyhow::Result<Value> {
         procs: mmreplay::session::procs_for(trace)?,
     });
     let meta: Option<Value> = match trace {
-        Some(t) => std::fs::read_to_string(format!("{t}.meta.json"))
-            .ok()
-            .and_then(|s| serde_json::from_str(&s).ok()),
+        Some(t) => mmreplay::sidecar::text_for(t).and_then(|s| serde_json::from_str(&s).ok()),
         None => serde_json::from_str(BUNDLED_META).ok(),
     };
     if let Some(ev) = meta
