@@ -46,6 +46,9 @@ pub const PAGES_PER_CHUNK: usize = 32;
 /// stored after the page's data.
 const RB_MISSED_EVENTS: u64 = 1 << 31;
 const RB_MISSED_STORED: u64 = 1 << 30;
+/// The data length in `commit`. The flags are added to a signed `local_t` from an `int`
+/// (`local_add(RB_MISSED_EVENTS, ...)`), so on 64-bit kernels bits 31..63 are all set.
+const COMMIT_MASK: u64 = (1 << 27) - 1;
 
 /// Errors of the writer, naming the file or the part concerned.
 #[derive(Debug, thiserror::Error)]
@@ -178,7 +181,7 @@ impl PageHeader {
         if commit & RB_MISSED_STORED == 0 {
             return (true, None);
         }
-        let len = (commit & !(RB_MISSED_EVENTS | RB_MISSED_STORED)) as usize;
+        let len = (commit & COMMIT_MASK) as usize;
         (true, word(self.data_offset + len, self.commit_size))
     }
 }
@@ -573,6 +576,11 @@ mod tests {
         page[8..16].copy_from_slice(&commit.to_ne_bytes());
         page[116..124].copy_from_slice(&77u64.to_ne_bytes());
         assert_eq!(h.missed(&page), (true, Some(77)));
+        // As a 64-bit kernel writes it: the flags sign-extended (commit 0xffffffffc0000fd8).
+        let commit = 0xffff_ffff_c000_0000u64 | 4056;
+        page[8..16].copy_from_slice(&commit.to_ne_bytes());
+        page[16 + 4056..16 + 4064].copy_from_slice(&765u64.to_ne_bytes());
+        assert_eq!(h.missed(&page), (true, Some(765)));
         // Missed, but no room to store the count.
         let commit = 4080u64 | RB_MISSED_EVENTS;
         page[8..16].copy_from_slice(&commit.to_ne_bytes());

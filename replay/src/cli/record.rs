@@ -413,6 +413,53 @@ fn tmp_path(out: &Path) -> PathBuf {
     out.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// Removes what a recorder killed with SIGKILL left beside `out`: `.NAME…tmp-PID…` files and
+/// directories (see [`tmp_path`]) whose PID no longer runs. Returns what was removed.
+fn sweep_stale_tmp(out: &Path) -> Vec<PathBuf> {
+    let Some(name) = out.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Vec::new();
+    };
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut gone = Vec::new();
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return gone;
+    };
+    let prefix = format!(".{name}");
+    for e in rd.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = n.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some(i) = rest.find(".tmp-") else {
+            continue;
+        };
+        let digits: String = rest[i + 5..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let Ok(pid) = digits.parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let p = e.path();
+        let res = if p.is_dir() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+        if res.is_ok() {
+            gone.push(p);
+        }
+    }
+    gone.sort();
+    gone
+}
+
 /// Removes the temp file unless disarmed (the rename happened).
 struct TmpFile(Option<PathBuf>);
 impl Drop for TmpFile {
@@ -563,11 +610,21 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         Output::Text(_) => default_out(&cmd0, start_wall),
         Output::Dat => default_dat_out(&cmd0, start_wall),
     });
+    for p in sweep_stale_tmp(&out) {
+        eprintln!(
+            "mmreplay record: removed {} (left by a recorder that was killed)",
+            p.display()
+        );
+    }
     let tmp = tmp_path(&out);
     let mut tmp_guard = TmpFile(Some(tmp.clone()));
     // The page files of a trace.dat, beside the output (the same file system, never /tmp,
     // which may be RAM).
-    let work = tmp.with_extension("pages");
+    let work = {
+        let mut w = tmp.clone().into_os_string();
+        w.push(".pages");
+        PathBuf::from(w)
+    };
     let _work_guard = TmpFile(Some(work.clone()));
     let mut tmp_for_trace = None;
     match kind {
@@ -1110,6 +1167,56 @@ ffffffff83000000 r rodata\n";
             b"ffffffff81000000 T _text\nffffffff81001000 t flush_tlb_func\n\
 ffffffff81002000 W weak_fn [mod]\n"
         );
+    }
+
+    #[test]
+    fn stale_temp_files_of_dead_recorders_are_swept() {
+        let dir = std::env::temp_dir().join(format!("mmreplay-sweep-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut child = Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let me = std::process::id();
+        let out = dir.join("cap.trace.dat");
+        for n in [
+            format!(".cap.trace.dat.tmp-{dead}"),
+            format!(".cap.trace.dat.tmp-{dead}.pages"),
+            format!(".cap.trace.dat.meta.json.tmp-{dead}"),
+            format!(".cap.trace.dat.tmp-{me}"),
+            ".cap.trace.dat.tmp-1".to_string(),
+            format!(".other.tmp-{dead}"),
+            "cap.trace.dat".to_string(),
+        ] {
+            if n.ends_with(".pages") {
+                fs::create_dir_all(dir.join(&n).join("x")).unwrap();
+            } else {
+                fs::write(dir.join(&n), "x").unwrap();
+            }
+        }
+        let gone = sweep_stale_tmp(&out);
+        let names: Vec<String> = gone
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                format!(".cap.trace.dat.meta.json.tmp-{dead}"),
+                format!(".cap.trace.dat.tmp-{dead}"),
+                format!(".cap.trace.dat.tmp-{dead}.pages"),
+            ]
+        );
+        // Ours, a live pid's (1), another capture's and the capture itself stay.
+        for n in [
+            format!(".cap.trace.dat.tmp-{me}"),
+            ".cap.trace.dat.tmp-1".to_string(),
+            format!(".other.tmp-{dead}"),
+            "cap.trace.dat".to_string(),
+        ] {
+            assert!(dir.join(&n).exists(), "{n} removed");
+        }
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
