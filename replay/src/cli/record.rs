@@ -1,13 +1,20 @@
-//! `mmreplay record`: capture a workload's MM events with ftrace into a zstd-compressed text
-//! file plus a `.meta.json` provenance sidecar.
+//! `mmreplay record`: capture a workload's MM events with ftrace into a trace.dat (v7, zstd;
+//! `--text`: zstd-compressed text, `--raw`: a directory of pages) plus a `.meta.json`
+//! provenance sidecar.
 //!
-//! It drives `mmreplay::record` (tracefs control). It must never leave tracefs changed: the
-//! [`Session`] guard restores on every return path, and SIGINT/SIGTERM/SIGHUP only set a flag
-//! that the wait loop turns into "kill the child, stop tracing, save, restore".
+//! It records in a tracefs instance of its own (`mmreplay::record_instance`), streaming each
+//! CPU's ring-buffer pages to disk while the workload runs (`mmreplay::record_stream`), so the
+//! buffer does not overflow and the top-level tracefs state is never touched. It must never
+//! leave tracefs changed: the [`Instance`] guard removes the instance on every return path,
+//! SIGINT/SIGTERM/SIGHUP only set a flag that the wait loop turns into "kill the child, stop
+//! tracing, save, clean up", a lock keeps a second recorder out, and a journal lets the next
+//! recorder clean up after one killed with SIGKILL. Output files appear whole or not at all.
 use anyhow::{bail, Context};
-use mmreplay::record::{
-    self, CpuStats, LineScanner, Session, Settings, TextLoss, Tracefs, DEFAULT_ROOT,
-};
+use mmreplay::record::{self, CpuStats, LineScanner, TextLoss, Tracefs, DEFAULT_ROOT};
+use mmreplay::record_instance::{self as instance, Instance, InstanceSettings};
+use mmreplay::record_stream::Readers;
+
+use super::record_dat;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -40,9 +47,14 @@ pub struct Args {
     /// `default`, or comma-separated `system:event` / `system:*` (may include `default`).
     #[arg(long, default_value = "default")]
     pub events: String,
-    /// Per-CPU ring buffer size in KiB (default: leave as is).
+    /// Per-CPU ring buffer size in KiB (default: from the machine, 1/256 of RAM over the CPUs,
+    /// 4 MiB to 256 MiB per CPU).
     #[arg(long, value_parser = clap::value_parser!(u64).range(4..))]
     pub buffer_kb: Option<u64>,
+    /// Write zstd-compressed ftrace text (`--from`) instead of a trace.dat (also chosen by an
+    /// output name ending in `.zst`).
+    #[arg(long)]
+    pub text: bool,
     /// Print the irq/preempt flags column (`d..1.`).
     #[arg(long, value_enum, default_value = "on")]
     pub irq_info: OnOff,
@@ -54,14 +66,14 @@ pub struct Args {
     /// CPUs that run other tasks, and switches between two other tasks.
     #[arg(long)]
     pub follow: bool,
-    /// Where the text comes from.
-    #[arg(long, value_enum, default_value = "trace")]
-    pub from: Source,
+    /// Where the text comes from (implies --text; default `trace`).
+    #[arg(long, value_enum)]
+    pub from: Option<Source>,
     /// Save the raw per-CPU ring-buffer pages (`per_cpu/cpuN/trace_pipe_raw`) with the event
     /// `format` files, `saved_cmdlines` and the text symbols of `/proc/kallsyms` into OUT as a
     /// directory (default `<cmd-name>-<UTC date>.raw`) instead of text: the kernel skips the text
     /// formatting. `mmreplay stats OUT` reads it.
-    #[arg(long, conflicts_with_all = ["from", "zstd_level"])]
+    #[arg(long, conflicts_with_all = ["from", "zstd_level", "text"])]
     pub raw: bool,
     /// Also trace this kernel function with a kprobe event (`p:mmreplay/SYMBOL`), removed again
     /// afterwards: the kernel's own count of calls, in the same trace. Repeatable; a set name
@@ -72,9 +84,10 @@ pub struct Args {
     /// `trace_clock` to use.
     #[arg(long, default_value = "local")]
     pub clock: String,
-    /// zstd compression level (1-22).
-    #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(i32).range(1..=22))]
-    pub zstd_level: i32,
+    /// zstd compression level (1-22; default 3 for trace.dat, whose pages are compressed after
+    /// the workload ends, 9 for text).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub zstd_level: Option<i32>,
     /// Do not snapshot the address spaces of the processes that exist at the start
     /// (`OUT.procs.zst`, see `procsnap.rs`).
     #[arg(long)]
@@ -86,10 +99,13 @@ pub struct Args {
     /// tracefs root (for testing against another mount point).
     #[arg(long, default_value = DEFAULT_ROOT, hide = true)]
     pub tracefs: PathBuf,
-    /// Journal of the tracefs settings being changed, for recovery after SIGKILL; also keeps
-    /// two recorders from sharing tracefs.
+    /// Journal of what the recorder made in tracefs (its instance, kprobes), for the next
+    /// recorder to clean up after a SIGKILL.
     #[arg(long, default_value = "/run/mmreplay-record.json", hide = true)]
     pub journal: PathBuf,
+    /// Lock held while recording: one recorder at a time.
+    #[arg(long, default_value = "/run/mmreplay-record.lock", hide = true)]
+    pub lock: PathBuf,
     /// The command to run, after `--`.
     #[arg(last = true, required = true, num_args = 1..)]
     pub cmd: Vec<String>,
@@ -146,43 +162,18 @@ pub fn default_out(cmd0: &str, now: SystemTime) -> PathBuf {
     ))
 }
 
+/// `<basename of cmd[0]>-<YYYYmmddTHHMMSSZ>.trace.dat`: the default output.
+pub fn default_dat_out(cmd0: &str, now: SystemTime) -> PathBuf {
+    let text = default_out(cmd0, now).to_string_lossy().into_owned();
+    let stem = text.strip_suffix(".trace.zst").unwrap_or(&text);
+    PathBuf::from(format!("{stem}.trace.dat"))
+}
+
 /// `<basename of cmd[0]>-<YYYYmmddTHHMMSSZ>.raw`: the directory `--raw` writes.
 pub fn default_raw_out(cmd0: &str, now: SystemTime) -> PathBuf {
     let text = default_out(cmd0, now).to_string_lossy().into_owned();
     let stem = text.strip_suffix(".trace.zst").unwrap_or(&text);
     PathBuf::from(format!("{stem}.raw"))
-}
-
-/// Copies whole ring-buffer pages from a non-blocking `trace_pipe_raw` into `dst` until `done`
-/// is set and the buffer is empty. Reads are exactly one sub-buffer long so the kernel hands
-/// out whole pages (`kernel/trace/trace.c:tracing_buffers_read`). Returns the bytes saved.
-fn pump_raw(mut src: File, dst: File, page: usize, done: &AtomicBool) -> io::Result<u64> {
-    let mut w = io::BufWriter::new(dst);
-    let mut buf = vec![0u8; page];
-    let mut total = 0u64;
-    loop {
-        // The flag is read BEFORE the read: an empty buffer after tracing stopped is drained.
-        let stopping = done.load(Ordering::SeqCst);
-        match src.read(&mut buf) {
-            Ok(0) if stopping => break,
-            Ok(0) => std::thread::sleep(Duration::from_millis(5)),
-            Ok(n) => {
-                w.write_all(buf.get(..n).unwrap_or_default())?;
-                total += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if stopping {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    let f = w.into_inner().map_err(|e| e.into_error())?;
-    f.sync_all()?;
-    Ok(total)
 }
 
 /// Keeps the text symbols (`t`/`T`/`w`/`W`) of a `/proc/kallsyms` copy: IPI callbacks are
@@ -210,7 +201,7 @@ fn copy_file(from: &Path, to: &Path) -> anyhow::Result<()> {
 /// Reads a tracefs file with large reads. Not `fs::read`: tracefs files report size 0, so std
 /// probes with a 32-byte first read, and `events/header_page` answers only the first read
 /// (`kernel/trace/trace_events.c:show_header_page_file` returns 0 once `*ppos` is non-zero).
-fn read_big(path: &Path) -> io::Result<Vec<u8>> {
+pub(super) fn read_big(path: &Path) -> io::Result<Vec<u8>> {
     let mut f = File::open(path)?;
     let mut buf = vec![0u8; 1 << 16];
     let mut len = 0;
@@ -229,11 +220,17 @@ fn read_big(path: &Path) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Fills the raw capture directory's metadata (layout of `mmreplay_parsers::binary::rawdir`).
-fn save_raw_meta(fs_: &Tracefs, dir: &Path, events: &[String]) -> anyhow::Result<()> {
+/// Fills the raw capture directory's metadata (layout of `mmreplay_parsers::binary::rawdir`):
+/// formats from the instance `inst`, the (global) comm cache from the top level `top`.
+fn save_raw_meta(
+    top: &Tracefs,
+    inst: &Tracefs,
+    dir: &Path,
+    events: &[String],
+) -> anyhow::Result<()> {
     for h in ["header_page", "header_event"] {
         copy_file(
-            &fs_.path(&format!("events/{h}")),
+            &inst.path(&format!("events/{h}")),
             &dir.join("events").join(h),
         )?;
     }
@@ -242,9 +239,9 @@ fn save_raw_meta(fs_: &Tracefs, dir: &Path, events: &[String]) -> anyhow::Result
             continue;
         };
         let rel = format!("events/{sys}/{ev}/format");
-        copy_file(&fs_.path(&rel), &dir.join(&rel))?;
+        copy_file(&inst.path(&rel), &dir.join(&rel))?;
     }
-    copy_file(&fs_.path("saved_cmdlines"), &dir.join("saved_cmdlines"))?;
+    copy_file(&top.path("saved_cmdlines"), &dir.join("saved_cmdlines"))?;
     match read_big(Path::new("/proc/kallsyms")) {
         Ok(k) => fs::write(dir.join("kallsyms"), text_symbols(&k))
             .with_context(|| format!("writing {}", dir.join("kallsyms").display()))?,
@@ -333,6 +330,10 @@ struct Meta {
     probes: Vec<String>,
     trace_clock: String,
     buffer_size_kb: String,
+    /// Where the buffer size came from: `--buffer-kb`, or `auto` (from RAM and CPUs).
+    buffer_size_from: &'static str,
+    /// The tracefs instance the capture was made in (removed afterwards).
+    instance: String,
     irq_info: bool,
     record_tgid: bool,
     follow_pid: Option<u32>,
@@ -340,10 +341,17 @@ struct Meta {
     events_skipped: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lines: Option<u64>,
-    /// Bytes of ring-buffer pages saved per CPU (`--raw`).
+    /// Bytes of ring-buffer pages saved per CPU (`--raw`, trace.dat).
     #[serde(skip_serializing_if = "Option::is_none")]
     raw_bytes: Option<BTreeMap<String, u64>>,
+    /// Per CPU, what went into the trace.dat (pages, chunks, compressed bytes, pages marked
+    /// "events missed before this page" and the missed events they count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dat: Option<BTreeMap<String, mmreplay::tracedat_write::CpuWritten>>,
     lost_events: u64,
+    /// Lost events per CPU: the larger of the buffer's own count (overrun + dropped) and the
+    /// counts the kernel stored in the pages.
+    lost_events_per_cpu: BTreeMap<String, u64>,
     lost_markers: u64,
     lost_events_in_markers: u64,
     entries_in_buffer: Option<u64>,
@@ -405,6 +413,53 @@ fn tmp_path(out: &Path) -> PathBuf {
     out.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// Removes what a recorder killed with SIGKILL left beside `out`: `.NAME…tmp-PID…` files and
+/// directories (see [`tmp_path`]) whose PID no longer runs. Returns what was removed.
+fn sweep_stale_tmp(out: &Path) -> Vec<PathBuf> {
+    let Some(name) = out.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Vec::new();
+    };
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut gone = Vec::new();
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return gone;
+    };
+    let prefix = format!(".{name}");
+    for e in rd.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = n.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some(i) = rest.find(".tmp-") else {
+            continue;
+        };
+        let digits: String = rest[i + 5..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let Ok(pid) = digits.parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let p = e.path();
+        let res = if p.is_dir() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+        if res.is_ok() {
+            gone.push(p);
+        }
+    }
+    gone.sort();
+    gone
+}
+
 /// Removes the temp file unless disarmed (the rename happened).
 struct TmpFile(Option<PathBuf>);
 impl Drop for TmpFile {
@@ -431,6 +486,58 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The output kind `record` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    Dat,
+    Text(Source),
+    RawDir,
+}
+
+/// `-o NAME.zst`: the name asks for zstd-compressed text.
+fn zst_name(a: &Args) -> bool {
+    a.out
+        .as_ref()
+        .is_some_and(|o| o.extension().is_some_and(|e| e == "zst"))
+}
+
+impl Output {
+    fn of(a: &Args) -> Output {
+        if a.raw {
+            Output::RawDir
+        } else if a.text || a.from.is_some() || zst_name(a) {
+            Output::Text(a.from.unwrap_or(Source::Trace))
+        } else {
+            Output::Dat
+        }
+    }
+}
+
+/// Checks the options that only make sense for one output kind: nothing is silently ignored.
+fn check_output_options(a: &Args, kind: Output) -> anyhow::Result<()> {
+    if kind == Output::Dat {
+        if a.tgid {
+            bail!("--tgid adds a tgid column to the text output; it needs --text");
+        }
+        if a.irq_info == OnOff::Off {
+            bail!("--irq-info off changes the text output only; it needs --text");
+        }
+    }
+    Ok(())
+}
+
+/// The per-CPU buffer size: `--buffer-kb`, else from the machine's memory and CPUs.
+fn buffer_kb(a: &Args) -> (u64, &'static str) {
+    if let Some(kb) = a.buffer_kb {
+        return (kb, "--buffer-kb");
+    }
+    let text = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let (total, avail) = instance::meminfo(&text);
+    let total = total.unwrap_or(4 << 20);
+    let kb = instance::auto_buffer_kb(total, avail.unwrap_or(total), online_cpus().max(1) as u64);
+    (kb, "auto")
+}
+
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
@@ -442,28 +549,55 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let Some(cmd0) = a.cmd.first().cloned() else {
         bail!("no command given after `--`");
     };
-    let specs = record::parse_event_list(&a.events)?;
-    let probes = record::expand_probes(&a.probes)?;
-    record::ensure_mounted(&a.tracefs)?;
-    let fs_ = Tracefs::new(&a.tracefs);
-    if let Some(n) = record::recover(&fs_, &a.journal)? {
+    let kind = Output::of(&a);
+    check_output_options(&a, kind)?;
+    let level = a
+        .zstd_level
+        .unwrap_or(if kind == Output::Dat { 3 } else { 9 });
+    if zst_name(&a) && !a.text && a.from.is_none() && !a.raw {
         eprintln!(
-            "mmreplay record: warning: a previous recorder died without restoring tracefs; \
-             restored {n} settings from {}",
-            a.journal.display()
+            "mmreplay record: -o names a .zst file: writing zstd-compressed text (as --text); \
+             name it .dat for a trace.dat"
         );
     }
-    if !probes.is_empty() && !fs_.has_kprobes() {
+    let specs = record::parse_event_list(&a.events)?;
+    let probes = record::expand_probes(&a.probes)?;
+    // Before anything is made that a signal could strand: from here on a signal only sets STOP.
+    install_signal_handlers()?;
+    record::ensure_mounted(&a.tracefs)?;
+    let top = Tracefs::new(&a.tracefs);
+    if !top.exists("instances") {
+        bail!(
+            "{}: no instances directory; record needs tracefs instances (Linux 3.10+)",
+            a.tracefs.display()
+        );
+    }
+    let _lock = instance::lock(&a.lock)?;
+    let rec = instance::recover(&top, &a.journal)?;
+    if !rec.is_empty() {
+        eprintln!(
+            "mmreplay record: warning: a previous recorder died without cleaning up: removed \
+             instances [{}], kprobes [{}], restored {} settings (journal {})",
+            rec.instances_removed.join(", "),
+            rec.kprobes_removed.join(", "),
+            rec.settings_restored,
+            a.journal.display()
+        );
+        for f in &rec.failures {
+            eprintln!("mmreplay record: warning: could not undo: {f}");
+        }
+    }
+    if !probes.is_empty() && !top.has_kprobes() {
         return Err(record::RecordError::NoKprobes {
-            path: fs_.path(record::KPROBE_EVENTS),
+            path: top.path(record::KPROBE_EVENTS),
         }
         .into());
     }
-    let (mut events, skipped) = fs_.resolve(&specs);
+    let (mut events, skipped) = top.resolve(&specs);
     for w in &skipped {
         eprintln!("mmreplay record: warning: {w}");
     }
-    let (substituted, notes) = fs_.substitute(&specs, &mut events);
+    let (substituted, notes) = top.substitute(&specs, &mut events);
     for n in &notes {
         eprintln!("mmreplay record: {n}");
     }
@@ -471,23 +605,41 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return Err(record::RecordError::NoEvents.into());
     }
     let start_wall = SystemTime::now();
-    let out = a.out.clone().unwrap_or_else(|| {
-        if a.raw {
-            default_raw_out(&cmd0, start_wall)
-        } else {
-            default_out(&cmd0, start_wall)
-        }
+    let out = a.out.clone().unwrap_or_else(|| match kind {
+        Output::RawDir => default_raw_out(&cmd0, start_wall),
+        Output::Text(_) => default_out(&cmd0, start_wall),
+        Output::Dat => default_dat_out(&cmd0, start_wall),
     });
+    for p in sweep_stale_tmp(&out) {
+        eprintln!(
+            "mmreplay record: removed {} (left by a recorder that was killed)",
+            p.display()
+        );
+    }
     let tmp = tmp_path(&out);
     let mut tmp_guard = TmpFile(Some(tmp.clone()));
-    let tmp_file = if a.raw {
-        fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        None
-    } else {
-        Some(File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?)
+    // The page files of a trace.dat, beside the output (the same file system, never /tmp,
+    // which may be RAM).
+    let work = {
+        let mut w = tmp.clone().into_os_string();
+        w.push(".pages");
+        PathBuf::from(w)
     };
+    let _work_guard = TmpFile(Some(work.clone()));
+    let mut tmp_for_trace = None;
+    match kind {
+        Output::RawDir => {
+            fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?
+        }
+        Output::Dat => {
+            fs::create_dir(&work).with_context(|| format!("creating {}", work.display()))?
+        }
+        Output::Text(_) => {
+            tmp_for_trace =
+                Some(File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?)
+        }
+    }
 
-    install_signal_handlers()?;
     // Processes older than the capture, walked before tracing starts (so the walk itself is
     // not traced); written next to the trace at the end.
     let procs = (!a.no_procs).then(|| {
@@ -500,96 +652,109 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             &[std::process::id() as i32],
         )
     });
-    let settings = Settings {
-        events: events.clone(),
-        buffer_kb: a.buffer_kb,
-        clock: a.clock.clone(),
-        irq_info: a.irq_info == OnOff::On,
-        record_tgid: a.tgid,
-        follow_pid: a.follow.then(std::process::id),
-        probes: probes.clone(),
-    };
+    let (buffer_kb, buffer_size_from) = buffer_kb(&a);
     // The probe events are part of the capture's event list (format files, sidecar).
     let events: Vec<String> = events
         .into_iter()
         .chain(probes.iter().map(|p| record::probe_event(p)))
         .collect();
-    let mut sess = Session::start_journaled(fs_.clone(), &settings, Some(a.journal.clone()))?;
-    let trace_clock = fs_
+    let settings = InstanceSettings {
+        events: events.clone(),
+        buffer_kb,
+        clock: a.clock.clone(),
+        irq_info: a.irq_info == OnOff::On,
+        record_tgid: a.tgid,
+        follow_pid: a.follow.then(std::process::id),
+        probes: probes.clone(),
+        buffer_percent: instance::BUFFER_PERCENT,
+    };
+    let mut inst = Instance::create(top.clone(), &settings, Some(a.journal.clone()))?;
+    let ifs = inst.tracefs().clone();
+    let trace_clock = ifs
         .read("trace_clock")
         .ok()
         .and_then(|c| record::parse_trace_clock(&c).map(str::to_string))
         .unwrap_or_default();
-    let buffer_size_kb = fs_
+    let buffer_size_kb = ifs
         .read("buffer_size_kb")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    let subbuf = record_dat::subbuf_size(&ifs, page_size);
+    let cpus = ifs.cpus();
 
-    // The pipe reader starts before tracing is on so nothing waits in the buffer unread.
+    // The readers start before tracing is on so nothing waits in the buffer unread. Declared
+    // after `inst`: on an early return they are dropped (stopped, files closed) first.
+    let mut readers = None;
     let pipe_done = Arc::new(AtomicBool::new(false));
     let mut pipe_thread = None;
-    let mut tmp_for_trace = tmp_file;
-    let mut raw_threads = Vec::new();
-    if a.raw {
-        use std::os::unix::fs::OpenOptionsExt;
-        // The ring buffer's sub-buffer size (6.8+ makes it tunable), else the page size.
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-        let page = fs_
-            .read("buffer_subbuf_size_kb")
-            .ok()
-            .and_then(|s| s.trim().parse::<usize>().ok())
-            .map_or(page_size, |k| k * 1024);
-        for cpu in fs_.cpus() {
-            let p = fs_.path(&format!("per_cpu/cpu{cpu}/trace_pipe_raw"));
+    match kind {
+        Output::Dat | Output::RawDir => {
+            let files: Vec<(u32, PathBuf)> = cpus
+                .iter()
+                .map(|&c| {
+                    if kind == Output::Dat {
+                        (c, work.join(format!("cpu{c}.pages")))
+                    } else {
+                        (c, tmp.join(format!("per_cpu/cpu{c}/trace_pipe_raw")))
+                    }
+                })
+                .collect();
+            for (_, f) in &files {
+                if let Some(d) = f.parent() {
+                    fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+                }
+            }
+            readers = Some(Readers::start(ifs.root(), &files, subbuf)?);
+        }
+        Output::Text(Source::Pipe) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let p = ifs.path("trace_pipe");
             let src = fs::OpenOptions::new()
                 .read(true)
                 .custom_flags(libc::O_NONBLOCK)
                 .open(&p)
                 .with_context(|| format!("opening {}", p.display()))?;
-            let d = tmp.join(format!("per_cpu/cpu{cpu}"));
-            fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
-            let dst = File::create(d.join("trace_pipe_raw"))
-                .with_context(|| format!("creating {}", d.display()))?;
+            let dst = tmp_for_trace.take().context("output file already used")?;
             let done = Arc::clone(&pipe_done);
-            raw_threads.push((
-                cpu,
-                std::thread::spawn(move || pump_raw(src, dst, page, &done)),
-            ));
+            pipe_thread = Some(std::thread::spawn(move || {
+                pump(src, dst, level, Some(&done))
+            }));
+        }
+        Output::Text(Source::Trace) => {}
+    }
+    // Stops the trace_pipe reader on an early return, before the instance goes.
+    struct PipeStop(Arc<AtomicBool>);
+    impl Drop for PipeStop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
         }
     }
-    if a.from == Source::Pipe {
-        use std::os::unix::fs::OpenOptionsExt;
-        let p = fs_.path("trace_pipe");
-        let src = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&p)
-            .with_context(|| format!("opening {}", p.display()))?;
-        let dst = tmp_for_trace.take().context("output file already used")?;
-        let done = Arc::clone(&pipe_done);
-        let level = a.zstd_level;
-        pipe_thread = Some(std::thread::spawn(move || {
-            pump(src, dst, level, Some(&done))
-        }));
-    }
+    let _pipe_stop = PipeStop(Arc::clone(&pipe_done));
 
-    sess.set_tracing(true)?;
+    inst.set_tracing(true)?;
     let t0 = Instant::now();
-    let mut child = match Command::new(&cmd0)
-        .args(a.cmd.get(1..).unwrap_or_default())
-        .spawn()
+    let mut command = Command::new(&cmd0);
+    command.args(a.cmd.get(1..).unwrap_or_default());
     {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            // The workload dies with the recorder (a SIGKILLed recorder leaves no orphan
+            // running untraced).
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
-            let _ = sess.set_tracing(false);
-            pipe_done.store(true, Ordering::SeqCst);
-            if let Some(t) = pipe_thread {
-                let _ = t.join();
-            }
-            for (_, t) in raw_threads {
-                let _ = t.join();
-            }
+            let _ = inst.set_tracing(false);
             return Err(e).with_context(|| format!("running {cmd0:?}"));
         }
     };
@@ -615,62 +780,103 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let duration_ms = t0.elapsed().as_millis();
-    sess.set_tracing(false)?;
+    inst.set_tracing(false)?;
     let status = status.context("waiting for the workload")?;
-    let per_cpu = fs_.cpu_stats().unwrap_or_default();
     let memcg = cgroup_seen.and_then(|(p, v2)| roots.memcg_limit(&p, v2));
 
+    // Drain: the readers empty their buffers (tracing is off) and return.
     let mut raw_bytes = None;
-    let loss = match pipe_thread {
-        _ if a.raw => {
+    let mut pages = Vec::new();
+    if let Some(r) = readers.take() {
+        let done = r.finish()?;
+        raw_bytes = Some(
+            done.iter()
+                .map(|(c, _, st)| (format!("cpu{c}"), st.bytes))
+                .collect::<BTreeMap<_, _>>(),
+        );
+        pages = done.into_iter().map(|(c, p, _)| (c, p)).collect();
+    }
+    let per_cpu = ifs.cpu_stats().unwrap_or_default();
+    let loss = match kind {
+        Output::Text(Source::Pipe) => {
             pipe_done.store(true, Ordering::SeqCst);
-            let mut bytes = BTreeMap::new();
-            for (cpu, t) in raw_threads {
-                let n = t
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("trace_pipe_raw reader panicked"))?
-                    .with_context(|| format!("reading per_cpu/cpu{cpu}/trace_pipe_raw"))?;
-                bytes.insert(format!("cpu{cpu}"), n);
-            }
-            raw_bytes = Some(bytes);
-            save_raw_meta(&fs_, &tmp, &events)?;
-            TextLoss::default()
-        }
-        Some(t) => {
-            pipe_done.store(true, Ordering::SeqCst);
-            t.join()
+            pipe_thread
+                .take()
+                .context("trace_pipe reader missing")?
+                .join()
                 .map_err(|_| anyhow::anyhow!("trace_pipe reader panicked"))?
                 .context("streaming trace_pipe")?
         }
-        None => {
-            let p = fs_.path("trace");
+        Output::Text(Source::Trace) => {
+            let p = ifs.path("trace");
             let src = File::open(&p).with_context(|| format!("opening {}", p.display()))?;
             let dst = tmp_for_trace.take().context("output file already used")?;
-            pump(src, dst, a.zstd_level, None)
+            pump(src, dst, level, None)
                 .with_context(|| format!("saving {} to {}", p.display(), tmp.display()))?
         }
+        Output::RawDir => {
+            save_raw_meta(&top, &ifs, &tmp, &events)?;
+            TextLoss::default()
+        }
+        Output::Dat => TextLoss::default(),
     };
-    let restore_err = sess.restore().err();
-    drop(sess);
+    // Everything the trace.dat needs from the instance, read before it goes.
+    let dat_meta = match kind {
+        Output::Dat => {
+            let kallsyms = match read_big(Path::new("/proc/kallsyms")) {
+                Ok(k) => text_symbols(&k),
+                Err(e) => {
+                    eprintln!("mmreplay record: warning: /proc/kallsyms not saved: {e}");
+                    Vec::new()
+                }
+            };
+            Some(record_dat::gather(&top, &ifs, &events, &cpus, kallsyms)?)
+        }
+        _ => None,
+    };
+    let remove_err = inst.remove().err();
+    drop(inst);
 
+    let mut dat = None;
+    if let Some(m) = &dat_meta {
+        let (_, written) = record_dat::write(&tmp, m, &pages, level)?;
+        dat = Some(
+            written
+                .into_iter()
+                .map(|(c, st)| (format!("cpu{c}"), st))
+                .collect::<BTreeMap<_, _>>(),
+        );
+    }
     fs::rename(&tmp, &out).with_context(|| format!("renaming to {}", out.display()))?;
     tmp_guard.0 = None;
 
-    let overrun: u64 = per_cpu.values().map(|s| s.overrun + s.dropped_events).sum();
+    // Per CPU: the buffer's own count, or what the pages say, whichever is larger.
+    let mut lost_per_cpu = BTreeMap::new();
+    for (c, s) in &per_cpu {
+        let in_pages = dat
+            .as_ref()
+            .and_then(|d| d.get(&format!("cpu{c}")))
+            .map_or(0, |w| w.missed_events_stored);
+        lost_per_cpu.insert(
+            format!("cpu{c}"),
+            (s.overrun + s.dropped_events).max(in_pages),
+        );
+    }
+    let overrun: u64 = lost_per_cpu.values().sum();
     let lost = overrun.max(loss.lost_events).max(loss.header_lost());
     use std::os::unix::process::ExitStatusExt;
     let meta = Meta {
         tool: "mmreplay record",
         mmreplay_version: env!("CARGO_PKG_VERSION"),
-        format: if a.raw {
-            "ftrace-raw-dir"
-        } else {
-            "ftrace-text"
+        format: match kind {
+            Output::RawDir => "ftrace-raw-dir",
+            Output::Text(_) => "ftrace-text",
+            Output::Dat => "trace.dat",
         },
-        source: match a.from {
-            _ if a.raw => "trace_pipe_raw",
-            Source::Trace => "trace",
-            Source::Pipe => "trace_pipe",
+        source: match kind {
+            Output::RawDir | Output::Dat => "trace_pipe_raw",
+            Output::Text(Source::Trace) => "trace",
+            Output::Text(Source::Pipe) => "trace_pipe",
         },
         command: a.cmd.clone(),
         workload_pid,
@@ -687,15 +893,19 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         events_substituted: substituted,
         probes,
         trace_clock,
-        buffer_size_kb,
+        buffer_size_kb: buffer_size_kb.clone(),
+        buffer_size_from,
+        instance: format!("instances/{}", instance_name()),
         irq_info: settings.irq_info,
         record_tgid: settings.record_tgid,
         follow_pid: settings.follow_pid,
         events_enabled: events,
         events_skipped: skipped,
-        lines: (!a.raw).then_some(loss.lines),
+        lines: matches!(kind, Output::Text(_)).then_some(loss.lines),
         raw_bytes,
+        dat,
         lost_events: lost,
+        lost_events_per_cpu: lost_per_cpu.clone(),
         lost_markers: loss.lost_markers,
         lost_events_in_markers: loss.lost_events,
         entries_in_buffer: loss.entries_in_buffer,
@@ -704,7 +914,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|(c, s)| (format!("cpu{c}"), *s))
             .collect(),
-        zstd_level: a.zstd_level,
+        zstd_level: level,
     };
     let mut meta_path = out.clone().into_os_string();
     meta_path.push(".meta.json");
@@ -713,7 +923,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     write_atomic(Path::new(&meta_path), &json)?;
     if let Some(p) = &procs {
         let path = mmreplay::procsnap::path_for(&out);
-        write_atomic(&path, &p.to_zst(a.zstd_level.max(9))?)?;
+        write_atomic(&path, &p.to_zst(level.max(9))?)?;
         eprintln!(
             "mmreplay record: wrote {} ({} processes, {} pages; {} pages over the caps, \
              {} kernel threads skipped)",
@@ -725,34 +935,50 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         );
     }
 
-    if a.raw {
-        eprintln!(
+    match kind {
+        Output::RawDir => eprintln!(
             "mmreplay record: wrote {} (raw pages, {} events lost)",
             out.display(),
             lost
-        );
-    } else {
-        eprintln!(
+        ),
+        Output::Dat => eprintln!(
+            "mmreplay record: wrote {} (trace.dat v7, zstd; {} events lost)",
+            out.display(),
+            lost
+        ),
+        Output::Text(_) => eprintln!(
             "mmreplay record: wrote {} ({} lines, {} events lost)",
             out.display(),
             loss.lines,
             lost
-        );
+        ),
     }
     if lost > 0 {
-        let hint = match a.from {
-            _ if a.raw => "",
-            Source::Trace => " or use --from pipe",
-            Source::Pipe => "",
+        let per: Vec<String> = lost_per_cpu
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
+        let hint = match kind {
+            Output::Text(Source::Trace) => " or use --from pipe (or drop --text)",
+            _ => "",
         };
         eprintln!(
-            "mmreplay record: warning: [LOST {lost} EVENTS] (per-CPU overrun {overrun}, \
-             markers {}): raise --buffer-kb (now {}){hint}",
-            loss.lost_events, meta.buffer_size_kb
+            "mmreplay record: WARNING: {lost} EVENTS LOST ({}; text markers {}): the capture \
+             has gaps, see lost_events_per_cpu in {}; raise --buffer-kb (now {} KiB per \
+             CPU){hint}",
+            if per.is_empty() {
+                "per CPU: none counted".to_string()
+            } else {
+                per.join(", ")
+            },
+            loss.lost_events,
+            Path::new(&meta_path).display(),
+            meta.buffer_size_kb
         );
     }
-    if let Some(e) = restore_err {
-        bail!("capture saved, but restoring tracefs failed: {e}");
+    if let Some(e) = remove_err {
+        bail!("capture saved, but removing the tracefs instance failed: {e}");
     }
     if let Some(sig) = interrupted {
         eprintln!("mmreplay record: interrupted by signal {sig}; workload killed");
@@ -763,6 +989,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn instance_name() -> String {
+    format!("{}{}", instance::INSTANCE_PREFIX, std::process::id())
 }
 
 #[cfg(test)]
@@ -786,13 +1016,55 @@ mod tests {
         assert_eq!(a.cmd, vec!["ls", "-l", "--color"]);
         assert_eq!(a.events, "default");
         assert_eq!(a.irq_info, OnOff::On);
-        assert_eq!(a.from, Source::Trace);
+        assert_eq!(a.from, None);
+        assert_eq!(Output::of(&a), Output::Dat);
+        assert!(!a.text);
         assert!(!a.tgid);
         assert!(!a.follow);
         assert_eq!(a.buffer_kb, None);
         assert_eq!(a.clock, "local");
         assert_eq!(a.tracefs, PathBuf::from(DEFAULT_ROOT));
         assert_eq!(a.journal, PathBuf::from("/run/mmreplay-record.json"));
+        assert_eq!(a.lock, PathBuf::from("/run/mmreplay-record.lock"));
+    }
+
+    #[test]
+    fn output_kind_and_options_that_need_text() {
+        let kind = |v: &[&str]| Output::of(&parse(v).unwrap());
+        assert_eq!(kind(&["--", "ls"]), Output::Dat);
+        assert_eq!(kind(&["--text", "--", "ls"]), Output::Text(Source::Trace));
+        assert_eq!(
+            kind(&["--from", "pipe", "--", "ls"]),
+            Output::Text(Source::Pipe)
+        );
+        assert_eq!(kind(&["--raw", "--", "ls"]), Output::RawDir);
+        assert!(parse(&["--raw", "--text", "--", "ls"]).is_err());
+        // Nothing a trace.dat cannot honour passes silently.
+        assert_eq!(
+            kind(&["-o", "x.trace.zst", "--", "ls"]),
+            Output::Text(Source::Trace)
+        );
+        for (bad, why) in [
+            (&["--tgid", "--", "ls"][..], "needs --text"),
+            (&["--irq-info", "off", "--", "ls"], "needs --text"),
+        ] {
+            let a = parse(bad).unwrap();
+            let e = check_output_options(&a, Output::of(&a)).unwrap_err();
+            assert!(e.to_string().contains(why), "{bad:?}: {e}");
+        }
+        for good in [
+            &["-o", "x.trace.zst", "--text", "--tgid", "--", "ls"][..],
+            &["-o", "x.trace.dat", "--", "ls"],
+            &["-o", "x.zst", "--from", "pipe", "--", "ls"],
+        ] {
+            let a = parse(good).unwrap();
+            assert!(check_output_options(&a, Output::of(&a)).is_ok(), "{good:?}");
+        }
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_316_645);
+        assert_eq!(
+            default_dat_out("/usr/bin/python3", t),
+            PathBuf::from("python3-20261122T030405Z.trace.dat")
+        );
     }
 
     #[test]
@@ -819,7 +1091,7 @@ mod tests {
         assert_eq!(a.irq_info, OnOff::Off);
         assert!(a.tgid);
         assert!(a.follow);
-        assert_eq!(a.from, Source::Pipe);
+        assert_eq!(a.from, Some(Source::Pipe));
         assert_eq!(record::parse_event_list(&a.events).unwrap().len(), 2);
     }
 
@@ -898,24 +1170,52 @@ ffffffff81002000 W weak_fn [mod]\n"
     }
 
     #[test]
-    fn pump_raw_drains_until_stopped() {
-        let dir = std::env::temp_dir().join(format!("mmreplay-pumpraw-{}", std::process::id()));
+    fn stale_temp_files_of_dead_recorders_are_swept() {
+        let dir = std::env::temp_dir().join(format!("mmreplay-sweep-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let src_p = dir.join("trace_pipe_raw");
-        let pages: Vec<u8> = (0..3 * 4096u32).map(|i| (i % 251) as u8).collect();
-        fs::write(&src_p, &pages).unwrap();
-        let out_p = dir.join("out");
-        // Already stopped: a regular file reads to EOF (0) and the copy ends there.
-        let done = AtomicBool::new(true);
-        let n = pump_raw(
-            File::open(&src_p).unwrap(),
-            File::create(&out_p).unwrap(),
-            4096,
-            &done,
-        )
-        .unwrap();
-        assert_eq!(n, pages.len() as u64);
-        assert_eq!(fs::read(&out_p).unwrap(), pages);
+        let mut child = Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let me = std::process::id();
+        let out = dir.join("cap.trace.dat");
+        for n in [
+            format!(".cap.trace.dat.tmp-{dead}"),
+            format!(".cap.trace.dat.tmp-{dead}.pages"),
+            format!(".cap.trace.dat.meta.json.tmp-{dead}"),
+            format!(".cap.trace.dat.tmp-{me}"),
+            ".cap.trace.dat.tmp-1".to_string(),
+            format!(".other.tmp-{dead}"),
+            "cap.trace.dat".to_string(),
+        ] {
+            if n.ends_with(".pages") {
+                fs::create_dir_all(dir.join(&n).join("x")).unwrap();
+            } else {
+                fs::write(dir.join(&n), "x").unwrap();
+            }
+        }
+        let gone = sweep_stale_tmp(&out);
+        let names: Vec<String> = gone
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                format!(".cap.trace.dat.meta.json.tmp-{dead}"),
+                format!(".cap.trace.dat.tmp-{dead}"),
+                format!(".cap.trace.dat.tmp-{dead}.pages"),
+            ]
+        );
+        // Ours, a live pid's (1), another capture's and the capture itself stay.
+        for n in [
+            format!(".cap.trace.dat.tmp-{me}"),
+            ".cap.trace.dat.tmp-1".to_string(),
+            format!(".other.tmp-{dead}"),
+            "cap.trace.dat".to_string(),
+        ] {
+            assert!(dir.join(&n).exists(), "{n} removed");
+        }
         let _ = fs::remove_dir_all(&dir);
     }
 
