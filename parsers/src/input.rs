@@ -107,8 +107,24 @@ pub trait RecordSource {
 
 /// Lines longer than this are counted as `line_too_long` and skipped (memory stays bounded).
 pub const MAX_LINE: usize = 1 << 20;
+/// Longest event name a text line may carry: the kernel caps system and event names at 64
+/// bytes each (`MAX_EVENT_NAME_LEN`, kernel/trace/trace_probe.h). Longer names are counted as
+/// `event_name_too_long`: interned names and the per-name tables stay small on hostile input.
+pub const MAX_EVENT_NAME: usize = 128;
+/// Longest event payload: the kernel prints an event into a one-page `trace_seq`
+/// (`TRACE_SEQ_BUFFER_SIZE`, include/linux/trace_seq.h), so a longer payload is not a real
+/// one. Counted as `payload_too_long`; without the cap, 4096 records of the reorder window
+/// could each hold a 1 MiB interned field (a 4 MB zstd file would need 4 GiB).
+pub const MAX_PAYLOAD: usize = 4096;
+/// Distinct event names `unparsed_payload_by_event` keeps; later ones are summed under
+/// [`OTHER_EVENTS`].
+pub const MAX_UNPARSED_NAMES: usize = 1024;
+/// Key of the unparsed payloads of events past [`MAX_UNPARSED_NAMES`] distinct names.
+pub const OTHER_EVENTS: &str = "<other events>";
 const CHUNK: usize = 1 << 20;
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+/// Largest zstd window a compressed capture may ask for: 2^27 = 128 MiB (see [`open_reader`]).
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 const SNIFF_BYTES: usize = 64 * 1024;
 
 /// Opens `path` (`-` is stdin), decompressing zstd transparently, and sniffs the format.
@@ -166,8 +182,18 @@ fn open_reader_limited(
     })?;
     let zstd = head.starts_with(&ZSTD_MAGIC);
     let stream: Box<dyn Read + Send> = if zstd {
-        let d =
+        let mut d =
             zstd::stream::read::Decoder::with_buffer(br).map_err(|source| ParseError::Read {
+                path: path.to_string(),
+                offset: 0,
+                source,
+            })?;
+        // The frame header names the window the decoder allocates. Pinned at libzstd's default
+        // (128 MiB): `zstd -22` / `--long` captures (corpus/captures/compaction-procs) use it;
+        // the buffer is touched only as far as data fills it, and a frame asking for more is
+        // refused ("Frame requires too much memory") instead of allocating it.
+        d.window_log_max(ZSTD_WINDOW_LOG_MAX)
+            .map_err(|source| ParseError::Read {
                 path: path.to_string(),
                 offset: 0,
                 source,
@@ -591,6 +617,37 @@ impl TextState {
             };
         }
         match (self.tokenise)(line) {
+            Ok(Line::Event(e))
+                if e.name.len() > MAX_EVENT_NAME || e.payload.len() > MAX_PAYLOAD =>
+            {
+                let (what, expected, len) = if e.name.len() > MAX_EVENT_NAME {
+                    (
+                        "event_name_too_long",
+                        "an event name of at most 128 bytes",
+                        e.name.len(),
+                    )
+                } else {
+                    (
+                        "payload_too_long",
+                        "an event payload of at most 4096 bytes (one trace_seq page)",
+                        e.payload.len(),
+                    )
+                };
+                if self.strict {
+                    return Err(ParseError::Line {
+                        pos: pos!(),
+                        what,
+                        expected,
+                        preview: preview(line),
+                    });
+                }
+                let p = pos!();
+                self.note_unparsed(
+                    what,
+                    &p,
+                    &format!("{what} ({len} bytes): expected {expected}"),
+                );
+            }
             Ok(Line::Event(e)) => match self.decoder.decode(e.name, e.payload, e.form) {
                 Ok(event) => {
                     self.reorder.push(Record {
@@ -612,7 +669,14 @@ impl TextState {
                             preview: preview(e.payload),
                         });
                     }
-                    *self.unparsed_payload.entry(Box::from(e.name)).or_insert(0) += 1;
+                    let key: &[u8] = if self.unparsed_payload.len() < MAX_UNPARSED_NAMES
+                        || self.unparsed_payload.contains_key(e.name)
+                    {
+                        e.name
+                    } else {
+                        OTHER_EVENTS.as_bytes()
+                    };
+                    *self.unparsed_payload.entry(Box::from(key)).or_insert(0) += 1;
                     let msg = format!(
                         "payload of `{event}`: expected {expected}; got {:?}",
                         preview(e.payload)

@@ -199,6 +199,17 @@ fn static_id(ev: &Event) -> Option<usize> {
     })
 }
 
+/// Distinct event names [`StatsBuilder`] counts one by one (per name family); later names
+/// are summed under [`OTHER_NAMES`], so memory stays bounded whatever names a file invents.
+pub const MAX_NAMES: usize = 1 << 16;
+/// Key of the events past [`MAX_NAMES`] distinct names.
+pub const OTHER_NAMES: &str = "<other names>";
+/// Distinct `tlb_flush` reasons counted one by one (the kernel has five); later ones are summed
+/// under [`OTHER_NAMES`]. The lookup is a linear scan: the cap also bounds its cost.
+pub const MAX_TLB_REASONS: usize = 64;
+/// Distinct CPU numbers of 4096 and above counted one by one; later ones under `u32::MAX`.
+pub const MAX_BIG_CPUS: usize = 4096;
+
 /// Accumulates [`Stats`] one record at a time.
 #[derive(Default)]
 pub struct StatsBuilder {
@@ -262,7 +273,15 @@ impl StatsBuilder {
                     *c = 1;
                 }
             }
-            None => *self.per_cpu.entry(r.cpu).or_insert(0) += 1,
+            None => {
+                let cpu = if self.per_cpu.len() < MAX_BIG_CPUS || self.per_cpu.contains_key(&r.cpu)
+                {
+                    r.cpu
+                } else {
+                    u32::MAX
+                };
+                *self.per_cpu.entry(cpu).or_insert(0) += 1
+            }
         }
         self.first_ts = Some(self.first_ts.map_or(r.ts_ns, |t| t.min(r.ts_ns)));
         self.last_ts = Some(self.last_ts.map_or(r.ts_ns, |t| t.max(r.ts_ns)));
@@ -274,6 +293,7 @@ impl StatsBuilder {
         match &r.event {
             Event::TlbFlush { reason, .. } => {
                 let key = (reason.code, &*reason.text);
+                let full = self.tlb.len() >= MAX_TLB_REASONS;
                 // Avoid allocating on the hot path: look up by borrowed parts first.
                 let hit = self
                     .tlb
@@ -281,9 +301,10 @@ impl StatsBuilder {
                     .find(|(k, _)| k.0 == key.0 && &*k.1 == key.1);
                 match hit {
                     Some((_, c)) => *c += 1,
-                    None => {
+                    None if !full => {
                         self.tlb.insert((key.0, Box::from(key.1)), 1);
                     }
+                    None => *self.tlb.entry((None, Box::from(OTHER_NAMES))).or_insert(0) += 1,
                 }
             }
             Event::IpiSendCpu { kind, .. } => {
@@ -312,11 +333,13 @@ impl StatsBuilder {
     fn count_by_name(&mut self, ev: &Event) {
         let (pi, name) = name_parts(ev);
         if let Some(m) = self.events.get_mut(pi) {
+            let full = m.len() >= MAX_NAMES;
             match m.get_mut(name) {
                 Some(c) => *c += 1,
-                None => {
+                None if !full => {
                     m.insert(Box::from(name), 1);
                 }
+                None => *m.entry(Box::from(OTHER_NAMES)).or_insert(0) += 1,
             }
         }
     }

@@ -1160,14 +1160,22 @@ impl Writer {
             op,
             source,
         };
-        out.write_all(&[0u8]).map_err(|e| io("write", e))?;
-        out.write_all(&self.total.to_le_bytes())
-            .map_err(|e| io("write", e))?;
-        out.write_all(&self.sum.to_le_bytes())
-            .map_err(|e| io("write", e))?;
-        let f = out.into_inner().map_err(|e| io("write", e.into_error()))?;
-        f.sync_all().map_err(|e| io("sync", e))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| io("rename", e))?;
+        let done = (|| {
+            out.write_all(&[0u8]).map_err(|e| io("write", e))?;
+            out.write_all(&self.total.to_le_bytes())
+                .map_err(|e| io("write", e))?;
+            out.write_all(&self.sum.to_le_bytes())
+                .map_err(|e| io("write", e))?;
+            let f = out.into_inner().map_err(|e| io("write", e.into_error()))?;
+            f.sync_all().map_err(|e| io("sync", e))?;
+            std::fs::rename(&self.tmp, &self.path).map_err(|e| io("rename", e))
+        })();
+        if let Err(e) = done {
+            // `Drop` only cleans up while `out` is set; it was taken above (a full disk fails
+            // here, at the last flush).
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(e);
+        }
         Ok(self.total)
     }
 }
@@ -1591,8 +1599,24 @@ impl<R: Read> Reader<R> {
                 }
                 let mut buf = self.spare_raw.pop().unwrap_or_default();
                 buf.clear();
-                buf.resize(len as usize, 0);
-                self.exact(&mut buf, "chunk payload")?;
+                // Grows with the bytes that are really there, never sized from the (untrusted)
+                // length: a 30-byte file claiming a 256 MiB chunk must not cost 256 MiB.
+                let got = (&mut self.inp)
+                    .take(u64::from(len))
+                    .read_to_end(&mut buf)
+                    .map_err(|source| CorpusError::Io {
+                        path: self.path.clone(),
+                        op: "read",
+                        source,
+                    })?;
+                self.offset += got as u64;
+                if got < len as usize {
+                    return Err(CorpusError::Truncated {
+                        path: self.path.clone(),
+                        offset: self.offset,
+                        expected: "chunk payload",
+                    });
+                }
                 self.sum = fnv1a64(self.sum, &stored.to_le_bytes());
                 let index = self.chunks;
                 self.chunks += 1;
