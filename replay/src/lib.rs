@@ -2,6 +2,7 @@
 //! differ, reports, the compiled corpus format and `record`. It must never contain model
 //! semantics: those live in `mmreplay-reference` and `mmreplay-candidates`.
 
+pub mod access;
 pub mod atomic;
 pub mod corpus;
 pub mod differ;

@@ -116,6 +116,7 @@ fn one(trace: Option<&str>, a: &Args) -> anyhow::Result<Value> {
         comm: None,
         nr_cpus,
         procs: mmreplay::session::procs_for(trace)?,
+        access: mmreplay::session::access_for(trace)?,
     });
     let meta: Option<Value> = match trace {
         Some(t) => std::fs::read_to_string(format!("{t}.meta.json"))
