@@ -4,7 +4,8 @@
 #
 #   corpus/guest/capture-61.sh NAME... | all
 #
-# NAME: reclaim-mglru reclaim-classic threads-shootdown compaction hugetlb-fork.
+# NAME: reclaim-mglru reclaim-classic threads-shootdown compaction hugetlb-fork, and (not in
+# `all`) hotset-mglru hotset-classic.
 # MMREPLAY: a release build of mmreplay (default: <repo>/target/release/mmreplay; not under
 # /tmp, which the guest replaces with its own); the guest
 # runs this machine's binaries, so build it (and corpus/workloads) here first.
@@ -43,11 +44,29 @@ reclaim() {
 	rmdir $g
 }
 
+# A hot set kept in use while a cold region streams through a 32 MiB memory cgroup with swap,
+# with `--access`: the recorder clears the workload's soft-dirty bits every 500 ms, so each
+# write of a hot page between faults shows as one write-protect fault per interval.
+hotset() {
+	local name=$1 lru_gen=$2
+	echo "$lru_gen" > /sys/kernel/mm/lru_gen/enabled
+	echo 100 > /proc/sys/vm/swappiness
+	echo +memory > /sys/fs/cgroup/cgroup.subtree_control
+	local g=/sys/fs/cgroup/mmreplay-hotset
+	mkdir -p $g
+	echo $((32 << 20)) > $g/memory.max
+	rec "$name" --probe rmap --access --access-interval-ms 500 -- \
+		sh -c "echo \$\$ > $g/cgroup.procs && exec $B/anon_hotset 4 64 200"
+	rmdir $g
+}
+
 in_guest() {
 	cat /proc/version
 	case $1 in
 	reclaim-mglru) reclaim reclaim-mglru y ;;
 	reclaim-classic) reclaim reclaim-classic n ;;
+	hotset-mglru) hotset hotset-mglru y ;;
+	hotset-classic) hotset hotset-classic n ;;
 	threads-shootdown) rec threads-shootdown -- "$B/threads_shootdown" 300 ;;
 	compaction)
 		# As on the host (corpus/README.md (b)): free pages scattered in used pageblocks.
@@ -75,7 +94,7 @@ caps=$repo/corpus/captures
 for name in "$@"; do
 	mem=2048 swap=0
 	case $name in
-	reclaim-*) swap=256 ;;
+	reclaim-* | hotset-*) swap=256 ;;
 	hugetlb-fork) mem=2560 ;;
 	esac
 	out=$(mktemp -d "/tmp/k61-$name.XXXXXX")
@@ -86,6 +105,10 @@ for name in "$@"; do
 	zstd -qdc "$out/k61-$name.trace.zst" | zstd -q -19 -o "$caps/k61-$name.trace.zst.tmp"
 	mv "$caps/k61-$name.trace.zst.tmp" "$caps/k61-$name.trace.zst"
 	cp "$out/k61-$name.trace.zst.meta.json" "$caps/"
+	# `--access` captures: the soft-dirty clear times (`mmreplay::access`).
+	if [ -f "$out/k61-$name.trace.zst.access.json" ]; then
+		cp "$out/k61-$name.trace.zst.access.json" "$caps/"
+	fi
 	echo "capture-61: k61-$name: guest script $(cat "$out/.guest-time") s (guest clock), host wall $((t1 - t0)) s," \
 		"$(stat -c %s "$caps/k61-$name.trace.zst") bytes"
 	rm -rf "$out"

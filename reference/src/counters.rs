@@ -215,6 +215,23 @@ counters! {
     vmscan_deactivated,
     /// ... `nr_rotated`: referenced VM_EXEC file folios kept active.
     vmscan_rotated,
+    /// `Op::ClearSoftDirty` (`record --access` clears, `clear_refs` 4).
+    softdirty_clears,
+    /// PTE tables the MGLRU page-table walk skipped because its Bloom filter did not hold
+    /// their PMD (`walk_pmd_range`: `!test_bloom_filter`).
+    pt_walk_bloom_skips,
+    /// Present PTEs those clears write-protected.
+    softdirty_wrprotected,
+    /// Write faults on a PTE a clear write-protected: a write between faults that the capture
+    /// showed (the A bit it sets is access information from sampling, not from a first touch).
+    softdirty_write_faults,
+    /// Reclaim reference checks (`folio_referenced`) that found a mapped folio unreferenced
+    /// while none of its mappers had access sampling: only faults could have shown an access,
+    /// so the decision depends on accesses the capture does not contain.
+    reclaim_unref_unsampled,
+    /// ... while a mapper had `record --access` sampling: writes between faults were visible
+    /// (at the sampling interval), reads were not.
+    reclaim_unref_sampled,
 }
 
 impl Counters {

@@ -390,6 +390,17 @@ pub enum Op {
         /// The collapse succeeded (else the PTE table was put back after the flush).
         collapsed: bool,
     },
+    /// `/proc/PID/clear_refs` 4 (`fs/proc/task_mmu.c:clear_refs_write`, CLEAR_REFS_SOFT_DIRTY),
+    /// written by `mmreplay record --access` from `cpu`: every present PTE of `mm` is
+    /// write-protected, then `flush_tlb_mm`. The next write to each page takes a write-protect
+    /// fault (`do_wp_page`), which the trace shows: that is how the capture tells the model about
+    /// writes between faults.
+    ClearSoftDirty {
+        /// CPU the recorder wrote from (the flush's sender).
+        cpu: Cpu,
+        /// Address space.
+        mm: MmId,
+    },
     /// The capture's clock advanced to `now_ns` (nanoseconds, any epoch; never goes back). Only
     /// time-based kernel rules read it: `mm_cpumask` trimming at most once a second per mm
     /// (`arch/x86/mm/tlb.c:should_trim_cpumask`).
@@ -417,7 +428,8 @@ impl Op {
             | Op::SetMemcg { mm, .. }
             | Op::Pin { mm, .. }
             | Op::GetRef { mm, .. }
-            | Op::ThpCollapse { mm, .. } => Some(*mm),
+            | Op::ThpCollapse { mm, .. }
+            | Op::ClearSoftDirty { mm, .. } => Some(*mm),
             Op::Fork { child, .. } => Some(*child),
             Op::Exec { new, .. } => Some(*new),
             Op::Migrate {
@@ -454,6 +466,7 @@ impl Op {
             Op::Clock { .. } => "clock",
             Op::MigrateBatch { .. } => "migrate_batch",
             Op::ThpCollapse { .. } => "thp_collapse",
+            Op::ClearSoftDirty { .. } => "clear_soft_dirty",
         }
     }
 }

@@ -257,6 +257,7 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
                     comm: o.comm.clone(),
                     nr_cpus: r.nr_cpus,
                     procs: crate::session::procs_for(input)?,
+                    access: crate::session::access_for(input)?,
                 };
                 let lockstep = o.mode == mmreplay_candidates::contract::Mode::Lockstep;
                 if let Some(s) = first_counter_divergence(input, o.strict, lower, lockstep, || {
@@ -277,6 +278,7 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
         comm: o.comm.clone(),
         nr_cpus: r.nr_cpus,
         procs: crate::session::procs_for(input)?,
+        access: crate::session::access_for(input)?,
     };
     let mut vma_acc: Vec<VmaAcc> = Vec::new();
     let mut vma_maps: BTreeMap<u32, BTreeMap<u64, usize>> = BTreeMap::new();

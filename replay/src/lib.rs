@@ -5,6 +5,7 @@
 // Library code reports errors; a panic on user data is a bug (tests may unwrap).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod access;
 pub mod atomic;
 pub mod corpus;
 pub mod differ;

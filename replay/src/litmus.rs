@@ -755,6 +755,10 @@ fn op_line(cx: &Ctx<'_>, l: &str, ops: &mut Vec<LitmusOp>) -> Result<(), LitmusE
                 other => return Err(cx.err("collapsed=yes|no", other)),
             },
         },
+        "clear_soft_dirty" => Op::ClearSoftDirty {
+            cpu: a.n32("cpu")?,
+            mm: a.mm("mm")?,
+        },
         "migrate_batch" => Op::MigrateBatch {
             cpu: a.n32("cpu")?,
             step: match a.req("step")? {
@@ -985,6 +989,7 @@ pub fn format_op(op: &Op) -> String {
             mm.0,
             if *collapsed { "yes" } else { "no" }
         ),
+        Op::ClearSoftDirty { cpu, mm } => format!("clear_soft_dirty cpu={cpu} mm={}", mm.0),
         Op::MigrateBatch { cpu, step } => format!(
             "migrate_batch cpu={cpu} step={}",
             match step {
@@ -1665,6 +1670,10 @@ mod tests {
                 cpu: 0,
                 mm: MmId(2),
                 collapsed: true,
+            },
+            Op::ClearSoftDirty {
+                cpu: 1,
+                mm: MmId(2),
             },
             Op::Clock {
                 now_ns: 123_456_789,

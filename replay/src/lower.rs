@@ -88,6 +88,9 @@ pub struct LowerOptions {
     /// Processes older than the capture (`<trace>.procs.zst`), seeded before the first record
     /// (`lower/seed.rs`).
     pub procs: Option<std::sync::Arc<crate::procsnap::ProcSnap>>,
+    /// `record --access` soft-dirty clears (`<trace>.access.json`), lowered at their times
+    /// (`lower/access.rs`).
+    pub access: Option<std::sync::Arc<crate::access::AccessLog>>,
 }
 
 pub use crate::observe::Observed;
@@ -195,6 +198,8 @@ pub struct Lowering {
     held_khugepaged: thp::HeldKhugepaged,
     /// Process-snapshot seeding (`lower/seed.rs`).
     seed: seed::Seed,
+    /// Position in `opts.access` (`lower/access.rs`).
+    access: access::AccessCursor,
     stats: LowerStats,
 }
 
@@ -227,6 +232,7 @@ impl Lowering {
             last_clock_ns: None,
             held_khugepaged: thp::HeldKhugepaged::default(),
             seed: seed::Seed::default(),
+            access: access::AccessCursor::default(),
             stats: LowerStats::default(),
         }
     }
@@ -354,6 +360,7 @@ impl Lowering {
         self.stats.records += 1;
         self.clock(r.ts_ns, out);
         self.seed_processes(out);
+        self.access_clears(r.ts_ns, out);
         let cpu = r.cpu;
         if cpu >= self.opts.nr_cpus.max(1) {
             self.unplaced("cpu_out_of_range");
@@ -578,6 +585,7 @@ impl Lowering {
         for t in tids {
             self.resolve_pending(t, out);
         }
+        self.access_finish();
     }
 
     /// What the kernel logged so far (`mmreplay fidelity` adds the sidecar's enabled events).
@@ -1190,6 +1198,7 @@ fn merge_heap(vmas: &mut BTreeMap<u64, u64>, start: u64) {
     }
 }
 
+mod access;
 mod batch;
 mod seed;
 #[cfg(test)]

@@ -277,6 +277,8 @@ pub fn load(path: Option<&str>, o: &LoadOptions) -> Result<Input, MinimizeError>
         comm: o.comm.clone(),
         nr_cpus,
         procs: crate::session::procs_for(path).map_err(|e| MinimizeError::Input(e.to_string()))?,
+        access: crate::session::access_for(path)
+            .map_err(|e| MinimizeError::Input(e.to_string()))?,
     });
     let mut ops = Vec::new();
     let mut observed: Vec<OpObs> = Vec::new();

@@ -85,6 +85,8 @@ pub enum SessionError {
     Litmus(#[from] crate::litmus::LitmusError),
     #[error(transparent)]
     ProcSnap(#[from] crate::procsnap::ProcSnapError),
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
 }
 
 /// What a session produced.
@@ -113,6 +115,17 @@ pub fn procs_for(
 ) -> Result<Option<std::sync::Arc<crate::procsnap::ProcSnap>>, SessionError> {
     match input.map(|p| crate::procsnap::path_for(std::path::Path::new(p))) {
         Some(sp) if sp.exists() => Ok(Some(std::sync::Arc::new(crate::procsnap::load(&sp)?))),
+        _ => Ok(None),
+    }
+}
+
+/// The `record --access` log next to the trace (`TRACE.access.json`), if there is one: every
+/// lowering of that input lowers its soft-dirty clears (`lower/access.rs`).
+pub fn access_for(
+    input: Option<&str>,
+) -> Result<Option<std::sync::Arc<crate::access::AccessLog>>, SessionError> {
+    match input.map(|p| crate::access::path_for(std::path::Path::new(p))) {
+        Some(ap) if ap.exists() => Ok(Some(std::sync::Arc::new(crate::access::load(&ap)?))),
         _ => Ok(None),
     }
 }
@@ -204,6 +217,7 @@ pub fn run(
         comm: o.comm.clone(),
         nr_cpus,
         procs,
+        access: access_for(input)?,
     };
     let trace = src.name().to_string();
     let format = src.format().to_string();

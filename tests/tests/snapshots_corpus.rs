@@ -95,6 +95,7 @@ fn replay(
         comm: None,
         nr_cpus,
         procs: session::procs_for(Some(&path)).map_err(|e| e.to_string())?,
+        access: session::access_for(Some(&path)).map_err(|e| e.to_string())?,
     };
     let engines = make(&profile);
     let records = std::iter::from_fn(move || src.next_record().transpose());
@@ -319,6 +320,8 @@ snapshot_tests! {
     "hugetlb-fork" => hugetlb_fork,
     "hugetlb-share-conc" => hugetlb_share_conc,
     "k61-compaction" => k61_compaction,
+    "k61-hotset-classic" => k61_hotset_classic,
+    "k61-hotset-mglru" => k61_hotset_mglru,
     "k61-hugetlb-fork" => k61_hugetlb_fork,
     "k61-reclaim-classic" => k61_reclaim_classic,
     "k61-reclaim-mglru" => k61_reclaim_mglru,

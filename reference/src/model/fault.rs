@@ -194,6 +194,7 @@ impl<P: Policy> Model<P> {
             Pte::None => Some(self.fault_none(mm, &vma, va, loc, write)),
             Pte::Present(p) => {
                 if write && !p.write {
+                    self.softdirty_write_fault(mm, va, p.folio);
                     Some(self.do_wp_page(cpu, mm, &vma, va, loc, p))
                 } else {
                     self.c.flt_spurious += 1;
@@ -341,6 +342,8 @@ impl<P: Policy> Model<P> {
             q.write = true;
             q.dirty = true;
             q.young = true;
+            // x86 pte_mkdirty also sets _PAGE_SOFT_DIRTY.
+            q.soft_dirty = true;
             self.set(loc, Pte::Present(q));
             if let Some(f) = self.folios.get_mut(p.folio as usize) {
                 f.dirty = true;
@@ -365,6 +368,7 @@ impl<P: Policy> Model<P> {
             q.write = true;
             q.dirty = true;
             q.young = true;
+            q.soft_dirty = true;
             self.set(loc, Pte::Present(q));
             self.c.flt_cow_reuse += 1;
             return FaultClass::CowReuse;

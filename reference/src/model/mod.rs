@@ -10,6 +10,7 @@ pub(crate) mod hugetlb;
 pub(crate) mod lru;
 pub(crate) mod migrate;
 pub(crate) mod reclaim;
+pub(crate) mod softdirty;
 pub(crate) mod state;
 pub(crate) mod thp;
 pub(crate) mod tlb;
@@ -144,6 +145,8 @@ pub struct Model<P: Policy> {
     pub(crate) reclaim_scope: Option<u32>,
     /// PMD-mapped THPs and khugepaged's cursor (`thp.rs`).
     pub(crate) thp: thp::ThpState,
+    /// PTEs write-protected by soft-dirty clears (`softdirty.rs`; counting only).
+    pub(crate) softdirty: softdirty::SoftDirty,
 }
 
 /// Where a PTE lives: a PTE table slot, or a hugetlb leaf in a PMD table.
@@ -200,6 +203,7 @@ impl<P: Policy> Model<P> {
             reclaim_scope: None,
             now_ns: 0,
             thp: thp::ThpState::default(),
+            softdirty: softdirty::SoftDirty::default(),
         }
     }
 
@@ -291,6 +295,7 @@ impl<P: Policy> Model<P> {
             Op::PutRef { hold, write } => self.op_release(hold, write),
             Op::MigrateBatch { cpu, step } => self.op_migrate_batch(cpu, step),
             Op::ThpCollapse { cpu, mm, collapsed } => self.op_thp_collapse(cpu, mm, collapsed),
+            Op::ClearSoftDirty { cpu, mm } => self.op_clear_soft_dirty(cpu, mm),
             Op::Clock { now_ns } => {
                 // Monotonic: a capture merged from per-CPU buffers may step back slightly.
                 self.now_ns = self.now_ns.max(now_ns);

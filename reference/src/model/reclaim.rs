@@ -435,6 +435,9 @@ impl<P: Policy> Model<P> {
     /// generation; the oldest is retired first when all four are in use.
     fn inc_max_seq(&mut self) {
         if self.profile.lru_gen_mm_walk {
+            // iterate_mm_list: the first walker of max_seq resets the filter of max_seq + 1.
+            let next = ((self.lru.max_seq + 1) % 2) as usize;
+            self.lru.bloom[next] = Some(Default::default());
             self.walk_mms();
         }
         for t in 0..2 {
@@ -501,13 +504,28 @@ impl<P: Policy> Model<P> {
                             }
                         }
                         PmdEntry::Table(p) => {
-                            if let Some(tb) = pte_tables.get_mut(p as usize) {
+                            // walk_pmd_range: a PTE table is walked only if the Bloom filter
+                            // of max_seq holds its PMD (a previous walk found it dense in young
+                            // PTEs, or look-around did); walk_pte_range's young density
+                            // (`suitable_to_scan`) carries it over to max_seq + 1.
+                            let cur = (max % 2) as usize;
+                            let wanted = lru.bloom[cur].as_ref().is_none_or(|f| f.contains(&p));
+                            if let (true, Some(tb)) = (wanted, pte_tables.get_mut(p as usize)) {
                                 let (i0, i1) = (pte_index(va), pte_index(stop - 1) + 1);
+                                let young_before = c.a_cleared_pt_walk;
                                 for pte in tb.ptes.get_mut(i0..i1).into_iter().flatten() {
                                     if let Pte::Present(pp) = pte {
                                         age_walked_pte(pp, max, folios, lru, c);
                                     }
                                 }
+                                let young = c.a_cleared_pt_walk - young_before;
+                                if suitable_to_scan((i1 - i0) as u64, young) {
+                                    if let Some(f) = lru.bloom[1 - cur].as_mut() {
+                                        f.insert(p);
+                                    }
+                                }
+                            } else {
+                                c.pt_walk_bloom_skips += 1;
                             }
                         }
                     }
@@ -584,14 +602,27 @@ impl<P: Policy> Model<P> {
                 lru,
                 c,
             };
+            let la_before = (ctx.c.lookaround_ptes_scanned, ctx.c.a_cleared_lookaround);
             let young = if classic {
                 ctx.test_and_clear_young(va, crate::AgeSource::RmapPte)
             } else {
                 policy.rmap_young_pte(&mut ctx)
             };
+            // lru_gen_look_around: "feedback from rmap walkers to page table walkers".
+            let scanned = c.lookaround_ptes_scanned - la_before.0;
+            let la_young = c.a_cleared_lookaround - la_before.1;
+            if scanned > 0 && suitable_to_scan(scanned, la_young) {
+                let cur = (lru.max_seq % 2) as usize;
+                if let Some(f) = lru.bloom[cur].as_mut() {
+                    f.insert(t);
+                }
+            }
             if young {
                 referenced += 1;
             }
+        }
+        if referenced == 0 {
+            self.count_unreferenced(&list);
         }
         self.scratch = list;
         referenced
@@ -990,6 +1021,12 @@ impl<P: Policy> Model<P> {
             }
         }
     }
+}
+
+/// `suitable_to_scan`: at least one young PTE per cache line of PTEs on average (x86: 64-byte
+/// lines of 8-byte PTEs, `clamp(64 / 8, 2, 8)` = 8).
+fn suitable_to_scan(total: u64, young: u64) -> bool {
+    young * 8 >= total
 }
 
 /// One present PTE seen by `walk_pte_range`: clear A, transfer D to the folio, promote it to

@@ -402,6 +402,10 @@ pub(crate) struct Lru {
     /// stale (lazy deletion) and skipped.
     pub lists: [[VecDeque<(u32, u32)>; 2]; 4],
     pub nr: [[i64; 2]; 4],
+    /// MGLRU's two Bloom filters of PMDs worth walking (`lruvec->mm_state.filters`, indexed by
+    /// `seq % 2`; `None`: never reset, which walks every PMD), kept exactly (by PTE-table slot)
+    /// where the kernel's are probabilistic: see `reclaim.rs:walk_mms`.
+    pub bloom: [Option<std::collections::HashSet<u32, crate::hash::FxBuild>>; 2],
     /// The classic two-list LRU, when the profile says so (`seq` is then 1 for an active
     /// folio, 0 for an inactive one, and `max_seq` stays 1). See `classic.rs`.
     pub classic: Option<Box<super::classic::ClassicLru>>,
@@ -414,6 +418,7 @@ impl Lru {
             min_seq: [MIN_NR_GENS, MIN_NR_GENS],
             lists: Default::default(),
             nr: [[0; 2]; 4],
+            bloom: [None, None],
             classic: None,
         }
     }

@@ -116,6 +116,7 @@ fn one(trace: Option<&str>, a: &Args) -> anyhow::Result<Value> {
         comm: None,
         nr_cpus,
         procs: mmreplay::session::procs_for(trace)?,
+        access: mmreplay::session::access_for(trace)?,
     });
     let meta: Option<Value> = match trace {
         Some(t) => mmreplay::sidecar::text_for(t).and_then(|s| serde_json::from_str(&s).ok()),

@@ -96,6 +96,14 @@ pub struct Args {
     /// at most 65,536 per process); what is left out is counted in the snapshot.
     #[arg(long, default_value_t = 1 << 20)]
     pub procs_max_pages: usize,
+    /// Sample the workload's writes between faults (`OUT.access.json`, see `access.rs`): clear
+    /// the soft-dirty bits of its processes every `--access-interval-ms`, so the next write to
+    /// each page faults in the trace. Needs CONFIG_MEM_SOFT_DIRTY; uses trace_clock `mono`.
+    #[arg(long)]
+    pub access: bool,
+    /// Milliseconds between two `--access` passes.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub access_interval_ms: u64,
     /// tracefs root (for testing against another mount point).
     #[arg(long, default_value = DEFAULT_ROOT, hide = true)]
     pub tracefs: PathBuf,
@@ -328,6 +336,9 @@ struct Meta {
     /// Functions traced with kprobe events (`mmreplay:<symbol>` in the trace).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     probes: Vec<String>,
+    /// `--access` sampling (`OUT.access.json`), summed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access: Option<mmreplay::access::AccessSummary>,
     trace_clock: String,
     buffer_size_kb: String,
     /// Where the buffer size came from: `--buffer-kb`, or `auto` (from RAM and CPUs).
@@ -554,6 +565,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let level = a
         .zstd_level
         .unwrap_or(if kind == Output::Dat { 3 } else { 9 });
+    // `--access` clear times are CLOCK_MONOTONIC, which is trace_clock `mono`.
+    let clock = match (a.access, a.clock.as_str()) {
+        (true, "local" | "mono") => "mono".to_string(),
+        (true, c) => {
+            bail!("--access needs trace_clock mono (its clear times are CLOCK_MONOTONIC), not {c}")
+        }
+        (false, c) => c.to_string(),
+    };
+    if a.access {
+        mmreplay::access::soft_dirty_supported()?;
+    }
     if zst_name(&a) && !a.text && a.from.is_none() && !a.raw {
         eprintln!(
             "mmreplay record: -o names a .zst file: writing zstd-compressed text (as --text); \
@@ -661,7 +683,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let settings = InstanceSettings {
         events: events.clone(),
         buffer_kb,
-        clock: a.clock.clone(),
+        clock,
         irq_info: a.irq_info == OnOff::On,
         record_tgid: a.tgid,
         follow_pid: a.follow.then(std::process::id),
@@ -759,6 +781,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let workload_pid = child.id();
+    let sampler = a.access.then(|| {
+        mmreplay::access::Sampler::start(
+            workload_pid as i32,
+            Duration::from_millis(a.access_interval_ms),
+        )
+    });
     let roots = mmreplay::sysinfo::Roots::default();
     // The workload may move itself into a cgroup after it starts (`sh -c 'echo $$ >
     // cgroup.procs && exec ...'`): sample its cgroup while it runs, keep the last seen.
@@ -780,6 +808,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let duration_ms = t0.elapsed().as_millis();
+    let access = sampler.map(mmreplay::access::Sampler::stop);
     inst.set_tracing(false)?;
     let status = status.context("waiting for the workload")?;
     let memcg = cgroup_seen.and_then(|(p, v2)| roots.memcg_limit(&p, v2));
@@ -892,6 +921,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         memcg,
         events_substituted: substituted,
         probes,
+        access: access.as_ref().map(mmreplay::access::AccessLog::summary),
         trace_clock,
         buffer_size_kb: buffer_size_kb.clone(),
         buffer_size_from,
@@ -921,6 +951,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut json = serde_json::to_vec_pretty(&meta)?;
     json.push(b'\n');
     write_atomic(Path::new(&meta_path), &json)?;
+    if let Some(log) = &access {
+        let mut j = serde_json::to_vec_pretty(log)?;
+        j.push(b'\n');
+        write_atomic(&mmreplay::access::path_for(&out), &j)?;
+    }
     if let Some(p) = &procs {
         let path = mmreplay::procsnap::path_for(&out);
         write_atomic(&path, &p.to_zst(level.max(9))?)?;
