@@ -12,3 +12,4 @@ pub mod record;
 pub mod replay;
 pub mod report;
 pub mod stats;
+pub mod stdout;
