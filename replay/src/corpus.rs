@@ -1495,7 +1495,10 @@ impl<R: Read> Reader<R> {
         }
         let mut h = vec![0u8; hlen as usize];
         r.exact(&mut h, "the header")?;
-        let (header, _) = bincode::serde::decode_from_slice::<CompiledHeader, _>(&h, cfg())
+        // Limited like the chunks: a string length in the header is untrusted, and no
+        // container of a header at most 1 MiB long can need more (found by fuzz/ `mmr`).
+        let hcfg = cfg().with_limit::<{ MAX_HEADER_BYTES as usize }>();
+        let (header, _) = bincode::serde::decode_from_slice::<CompiledHeader, _>(&h, hcfg)
             .map_err(|e| r.corrupt(format!("bad header: {e}")))?;
         r.header = header;
         let decoder = Decoder::spawn(&r.path).map_err(|source| CorpusError::Io {

@@ -105,6 +105,7 @@ fn main() -> ExitCode {
         }
     };
     let name = cli.cmd.name();
+    cli::stdout::exit_on_print_failure(name);
     let result = match cli.cmd {
         Cmd::Stats(a) => cli::stats::run(a),
         Cmd::Record(a) => cli::record::run(a),
@@ -120,6 +121,8 @@ fn main() -> ExitCode {
         Cmd::Report(a) => cli::report::run(a),
         Cmd::Fidelity(a) => cli::fidelity::run(a),
     };
+    // What `print!` left in stdout's buffer is written now: a failure is an error, not exit 0.
+    let result = result.and_then(|code| cli::stdout::flush().map(|()| code));
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -96,6 +96,10 @@ fn hostile_mmr_files_give_offset_errors_in_bounded_memory() {
         "end-count-wrong.mmr",
         &["end marker says 1099511627776 records"],
     );
+    // Found by fuzz/ `mmr` (kept as found): header strings whose length claims 3.5 EB (an
+    // allocation abort) and 512 MiB, before the header's decode had a limit.
+    refused("fuzz-header-string-len.mmr", &["bad header"]);
+    refused("fuzz-header-string-512m.mmr", &["bad header"]);
     refused(
         "many-empty-chunks.mmr",
         &["byte 147080: end marker says 3 records, chunk headers say 0"],

@@ -267,3 +267,44 @@ fn full_disk_gives_a_clear_error_and_keeps_old_outputs() {
 fn read_only_directory_gives_a_clear_error_and_keeps_old_outputs() {
     run_in_namespace("ro");
 }
+
+/// Standard output on a full device (`> /dev/full`): the usual error line and exit 2, for the
+/// commands that print with `print!` (a panic before), write once (output lost with exit 0
+/// before: `policies`, `fidelity`, `merge`) or stream.
+#[test]
+fn full_stdout_is_an_error_not_a_panic_or_a_silent_success() {
+    let base = scratch("stdout");
+    let inp = input(&base);
+    let inp = inp.display().to_string();
+    let lit = litmus();
+    let cases: &[&[&str]] = &[
+        &["stats", &inp],
+        &["stats", &inp, "--json"],
+        &["replay", &inp, "--policies", "reference"],
+        &["replay", &inp, "--policies", "reference", "--json"],
+        &["policies"],
+        &["policies", "--json"],
+        &["fidelity", &inp],
+        &["check", &lit],
+        &["report", &inp, "--policies", "reference", "--json"],
+    ];
+    for args in cases {
+        let full = std::fs::File::options()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let out = Command::new(MM)
+            .args(*args)
+            .stdout(full)
+            .output()
+            .expect("run mmreplay");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("error: writing to stdout: No space left on device"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -362,9 +362,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 Ok(())
             }
         };
-        // A closed pipe (`| head`) ends the output quietly.
-        if printed.is_err() {
-            break;
+        // A closed pipe (`| head`) ends the output quietly; a failing stdout is an error.
+        match printed {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(e) => return Err(anyhow::Error::new(e).context("writing to stdout")),
+            Ok(()) => {}
         }
     }
     Ok(ExitCode::from(code))

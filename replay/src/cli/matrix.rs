@@ -194,7 +194,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // The merged view once every cell is there (always so unsharded; for the last shard to
     // finish otherwise).
     if let Ok((m, results)) = matrix::merge(&dir) {
-        super::merge::print(&m, &results, a.json, a.csv);
+        super::merge::print(&m, &results, a.json, a.csv)?;
     }
     Ok(ExitCode::SUCCESS)
 }

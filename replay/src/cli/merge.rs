@@ -4,7 +4,6 @@
 //! Exit 0: complete; 1: cells missing (named on stderr); 2: not a matrix directory or a bad
 //! cell file.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,8 +22,9 @@ pub struct Args {
     pub csv: bool,
 }
 
-/// Print the merged comparison; a closed stdout (`| head`) ends quietly.
-pub fn print(m: &Manifest, cells: &[CellResult], json: bool, csv: bool) {
+/// Print the merged comparison; a closed stdout (`| head`) ends quietly, a failing one is an
+/// error.
+pub fn print(m: &Manifest, cells: &[CellResult], json: bool, csv: bool) -> anyhow::Result<()> {
     let text = if json {
         matrix::render_json(m, cells)
     } else if csv {
@@ -32,13 +32,13 @@ pub fn print(m: &Manifest, cells: &[CellResult], json: bool, csv: bool) {
     } else {
         matrix::render_text(cells)
     };
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    super::stdout::write_all(text.as_bytes())
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     match matrix::merge(&a.dir) {
         Ok((m, cells)) => {
-            print(&m, &cells, a.json, a.csv);
+            print(&m, &cells, a.json, a.csv)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e @ MatrixError::Missing { .. }) => {

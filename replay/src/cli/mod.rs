@@ -13,3 +13,4 @@ pub mod record_dat;
 pub mod replay;
 pub mod report;
 pub mod stats;
+pub mod stdout;

@@ -42,7 +42,6 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     }
     s.push_str("\nA spec is NAME or NAME:PARAM=N[,PARAM=N]; `mmreplay matrix --sweep NAME:PARAM=N1,N2,...` sweeps one.\n");
-    use std::io::Write as _;
-    let _ = std::io::stdout().lock().write_all(s.as_bytes());
+    super::stdout::write_all(s.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
