@@ -10,7 +10,8 @@ BUF=${BUF:-262144}          # per-CPU ring buffer, KiB: large enough that nothin
 LEVEL=${LEVEL:-19}
 make -s -C "$here"
 B=$here/bin
-rec() { name=$1; shift; "$M" record --buffer-kb "$BUF" --zstd-level "$LEVEL" -o "$out/$name.trace.zst" "$@"; }
+# The bundled captures are text (`--text`; record's default output is a trace.dat).
+rec() { name=$1; shift; "$M" record --text --buffer-kb "$BUF" --zstd-level "$LEVEL" -o "$out/$name.trace.zst" "$@"; }
 
 cap() {
 case "$1" in
@@ -94,7 +95,7 @@ fmt-lost-pipe)
 	"$M" record --buffer-kb 64 --zstd-level "$LEVEL" --from pipe -o "$out/fmt-lost-pipe.trace.zst" \
 		-- "$B/madv_mprotect" 200 ;;
 fmt-overrun)
-	"$M" record --buffer-kb 64 --zstd-level "$LEVEL" -o "$out/fmt-overrun.trace.zst" \
+	"$M" record --text --buffer-kb 64 --zstd-level "$LEVEL" -o "$out/fmt-overrun.trace.zst" \
 		-- "$B/madv_mprotect" 200 ;;
 fmt-follow)
 	# set_event_pid + event-fork: only the recorder, the workload and its children.
