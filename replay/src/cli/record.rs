@@ -332,7 +332,8 @@ struct Meta {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     probes: Vec<String>,
     trace_clock: String,
-    buffer_size_kb: String,
+    /// Per-CPU ring buffer in KiB, a number (`null` when CPUs differ: tracefs says `X`).
+    buffer_size_kb: Option<u64>,
     irq_info: bool,
     record_tgid: bool,
     follow_pid: Option<u32>,
@@ -522,8 +523,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     let buffer_size_kb = fs_
         .read("buffer_size_kb")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
+        .ok()
+        .and_then(|s| record::parse_buffer_kb(&s));
 
     // The pipe reader starts before tracing is on so nothing waits in the buffer unread.
     let pipe_done = Arc::new(AtomicBool::new(false));
@@ -662,11 +663,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let meta = Meta {
         tool: "mmreplay record",
         mmreplay_version: env!("CARGO_PKG_VERSION"),
-        format: if a.raw {
-            "ftrace-raw-dir"
-        } else {
-            "ftrace-text"
-        },
+        // The names `stats` and `replay` report for these inputs (`Format::name`).
+        format: if a.raw { "raw-dir" } else { "ftrace" },
         source: match a.from {
             _ if a.raw => "trace_pipe_raw",
             Source::Trace => "trace",
@@ -748,7 +746,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         eprintln!(
             "mmreplay record: warning: [LOST {lost} EVENTS] (per-CPU overrun {overrun}, \
              markers {}): raise --buffer-kb (now {}){hint}",
-            loss.lost_events, meta.buffer_size_kb
+            loss.lost_events,
+            meta.buffer_size_kb
+                .map_or_else(|| "per-CPU sizes differ".to_string(), |k| k.to_string())
         );
     }
     if let Some(e) = restore_err {
