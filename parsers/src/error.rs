@@ -21,10 +21,24 @@ impl fmt::Display for Pos {
     }
 }
 
-/// A short, printable preview of a line (at most 80 bytes, lossy UTF-8).
+/// A short, printable preview of a line (at most 80 bytes, lossy UTF-8). Binary data (not
+/// UTF-8, or control characters other than tab) is shown as a hex excerpt of its first 16
+/// bytes, never as mojibake: `<binary: 28 b5 2f fd ... (139 bytes)>`.
 pub fn preview(line: &[u8]) -> String {
     const MAX: usize = 80;
+    const HEX: usize = 16;
     let cut = line.get(..MAX).unwrap_or(line);
+    // A multi-byte character cut at MAX is still text.
+    let valid = match std::str::from_utf8(cut) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none() && line.len() > MAX,
+    };
+    let binary = !valid || cut.iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f);
+    if binary {
+        let hex: Vec<String> = line.iter().take(HEX).map(|b| format!("{b:02x}")).collect();
+        let more = if line.len() > HEX { " ..." } else { "" };
+        return format!("<binary: {}{more} ({} bytes)>", hex.join(" "), line.len());
+    }
     let mut s = String::from_utf8_lossy(cut).into_owned();
     if line.len() > MAX {
         s.push_str(&format!("... ({} bytes)", line.len()));

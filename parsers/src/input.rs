@@ -133,6 +133,18 @@ pub fn open(path: &str, opts: &Options) -> Result<Box<dyn RecordSource + Send>, 
         return open_reader(path, Box::new(std::io::stdin()), opts);
     }
     if std::path::Path::new(path).is_dir() {
+        let d = std::path::Path::new(path);
+        // Only a `record --raw` directory is an input; any other one is named as such, not
+        // read until a missing file says "truncated or corrupt".
+        if !d.join("events/header_page").is_file() || !d.join("per_cpu").is_dir() {
+            return Err(ParseError::Open {
+                path: path.to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "a directory that is not a raw capture (a `mmreplay record --raw` directory has events/header_page and per_cpu/); give a capture file or such a directory",
+                ),
+            });
+        }
         return crate::binary::source::open_raw_dir(path, opts.kallsyms.as_deref());
     }
     let f = std::fs::File::open(path).map_err(|source| ParseError::Open {

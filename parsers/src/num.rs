@@ -111,6 +111,26 @@ pub fn auto_u64(s: &[u8]) -> Option<u64> {
     }
 }
 
+/// Whether `s` has the shape `%ps`/`%pS` gives a kernel symbol: an identifier
+/// (`[A-Za-z_.][A-Za-z0-9_.$]*`), optionally `+0x<off>` and `/0x<size>`.
+pub fn is_symbol(s: &[u8]) -> bool {
+    let (name, rest) = match s.iter().position(|&c| c == b'+') {
+        Some(i) => (s.get(..i).unwrap_or(&[]), s.get(i + 1..)),
+        None => (s, None),
+    };
+    let ident = name
+        .first()
+        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_' || *c == b'.')
+        && name
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'$'));
+    ident
+        && rest.is_none_or(|r| {
+            r.split(|&c| c == b'/')
+                .all(|part| part.len() > 2 && part.starts_with(b"0x") && hex_u64(part).is_some())
+        })
+}
+
 /// An address printed with `%ps`/`%pS`: hex when it is a number, `None` for a symbol name.
 #[inline]
 pub fn addr_or_symbol(s: &[u8]) -> Option<u64> {

@@ -16,8 +16,10 @@ use crate::engine::PolicyRun;
 /// Most lines of a rendered diff.
 pub const MAX_DIFF_LINES: usize = 60;
 
-/// How a candidate compares with the reference.
+/// How a candidate compares with the reference. In JSON: `{"kind": "same" | "diverged" |
+/// "not_comparable", ...fields}`, snake_case like every other key and verdict spelling.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Outcome {
     /// Same counters and the same state at every checkpoint and at the end.
     Same,

@@ -187,6 +187,8 @@ pub struct TraceReport {
     pub vmas: Vec<VmaRow>,
     pub vmas_total: usize,
     pub windows: Vec<Window>,
+    /// What the replay read and assumed about its input (lost events, unparsed lines, filters).
+    pub input: crate::input_report::InputReport,
 }
 
 fn pte_stats<'a>(
@@ -652,6 +654,7 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
             mmreplay_candidates::contract::Mode::FreeRunning => "free".into(),
         },
         records: r.run.lower.records,
+        input: r.input.clone(),
         ops: r.run.lower.ops,
         policies: names,
         verdicts,

@@ -183,6 +183,13 @@ impl KernelChoice {
             // Settings of the capture still apply when its release matches the forced version.
             if let Some(m) = &meta {
                 let rec = Self::from_meta(m);
+                // The machine's CPU count is a fact of the capture whatever kernel the model
+                // runs as (issue 19: `--kernel 6.1` on a 2-CPU capture had fallen back to 8).
+                k.nr_cpus = rec.as_ref().and_then(|r| r.nr_cpus).or_else(|| {
+                    m.get("cpus")
+                        .and_then(serde_json::Value::as_u64)
+                        .and_then(|n| u32::try_from(n).ok())
+                });
                 if rec.as_ref().map(KernelChoice::version) == Some(v) {
                     if let Some(r) = rec {
                         k = KernelChoice {
@@ -195,7 +202,14 @@ impl KernelChoice {
             return Ok(k);
         }
         Ok(meta.as_ref().and_then(Self::from_meta).unwrap_or_else(|| {
-            KernelChoice::for_version(DEFAULT_VERSION, None, KernelSource::Default)
+            let mut k = KernelChoice::for_version(DEFAULT_VERSION, None, KernelSource::Default);
+            // A sidecar without a kernel release still states the CPU count.
+            k.nr_cpus = meta
+                .as_ref()
+                .and_then(|m| m.get("cpus"))
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok());
+            k
         }))
     }
 

@@ -117,6 +117,9 @@ pub struct LowerStats {
     pub mms_first_seen: u64,
     /// Records skipped by `--pid` / `--comm`.
     pub filtered_out: u64,
+    /// Records the filter kept, other than context switches (all of them without a filter):
+    /// a filter that matched nothing is an error, not a report of zeros.
+    pub matched: u64,
     /// Ground truth for the fidelity line.
     pub observed: Observed,
     /// The kernel's own counts (IPI receipts, kprobe hits, reclaimed pages), for
@@ -385,6 +388,7 @@ impl Lowering {
             self.stats.filtered_out += 1;
             return;
         }
+        self.stats.matched += 1;
         self.observer.observe(&mut self.stats.observed, r, armed);
         self.stats.kernel.observe(&r.event);
         match &r.event {

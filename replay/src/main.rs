@@ -3,7 +3,7 @@
 // Library code reports errors; a panic on user data is a bug (tests may unwrap).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cli;
@@ -47,6 +47,8 @@ enum Cmd {
     Report(cli::report::Args),
     /// Predicted vs logged flushes and IPIs per capture, as the capture's kernel.
     Fidelity(cli::fidelity::Args),
+    /// Regenerate docs/cli.md and the JSON schema (`--check`: exit 1 when stale).
+    Docs(cli::docs::Args),
 }
 
 impl Cmd {
@@ -66,6 +68,7 @@ impl Cmd {
             Cmd::Minimize(_) => "minimize",
             Cmd::Report(_) => "report",
             Cmd::Fidelity(_) => "fidelity",
+            Cmd::Docs(_) => "docs",
         }
     }
 }
@@ -93,10 +96,27 @@ fn default_sigpipe() {
     }
 }
 
+/// The command line with each subcommand's exit statuses under its `--help`
+/// (`cli::docs::EXIT_CODES`).
+fn command() -> clap::Command {
+    let mut c = Cli::command();
+    for (name, _) in cli::docs::EXIT_CODES {
+        if let Some(h) = cli::docs::exit_help(name) {
+            c = c.mut_subcommand(*name, |s| s.after_help(h));
+        }
+    }
+    c
+}
+
 fn main() -> ExitCode {
     fix_malloc_mmap_threshold();
     default_sigpipe();
-    let cli = match Cli::try_parse() {
+    let command = command();
+    let parsed = command
+        .clone()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -120,13 +140,17 @@ fn main() -> ExitCode {
         Cmd::Minimize(a) => cli::minimize::run(a),
         Cmd::Report(a) => cli::report::run(a),
         Cmd::Fidelity(a) => cli::fidelity::run(a),
+        Cmd::Docs(a) => cli::docs::run(a, &command),
     };
     // What `print!` left in stdout's buffer is written now: a failure is an error, not exit 0.
     let result = result.and_then(|code| cli::stdout::flush().map(|()| code));
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mmreplay {name}: error: {e:#}");
+            eprintln!(
+                "mmreplay {name}: error: {}",
+                mmreplay::errors::chain_anyhow(&e)
+            );
             ExitCode::from(2)
         }
     }

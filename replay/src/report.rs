@@ -239,7 +239,14 @@ impl Report<'_> {
             .iter()
             .any(|p| p.lockstep.as_ref().is_some_and(|l| l.reclaim_ops > 0));
         if self.mode == "lockstep" && !imposed_any && self.run.policies.len() > 1 {
-            s.push_str("lockstep: no reclaim op in this capture, nothing to impose\n");
+            // Evictions without an imposed round are MADV_PAGEOUT's: its victims come from the
+            // trace in both modes, so there is nothing to impose (not "no reclaim").
+            match self.reference().map_or(0, |r| r.counters.evictions) {
+                0 => s.push_str("lockstep: no reclaim op in this capture, nothing to impose\n"),
+                n => {
+                    let _ = writeln!(s, "lockstep: no reclaim round to impose (the reference ran no reclaim op); its {n} evictions are MADV_PAGEOUT victims, which the trace names for every policy");
+                }
+            }
         }
         for p in &self.run.policies {
             if let Some(l) = p.lockstep.as_ref().filter(|l| l.reclaim_ops > 0) {

@@ -16,6 +16,7 @@ use mmreplay_reference::profile::{CpumaskMode, KernelProfile, LruKind};
 
 use crate::differ::{self, Verdict};
 use crate::engine::{self, EngineConfig, TraceRun};
+use crate::input_report::{FactSource, Filters, InputReport, LostTracker, SidecarFacts};
 use crate::lower::{LowerOptions, Lowering};
 use crate::source::{Source, SourceError};
 
@@ -87,6 +88,18 @@ pub enum SessionError {
     ProcSnap(#[from] crate::procsnap::ProcSnapError),
     #[error(transparent)]
     Access(#[from] crate::access::AccessError),
+    #[error("{0}: no records, because: the capture is empty (nothing to replay)")]
+    Empty(String),
+    #[error("{trace}: {filter} matched no record, because: no task of the capture has that {what} ({records} records read, {filtered_out} filtered out)")]
+    NoMatch {
+        trace: String,
+        filter: String,
+        what: &'static str,
+        records: u64,
+        filtered_out: u64,
+    },
+    #[error("{trace}: --strict: {what}")]
+    Strict { trace: String, what: String },
 }
 
 /// What a session produced.
@@ -97,6 +110,8 @@ pub struct SessionResult {
     pub run: TraceRun,
     pub verdicts: Vec<Verdict>,
     pub diffs: BTreeMap<String, String>,
+    /// What the run read and assumed about its input (lost events, unparsed lines, filters).
+    pub input: InputReport,
 }
 
 /// The LRU a session models: `--lru`, else the capture kernel's (MGLRU when its sidecar says
@@ -200,6 +215,16 @@ pub fn run(
         && src.nr_cpus().is_none()
         && o.kernel.as_ref().and_then(|k| k.nr_cpus).is_none())
     .then_some(nr_cpus);
+    let cpus_source = if o.cpus.is_some() {
+        FactSource::Option
+    } else if src.nr_cpus().is_some() {
+        FactSource::Capture
+    } else if assumed_cpus.is_none() {
+        FactSource::Sidecar
+    } else {
+        FactSource::Assumed
+    };
+    let mut lost = LostTracker::default();
     let profile = match &o.kernel {
         Some(k) => KernelProfile {
             cpumask_mode: o.cpumask_mode,
@@ -223,7 +248,7 @@ pub fn run(
     let format = src.format().to_string();
     let engines = registry::build_all(&specs, &profile);
     let mut progress = progress;
-    let run = {
+    let (run, diag) = {
         let mut src = src;
         let mut n = 0u64;
         let it = std::iter::from_fn(|| {
@@ -231,7 +256,11 @@ pub fn run(
             if n % 65536 == 0 {
                 progress(&src, n);
             }
-            src.next_record().transpose()
+            let r = src.next_record().transpose();
+            if let Some(Ok(r)) = &r {
+                lost.see(r);
+            }
+            r
         });
         let cfg = EngineConfig {
             lockstep: o.mode == Mode::Lockstep,
@@ -243,8 +272,26 @@ pub fn run(
                 .approximations
                 .insert("nr_cpus_assumed".into(), u64::from(n));
         }
-        run
+        (run, src.diagnostics())
     };
+    let mut input_report = InputReport::new(
+        (nr_cpus, cpus_source),
+        SidecarFacts::of(input),
+        Filters {
+            pid: o.pid,
+            comm: o.comm.clone(),
+            workload: false,
+        },
+        lost.finish(),
+        diag.as_ref(),
+    );
+    if let Some(k) = &o.kernel {
+        input_report.kernel = Some(k.profile.clone());
+        input_report.kernel_source = crate::input_report::kernel_source(k);
+    }
+    input_report.filtered_out = run.lower.filtered_out;
+    input_report.matched = run.lower.matched;
+    check_input(&trace, &run.lower, &input_report, o.strict)?;
     let mut verdicts = Vec::new();
     let mut diffs = BTreeMap::new();
     let Some(reference) = run.policies.first() else {
@@ -255,6 +302,7 @@ pub fn run(
             run,
             verdicts,
             diffs,
+            input: input_report,
         });
     };
     for (i, cand) in run.policies.iter().enumerate().skip(1) {
@@ -328,7 +376,49 @@ pub fn run(
         run,
         verdicts,
         diffs,
+        input: input_report,
     })
+}
+
+/// An empty capture and a filter that matches nothing are errors (there is nothing to say about
+/// them that a report of zeros would not hide); under `--strict` so is every tolerance the
+/// input needed (`InputReport::problems`).
+pub fn check_input(
+    trace: &str,
+    l: &crate::lower::LowerStats,
+    input: &InputReport,
+    strict: bool,
+) -> Result<(), SessionError> {
+    let real = l.records.saturating_sub(input.lost.markers);
+    if real == 0 {
+        return Err(SessionError::Empty(trace.to_string()));
+    }
+    if input.filters.any() && input.matched == 0 {
+        return Err(SessionError::NoMatch {
+            trace: trace.to_string(),
+            filter: input.filters.describe(),
+            what: match (input.filters.pid, &input.filters.comm) {
+                (Some(_), Some(_)) => "pid and comm",
+                (Some(_), None) => "pid",
+                _ => "comm",
+            },
+            records: l.records,
+            filtered_out: l.filtered_out,
+        });
+    }
+    if strict {
+        let p = input.problems();
+        if !p.is_empty() {
+            return Err(SessionError::Strict {
+                trace: trace.to_string(),
+                what: format!(
+                    "{} (without --strict these are counted and reported)",
+                    p.join("; ")
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The kernel profile a replay uses: defaults, the capture's CPU count and cpumask mode.
@@ -424,6 +514,12 @@ pub fn run_ops(
         run,
         verdicts,
         diffs,
+        input: InputReport {
+            cpus: profile.nr_cpus,
+            cpus_source: FactSource::Capture,
+            clock_source: FactSource::Unknown,
+            ..InputReport::default()
+        },
     }
 }
 

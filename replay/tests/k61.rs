@@ -94,7 +94,7 @@ fn k61_captures_parse_replay_and_their_kernel_counts_agree() {
         assert_eq!(
             obs("remote_flush_requests"),
             Some(
-                stats["tlb_flush_by_reason"]["remote ipi send"]
+                stats["tlb_flush_by_reason"]["remote_ipi_send"]
                     .as_u64()
                     .unwrap_or(0)
             ),

@@ -262,7 +262,7 @@ fn record_raw_then_stats() {
     assert!(fs::metadata(out.join("kallsyms")).unwrap().len() > 0);
     let meta: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(dir.join("dd.raw.meta.json")).unwrap()).unwrap();
-    assert_eq!(meta["format"], "ftrace-raw-dir");
+    assert_eq!(meta["format"], "raw-dir");
     assert!(meta.get("lines").is_none(), "raw capture has no lines");
     let saved: u64 = meta["raw_bytes"]
         .as_object()

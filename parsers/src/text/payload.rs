@@ -11,8 +11,8 @@
 use super::PayloadForm;
 use crate::intern::{FxHashMap, Interner};
 use crate::num::{
-    addr_or_symbol, auto_u64, dec_i32, dec_i64, dec_u32, dec_u64, hex_u64, trim, trim_end,
-    trim_start,
+    addr_or_symbol, auto_u64, dec_i32, dec_i64, dec_u32, dec_u64, hex_u64, is_symbol, trim,
+    trim_end, trim_start,
 };
 use crate::record::{Comm, Event, IpiKind, SysArgs, Syscall, TlbReason, Vmscan};
 
@@ -283,6 +283,17 @@ macro_rules! req {
     };
 }
 
+/// An optional field: absent gives the default, present but not of its format (`order=xyz`)
+/// is a payload error, never a silent 0.
+macro_rules! opt {
+    ($word:expr, $parse:expr, $what:expr) => {
+        match $word {
+            None => Default::default(),
+            Some(w) => req!($parse(w), $what),
+        }
+    };
+}
+
 impl Decoder {
     pub fn new() -> Self {
         Self::default()
@@ -342,13 +353,26 @@ impl Decoder {
         let ev = match self.kind_of(name) {
             Kind::PageFault => {
                 const E: Expected = "`address=<addr> ip=<addr> error_code=0x<hex>`";
+                const EU: Expected =
+                    "`address=0x<hex> ip=0x<hex> error_code=0x<hex>` (user addresses print as hex)";
+                let user = name == b"page_fault_user";
                 let address = req!(f.word(b"address"), E);
                 let ip = req!(f.word(b"ip"), E);
                 let error_code = req!(f.word(b"error_code").and_then(hex_u64), E);
+                // `%ps` prints a user address as hex (no symbol); a kernel one may be a symbol,
+                // kept as 0. Anything else (`0xZZQ`) is not a value of this field.
+                let value = |w: &[u8]| -> Result<u64, Expected> {
+                    match (addr_or_symbol(w), user) {
+                        (Some(v), _) => Ok(v),
+                        (None, false) if is_symbol(w) => Ok(0),
+                        (None, false) => Err(E),
+                        (None, true) => Err(EU),
+                    }
+                };
                 Event::PageFault {
-                    user: name == b"page_fault_user",
-                    address: addr_or_symbol(address).unwrap_or(0),
-                    ip: addr_or_symbol(ip).unwrap_or(0),
+                    user,
+                    address: value(address)?,
+                    ip: value(ip)?,
                     error_code,
                 }
             }
@@ -404,7 +428,7 @@ impl Decoder {
                 const E: Expected = "`addr=<hex>, pte=<hex> order=<n>`";
                 let addr = req!(f.word(b"addr").map(strip_comma).and_then(hex_u64), E);
                 let pte = req!(f.word(b"pte").map(strip_comma).and_then(hex_u64), E);
-                let order = f.word(b"order").and_then(dec_u32).unwrap_or(0);
+                let order: u32 = opt!(f.word(b"order"), dec_u32, E);
                 if name == b"set_migration_pte" {
                     Event::SetMigrationPte { addr, pte, order }
                 } else {
@@ -523,7 +547,7 @@ impl Decoder {
                 let ino = req!(ino_tok.get(..ino_end).and_then(hex_u64), E);
                 let pfn = req!(f.word(b"pfn").and_then(auto_u64), E);
                 let ofs = req!(f.word(b"ofs").and_then(dec_u64), E);
-                let order = f.word(b"order").and_then(dec_u32).unwrap_or(0);
+                let order: u32 = opt!(f.word(b"order"), dec_u32, E);
                 Event::Filemap {
                     add: name == b"mm_filemap_add_to_page_cache",
                     pfn,
@@ -648,9 +672,10 @@ impl Decoder {
                 let nr_scanned = req!(f.word(b"nr_scanned").and_then(dec_u64), E);
                 let nr_reclaimed = req!(f.word(b"nr_reclaimed").and_then(dec_u64), E);
                 let priority = req!(f.word(b"priority").and_then(dec_i32), E);
-                let mut opt = |k: &[u8]| f.word(k).and_then(dec_u64).unwrap_or(0);
-                let nr_ref_keep = opt(b"nr_ref_keep");
-                let nr_activate = opt(b"nr_activate_anon") + opt(b"nr_activate_file");
+                let nr_ref_keep: u64 = opt!(f.word(b"nr_ref_keep"), dec_u64, E);
+                let anon: u64 = opt!(f.word(b"nr_activate_anon"), dec_u64, E);
+                let file: u64 = opt!(f.word(b"nr_activate_file"), dec_u64, E);
+                let nr_activate = anon.saturating_add(file);
                 Vmscan::LruShrinkInactive {
                     nid,
                     nr_scanned,
@@ -666,7 +691,7 @@ impl Decoder {
                 let nr_taken = req!(f.word(b"nr_taken").and_then(dec_u64), E);
                 let nr_active = req!(f.word(b"nr_active").and_then(dec_u64), E);
                 let nr_deactivated = req!(f.word(b"nr_deactivated").and_then(dec_u64), E);
-                let nr_referenced = f.word(b"nr_referenced").and_then(dec_u64).unwrap_or(0);
+                let nr_referenced: u64 = opt!(f.word(b"nr_referenced"), dec_u64, E);
                 Vmscan::LruShrinkActive {
                     nid,
                     nr_taken,

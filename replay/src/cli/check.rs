@@ -18,6 +18,9 @@ pub struct Args {
     /// Print one JSON object per file instead of text.
     #[arg(long)]
     pub json: bool,
+    /// With `--json`: indented JSON for people.
+    #[arg(long, requires = "json")]
+    pub pretty: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -31,7 +34,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             Ok(x) => x,
             Err(e) => {
                 if a.json {
-                    println!("{}", serde_json::json!({ "file": name, "error": e }));
+                    super::json_out::emit(
+                        "check",
+                        serde_json::json!({ "file": name, "error": e }),
+                        a.pretty,
+                    )?;
                 } else {
                     println!("{name}: error: {e}");
                 }
@@ -45,16 +52,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         if a.json {
             let failed: Vec<String> = c.failed.iter().map(|m| m.to_string()).collect();
             let skipped: Vec<String> = c.skipped.iter().map(|(_, why)| why.clone()).collect();
-            println!(
-                "{}",
+            super::json_out::emit(
+                "check",
                 serde_json::json!({
                     "file": name,
                     "ops": f.ops.len(),
                     "held": c.held,
                     "failed": failed,
                     "skipped": skipped,
-                })
-            );
+                }),
+                a.pretty,
+            )?;
             continue;
         }
         let status = if c.failed.is_empty() { "ok" } else { "FAILED" };

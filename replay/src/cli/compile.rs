@@ -18,6 +18,13 @@ pub struct Args {
     /// Fail on unparsable lines.
     #[arg(long)]
     pub strict: bool,
+    /// Print one JSON object `{"trace", "format", "output", "records", "bytes", "cpus"}` on
+    /// stdout instead of the summary line on stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// With `--json`: indented JSON for people.
+    #[arg(long, requires = "json")]
+    pub pretty: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -25,7 +32,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut src = match Source::open(&a.trace, a.strict) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("mmreplay compile: error: {e}");
+            eprintln!("mmreplay compile: error: {}", mmreplay::errors::chain(&e));
             return Ok(ExitCode::from(2));
         }
     };
@@ -37,13 +44,25 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             Ok(Some(r)) => w.push(r)?,
             Ok(None) => break,
             Err(e) => {
-                eprintln!("mmreplay compile: error: {e}");
+                eprintln!("mmreplay compile: error: {}", mmreplay::errors::chain(&e));
                 return Ok(ExitCode::from(2));
             }
         }
     }
     let n = w.finish()?;
     let size = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
+    if a.json {
+        let v = serde_json::json!({
+            "trace": a.trace,
+            "format": header.format,
+            "output": a.output.display().to_string(),
+            "records": n,
+            "bytes": size,
+            "cpus": header.nr_cpus,
+        });
+        super::json_out::emit("compile", v, a.pretty)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     eprintln!(
         "compiled {} records from {} ({}) into {} ({} bytes) in {:.2}s",
         n,

@@ -16,6 +16,12 @@ pub struct Args {
     /// Lines of context around each change.
     #[arg(long, default_value_t = 3)]
     pub context: usize,
+    /// One JSON object: `{"a", "b", "same", "diff"}` (the exit status is the same).
+    #[arg(long)]
+    pub json: bool,
+    /// With `--json`: indented JSON for people.
+    #[arg(long, requires = "json")]
+    pub pretty: bool,
 }
 
 /// Canonical text of a snapshot file, or a message naming the file and what was expected.
@@ -60,17 +66,24 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    if ta == tb {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let diff = similar::TextDiff::from_lines(&ta, &tb);
     let an = a.a.display().to_string();
     let bn = a.b.display().to_string();
-    print!(
-        "{}",
-        diff.unified_diff()
+    let same = ta == tb;
+    let text = if same {
+        String::new()
+    } else {
+        similar::TextDiff::from_lines(&ta, &tb)
+            .unified_diff()
             .context_radius(a.context)
             .header(&an, &bn)
-    );
-    Ok(ExitCode::from(1))
+            .to_string()
+    };
+    if a.json {
+        let v = serde_json::json!({ "a": an, "b": bn, "same": same, "diff": text });
+        super::json_out::emit("diff", v, a.pretty)?;
+    } else {
+        print!("{text}");
+    }
+    // diff(1): 0 same, 1 different, 2 trouble.
+    Ok(ExitCode::from(if same { 0 } else { 1 }))
 }

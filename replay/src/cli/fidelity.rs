@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::process::ExitCode;
 
+use mmreplay::input_report::{
+    splice_text, FactSource, Filters, InputReport, LostTracker, SidecarFacts,
+};
 use mmreplay::kernel::KernelChoice;
 use mmreplay::lower::{LowerOptions, Lowering};
 use mmreplay::observe::{within_tolerance, Observed, COUNTERS};
@@ -27,9 +30,19 @@ const MAX_WINDOW_OPS: usize = 40;
 pub struct Args {
     /// Captures (any format `replay` reads). None: the bundled capture.
     pub traces: Vec<String>,
-    /// One JSON object per capture, one per line.
+    /// One JSON object per capture, one per line (schema `docs/schema/mmreplay.schema.json`).
     #[arg(long)]
     pub json: bool,
+    /// With `--json`: indented JSON for people.
+    #[arg(long, requires = "json")]
+    pub pretty: bool,
+    /// Only tasks with this comm and their descendants.
+    #[arg(long)]
+    pub comm: Option<String>,
+    /// Fail on unparsable lines, lost or overwritten events and an assumed CPU count, instead
+    /// of counting and reporting them.
+    #[arg(long)]
+    pub strict: bool,
     /// The capture's kernel (`6.1`, `6.18`, any MAJOR.MINOR). Default: the sidecar's release.
     #[arg(long, value_name = "VERSION")]
     pub kernel: Option<String>,
@@ -90,20 +103,30 @@ struct Window {
 }
 
 /// One capture's fidelity report.
-fn one(trace: Option<&str>, a: &Args) -> anyhow::Result<Value> {
+fn one(trace: Option<&str>, a: &Args) -> anyhow::Result<(Value, InputReport)> {
     let kernel: KernelChoice = kernel_for(trace, a.kernel.as_deref())?;
     let pid = if a.workload {
         Some(workload_pid(trace)?)
     } else {
         a.pid
     };
-    let mut src = Source::open_opt(trace, false)?;
+    let mut src = Source::open_opt(trace, a.strict)?;
     let nr_cpus = a
         .cpus
         .or(src.nr_cpus())
         .or(kernel.nr_cpus)
         .unwrap_or(DEFAULT_CPUS)
         .clamp(1, 64);
+    let cpus_source = if a.cpus.is_some() {
+        FactSource::Option
+    } else if src.nr_cpus().is_some() {
+        FactSource::Capture
+    } else if kernel.nr_cpus.is_some() {
+        FactSource::Sidecar
+    } else {
+        FactSource::Assumed
+    };
+    let mut lost = LostTracker::default();
     let profile = kernel.profile(nr_cpus);
     let policy = a
         .policy
@@ -113,7 +136,7 @@ fn one(trace: Option<&str>, a: &Args) -> anyhow::Result<Value> {
     let mut engine = spec.build(&profile);
     let mut low = Lowering::new(LowerOptions {
         pid,
-        comm: None,
+        comm: a.comm.clone(),
         nr_cpus,
         procs: mmreplay::session::procs_for(trace)?,
         access: mmreplay::session::access_for(trace)?,
@@ -154,11 +177,14 @@ fn one(trace: Option<&str>, a: &Args) -> anyhow::Result<Value> {
                 "predicted": p,
                 "counters": counts_json(&now),
                 "ops_in_window": win.n_ops,
-                "ops": win.ops,
+                // In the litmus op language (`exec cpu=0 mm=1`): readable, and keys stay
+                // snake_case (the model's `Op` serialises as `{"Exec": ...}`).
+                "ops": win.ops.iter().map(mmreplay::litmus::format_op).collect::<Vec<_>>(),
             }));
         }
     };
     while let Some(r) = src.next_record()? {
+        lost.see(&r);
         let base = *first_ts.get_or_insert(r.ts_ns);
         let rel = r.ts_ns.saturating_sub(base);
         while rel >= win.end_ns {
@@ -191,6 +217,27 @@ fn one(trace: Option<&str>, a: &Args) -> anyhow::Result<Value> {
     check(&low, engine.counters(), &win, &mut first_div);
     engine.finish();
     let stats = low.into_stats();
+    let mut input = InputReport::new(
+        (nr_cpus, cpus_source),
+        SidecarFacts::of(trace),
+        Filters {
+            pid,
+            comm: a.comm.clone(),
+            workload: a.workload,
+        },
+        lost.finish(),
+        src.diagnostics().as_ref(),
+    );
+    input.kernel = Some(kernel.profile.clone());
+    input.kernel_source = mmreplay::input_report::kernel_source(&kernel);
+    input.filtered_out = stats.filtered_out;
+    input.matched = stats.matched;
+    let name = src.name().to_string();
+    mmreplay::session::check_input(&name, &stats, &input, a.strict)?;
+    let mut approximations = stats.approximations.clone();
+    if cpus_source == FactSource::Assumed {
+        approximations.insert("nr_cpus_assumed".into(), u64::from(nr_cpus));
+    }
     let total = counts(&stats.observed, engine.counters());
     let outside: Vec<&str> = COUNTERS
         .iter()
@@ -223,20 +270,26 @@ fn one(trace: Option<&str>, a: &Args) -> anyhow::Result<Value> {
     if let Some(m) = k.as_object_mut() {
         m.insert("mechanics".into(), serde_json::to_value(&profile)?);
     }
-    Ok(json!({
+    let mut v = json!({
         "trace": src.name(),
         "kernel": k,
         "policy": spec.name(),
-        "nr_cpus": nr_cpus,
+        "cpus": nr_cpus,
         "workload_pid": pid,
         "records": stats.records,
         "ops": stats.ops,
         "ops_rejected": rejected,
         "filtered_out": stats.filtered_out,
+        "unplaced": stats.unplaced,
+        "approximations": approximations,
+        "input": input,
+        "filters": input.filters,
         "counters": counters,
         "outside_tolerance": outside,
         "first_divergence": first_div,
-    }))
+    });
+    mmreplay::json_schema::envelope("fidelity", &mut v);
+    Ok((v, input))
 }
 
 fn cell(v: &Value) -> String {
@@ -258,7 +311,7 @@ fn text(v: &Value) -> String {
             .as_str()
             .map_or(String::new(), |r| format!(", release {r}")),
         v["policy"].as_str().unwrap_or("?"),
-        v["nr_cpus"],
+        v["cpus"],
         v["workload_pid"]
             .as_i64()
             .map_or(String::new(), |p| format!("; workload pid {p}")),
@@ -328,7 +381,7 @@ fn text(v: &Value) -> String {
                 d["ops_in_window"],
             );
             for op in d["ops"].as_array().into_iter().flatten().take(12) {
-                let _ = writeln!(s, "  {op}");
+                let _ = writeln!(s, "  {}", op.as_str().unwrap_or("?"));
             }
         }
     }
@@ -351,12 +404,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     for t in &inputs {
         let printed = match one(t.as_deref(), &a) {
-            Ok(v) if a.json => writeln!(out, "{}", serde_json::to_string(&v)?),
-            Ok(v) => writeln!(out, "{}", text(&v)),
+            Ok((v, _)) if a.json && a.pretty => {
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)
+            }
+            Ok((v, _)) if a.json => writeln!(out, "{}", serde_json::to_string(&v)?),
+            Ok((v, input)) => writeln!(out, "{}", splice_text(&text(&v), &input.text())),
             Err(e) => {
                 eprintln!(
-                    "mmreplay fidelity: {}: error: {e:#}",
-                    t.as_deref().unwrap_or("<bundled>")
+                    "mmreplay fidelity: error: {}",
+                    mmreplay::errors::chain_anyhow(&e)
                 );
                 code = 2;
                 Ok(())

@@ -26,7 +26,17 @@ pub struct Args {
 /// error.
 pub fn print(m: &Manifest, cells: &[CellResult], json: bool, csv: bool) -> anyhow::Result<()> {
     let text = if json {
-        matrix::render_json(m, cells)
+        // The matrix JSON with the envelope every command's JSON has.
+        let raw = matrix::render_json(m, cells);
+        match serde_json::from_str::<serde_json::Value>(&raw) {
+            Ok(mut v) => {
+                mmreplay::json_schema::envelope("merge", &mut v);
+                let mut s = serde_json::to_string(&v).unwrap_or(raw);
+                s.push('\n');
+                s
+            }
+            Err(_) => raw,
+        }
     } else if csv {
         matrix::render_csv(cells)
     } else {

@@ -38,6 +38,9 @@ pub struct Args {
     /// Print a JSON summary (ops_before, ops_after, seconds, property, ...).
     #[arg(long)]
     pub json: bool,
+    /// With `--json`: indented JSON for people.
+    #[arg(long, requires = "json")]
+    pub pretty: bool,
     /// Replay mode (as `replay`).
     #[arg(long, value_enum, default_value = "lockstep")]
     pub mode: ModeArg,
@@ -65,7 +68,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let property = match a.property.as_deref().map(Property::parse).transpose() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("mmreplay minimize: {e}");
+            eprintln!("mmreplay minimize: error: {e}");
             return Ok(ExitCode::from(2));
         }
     };
@@ -138,7 +141,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let (out, property) = match result {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("mmreplay minimize: {e}");
+            eprintln!("mmreplay minimize: error: {e}");
             return Ok(ExitCode::from(2));
         }
     };
@@ -149,7 +152,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         if let Some(o) = v.as_object_mut() {
             o.insert("output".into(), a.output.display().to_string().into());
         }
-        println!("{}", serde_json::to_string(&v)?);
+        super::json_out::emit("minimize", v, a.pretty)?;
     } else {
         println!(
             "{}: {} ops -> {} ops in {:.1} s ({} tests), property {}{}; wrote {}",

@@ -11,6 +11,9 @@ pub struct Args {
     /// "default", "help"}]}]}`.
     #[arg(long)]
     pub json: bool,
+    /// With `--json`: indented JSON for people.
+    #[arg(long, requires = "json")]
+    pub pretty: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -28,7 +31,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::json!({ "policies": v }));
+        super::json_out::emit("policies", serde_json::json!({ "policies": v }), a.pretty)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut s = String::new();

@@ -340,7 +340,8 @@ struct Meta {
     #[serde(skip_serializing_if = "Option::is_none")]
     access: Option<mmreplay::access::AccessSummary>,
     trace_clock: String,
-    buffer_size_kb: String,
+    /// Per-CPU ring buffer in KiB, a number (`null` when CPUs differ: tracefs says `X`).
+    buffer_size_kb: Option<u64>,
     /// Where the buffer size came from: `--buffer-kb`, or `auto` (from RAM and CPUs).
     buffer_size_from: &'static str,
     /// The tracefs instance the capture was made in (removed afterwards).
@@ -699,8 +700,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     let buffer_size_kb = ifs
         .read("buffer_size_kb")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
+        .ok()
+        .and_then(|s| record::parse_buffer_kb(&s));
     // SAFETY: sysconf has no memory-safety preconditions.
     let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
     let subbuf = record_dat::subbuf_size(&ifs, page_size);
@@ -897,9 +898,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let meta = Meta {
         tool: "mmreplay record",
         mmreplay_version: env!("CARGO_PKG_VERSION"),
+        // The names `stats` and `replay` report for these inputs (`Format::name`).
         format: match kind {
-            Output::RawDir => "ftrace-raw-dir",
-            Output::Text(_) => "ftrace-text",
+            Output::RawDir => "raw-dir",
+            Output::Text(_) => "ftrace",
             Output::Dat => "trace.dat",
         },
         source: match kind {
@@ -923,7 +925,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         probes,
         access: access.as_ref().map(mmreplay::access::AccessLog::summary),
         trace_clock,
-        buffer_size_kb: buffer_size_kb.clone(),
+        buffer_size_kb,
         buffer_size_from,
         instance: format!("instances/{}", instance_name()),
         irq_info: settings.irq_info,
@@ -1010,6 +1012,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             loss.lost_events,
             Path::new(&meta_path).display(),
             meta.buffer_size_kb
+                .map_or_else(|| "per-CPU sizes differ".to_string(), |k| k.to_string())
         );
     }
     if let Some(e) = remove_err {

@@ -57,9 +57,13 @@ pub struct Args {
     /// Replay mode.
     #[arg(long, value_enum, default_value = "lockstep")]
     pub mode: ModeArg,
-    /// Print the JSON self-report (one object per trace, one per line).
+    /// Print the JSON self-report (one object per trace, one per line; schema
+    /// `docs/schema/mmreplay.schema.json`).
     #[arg(long)]
     pub json: bool,
+    /// With `--json`: indented JSON for people (still one object per trace).
+    #[arg(long, requires = "json")]
+    pub pretty: bool,
     /// Write each policy's final canonical snapshot to DIR/<trace>.<policy>.snap.
     #[arg(long, value_name = "DIR")]
     pub snapshot_out: Option<PathBuf>,
@@ -183,7 +187,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     });
     // Validate the policy list before reading any input.
     if let Err(e) = session::specs(&opts.policies) {
-        eprintln!("mmreplay replay: error: {e}");
+        eprintln!("mmreplay replay: error: {}", mmreplay::errors::chain(&e));
         return Ok(ExitCode::from(2));
     }
     if let Some(d) = &a.snapshot_out {
@@ -205,7 +209,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 o.kernel = Some(k);
             }
             Err(e) => {
-                eprintln!("mmreplay replay: error: {e}");
+                eprintln!("mmreplay replay: error: {}", mmreplay::errors::chain(&e));
                 return Ok(ExitCode::from(2));
             }
         }
@@ -214,7 +218,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             match workload_pid(t.as_deref()) {
                 Ok(p) => o.pid = Some(p),
                 Err(e) => {
-                    eprintln!("mmreplay replay: error: {e:#}");
+                    eprintln!(
+                        "mmreplay replay: error: {}",
+                        mmreplay::errors::chain_anyhow(&e)
+                    );
                     return Ok(ExitCode::from(2));
                 }
             }
@@ -258,10 +265,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             mmreplay_reference::profile::LruKind::Classic => "classic",
             mmreplay_reference::profile::LruKind::Mglru { .. } => "mglru",
         };
-        let r = match r {
+        let mut r = match r {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("mmreplay replay: error: {e}");
+                eprintln!("mmreplay replay: error: {}", mmreplay::errors::chain(&e));
                 code = 2;
                 continue;
             }
@@ -270,6 +277,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             Mode::Lockstep => "lockstep",
             Mode::FreeRunning => "free",
         };
+        r.input.filters.workload = a.workload;
         let rep = Report {
             trace: &r.trace,
             format: &r.format,
@@ -284,9 +292,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             if let Some(m) = v.as_object_mut() {
                 m.insert("lru".into(), serde_json::json!(lru_name));
             }
-            println!("{}", serde_json::to_string(&v)?);
+            crate::cli::json_out::replay_json(&mut v, &r.input, o);
+            crate::cli::json_out::print(&v, a.pretty)?;
         } else {
-            print!("{}", rep.text());
+            print!(
+                "{}",
+                mmreplay::input_report::splice_text(&rep.text(), &r.input.text())
+            );
             println!("kernel LRU modelled: {lru_name} (--lru to choose)");
             if a.traces.is_empty() {
                 print!("{}", what_next(&r));

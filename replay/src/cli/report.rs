@@ -24,6 +24,9 @@ pub struct Args {
     /// Print the report's data as JSON (one object per trace, one per line).
     #[arg(long)]
     pub json: bool,
+    /// With `--json`: indented JSON for people.
+    #[arg(long, requires = "json")]
+    pub pretty: bool,
     /// Policies side by side (`reference` is always first).
     #[arg(
         long,
@@ -70,7 +73,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         lru: None,
     };
     if let Err(e) = session::specs(&o.policies) {
-        eprintln!("mmreplay report: {e}");
+        eprintln!("mmreplay report: error: {}", mmreplay::errors::chain(&e));
         return Ok(ExitCode::from(2));
     }
     let inputs: Vec<Option<&str>> = if a.traces.is_empty() {
@@ -88,21 +91,22 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 o.kernel = Some(k);
             }
             Err(e) => {
-                eprintln!("mmreplay report: error: {e}");
+                eprintln!("mmreplay report: error: {}", mmreplay::errors::chain(&e));
                 return Ok(ExitCode::from(2));
             }
         }
         match html::build(t, &o) {
             Ok(r) => reports.push(r),
             Err(e) => {
-                eprintln!("mmreplay report: error: {e}");
+                eprintln!("mmreplay report: error: {}", mmreplay::errors::chain(&e));
                 return Ok(ExitCode::from(2));
             }
         }
     }
     if a.json {
         for r in &reports {
-            println!("{}", serde_json::to_string(r)?);
+            let v = serde_json::to_value(r)?;
+            super::json_out::emit("report", v, a.pretty)?;
         }
     }
     if let Some(out) = &a.output {

@@ -2,6 +2,7 @@
 //! arguments and prints: the counting lives in `mmreplay_parsers::stats`. Must never hold model
 //! logic. Exit 0 on success, 2 (via `main`) on bad input or a `--strict` failure.
 use anyhow::Context;
+use mmreplay::input_report::{Filters, LostReport, LostTracker, SidecarFacts};
 use mmreplay_parsers::stats::{self, Filter, Stats};
 use mmreplay_parsers::{Format, Options};
 use std::fmt::Write as _;
@@ -13,9 +14,12 @@ pub struct Args {
     /// Capture file (`-` for stdin) or `record --raw` directory; `.zst` / zstd data is
     /// decompressed transparently.
     pub file: String,
-    /// Print the report as JSON.
+    /// Print the report as JSON (one line; schema `docs/schema/mmreplay.schema.json`).
     #[arg(long)]
     pub json: bool,
+    /// With `--json`: indented JSON for people.
+    #[arg(long, requires = "json")]
+    pub pretty: bool,
     /// Only count records of this pid (thread id or thread-group id).
     #[arg(long)]
     pub pid: Option<i32>,
@@ -48,19 +52,72 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let filter = Filter {
         pid: a.pid,
-        comm: a.comm.map(String::into_bytes),
+        comm: a.comm.clone().map(String::into_bytes),
     };
+    let filters = Filters {
+        pid: a.pid,
+        comm: a.comm.clone(),
+        workload: false,
+    };
+    let mut b = stats::StatsBuilder::new(filter);
+    let mut lost = LostTracker::default();
     let s = if a.format.is_none() && mmreplay::corpus::header_of(&a.file).is_some() {
-        compiled_stats(&a.file, a.strict, filter)?
+        // A compiled `.mmr`: its records counted as a capture's are. The parse diagnostics of
+        // the text it came from (unparsed, skipped lines) are not stored in it, so they read 0.
+        let mut src = mmreplay::source::Source::open(&a.file, a.strict)?;
+        while let Some(r) = src.next_record()? {
+            lost.see(&r);
+            b.add(&r);
+        }
+        let diag = src.diagnostics().unwrap_or_default();
+        b.finish(src.format(), &diag)
     } else {
-        stats::stats_for_path(&a.file, &opts, filter)?
+        let mut src = mmreplay_parsers::open(&a.file, &opts)?;
+        while let Some(r) = src.next_record()? {
+            lost.see(&r);
+            b.add(&r);
+        }
+        let diag = src.diagnostics();
+        b.finish(src.format().name(), &diag)
     };
+    let mut lost = lost.finish();
+    lost.overwritten = s.overwritten_events;
+    lost.overrun_per_cpu = SidecarFacts::of(Some(&a.file)).overrun_per_cpu;
+    // Nothing to report is an error, not a table of zeros (issue 19).
+    if s.records == 0 && filters.any() {
+        anyhow::bail!(
+            "{}: {} matched no record, because: no task of the capture has that pid or comm ({} lost markers)",
+            a.file,
+            filters.describe(),
+            s.lost_markers
+        );
+    }
+    if s.records == 0 {
+        anyhow::bail!("{}: no records, because: the capture is empty", a.file);
+    }
+    if a.strict && lost.any() {
+        anyhow::bail!(
+            "{}: --strict: {} lost-event markers ({} events), {} overwritten (without --strict these are counted and reported)",
+            a.file,
+            lost.markers,
+            lost.events,
+            lost.overwritten + lost.overrun_per_cpu.values().sum::<u64>()
+        );
+    }
     let out = if a.json {
-        let mut j = serde_json::to_string_pretty(&s).context("serialising stats")?;
+        let mut v = serde_json::to_value(&s).context("serialising stats")?;
+        stats_json(&mut v, &lost, &filters);
+        let mut j = if a.pretty {
+            serde_json::to_string_pretty(&v)?
+        } else {
+            serde_json::to_string(&v)?
+        };
         j.push('\n');
         j
     } else {
-        table(&s)
+        let mut t = table(&s);
+        lost_lines(&mut t, &lost);
+        t
     };
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth a backtrace.
@@ -75,16 +132,48 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Stats of a compiled `.mmr`: its records counted as a capture's are. The parse diagnostics
-/// of the text it came from (unparsed, skipped lines) are not stored in it, so they read 0.
-fn compiled_stats(path: &str, strict: bool, filter: Filter) -> anyhow::Result<Stats> {
-    let mut src = mmreplay::source::Source::open(path, strict)?;
-    let mut b = stats::StatsBuilder::new(filter);
-    while let Some(r) = src.next_record()? {
-        b.add(&r);
+/// The JSON shape shared with every command: the envelope, `cpus` (not `nr_cpus`), keys
+/// without spaces (TLB flush reasons are kernel texts: `remote IPI send` → `remote_ipi_send`),
+/// lost events per CPU and time window, the applied filters.
+fn stats_json(v: &mut serde_json::Value, lost: &LostReport, filters: &Filters) {
+    mmreplay::json_schema::envelope("stats", v);
+    let Some(m) = v.as_object_mut() else { return };
+    if let Some(serde_json::Value::Object(r)) = m.get_mut("tlb_flush_by_reason") {
+        let old = std::mem::take(r);
+        for (k, n) in old {
+            r.insert(mmreplay::json_schema::key_of(&k), n);
+        }
     }
-    let diag = src.diagnostics().unwrap_or_default();
-    Ok(b.finish(src.format(), &diag))
+    if let Some(serde_json::Value::Object(c)) = m.get_mut("capture") {
+        if let Some(n) = c.remove("nr_cpus") {
+            c.insert("cpus".into(), n);
+        }
+    }
+    m.insert(
+        "lost".into(),
+        serde_json::to_value(lost).unwrap_or(serde_json::Value::Null),
+    );
+    m.insert(
+        "filters".into(),
+        serde_json::to_value(filters).unwrap_or(serde_json::Value::Null),
+    );
+}
+
+/// Lost events per CPU and where, after the table.
+fn lost_lines(o: &mut String, l: &LostReport) {
+    for (cpu, c) in &l.per_cpu {
+        let _ = writeln!(
+            o,
+            "lost on cpu{cpu}     {} events in {} markers between {:.6} s and {:.6} s",
+            c.events,
+            c.markers,
+            c.first_ns as f64 / 1e9,
+            c.last_ns as f64 / 1e9
+        );
+    }
+    for (cpu, n) in l.overrun_per_cpu.iter().filter(|(_, n)| **n > 0) {
+        let _ = writeln!(o, "overrun on cpu{cpu}  {n} events (sidecar per_cpu_stats)");
+    }
 }
 
 fn table(s: &Stats) -> String {
