@@ -19,6 +19,11 @@ pub const SCHEMA_VERSION: u64 = 1;
 /// choice say `nr_cpus` internally).
 pub fn envelope(command: &str, v: &mut Value) {
     rename_key(v, "nr_cpus", "cpus");
+    // The model's `KernelProfile` serialises its enums in Rust spelling (`TrimByFlush`,
+    // `{"Mglru": ..}`); outputs spell them snake_case like every other value.
+    if let Some(m) = v.get_mut("kernel").and_then(|k| k.get_mut("mechanics")) {
+        snake_case_all(m);
+    }
     if let Some(m) = v.as_object_mut() {
         m.insert("schema_version".into(), json!(SCHEMA_VERSION));
         m.insert("command".into(), json!(command));
@@ -41,6 +46,38 @@ pub fn key_of(text: &str) -> String {
         "unnamed".to_string()
     } else {
         k.to_string()
+    }
+}
+
+/// `TrimByFlush` → `trim_by_flush`, `K61` → `k61`; snake_case stays as it is.
+pub fn snake(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 4);
+    for (i, c) in s.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 && !o.ends_with('_') {
+                o.push('_');
+            }
+            o.push(c.to_ascii_lowercase());
+        } else {
+            o.push(c);
+        }
+    }
+    o
+}
+
+/// [`snake`] on every key and string value of `v`.
+fn snake_case_all(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            let old = std::mem::take(m);
+            for (k, mut x) in old {
+                snake_case_all(&mut x);
+                m.insert(snake(&k), x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(snake_case_all),
+        Value::String(t) => *t = snake(t),
+        _ => {}
     }
 }
 

@@ -429,6 +429,12 @@ fn json_uses_one_name_per_fact() {
         r["verdict_details"]["ad-preserve"]["outcome"]["kind"],
         "same"
     );
+    // The profile the model ran with is recorded, in the same spelling as `lru`.
+    for v in [&r, &f] {
+        assert_eq!(v["kernel"]["mechanics"]["cpus"], v["cpus"]);
+        assert_eq!(v["kernel"]["mechanics"]["lru"], "classic");
+    }
+    assert_eq!(r["lru"], "classic");
     for k in s["tlb_flush_by_reason"].as_object().unwrap().keys() {
         assert!(!k.contains(' '), "{k}");
     }

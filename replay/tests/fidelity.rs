@@ -128,7 +128,7 @@ fn compaction_flushes_once_per_migrate_pages_batch() {
     let v61 = fidelity(&[&trace, "--kernel", "6.1"]);
     assert_eq!(v61["kernel"]["profile"], "6.1");
     assert_eq!(v61["kernel"]["source"], "option");
-    assert_eq!(v61["kernel"]["mechanics"]["base"], "K61");
+    assert_eq!(v61["kernel"]["mechanics"]["base"], "k61");
     let (_, p61) = pair(&v61, "remote_tlb_flushes");
     assert_ne!(p61, p, "the kernel profile changes nothing");
 }
@@ -244,10 +244,10 @@ fn json_is_one_object_per_capture_with_null_for_what_was_not_logged() {
     let v = fidelity(&[&copy]);
     assert_eq!(v["kernel"]["profile"], "6.1");
     assert_eq!(v["kernel"]["source"], "sidecar");
-    assert_eq!(v["kernel"]["mechanics"]["cpumask_mode"], "ClearOnSwitch");
+    assert_eq!(v["kernel"]["mechanics"]["cpumask_mode"], "clear_on_switch");
     assert_eq!(v["kernel"]["lru_gen_enabled"], "0x0007");
     let v = fidelity(&[&copy, "--kernel", "6.18"]);
-    assert_eq!(v["kernel"]["mechanics"]["cpumask_mode"], "TrimByFlush");
+    assert_eq!(v["kernel"]["mechanics"]["cpumask_mode"], "trim_by_flush");
     // Several captures: one object per line.
     let o = Command::new(BIN)
         .args(["fidelity", "--json", &copy, &corpus("fmt-follow.trace.zst")])

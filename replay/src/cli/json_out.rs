@@ -38,10 +38,21 @@ pub fn replay_json(v: &mut Value, input: &InputReport, o: &SessionOptions) {
         serde_json::to_value(&input.filters).unwrap_or(Value::Null),
     );
     if let Some(k) = &o.kernel {
-        m.insert(
-            "kernel".into(),
-            serde_json::to_value(k).unwrap_or(Value::Null),
-        );
+        let mut kv = serde_json::to_value(k).unwrap_or(Value::Null);
+        // The mechanics the model ran with, as `session::run` builds them (`--cpumask` and
+        // `--lru` applied), as `fidelity` records them.
+        let profile = mmreplay_reference::profile::KernelProfile {
+            cpumask_mode: o.cpumask_mode,
+            lru: mmreplay::session::effective_lru(o),
+            ..k.profile(input.cpus)
+        };
+        if let Some(km) = kv.as_object_mut() {
+            km.insert(
+                "mechanics".into(),
+                serde_json::to_value(&profile).unwrap_or(Value::Null),
+            );
+        }
+        m.insert("kernel".into(), kv);
     }
     // `cpus` in the kernel object too.
     mmreplay::json_schema::envelope("replay", v);
