@@ -6,6 +6,10 @@
 #
 # NAME: reclaim-mglru reclaim-classic threads-shootdown compaction hugetlb-fork, and (not in
 # `all`) hotset-mglru hotset-classic.
+# Every capture carries `--probe ipi` (flush_tlb_func run on a CPU other than its initiator,
+# tlb_remove_table_smp_sync): 6.1 logs IPIs only where they land, unattributed, so these
+# kprobes count the TLB shootdown and table-sync calls received; the reclaim ones also
+# `--probe rmap`.
 # MMREPLAY: a release build of mmreplay (default: <repo>/target/release/mmreplay; not under
 # /tmp, which the guest replaces with its own); the guest
 # runs this machine's binaries, so build it (and corpus/workloads) here first.
@@ -40,7 +44,7 @@ reclaim() {
 	mkdir -p $g
 	echo $((32 << 20)) > $g/memory.max
 	# Only the workload joins the group (the recorder's buffers would not fit the limit).
-	rec "$name" --probe rmap -- sh -c "echo \$\$ > $g/cgroup.procs && exec $B/anon_reclaim 96 2"
+	rec "$name" --probe rmap --probe ipi -- sh -c "echo \$\$ > $g/cgroup.procs && exec $B/anon_reclaim 96 2"
 	rmdir $g
 }
 
@@ -67,16 +71,16 @@ in_guest() {
 	reclaim-classic) reclaim reclaim-classic n ;;
 	hotset-mglru) hotset hotset-mglru y ;;
 	hotset-classic) hotset hotset-classic n ;;
-	threads-shootdown) rec threads-shootdown -- "$B/threads_shootdown" 300 ;;
+	threads-shootdown) rec threads-shootdown --probe ipi -- "$B/threads_shootdown" 300 ;;
 	compaction)
 		# As on the host (corpus/README.md (b)): free pages scattered in used pageblocks.
 		sync; echo 3 > /proc/sys/vm/drop_caches
-		rec compaction -- "$B/compact_frag" 32 1 ;;
+		rec compaction --probe ipi -- "$B/compact_frag" 32 1 ;;
 	hugetlb-fork)
 		# 1 GiB of 2 MiB pages: PMD sharing needs a whole PUD-aligned 1 GiB range.
 		echo 520 > /proc/sys/vm/nr_hugepages
 		grep -E 'HugePages_(Total|Free)' /proc/meminfo
-		rec hugetlb-fork -- "$B/hugetlb_fork" 3 1024 ;;
+		rec hugetlb-fork --probe ipi -- "$B/hugetlb_fork" 3 1024 ;;
 	*) echo "capture-61: unknown capture $1" >&2; exit 2 ;;
 	esac
 }
@@ -89,7 +93,7 @@ fi
 # --- host side ---------------------------------------------------------------------------------
 [ -x "$M" ] || { echo "capture-61: no mmreplay at $M (cargo build --release)" >&2; exit 2; }
 make -s -C "$repo/corpus/workloads"
-caps=$repo/corpus/captures
+caps=${CAPS:-$repo/corpus/captures}   # CAPS: write the captures elsewhere (to compare first)
 [ "${1:-}" = all ] && set -- reclaim-mglru reclaim-classic threads-shootdown compaction hugetlb-fork
 for name in "$@"; do
 	mem=2048 swap=0

@@ -40,20 +40,59 @@ pub const KPROBE_GROUP: &str = "mmreplay";
 /// Named kprobe sets for `record --probe NAME`: the kernel's own counts of work the model
 /// predicts. `folio_referenced_one`: one rmap visit of a (folio, VMA) by `folio_referenced`;
 /// `lru_gen_look_around`: one MGLRU look-around; `try_to_unmap_one`: one unmap visit.
-pub const PROBE_SETS: &[(&str, &[&str])] = &[(
-    "rmap",
-    &[
-        "folio_referenced_one",
-        "lru_gen_look_around",
-        "try_to_unmap_one",
-    ],
-)];
+/// `ipi`: the callbacks IPI receipts run, so receipts are attributed to TLB work where the
+/// kernel logs no IPI sends (6.1). `flush_tlb_func`: one shootdown call run on a CPU other
+/// than its initiator (the probe keeps only those, see [`PROBE_ARGS`]);
+/// `tlb_remove_table_smp_sync`: one table-sync call (`smp_call_function` never runs it on the
+/// sender).
+pub const PROBE_SETS: &[(&str, &[&str])] = &[
+    (
+        "rmap",
+        &[
+            "folio_referenced_one",
+            "lru_gen_look_around",
+            "try_to_unmap_one",
+        ],
+    ),
+    ("ipi", &["flush_tlb_func", "tlb_remove_table_smp_sync"]),
+];
+
+/// Kprobes defined with a fetch arg and kept only where the call ran on another CPU than the
+/// one that asked for it: (symbol, fetch arg `NAME=FETCH`, field naming the initiating CPU).
+/// `flush_tlb_func(void *info)` runs on the sender too (`flush_tlb_mm_range`,
+/// `arch_tlbbatch_flush`, `on_each_cpu_cond_mask` with the sender in the mask); the remote
+/// calls are those with `smp_processor_id() != info->initiating_cpu`, as the function itself
+/// tells them apart (`arch/x86/mm/tlb.c`). `initiating_cpu` is at byte 32 of
+/// `struct flush_tlb_info` (after `mm`, `start`, `end`, `new_tlb_gen`) in 6.1 and 6.18.
+pub const PROBE_ARGS: &[(&str, &str, &str)] = &[("flush_tlb_func", "ini=+32(%di):u32", "ini")];
+
+/// The `kprobe_events` line defining `GROUP/SYMBOL`, with its fetch args from [`PROBE_ARGS`].
+pub fn kprobe_definition(symbol: &str) -> String {
+    match PROBE_ARGS.iter().find(|(s, _, _)| *s == symbol) {
+        Some((_, fetch, _)) => format!("p:{KPROBE_GROUP}/{symbol} {symbol} {fetch}"),
+        None => format!("p:{KPROBE_GROUP}/{symbol} {symbol}"),
+    }
+}
+
+/// The event filter keeping only remote calls of a [`PROBE_ARGS`] probe, for CPUs
+/// `0..nr_cpus`: `(ini==0&&CPU!=0)||(ini==1&&CPU!=1)...` (ftrace filters compare a field with
+/// a constant, never two fields; `CPU` is the generic field of the logging CPU). `None` for a
+/// probe that keeps every hit.
+pub fn kprobe_filter(symbol: &str, nr_cpus: u32) -> Option<String> {
+    let (_, _, field) = PROBE_ARGS.iter().find(|(s, _, _)| *s == symbol)?;
+    let terms: Vec<String> = (0..nr_cpus.max(1))
+        .map(|c| format!("({field}=={c}&&CPU!={c})"))
+        .collect();
+    Some(terms.join("||"))
+}
 
 /// The kernel function a kprobe counter counts, by observed counter name.
 pub const PROBE_COUNTERS: &[(&str, &str)] = &[
     ("rmap_referenced_visits", "folio_referenced_one"),
     ("lookarounds", "lru_gen_look_around"),
     ("rmap_unmap_visits", "try_to_unmap_one"),
+    ("tlb_receipts", "flush_tlb_func"),
+    ("table_sync_receipts", "tlb_remove_table_smp_sync"),
 ];
 
 /// `tlb:tlb_flush` reason texts (`include/trace/events/tlb.h`, `TLB_FLUSH_REASON`) by code, as
@@ -85,11 +124,29 @@ pub fn tlb_reason_code(text: &str) -> Option<i32> {
         .map(|(c, _, _)| *c)
 }
 
-/// True when a text payload is a kprobe hit: `(SYMBOL+0xOFF/0xSIZE)` and nothing else, as
-/// `kernel/trace/trace_kprobe.c:print_kprobe_event` prints a probe without fetch args.
+/// True when a text payload is a kprobe hit: `(SYMBOL+0xOFF/0xSIZE)`, then only its fetch
+/// args (` NAME=VALUE` each), as `kernel/trace/trace_kprobe.c:print_kprobe_event` prints it.
 pub fn is_kprobe_payload(p: &[u8]) -> bool {
     let p = p.trim_ascii();
-    let Some(inner) = p.strip_prefix(b"(").and_then(|q| q.strip_suffix(b")")) else {
+    let Some(close) = memchr::memchr(b')', p) else {
+        return false;
+    };
+    let (head, args) = p.split_at(close + 1);
+    let args_ok = args
+        .split(|&b| b == b' ')
+        .filter(|a| !a.is_empty())
+        .all(|a| {
+            memchr::memchr(b'=', a).is_some_and(|eq| {
+                eq > 0
+                    && a[..eq]
+                        .iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || b == b'_')
+            })
+        });
+    if !args_ok {
+        return false;
+    }
+    let Some(inner) = head.strip_prefix(b"(").and_then(|q| q.strip_suffix(b")")) else {
         return false;
     };
     let Some(plus) = memchr::memchr(b'+', inner) else {
@@ -159,6 +216,40 @@ mod tests {
         assert!(!is_kprobe_payload(b"vector=252"));
         assert!(!is_kprobe_payload(b"(a b+0x0/0x1)"));
         assert!(!is_kprobe_payload(b""));
+        // With fetch args (the `ipi` set's flush_tlb_func).
+        assert!(is_kprobe_payload(b"(flush_tlb_func+0x0/0x230) ini=1"));
+        assert!(is_kprobe_payload(
+            b"(flush_tlb_func+0x0/0x230) ini=0x1 b=2 "
+        ));
+        assert!(!is_kprobe_payload(b"(flush_tlb_func+0x0/0x230) ini"));
+        assert!(!is_kprobe_payload(b"(flush_tlb_func+0x0/0x230) =1"));
+        assert!(!is_kprobe_payload(b"(flush_tlb_func+0x0/0x230)x ini=1"));
+    }
+
+    #[test]
+    fn remote_only_probe_definition_and_filter() {
+        assert_eq!(
+            kprobe_definition("flush_tlb_func"),
+            "p:mmreplay/flush_tlb_func flush_tlb_func ini=+32(%di):u32"
+        );
+        assert_eq!(
+            kprobe_definition("try_to_unmap_one"),
+            "p:mmreplay/try_to_unmap_one try_to_unmap_one"
+        );
+        assert_eq!(
+            kprobe_filter("flush_tlb_func", 2).as_deref(),
+            Some("(ini==0&&CPU!=0)||(ini==1&&CPU!=1)")
+        );
+        assert_eq!(kprobe_filter("tlb_remove_table_smp_sync", 2), None);
+        // Every probe with args is in a set, and every set member has a counter.
+        for (sym, _, _) in PROBE_ARGS {
+            assert!(PROBE_SETS.iter().any(|(_, s)| s.contains(sym)), "{sym}");
+        }
+        for (_, set) in PROBE_SETS {
+            for sym in *set {
+                assert!(PROBE_COUNTERS.iter().any(|(_, f)| f == sym), "{sym}");
+            }
+        }
     }
 
     #[test]

@@ -685,11 +685,13 @@ impl Lowering {
             None
         } else if let Some(m) = self.tasks.get(&next_pid) {
             Some(*m)
+        } else if looks_like_kernel_thread(next_comm) {
+            // The CPU keeps its previous mm (lazy TLB: enter_lazy_tlb), also when the filter
+            // rejected the thread for a record it logged (a kworker's tlb_flush, rcu_preempt's
+            // IPI receipt): it has no user mm, so the workload's mm_cpumask bit stays.
+            None
         } else if self.filtering() && self.rejected.contains(&next_pid) {
             Some(self.outside(cpu, out))
-        } else if looks_like_kernel_thread(next_comm) {
-            // The CPU keeps its previous mm (lazy TLB).
-            None
         } else {
             // A user task not seen acting yet (older than the capture): it runs an mm the
             // model does not know, so the CPU is neither lazy nor running a modelled mm, and

@@ -424,6 +424,21 @@ impl Tracefs {
         self.exists(KPROBE_EVENTS)
     }
 
+    /// CPUs tracefs has buffers for (`per_cpu/cpuN`, the possible CPUs), at least 1.
+    pub fn nr_cpus(&self) -> u32 {
+        let n = fs::read_dir(self.path("per_cpu")).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_prefix("cpu"))
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                })
+                .count()
+        });
+        u32::try_from(n).unwrap_or(u32::MAX).max(1)
+    }
+
     /// Adds the [`SUBSTITUTES`] for wanted events this kernel lacks. `resolved` is what
     /// [`Tracefs::resolve`] found for `specs`; a substitution applies only when the user asked
     /// for one of the wanted events (or their system). Returns the added names (already in
@@ -741,7 +756,7 @@ impl Session {
             .entries
             .push((KPROBE_EVENTS.to_string(), format!("-:{KPROBE_GROUP}/{sym}")));
         self.sync_journal()?;
-        let def = format!("p:{KPROBE_GROUP}/{sym} {sym}");
+        let def = mmreplay_parsers::kernels::kprobe_definition(sym);
         if let Err(e) = self.fs.write(KPROBE_EVENTS, &def) {
             // Not created: nothing to remove.
             self.saved.entries.pop();
@@ -754,6 +769,22 @@ impl Session {
                 },
                 e => e,
             });
+        }
+        // A remote-only probe (kernels::PROBE_ARGS) is filtered as it is created; the filter
+        // goes with the event when restore deletes it (its removal is already saved).
+        if let Some(f) = mmreplay_parsers::kernels::kprobe_filter(sym, self.fs.nr_cpus()) {
+            let rel = format!("events/{KPROBE_GROUP}/{sym}/filter");
+            match self.fs.write(&rel, &f) {
+                Err(RecordError::Write { path, source, .. }) => {
+                    return Err(RecordError::Kprobe {
+                        symbol: sym.to_string(),
+                        path,
+                        source,
+                    })
+                }
+                Err(e) => return Err(e),
+                Ok(()) => {}
+            }
         }
         Ok(())
     }
@@ -1277,6 +1308,36 @@ mod tests {
             .read(KPROBE_EVENTS)
             .unwrap()
             .ends_with("try_to_unmap_one-:mmreplay/try_to_unmap_one"));
+    }
+
+    #[test]
+    fn remote_only_probes_get_their_fetch_arg_and_filter() {
+        let (_d, fs) = fake();
+        fs::write(fs.path(KPROBE_EVENTS), "").unwrap();
+        for sym in ["flush_tlb_func", "tlb_remove_table_smp_sync"] {
+            fs::create_dir_all(fs.path(&format!("events/mmreplay/{sym}"))).unwrap();
+            fs::write(fs.path(&format!("events/mmreplay/{sym}/enable")), "0\n").unwrap();
+        }
+        fs::write(fs.path("events/mmreplay/flush_tlb_func/filter"), "none\n").unwrap();
+        let mut s = settings(vec!["tlb:tlb_flush".into()]);
+        s.probes = expand_probes(&["ipi".to_string()]).unwrap();
+        let sess = Session::start(fs.clone(), &s).unwrap();
+        assert_eq!(
+            fs.read(KPROBE_EVENTS).unwrap(),
+            "p:mmreplay/flush_tlb_func flush_tlb_func ini=+32(%di):u32\
+             p:mmreplay/tlb_remove_table_smp_sync tlb_remove_table_smp_sync"
+        );
+        // Two CPUs in the fake's per_cpu: the filter names both.
+        assert_eq!(
+            get(&fs, "events/mmreplay/flush_tlb_func/filter"),
+            "(ini==0&&CPU!=0)||(ini==1&&CPU!=1)"
+        );
+        assert!(!fs.exists("events/mmreplay/tlb_remove_table_smp_sync/filter"));
+        drop(sess);
+        assert!(fs
+            .read(KPROBE_EVENTS)
+            .unwrap()
+            .ends_with("-:mmreplay/flush_tlb_func"));
     }
 
     #[test]

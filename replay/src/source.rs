@@ -25,6 +25,40 @@ pub const BUNDLED_NAME: &str = "<bundled:corpus/captures/tour.trace.zst>";
 /// Sidecar of the bundled capture (its kernel, workload pid).
 pub const BUNDLED_META: &str = include_str!("../../corpus/captures/tour.trace.zst.meta.json");
 
+/// The second bundled capture, replayed after `tour` by the default run: a real 6.1 capture
+/// with MGLRU on (`corpus/captures/k61-reclaim-mglru.trace.zst`), where look-around acts.
+/// `tour` comes from 6.18, which has no MGLRU, so look-around is `same` there, as it must be.
+pub const BUNDLED_MGLRU: &[u8] =
+    include_bytes!("../../corpus/captures/k61-reclaim-mglru.trace.zst");
+/// Name (and input path) of [`BUNDLED_MGLRU`].
+pub const BUNDLED_MGLRU_NAME: &str = "<bundled:corpus/captures/k61-reclaim-mglru.trace.zst>";
+/// Sidecar of [`BUNDLED_MGLRU`]: its kernel (6.1, `lru_gen` enabled) chooses the profile.
+pub const BUNDLED_MGLRU_META: &str =
+    include_str!("../../corpus/captures/k61-reclaim-mglru.trace.zst.meta.json");
+
+/// The inputs of the default run (`replay` with no input): `None` is [`BUNDLED`], then the
+/// extra bundled captures by name.
+pub fn default_inputs() -> Vec<Option<String>> {
+    vec![None, Some(BUNDLED_MGLRU_NAME.to_string())]
+}
+
+/// The bytes and sidecar of an extra bundled capture named by `path` (as
+/// [`default_inputs`] gives it), else `None`: a path is never taken for a bundled capture
+/// unless it is exactly that name.
+pub fn bundled_extra(path: &str) -> Option<(&'static [u8], &'static str)> {
+    (path == BUNDLED_MGLRU_NAME).then_some((BUNDLED_MGLRU, BUNDLED_MGLRU_META))
+}
+
+/// The sidecar text of the capture at `path`: the built-in one of a bundled capture, else
+/// `PATH.meta.json` when it can be read.
+pub fn sidecar_text(path: &str) -> Option<String> {
+    match bundled_extra(path) {
+        Some((_, meta)) => Some(meta.to_string()),
+        // Beside the file, else carried inside a compiled `.mmr`.
+        None => crate::sidecar::text_for(path),
+    }
+}
+
 /// Whether `path` names a litmus scenario (`corpus/litmus/*.litmus`): ops, not records, so
 /// `session::run` replays it without the parsers and the lowering.
 pub fn is_litmus(path: &str) -> bool {
@@ -243,31 +277,44 @@ impl Source {
 
     /// The capture bundled in the binary.
     pub fn bundled(strict: bool) -> Result<Source, SourceError> {
+        Source::from_static(BUNDLED_NAME, BUNDLED, strict)
+    }
+
+    /// A capture built into the binary, under `name`.
+    fn from_static(
+        name: &'static str,
+        data: &'static [u8],
+        strict: bool,
+    ) -> Result<Source, SourceError> {
         let bytes = Arc::new(AtomicU64::new(0));
-        let nr_cpus = cpus_from_header(&head_of(BUNDLED, 64 * 1024));
+        let nr_cpus = cpus_from_header(&head_of(data, 64 * 1024));
         let cr = CountingReader {
-            inner: BUNDLED,
+            inner: data,
             n: bytes.clone(),
         };
         let opts = Options {
             strict,
             ..Options::default()
         };
-        let src = mmreplay_parsers::open_reader(BUNDLED_NAME, Box::new(cr), &opts)?;
+        let src = mmreplay_parsers::open_reader(name, Box::new(cr), &opts)?;
         let format = src.format().name().to_string();
         Ok(Source {
             inner: Inner::Parsed(src),
-            name: BUNDLED_NAME.to_string(),
+            name: name.to_string(),
             format,
             nr_cpus,
             bytes,
-            total_bytes: Some(BUNDLED.len() as u64),
+            total_bytes: Some(data.len() as u64),
         })
     }
 
-    /// Open `path`, or the bundled capture for `None`.
+    /// Open `path`, or the bundled capture for `None` (and an extra bundled capture by its
+    /// name, see [`default_inputs`]).
     pub fn open_opt(path: Option<&str>, strict: bool) -> Result<Source, SourceError> {
         match path {
+            Some(p) if p == BUNDLED_MGLRU_NAME => {
+                Source::from_static(BUNDLED_MGLRU_NAME, BUNDLED_MGLRU, strict)
+            }
             Some(p) => Source::open(p, strict),
             None => Source::bundled(strict),
         }

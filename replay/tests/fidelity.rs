@@ -33,8 +33,8 @@ fn captures() -> Vec<String> {
         .filter_map(|e| e.ok())
         .map(|e| e.path().to_string_lossy().into_owned())
         .filter(|p| p.ends_with(".trace.zst"))
-        // The 6.1 guest captures need the 6.1 kernel profile (issue 22), which this 6.18 model
-        // does not have yet; replay/tests/k61.rs checks their observed side.
+        // The 6.1 guest captures: replay/tests/fidelity_k61.rs pins every figure of theirs
+        // with its cause (the goal rows here are IPI sends, which 6.1 does not log).
         .filter(|p| !p.contains("/k61-"))
         .collect();
     v.sort();

@@ -138,7 +138,23 @@ fn k61_captures_parse_replay_and_their_kernel_counts_agree() {
                 assert_eq!(k[counter]["observed"], serde_json::Value::Null, "{trace}");
             }
         }
-        if !probes.is_empty() {
+        // `--probe ipi`: receipts by callback, each hit one line (flush_tlb_func's carries its
+        // fetch arg `ini=`). From the records alone a set that never hit is unknown (null).
+        let hits = |func: &str| {
+            t.lines()
+                .filter(|l| l.contains(&format!(" {func}: ({func}+0x")))
+                .count() as u64
+        };
+        let ipi = [
+            ("tlb_receipts", "flush_tlb_func"),
+            ("table_sync_receipts", "tlb_remove_table_smp_sync"),
+        ];
+        let ipi_hit = ipi.iter().any(|(_, f)| hits(f) > 0);
+        for (counter, func) in ipi {
+            let want = (probes.contains(&func) && ipi_hit).then(|| hits(func));
+            assert_eq!(obs(counter), want, "{trace}: {counter}");
+        }
+        if probes.contains(&"try_to_unmap_one") {
             with_probes += 1;
             // MGLRU on: look-arounds happen; off: the probe was there and never fired.
             let lru_gen_on = meta["kernel"]["lru_gen_enabled"] != "0x0000";

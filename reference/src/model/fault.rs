@@ -351,13 +351,26 @@ impl<P: Policy> Model<P> {
             self.c.flt_file_write_shared += 1;
             return FaultClass::FileWriteShared;
         }
-        let (anon, pae, reusable) = match self.folios.get(p.folio as usize) {
+        let (anon, pae, hopeful) = match self.folios.get(p.folio as usize) {
             Some(f) if p.folio != ZERO_SLOT => {
                 let sc = u32::from(f.swapcache.is_some());
                 (f.is_anon(), f.pae, f.refcount == 1 + sc && f.mapcount == 1)
             }
             _ => (false, false, false),
         };
+        // do_wp_page without PAE: `folio_ref_count > 1 + folio_test_swapcache` copies; else
+        // folio_free_swap, and reuse only if our mapping's is then the only reference. A swap
+        // PTE elsewhere (a forked sibling's, the slot's count > 0) keeps the swap cache and
+        // its reference, so the folio is copied: reusing it would let the sibling fault in
+        // this process's writes.
+        if anon && !pae && hopeful {
+            self.folio_free_swap_if_unused(p.folio);
+        }
+        let reusable = hopeful
+            && self
+                .folios
+                .get(p.folio as usize)
+                .is_some_and(|f| f.swapcache.is_none() && f.refcount == 1 && f.mapcount == 1);
         if anon && (pae || reusable) {
             // wp_page_reuse (PAE set, or wp_can_reuse_anon_folio: folio_move_anon_rmap + PAE).
             self.folio_free_swap_if_unused(p.folio);

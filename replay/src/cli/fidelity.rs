@@ -142,7 +142,7 @@ fn one(trace: Option<&str>, a: &Args) -> anyhow::Result<(Value, InputReport)> {
         access: mmreplay::session::access_for(trace)?,
     });
     let meta: Option<Value> = match trace {
-        Some(t) => mmreplay::sidecar::text_for(t).and_then(|s| serde_json::from_str(&s).ok()),
+        Some(t) => mmreplay::source::sidecar_text(t).and_then(|s| serde_json::from_str(&s).ok()),
         None => serde_json::from_str(BUNDLED_META).ok(),
     };
     if let Some(ev) = meta
@@ -250,9 +250,21 @@ fn one(trace: Option<&str>, a: &Args) -> anyhow::Result<(Value, InputReport)> {
     // The kernel's own counts (6.1 IPI receipts, kprobe rmap/unmap/look-around hits, reclaimed
     // pages): `kernel_counts`, null where the capture cannot show them. A filtered run cannot
     // attribute IPI receipts (logged in whatever task the interrupt hit).
-    let mut kc = stats.kernel.observed(None);
+    // The sidecar's `events_enabled` says what was recorded: a probe enabled but never hit
+    // (no remote flush_tlb_func call at all) is an observed 0, not unknown.
+    let enabled: Option<Vec<String>> = meta
+        .as_ref()
+        .and_then(|m| m.get("events_enabled"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        });
+    let mut kc = stats.kernel.observed(enabled.as_deref());
     if stats.filtered_out > 0 {
-        kc.ipi_receipts = None;
+        kc.forget_receipts();
     }
     if let (Some(m), Value::Object(extra)) =
         (counters.as_object_mut(), kc.json(Some(engine.counters())))

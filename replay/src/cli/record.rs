@@ -78,7 +78,8 @@ pub struct Args {
     /// Also trace this kernel function with a kprobe event (`p:mmreplay/SYMBOL`), removed again
     /// afterwards: the kernel's own count of calls, in the same trace. Repeatable; a set name
     /// expands to several (`rmap` = folio_referenced_one, lru_gen_look_around,
-    /// try_to_unmap_one). Needs CONFIG_KPROBE_EVENTS.
+    /// try_to_unmap_one; `ipi` = flush_tlb_func run on another CPU than its initiator,
+    /// tlb_remove_table_smp_sync: IPI receipts by callback). Needs CONFIG_KPROBE_EVENTS.
     #[arg(long = "probe", value_name = "SYMBOL|SET")]
     pub probes: Vec<String>,
     /// `trace_clock` to use.

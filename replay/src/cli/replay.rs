@@ -110,16 +110,24 @@ pub use mmreplay::source::BUNDLED_META;
 pub fn workload_pid(trace: Option<&str>) -> anyhow::Result<i32> {
     match trace {
         None => mmreplay::sidecar::workload_pid_of("<bundled>.meta.json", BUNDLED_META),
-        Some(t) => mmreplay::sidecar::workload_pid(t),
+        Some(t) => match mmreplay::source::bundled_extra(t) {
+            Some((_, meta)) => mmreplay::sidecar::workload_pid_of(&format!("{t}.meta.json"), meta),
+            None => mmreplay::sidecar::workload_pid(t),
+        },
     }
 }
 
 /// The capture's kernel (`None`: the bundled capture, whose sidecar is built in).
 pub fn kernel_for(trace: Option<&str>, forced: Option<&str>) -> Result<KernelChoice, KernelError> {
-    match trace {
-        Some(t) => KernelChoice::choose(Some(t), forced),
-        None => {
-            let meta: Option<serde_json::Value> = serde_json::from_str(BUNDLED_META).ok();
+    let builtin = match trace {
+        None => Some(BUNDLED_META),
+        Some(t) => mmreplay::source::bundled_extra(t).map(|(_, meta)| meta),
+    };
+    match (trace, builtin) {
+        (Some(t), None) => KernelChoice::choose(Some(t), forced),
+        (_, builtin) => {
+            let meta: Option<serde_json::Value> =
+                builtin.and_then(|m| serde_json::from_str(m).ok());
             match (forced, meta.as_ref().and_then(KernelChoice::from_meta)) {
                 (None, Some(k)) => Ok(k),
                 _ => KernelChoice::choose(None, forced),
@@ -195,7 +203,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("--snapshot-out {}: cannot create directory", d.display()))?;
     }
     let inputs: Vec<Option<String>> = if a.traces.is_empty() {
-        vec![None]
+        // The bundled captures: tour (6.18), then a 6.1 MGLRU capture for look-around.
+        mmreplay::source::default_inputs()
     } else {
         a.traces.iter().cloned().map(Some).collect()
     };
@@ -260,6 +269,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let mut code = 0u8;
+    // The default run's verdicts per bundled capture, for the footer.
+    let mut defaults: Vec<Vec<mmreplay::differ::Verdict>> = Vec::new();
     for (r, (_, o)) in results.into_iter().zip(&per_input) {
         let lru_name = match session::effective_lru(o) {
             mmreplay_reference::profile::LruKind::Classic => "classic",
@@ -301,7 +312,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             );
             println!("kernel LRU modelled: {lru_name} (--lru to choose)");
             if a.traces.is_empty() {
-                print!("{}", what_next(&r));
+                defaults.push(r.verdicts.clone());
             }
         }
         if let Some(d) = &a.snapshot_out {
@@ -327,15 +338,18 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             code = code.max(1);
         }
     }
+    if !defaults.is_empty() && !a.json {
+        print!("{}", what_next(&defaults));
+    }
     Ok(ExitCode::from(code))
 }
 
-/// The footer of the default run (the bundled capture): where to look next.
-fn what_next(r: &SessionResult) -> String {
-    let diverged = r
-        .verdicts
-        .iter()
-        .find(|v| v.label() != "same")
+/// The footer of the default run (the bundled captures, in `default_inputs` order): where to
+/// look next.
+fn what_next(runs: &[Vec<mmreplay::differ::Verdict>]) -> String {
+    let diverged = runs
+        .first()
+        .and_then(|v| v.iter().find(|v| v.label() != "same"))
         .map_or("batched-unshare", |v| v.candidate.as_str());
     let rows = [
         (
@@ -355,21 +369,26 @@ fn what_next(r: &SessionResult) -> String {
         ),
     ];
     let mut rows = rows.to_vec();
-    // The bundled capture's kernel (6.18) has no MGLRU, so look-around cannot act on it.
-    if r.verdicts
-        .iter()
-        .any(|v| v.candidate == "lookaround" && v.label() == "same")
-    {
-        rows.push((
-            "mmreplay replay corpus/captures/k61-reclaim-mglru.trace.zst".to_string(),
-            "look-around acts only where MGLRU is on: a 6.1 capture with lru_gen enabled"
-                .to_string(),
-        ));
+    // Look-around acts only on the second bundled capture (6.1, MGLRU on): its minimisation
+    // names that capture's path, since `minimize` without one takes the first.
+    if runs.get(1).is_some_and(|v| {
+        v.iter()
+            .any(|v| v.candidate == "lookaround" && v.label() != "same")
+    }) {
+        rows.insert(
+            2,
+            (
+                "mmreplay minimize corpus/captures/k61-reclaim-mglru.trace.zst --policy lookaround -o la.litmus"
+                    .to_string(),
+                "the same for look-around, on the 6.1 MGLRU capture".to_string(),
+            ),
+        );
     }
-    let w = rows.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    // Each command on its own line, what it shows under it: the look-around row's path is
+    // too long for two columns.
     let mut s = String::from("\nwhat to look at next:\n");
     for (c, d) in rows {
-        s.push_str(&format!("  {c:w$}  {d}\n"));
+        s.push_str(&format!("  {c}\n      {d}\n"));
     }
     s.push_str("  (each also takes a capture path; `mmreplay record -- CMD` makes one)\n");
     s

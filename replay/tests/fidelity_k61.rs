@@ -1,0 +1,263 @@
+//! Fidelity on the 6.1 LTS captures (corpus/captures/k61-*, issue 22): every figure the kernel
+//! logged, predicted by the 6.1 profile (`mmreplay fidelity`, whole capture), is pinned here
+//! with its cause: within the goal (±25%, ±1 below 10) or outside it with the kernel mechanism
+//! the model lacks. A change to the model or the observer shows as a changed pin.
+//!
+//! IPI receipts: 6.1 logs IPIs only where they land (`call_function*_entry`), unattributed; the
+//! captures made with `record --probe ipi` also count the TLB shootdown calls received
+//! (`flush_tlb_func` on a CPU other than its initiator) and the table-sync calls
+//! (`tlb_remove_table_smp_sync`), which is what the model predicts (`tlb_receipts`,
+//! `table_sync_receipts`).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mmreplay");
+
+/// The figures checked: the kernel's own counts and the flush requests.
+const FIGURES: &[&str] = &[
+    "remote_tlb_flushes",
+    "ipi_receipts",
+    "tlb_receipts",
+    "table_sync_receipts",
+    "reclaimed",
+    "rmap_referenced_visits",
+    "rmap_unmap_visits",
+    "lookarounds",
+];
+
+const WITHIN: &str = "within the goal";
+
+/// (capture, figure, observed, predicted, cause).
+const PINS: &[(&str, &str, u64, u64, &str)] = &[
+    (
+        "k61-compaction",
+        "remote_tlb_flushes",
+        222,
+        138,
+        "not yet explained: scoped to the workload (--workload) the model predicts 254, within \
+      the goal; over the whole capture the recorder's own pages migrated by compaction join \
+      the batch flush through its mm_cpumask, which the model sees only from the capture",
+    ),
+    (
+        "k61-compaction",
+        "ipi_receipts",
+        168,
+        1,
+        "receipts of every cross-CPU call (scheduler, irq work, RCU): tlb_receipts 0 / 1 is \
+      the TLB part",
+    ),
+    ("k61-compaction", "tlb_receipts", 0, 1, WITHIN),
+    ("k61-compaction", "table_sync_receipts", 0, 0, WITHIN),
+    ("k61-compaction", "reclaimed", 0, 0, WITHIN),
+    ("k61-hugetlb-fork", "remote_tlb_flushes", 0, 1, WITHIN),
+    (
+        "k61-hugetlb-fork",
+        "ipi_receipts",
+        272,
+        4,
+        "receipts of every cross-CPU call: tlb_receipts 0 / 1 and table_sync_receipts 3 / 3 \
+      are the MM part",
+    ),
+    ("k61-hugetlb-fork", "tlb_receipts", 0, 1, WITHIN),
+    ("k61-hugetlb-fork", "table_sync_receipts", 3, 3, WITHIN),
+    ("k61-hugetlb-fork", "reclaimed", 0, 0, WITHIN),
+    (
+        "k61-reclaim-classic",
+        "remote_tlb_flushes",
+        911,
+        4606,
+        "reclaim unmaps at other moments than the kernel: the flush rule is the kernel's \
+      (should_defer_flush, then try_to_unmap_flush_dirty before each pageout: one remote \
+      request per unmap while the other CPU is lazily in mm_cpumask, which a replay of the \
+      capture's own sched_switch events reproduces exactly on the previous capture, 789 of \
+      789), but the model's pageout ends at once and puts the folio at the inactive tail, \
+      where the kernel's folio_end_writeback -> folio_rotate_reclaimable does it when the \
+      swap write completes; so the model's pass after the task slept (and moved CPU) unmaps \
+      fresh folios where the kernel's frees the written ones",
+    ),
+    (
+        "k61-reclaim-classic",
+        "ipi_receipts",
+        3526,
+        1,
+        "receipts of every cross-CPU call: tlb_receipts 1 / 1 is the TLB part",
+    ),
+    ("k61-reclaim-classic", "tlb_receipts", 1, 1, WITHIN),
+    ("k61-reclaim-classic", "table_sync_receipts", 0, 0, WITHIN),
+    ("k61-reclaim-classic", "reclaimed", 41208, 41112, WITHIN),
+    (
+        "k61-reclaim-classic",
+        "rmap_referenced_visits",
+        89071,
+        89831,
+        WITHIN,
+    ),
+    (
+        "k61-reclaim-classic",
+        "rmap_unmap_visits",
+        41324,
+        41112,
+        WITHIN,
+    ),
+    ("k61-reclaim-classic", "lookarounds", 0, 0, WITHIN),
+    (
+        "k61-reclaim-mglru",
+        "remote_tlb_flushes",
+        2884,
+        3381,
+        WITHIN,
+    ),
+    (
+        "k61-reclaim-mglru",
+        "ipi_receipts",
+        677,
+        1,
+        "this capture predates `--probe ipi` (kept: it is bundled, and issue 14's look-around \
+      work measures on it), so its receipts are not attributed; on every capture that has \
+      the probes the TLB receipts are within the goal",
+    ),
+    ("k61-reclaim-mglru", "reclaimed", 41311, 47978, WITHIN),
+    (
+        "k61-reclaim-mglru",
+        "rmap_referenced_visits",
+        42287,
+        47971,
+        WITHIN,
+    ),
+    (
+        "k61-reclaim-mglru",
+        "rmap_unmap_visits",
+        41342,
+        47978,
+        WITHIN,
+    ),
+    (
+        "k61-reclaim-mglru",
+        "lookarounds",
+        945,
+        8,
+        "the model sees accesses only through faults, so few of a young PTE's neighbours are \
+      young when look-around runs (issue 14's access sampling is the missing input)",
+    ),
+    (
+        "k61-threads-shootdown",
+        "remote_tlb_flushes",
+        552,
+        543,
+        WITHIN,
+    ),
+    ("k61-threads-shootdown", "ipi_receipts", 622, 532, WITHIN),
+    ("k61-threads-shootdown", "tlb_receipts", 541, 532, WITHIN),
+    ("k61-threads-shootdown", "table_sync_receipts", 0, 0, WITHIN),
+    ("k61-threads-shootdown", "reclaimed", 0, 0, WITHIN),
+];
+
+fn corpus(name: &str) -> String {
+    format!("{}/../corpus/captures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fidelity(args: &[&str]) -> Value {
+    let o = Command::new(BIN)
+        .arg("fidelity")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run mmreplay");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("one JSON object")
+}
+
+fn within(o: u64, p: u64) -> bool {
+    if o < 10 {
+        p.abs_diff(o) <= 1
+    } else {
+        p.abs_diff(o) * 4 <= o
+    }
+}
+
+fn k61_captures() -> Vec<String> {
+    let dir = format!("{}/../corpus/captures", env!("CARGO_MANIFEST_DIR"));
+    let mut v: Vec<String> = std::fs::read_dir(&dir)
+        .expect("corpus/captures")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter_map(|n| {
+            n.strip_suffix(".trace.zst")
+                .filter(|s| s.starts_with("k61-"))
+                .map(str::to_string)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_k61_figure_is_pinned_with_its_cause() {
+    let caps = k61_captures();
+    assert!(caps.len() >= 5, "{caps:?}");
+    let mut bad = Vec::new();
+    for cap in &caps {
+        let v = fidelity(&[&corpus(&format!("{cap}.trace.zst"))]);
+        assert_eq!(v["kernel"]["profile"], "6.1", "{cap}");
+        for fig in FIGURES {
+            let c = &v["counters"][*fig];
+            let (Some(o), Some(p)) = (c["observed"].as_u64(), c["predicted"].as_u64()) else {
+                assert!(
+                    !PINS.iter().any(|x| x.0 == cap && x.1 == *fig),
+                    "{cap}: {fig} pinned but not observed: {c}"
+                );
+                continue;
+            };
+            match PINS.iter().find(|x| x.0 == cap && x.1 == *fig) {
+                None => bad.push(format!("{cap}: {fig} observed {o} predicted {p}: no pin")),
+                Some((_, _, po, pp, why)) if (o, p) != (*po, *pp) => bad.push(format!(
+                    "{cap}: {fig} now observed {o} predicted {p} (pinned {po} / {pp}: {why})"
+                )),
+                Some((_, _, _, _, why)) => {
+                    // The cause must agree with the goal: "within" exactly when it is.
+                    if within(o, p) != (*why == WITHIN) {
+                        bad.push(format!(
+                            "{cap}: {fig} {o} / {p}: cause says {why:?}, goal says {}",
+                            within(o, p)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+/// `--workload` scopes the replay to the recorded process tree; its kernel threads (a kworker
+/// that logged a flush, rcu_preempt that took an IPI) must still leave the CPU lazy, keeping
+/// the workload's `mm_cpumask` bit as the kernel does (before: 0 and 320 predicted remote
+/// flushes against 1,861 and 3,381 over the whole capture).
+#[test]
+fn workload_scope_predicts_the_whole_captures_remote_flushes() {
+    for cap in ["k61-reclaim-classic", "k61-reclaim-mglru"] {
+        let t = corpus(&format!("{cap}.trace.zst"));
+        let whole = fidelity(&[&t]);
+        let wl = fidelity(&[&t, "--workload"]);
+        assert!(
+            wl["filtered_out"].as_u64() > Some(0),
+            "{cap}: nothing filtered"
+        );
+        let p = |v: &Value| v["counters"]["remote_tlb_flushes"]["predicted"].as_u64();
+        let (a, b) = (p(&whole).unwrap_or(0), p(&wl).unwrap_or(0));
+        assert!(
+            a > 100 && a.abs_diff(b) <= 1,
+            "{cap}: whole {a}, --workload {b}"
+        );
+        // Receipts cannot be attributed to a process: null in a filtered run.
+        for r in ["ipi_receipts", "tlb_receipts", "table_sync_receipts"] {
+            assert!(wl["counters"][r]["observed"].is_null(), "{cap}: {r}");
+        }
+    }
+}
