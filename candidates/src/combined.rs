@@ -82,6 +82,10 @@ pub fn contract(mode: Mode, base: Base, window: u32, mig_ad_supported: bool) -> 
                     ("a_bit_clears", Rule::Any),
                     ("lookaround_*", Rule::GreaterOrEqual),
                     ("gen_promote_*", Rule::Any),
+                    // Reference checks that found no young PTE, and the page-table walk's Bloom
+                    // skips, follow the A bits the policy leaves (`model/softdirty.rs`, `reclaim.rs`).
+                    ("reclaim_unref_*", Rule::Any),
+                    ("pt_walk_bloom_skips", Rule::Any),
                     ("min_seq_incs", Rule::Any),
                     ("hw_a_sets", Rule::Any),
                     ("scanned", Rule::Any),
