@@ -117,6 +117,10 @@ pub fn contract(mode: Mode, base: Base, mig_ad_supported: bool) -> Contract {
                     // candidate's own reference check (younger restored PTEs).
                     ("vmscan_ref_keep", Rule::Any),
                     ("vmscan_activated", Rule::Any),
+                    // Reference checks that found no young PTE, and the page-table walk's Bloom
+                    // skips, follow the A bits the policy leaves (`model/softdirty.rs`, `reclaim.rs`).
+                    ("reclaim_unref_*", Rule::Any),
+                    ("pt_walk_bloom_skips", Rule::Any),
                     // Younger restored PTEs change activations, so which oldest gens empty
                     // (and are retired) may differ even with imposed aging rounds.
                     ("min_seq_incs", Rule::Any),

@@ -198,6 +198,10 @@ pub fn contract(mode: Mode, window: u32) -> Contract {
                 ("vmscan_scanned", Rule::Any),
                 ("vmscan_ref_keep", Rule::Any),
                 ("vmscan_activated", Rule::Any),
+                // Reference checks that found no young PTE, and the page-table walk's Bloom
+                // skips, follow the A bits the policy leaves (`model/softdirty.rs`, `reclaim.rs`).
+                ("reclaim_unref_*", Rule::Any),
+                ("pt_walk_bloom_skips", Rule::Any),
                 ("tlb_flush_*", Rule::LessOrEqual),
                 ("tlb_fills", Rule::LessOrEqual),
                 // Shootdowns only: look-around never touches hugetlb table sharing.
