@@ -223,7 +223,8 @@ impl SidecarFacts {
     /// From the sidecar of `trace` (`None`: the bundled capture's).
     pub fn of(trace: Option<&str>) -> Self {
         let text = match trace {
-            Some(t) => std::fs::read_to_string(format!("{t}.meta.json")).ok(),
+            // Beside the file, carried in a `.mmr`, or a bundled capture's.
+            Some(t) => crate::source::sidecar_text(t),
             None => Some(crate::source::BUNDLED_META.to_string()),
         };
         text.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())

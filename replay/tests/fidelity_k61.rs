@@ -32,6 +32,61 @@ const WITHIN: &str = "within the goal";
 /// (capture, figure, observed, predicted, cause).
 const PINS: &[(&str, &str, u64, u64, &str)] = &[
     (
+        "k61-hotset-classic",
+        "remote_tlb_flushes",
+        260,
+        156,
+        "not yet explained; the opposite direction from k61-reclaim-classic (there the model \
+      unmaps at other moments than the kernel's writeback completion allows)",
+    ),
+    (
+        "k61-hotset-classic",
+        "ipi_receipts",
+        2337,
+        65,
+        "receipts of every cross-CPU call; this capture has no --probe ipi to attribute them",
+    ),
+    ("k61-hotset-classic", "reclaimed", 44812, 44732, WITHIN),
+    (
+        "k61-hotset-classic",
+        "rmap_referenced_visits",
+        97520,
+        97607,
+        WITHIN,
+    ),
+    (
+        "k61-hotset-classic",
+        "rmap_unmap_visits",
+        45516,
+        44732,
+        WITHIN,
+    ),
+    ("k61-hotset-classic", "lookarounds", 0, 0, WITHIN),
+    ("k61-hotset-mglru", "remote_tlb_flushes", 328, 257, WITHIN),
+    (
+        "k61-hotset-mglru",
+        "ipi_receipts",
+        3282,
+        148,
+        "receipts of every cross-CPU call; this capture has no --probe ipi to attribute them",
+    ),
+    ("k61-hotset-mglru", "reclaimed", 44818, 51769, WITHIN),
+    (
+        "k61-hotset-mglru",
+        "rmap_referenced_visits",
+        46858,
+        53070,
+        WITHIN,
+    ),
+    (
+        "k61-hotset-mglru",
+        "rmap_unmap_visits",
+        45421,
+        51769,
+        WITHIN,
+    ),
+    ("k61-hotset-mglru", "lookarounds", 1437, 1314, WITHIN),
+    (
         "k61-compaction",
         "remote_tlb_flushes",
         222,
@@ -106,7 +161,7 @@ const PINS: &[(&str, &str, u64, u64, &str)] = &[
         "k61-reclaim-mglru",
         "remote_tlb_flushes",
         2884,
-        3381,
+        3561,
         WITHIN,
     ),
     (
@@ -118,29 +173,22 @@ const PINS: &[(&str, &str, u64, u64, &str)] = &[
       work measures on it), so its receipts are not attributed; on every capture that has \
       the probes the TLB receipts are within the goal",
     ),
-    ("k61-reclaim-mglru", "reclaimed", 41311, 47978, WITHIN),
+    ("k61-reclaim-mglru", "reclaimed", 41311, 48041, WITHIN),
     (
         "k61-reclaim-mglru",
         "rmap_referenced_visits",
         42287,
-        47971,
+        48995,
         WITHIN,
     ),
     (
         "k61-reclaim-mglru",
         "rmap_unmap_visits",
         41342,
-        47978,
+        48041,
         WITHIN,
     ),
-    (
-        "k61-reclaim-mglru",
-        "lookarounds",
-        945,
-        8,
-        "the model sees accesses only through faults, so few of a young PTE's neighbours are \
-      young when look-around runs (issue 14's access sampling is the missing input)",
-    ),
+    ("k61-reclaim-mglru", "lookarounds", 945, 969, WITHIN),
     (
         "k61-threads-shootdown",
         "remote_tlb_flushes",

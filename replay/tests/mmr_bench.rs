@@ -49,6 +49,10 @@ fn json_without_source(o: &Output) -> serde_json::Value {
     if let Some(m) = v.as_object_mut() {
         m.remove("trace");
         m.remove("format");
+        // What the reader saw (text lines, skipped headers) is not stored in a `.mmr`.
+        if let Some(serde_json::Value::Object(i)) = m.get_mut("input") {
+            i.remove("parse");
+        }
     }
     v
 }

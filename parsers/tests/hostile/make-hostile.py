@@ -265,14 +265,25 @@ write("tracedat-v7-truncated.dat", v7[: len(v7) // 2])
 
 # ---- .mmr (replay/tests/hostile) --------------------------------------------------------------
 MAGIC = b"MMRCORP\0"
-VERSION = 3
+VERSION = 4
 # A header length of 1 MiB (the limit) in a 20-byte file.
 write("header-len-max.mmr", MAGIC + struct.pack("<II", VERSION, 1 << 20) + b"\0" * 4, MMR_DIR)
 # An empty header (bincode of the default header is not empty: decoding fails), then chunks.
-# Chunk: tag 1, u32 count, u32 len, u64 checksum, payload. Three chunks of 256 MiB each
-# announced in a few bytes: a reader that sizes its buffer from `len` holds 768 MiB.
+# Chunk (v4): tag 1, u32 count, u32 len, u32 plain_len, u64 checksum of the stored bytes,
+# stored = zstd of the payload. A chunk of 256 MiB announced in a few bytes: a reader that
+# sizes its buffer from `len` holds 256 MiB.
 def chunk(count, length, payload=b""):
-    return b"\x01" + struct.pack("<IIQ", count, length, 0) + payload
+    return b"\x01" + struct.pack("<IIIQ", count, length, length, 0) + payload
+
+
+def zstd(bs):
+    return subprocess.run(["zstd", "-q", "-c", "-3"], input=bs, stdout=subprocess.PIPE,
+                          check=True).stdout
+
+
+def stored_chunk(count, payload):
+    z = zstd(payload)
+    return b"\x01" + struct.pack("<IIIQ", count, len(z), len(payload), checksum64(z)) + z
 
 
 M64 = (1 << 64) - 1
@@ -320,18 +331,17 @@ if os.path.exists(mm):
     write("chunk-len-huge.mmr", head + chunk(4096, (256 << 20)) + b"\0" * 64, MMR_DIR)
     # A chunk whose (checksummed) payload says its string table has 2^22 entries (a 64 MiB
     # claim, bincode's limit) in 24 bytes.
-    payload = struct.pack("<Q", 1 << 22) + b"\0" * 16
-    write("chunk-strings-count-huge.mmr",
-          head + b"\x01" + struct.pack("<IIQ", 1, len(payload), checksum64(payload)) + payload,
-          MMR_DIR)
+    # (bincode varint: 0xfc then a u32)
+    payload = b"\xfc" + struct.pack("<I", 1 << 22) + b"\0" * 16
+    write("chunk-strings-count-huge.mmr", head + stored_chunk(1, payload), MMR_DIR)
     # A real compiled stream cut inside its first chunk.
     write("truncated.mmr", good[: len(head) + 40], MMR_DIR)
     # End marker counting more records than the chunks hold.
     write("end-count-wrong.mmr", good[:-16] + struct.pack("<Q", 1 << 40) + good[-8:], MMR_DIR)
     # 3,000 empty chunks (no records; four empty tables, 32 bytes): each is read and dropped,
     # nothing accumulates; the end marker's checksum then does not match.
-    e32 = b"\0" * 32
-    empty = b"\x01" + struct.pack("<IIQ", 0, 32, checksum64(e32)) + e32
+    e32 = b"\0" * 4  # four empty tables (varint lengths)
+    empty = stored_chunk(0, e32)
     write("many-empty-chunks.mmr", head + empty * 3000 + good[-17:], MMR_DIR)
 else:
     print(f"make-hostile: {mm} not built: .mmr files not rewritten")
