@@ -1,4 +1,4 @@
-//! Equivalence contracts (ARCHITECTURE.md §5, mm-semantics C.0-C.4) as data: an ordered list of
+//! Equivalence contracts (ARCHITECTURE.md, code map: `candidates/`, mm-semantics C.0-C.4) as data: an ordered list of
 //! (counter-name glob, `Rule`) and (snapshot field-class glob, `Rule`); the first matching
 //! pattern decides, and anything unmatched must be `Equal`. `Contract::check` compares a
 //! reference run and a candidate run (counters + canonical snapshot view) and returns every
@@ -66,7 +66,7 @@ impl Rule {
     }
 }
 
-/// Replay mode the contract is for (ARCHITECTURE.md §5).
+/// Replay mode the contract is for (ARCHITECTURE.md, code map: `candidates/`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
     /// Reclaim victims and migration lists identical in both runs: only what the policy

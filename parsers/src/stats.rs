@@ -1,5 +1,5 @@
 //! `mmreplay stats`: the parser's public self-report, counted here so the CLI only prints.
-//! Keys follow ARCHITECTURE.md §3 (`format`, `records`, `events`, `lost_markers`, `lost_events`,
+//! Keys follow ARCHITECTURE.md, code map: `parsers/` (`format`, `records`, `events`, `lost_markers`, `lost_events`,
 //! `unparsed_lines`, `time_span_ns`, `tlb_flush_by_reason`, `ipi`, `migration`, `tasks`) plus
 //! extra diagnostics. Must never depend on hash iteration order in its output (BTreeMaps only)
 //! and never know about the replay model.

@@ -1,5 +1,5 @@
 //! `Counters`: what every policy's model counts, one flat struct so the differ can compare field
-//! by field (ARCHITECTURE.md §7, mm-semantics A.8). It must never count anything
+//! by field (ARCHITECTURE.md, code map: `reference/`, mm-semantics A.8). It must never count anything
 //! policy-specific under a policy-specific name: all policies emit the same struct.
 
 use serde::{Deserialize, Serialize};

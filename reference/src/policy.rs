@@ -1,4 +1,4 @@
-//! The policy decision points (ARCHITECTURE.md §5). Each `Policy` method's DEFAULT body is the
+//! The policy decision points (ARCHITECTURE.md, code map: `reference/`). Each `Policy` method's DEFAULT body is the
 //! reference behaviour; a candidate (or a negative control) overrides one method in another
 //! crate. Hooks receive a narrow view (a context struct or plain values), never the model, so a
 //! policy can only change what the decision point lets it change. This module must never hold

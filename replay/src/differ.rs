@@ -1,5 +1,5 @@
 //! The differ: compares each candidate run with the reference run under the candidate's
-//! `Contract` (ARCHITECTURE.md §7) and renders unified diffs of canonical snapshot texts.
+//! `Contract` (ARCHITECTURE.md, code map: `replay/`) and renders unified diffs of canonical snapshot texts.
 //!
 //! Outcome per candidate: `Same`, `Diverged { first_step, field, .. }` or
 //! `NotComparable { reason }`; the verdict string is one of `same`, `diverged_within_contract`,

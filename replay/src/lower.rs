@@ -1,5 +1,5 @@
 //! Lowering: trace `Record`s (what the kernel logged) into model `Op`s (what the reference model
-//! and the candidates replay), with stable model identities (ARCHITECTURE.md §4, mm-semantics
+//! and the candidates replay), with stable model identities (ARCHITECTURE.md, code map: `replay/`, mm-semantics
 //! E.2).
 //!
 //! What it owns: task → mm bookkeeping (fork / exec / `task_newtask` CLONE_VM / exit), a shadow

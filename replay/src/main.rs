@@ -120,7 +120,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            // clap uses 0 for --help/--version and 2 for usage errors, as ARCHITECTURE.md §7 asks.
+            // clap uses 0 for --help/--version and 2 for usage errors, as docs/cli.md documents per command.
             return ExitCode::from(e.exit_code() as u8);
         }
     };

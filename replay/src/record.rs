@@ -61,7 +61,7 @@ pub fn probe_event(symbol: &str) -> String {
 /// Where tracefs lives on current kernels.
 pub const DEFAULT_ROOT: &str = "/sys/kernel/tracing";
 
-/// The default MM event set (ARCHITECTURE.md §3, mm-semantics.md §E.5). Events the running
+/// The default MM event set (ARCHITECTURE.md, code map: `parsers/`, mm-semantics.md §E.5). Events the running
 /// kernel lacks are skipped with a warning by [`Tracefs::resolve`].
 pub const DEFAULT_EVENTS: &[&str] = &[
     "exceptions:page_fault_user",

@@ -1,5 +1,5 @@
 //! Reports of a replay: the text table (policies as columns), verdicts, the fidelity line, and
-//! the `--json` self-report whose keys are fixed by ARCHITECTURE.md §7 (`trace`, `ops`,
+//! the `--json` self-report whose keys are fixed by ARCHITECTURE.md, code map: `replay/` (`trace`, `ops`,
 //! `unplaced`, `policies`, `verdicts`, `fidelity`).
 //!
 //! It must never iterate a hash map (output is byte-identical for the same input and options)

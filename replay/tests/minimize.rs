@@ -309,9 +309,9 @@ fn properties_parse_and_reject_garbage() {
 
 /// The CLI: `--json` keys, the written file passes `mmreplay check`, bad usage exits 2.
 /// The 6.1 MGLRU capture's look-around divergence (issue 18's last corpus divergence above 30
-/// ops: 78 with ddmin alone, two reclaims of 68 and 74 pages needing 70 faults behind them)
-/// goes to at most 30 once reclaim sizes are shrunk; the written litmus checks clean and the
-/// kept reclaims ask for fewer pages than the capture's.
+/// ops: 78 with ddmin alone before the MGLRU walk's Bloom filters were modelled) goes to at
+/// most 30 (8 now); the written litmus checks clean and only reclaim sizes may differ from the
+/// capture's ops.
 #[test]
 fn k61_mglru_lookaround_divergence_reduces_below_30_ops() {
     let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -327,13 +327,10 @@ fn k61_mglru_lookaround_divergence_reduces_below_30_ops() {
     assert_eq!(prop.spec(), "verdict=diverged_within_contract");
     assert!(out.ops_after <= 30, "{out:?}");
     let kept = m.kept_ops(&out);
-    let shrunk = out
-        .kept
-        .iter()
-        .zip(&kept)
-        .any(|(&i, op)| input.ops[i] != *op);
-    assert!(shrunk, "no reclaim size was shrunk: {kept:?}");
-    // Only reclaim sizes change: every other kept op is the input's own.
+    eprintln!("k61 look-around divergence: {} ops", out.ops_after);
+    // Since the MGLRU walk's Bloom filters are modelled, ddmin alone may reach the bound (the
+    // reclaims no longer need 70 faults behind them); whether or not sizes were shrunk, only
+    // reclaim sizes may change: every other kept op is the input's own.
     for (&i, op) in out.kept.iter().zip(&kept) {
         if input.ops[i] != *op {
             assert!(

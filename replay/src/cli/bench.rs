@@ -1,5 +1,5 @@
 //! `mmreplay bench [TRACE]`: replay throughput and streaming memory, with baselines printed
-//! beside them in the same run (ARCHITECTURE.md §8). Measures: parse (text) vs read (compiled
+//! beside them in the same run (ARCHITECTURE.md, code map: `replay/`). Measures: parse (text) vs read (compiled
 //! `.mmr`), lowering alone, each policy alone on one thread (ops/s), all policies on 1 vs 2
 //! threads, and peak RSS (VmHWM) of a streaming replay of the capture once vs concatenated 10
 //! times (each in a child process, so the peaks are independent).

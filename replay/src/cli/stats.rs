@@ -1,4 +1,4 @@
-//! `mmreplay stats`: the parser's public self-report (ARCHITECTURE.md §3). Only parses the
+//! `mmreplay stats`: the parser's public self-report (ARCHITECTURE.md, code map: `parsers/`). Only parses the
 //! arguments and prints: the counting lives in `mmreplay_parsers::stats`. Must never hold model
 //! logic. Exit 0 on success, 2 (via `main`) on bad input or a `--strict` failure.
 use anyhow::Context;
