@@ -15,72 +15,8 @@ use mmreplay_reference::testing::{lower_choices, Choice, GenConfig};
 
 #[derive(Arbitrary, Debug)]
 enum FChoice {
-    Touch {
-        mm: u8,
-        cpu: u8,
-        slot: u8,
-        page: u8,
-        kind: u8,
-        fault: bool,
-    },
-    Map {
-        mm: u8,
-        slot: u8,
-        flavour: u8,
-        write: bool,
-    },
-    Unmap {
-        mm: u8,
-        slot: u8,
-        page: u8,
-        n: u8,
-    },
-    Protect {
-        mm: u8,
-        slot: u8,
-        page: u8,
-        n: u8,
-        p: u8,
-    },
-    Advise {
-        mm: u8,
-        slot: u8,
-        page: u8,
-        n: u8,
-        a: u8,
-    },
-    Fork {
-        mm: u8,
-    },
-    Exit {
-        mm: u8,
-    },
-    Switch {
-        cpu: u8,
-        mm: u8,
-    },
-    Migrate {
-        mm: u8,
-        slot: u8,
-        page: u8,
-    },
-    Reclaim {
-        n: u8,
-    },
-    Hold {
-        mm: u8,
-        slot: u8,
-        page: u8,
-        pin: bool,
-    },
-    Release {
-        write: bool,
-    },
-    Move {
-        mm: u8,
-        from: u8,
-        to: u8,
-    },
+    /// Through `lower_choices`, clamped to the property tests' ranges (`Choice::clamped`).
+    Choice(Choice),
     /// Not through `lower_choices`: an op with raw fields.
     Raw(RawOp),
 }
@@ -143,100 +79,11 @@ struct Input {
     choices: Vec<FChoice>,
 }
 
-const SLOTS: u8 = mmreplay_reference::testing::SLOTS as u8;
-const SLOT_PAGES: u8 = mmreplay_reference::testing::SLOT_PAGES as u8;
-
 fn choice(c: &FChoice) -> Option<Choice> {
-    // The generator's ranges (its proptest strategy draws slots and pages in range).
-    let s = |x: u8| x % SLOTS;
-    let p = |x: u8| x % SLOT_PAGES;
-    Some(match *c {
-        FChoice::Touch {
-            mm,
-            cpu,
-            slot,
-            page,
-            kind,
-            fault,
-        } => Choice::Touch {
-            mm,
-            cpu,
-            slot: s(slot),
-            page: p(page),
-            kind: kind % 3,
-            fault,
-        },
-        FChoice::Map {
-            mm,
-            slot,
-            flavour,
-            write,
-        } => Choice::Map {
-            mm,
-            slot: s(slot),
-            flavour: flavour % 4,
-            write,
-        },
-        FChoice::Unmap { mm, slot, page, n } => Choice::Unmap {
-            mm,
-            slot: s(slot),
-            page: p(page),
-            n: 1 + n % 31,
-        },
-        FChoice::Protect {
-            mm,
-            slot,
-            page,
-            n,
-            p: pr,
-        } => Choice::Protect {
-            mm,
-            slot: s(slot),
-            page: p(page),
-            n: 1 + n % 31,
-            p: pr % 3,
-        },
-        FChoice::Advise {
-            mm,
-            slot,
-            page,
-            n,
-            a,
-        } => Choice::Advise {
-            mm,
-            slot: s(slot),
-            page: p(page),
-            n: 1 + n % 31,
-            a: a % 4,
-        },
-        FChoice::Fork { mm } => Choice::Fork { mm },
-        FChoice::Exit { mm } => Choice::Exit { mm },
-        FChoice::Switch { cpu, mm } => Choice::Switch { cpu, mm },
-        FChoice::Migrate { mm, slot, page } => Choice::Migrate {
-            mm,
-            slot: s(slot),
-            page: p(page),
-        },
-        FChoice::Reclaim { n } => Choice::Reclaim { n: 1 + n % 63 },
-        FChoice::Hold {
-            mm,
-            slot,
-            page,
-            pin,
-        } => Choice::Hold {
-            mm,
-            slot: s(slot),
-            page: p(page),
-            pin,
-        },
-        FChoice::Release { write } => Choice::Release { write },
-        FChoice::Move { mm, from, to } => Choice::Move {
-            mm,
-            from: s(from),
-            to: s(to),
-        },
-        FChoice::Raw(_) => return None,
-    })
+    match c {
+        FChoice::Choice(c) => Some(c.clone().clamped()),
+        FChoice::Raw(_) => None,
+    }
 }
 
 fn raw(r: RawOp, nr_cpus: u32) -> Op {

@@ -36,6 +36,7 @@ impl Default for GenConfig {
 /// A raw choice; `lower_choices` turns a list of them into a valid op sequence by tracking
 /// which mms and holds exist.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Choice {
     /// Access or fault.
     Touch {
@@ -156,6 +157,104 @@ pub enum Choice {
         /// To slot.
         to: u8,
     },
+}
+
+impl Choice {
+    /// The choice with every field brought into the range `choice()` draws from (slots and
+    /// pages in range, kinds, flavours and protections by modulo, counts at least 1). For
+    /// sources of arbitrary bytes (the `ops` fuzz target), so they explore what the property
+    /// tests explore.
+    pub fn clamped(self) -> Choice {
+        let s = |x: u8| x % SLOTS as u8;
+        let p = |x: u8| x % SLOT_PAGES as u8;
+        let n31 = |n: u8| 1 + n % 31;
+        match self {
+            Choice::Touch {
+                mm,
+                cpu,
+                slot,
+                page,
+                kind,
+                fault,
+            } => Choice::Touch {
+                mm,
+                cpu,
+                slot: s(slot),
+                page: p(page),
+                kind: kind % 3,
+                fault,
+            },
+            Choice::Map {
+                mm,
+                slot,
+                flavour,
+                write,
+            } => Choice::Map {
+                mm,
+                slot: s(slot),
+                flavour: flavour % 4,
+                write,
+            },
+            Choice::Unmap { mm, slot, page, n } => Choice::Unmap {
+                mm,
+                slot: s(slot),
+                page: p(page),
+                n: n31(n),
+            },
+            Choice::Protect {
+                mm,
+                slot,
+                page,
+                n,
+                p: pr,
+            } => Choice::Protect {
+                mm,
+                slot: s(slot),
+                page: p(page),
+                n: n31(n),
+                p: pr % 3,
+            },
+            Choice::Advise {
+                mm,
+                slot,
+                page,
+                n,
+                a,
+            } => Choice::Advise {
+                mm,
+                slot: s(slot),
+                page: p(page),
+                n: n31(n),
+                a: a % 4,
+            },
+            Choice::Migrate { mm, slot, page } => Choice::Migrate {
+                mm,
+                slot: s(slot),
+                page: p(page),
+            },
+            Choice::Reclaim { n } => Choice::Reclaim { n: 1 + n % 63 },
+            Choice::Hold {
+                mm,
+                slot,
+                page,
+                pin,
+            } => Choice::Hold {
+                mm,
+                slot: s(slot),
+                page: p(page),
+                pin,
+            },
+            Choice::Move { mm, from, to } => Choice::Move {
+                mm,
+                from: s(from),
+                to: s(to),
+            },
+            c @ (Choice::Fork { .. }
+            | Choice::Exit { .. }
+            | Choice::Switch { .. }
+            | Choice::Release { .. }) => c,
+        }
+    }
 }
 
 fn choice() -> impl Strategy<Value = Choice> {

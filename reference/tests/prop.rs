@@ -251,3 +251,48 @@ proptest! {
         prop_assert!(m.violations().is_empty(), "violations: {:#?}", m.violations());
     }
 }
+
+/// `Choice::clamped` (the fuzz target's way into the generator) brings every field into the
+/// generator's ranges and leaves in-range choices as they are.
+#[test]
+fn clamped_choices_are_in_the_generators_ranges() {
+    use mmreplay_reference::testing::{Choice, SLOTS, SLOT_PAGES};
+    let c = Choice::Touch {
+        mm: 9,
+        cpu: 200,
+        slot: 255,
+        page: 255,
+        kind: 7,
+        fault: true,
+    }
+    .clamped();
+    match c {
+        Choice::Touch {
+            slot,
+            page,
+            kind,
+            mm,
+            cpu,
+            ..
+        } => {
+            assert!(u64::from(slot) < SLOTS && u64::from(page) < SLOT_PAGES && kind < 3);
+            assert_eq!((mm, cpu), (9, 200));
+        }
+        other => panic!("{other:?}"),
+    }
+    match (Choice::Reclaim { n: 0 }).clamped() {
+        Choice::Reclaim { n } => assert_eq!(n, 1),
+        other => panic!("{other:?}"),
+    }
+    match (Choice::Unmap {
+        mm: 0,
+        slot: 1,
+        page: 2,
+        n: 3,
+    })
+    .clamped()
+    {
+        Choice::Unmap { slot, page, n, .. } => assert_eq!((slot, page, n), (1, 2, 4)),
+        other => panic!("{other:?}"),
+    }
+}
