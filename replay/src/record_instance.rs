@@ -330,7 +330,9 @@ impl Instance {
         for sym in &s.probes {
             me.probes.push(sym.clone());
             me.sync_journal()?;
-            let def = format!("p:{KPROBE_GROUP}/{sym} {sym}");
+            // With the fetch args of a remote-only probe (kernels::PROBE_ARGS), as the
+            // observed side expects.
+            let def = mmreplay_parsers::kernels::kprobe_definition(sym);
             if let Err(e) = me.top.write(KPROBE_EVENTS, &def) {
                 me.probes.pop();
                 me.sync_journal()?;
@@ -343,6 +345,21 @@ impl Instance {
                     e => e,
                 }
                 .into());
+            }
+        }
+        // A remote-only probe is filtered where it is enabled, in this instance (the filter goes
+        // with the instance).
+        for sym in &s.probes {
+            if let Some(f) = mmreplay_parsers::kernels::kprobe_filter(sym, me.inst.nr_cpus()) {
+                let rel = format!("events/{KPROBE_GROUP}/{sym}/filter");
+                me.inst.write(&rel, &f).map_err(|e| match e {
+                    RecordError::Write { path, source, .. } => RecordError::Kprobe {
+                        symbol: sym.clone(),
+                        path,
+                        source,
+                    },
+                    e => e,
+                })?;
             }
         }
         me.inst.write("buffer_size_kb", &s.buffer_kb.to_string())?;
@@ -571,5 +588,37 @@ mod tests {
         assert!(e.to_string().contains("instances/mmreplay-"), "{e}");
         // Nothing was created, so the drop removed the journal as well.
         assert!(!journal.exists());
+    }
+
+    #[test]
+    fn remote_only_probes_are_defined_with_their_fetch_arg_and_filtered_in_the_instance() {
+        let d = Dir::new("probes");
+        let top = Tracefs::new(&d.0);
+        fs::create_dir_all(d.0.join("instances")).unwrap();
+        fs::write(d.0.join(KPROBE_EVENTS), "").unwrap();
+        let s = InstanceSettings {
+            events: vec![],
+            buffer_kb: 4096,
+            clock: "local".into(),
+            irq_info: true,
+            record_tgid: false,
+            follow_pid: None,
+            probes: vec!["flush_tlb_func".into()],
+            buffer_percent: BUFFER_PERCENT,
+        };
+        // The fake instance has no event directories, so writing the probe's filter there
+        // fails: the error names the instance's filter file, and the probe is removed again.
+        let e = Instance::create(top.clone(), &s, None).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("instances/mmreplay-") && msg.contains("flush_tlb_func/filter"),
+            "{msg}"
+        );
+        let k = fs::read_to_string(d.0.join(KPROBE_EVENTS)).unwrap();
+        assert!(
+            k.starts_with("p:mmreplay/flush_tlb_func flush_tlb_func ini=+32(%di):u32"),
+            "{k}"
+        );
+        assert!(k.ends_with("-:mmreplay/flush_tlb_func"), "{k}");
     }
 }
