@@ -1,16 +1,20 @@
 //! What the capture kernel logged that the model predicts: TLB flushes by `tlb_flush` reason,
 //! IPI sends and targets by callback (`flush_tlb_func`, `tlb_remove_table_smp_sync`),
 //! migration entries and batches. The lowering feeds every record of the replayed tasks through
-//! [`Observer`]; `mmreplay fidelity` and the replay fidelity line compare these counts with the
-//! model's counters.
+//! [`Observer::feed`], its one door to what the kernel logged (this module, `vmscan_obs` and
+//! `kernel_counts` count; the lowering holds no count of its own); `mmreplay fidelity` and the
+//! replay fidelity line compare these counts with the model's counters.
 //!
 //! What it must never do: produce ops or touch the model, or count an IPI twice (a call counted
 //! from its `csd_queue_cpu` events is not counted again from the `ipi_send_cpu` that follows).
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use mmreplay_parsers::kernels;
 use mmreplay_parsers::pte;
 use mmreplay_parsers::record::{Event, IpiKind, Record};
+
+use crate::kernel_counts::KernelTally;
 use mmreplay_reference::counters::Counters;
 use serde::Serialize;
 
@@ -31,7 +35,7 @@ pub const REASON_TASK_SWITCH: i32 = 0;
 pub const REASON_REMOTE_SHOOTDOWN: i32 = 1;
 pub const REASON_LOCAL_SHOOTDOWN: i32 = 2;
 pub const REASON_LOCAL_MM_SHOOTDOWN: i32 = 3;
-pub const REASON_REMOTE_SEND_IPI: i32 = 4;
+pub const REASON_REMOTE_SEND_IPI: i32 = kernels::TLB_REASON_REMOTE_SEND_IPI;
 pub const REASON_REMOTE_WRONG_CPU: i32 = 5;
 
 /// What the kernel logged that the fidelity line and `mmreplay fidelity` compare against.
@@ -113,21 +117,12 @@ impl Observed {
 }
 
 /// Reason code of a `tlb_flush` (the number when printed, else from the text, whose case
-/// differs between 6.1 and 6.18).
+/// differs between 6.1 and 6.18: `kernels::tlb_reason_code`, the table `kernel_counts` reads
+/// too, then in lower case as 6.1 prints it); unknown text is -1.
 fn reason_code(code: Option<i32>, text: &str) -> i32 {
-    if let Some(c) = code {
-        return c;
-    }
-    let t = text.to_ascii_lowercase();
-    match t.as_str() {
-        "flush on task switch" => REASON_TASK_SWITCH,
-        "remote shootdown" => REASON_REMOTE_SHOOTDOWN,
-        "local shootdown" => REASON_LOCAL_SHOOTDOWN,
-        "local mm shootdown" => REASON_LOCAL_MM_SHOOTDOWN,
-        "remote ipi send" => REASON_REMOTE_SEND_IPI,
-        "remote wrong cpu" => REASON_REMOTE_WRONG_CPU,
-        _ => -1,
-    }
+    code.or_else(|| kernels::tlb_reason_code(text))
+        .or_else(|| kernels::tlb_reason_code(&text.to_ascii_lowercase()))
+        .unwrap_or(-1)
 }
 
 /// Per-CPU state that pairs an IPI with the flush or csd logged just before it.
@@ -174,8 +169,20 @@ impl Observer {
         }
     }
 
-    /// Count what a replayed record shows (`armed`: from [`Observer::take`] on its CPU).
-    pub fn observe(&mut self, o: &mut Observed, r: &Record, armed: Armed) {
+    /// The lowering's one door to what the kernel logged: count what a replayed record shows
+    /// in `o` (flushes, IPIs, migration entries, vmscan sums: `crate::vmscan_obs`) and in `k`
+    /// (the kernel's own counts: `crate::kernel_counts`). `armed`: from [`Observer::take`] on
+    /// its CPU.
+    pub fn feed(&mut self, o: &mut Observed, k: &mut KernelTally, r: &Record, armed: Armed) {
+        self.observe(o, r, armed);
+        k.observe(&r.event);
+        if let Event::Vmscan(v) = &r.event {
+            o.vmscan.note(v);
+        }
+    }
+
+    /// Count what a replayed record shows in `o` (`armed`: from [`Observer::take`] on its CPU).
+    fn observe(&mut self, o: &mut Observed, r: &Record, armed: Armed) {
         let cpu = r.cpu as usize;
         match &r.event {
             Event::TlbFlush { reason, .. } => {

@@ -30,9 +30,9 @@ impl Lowering {
                 self.unplaced("soft_dirty_clear_cpu_out_of_range");
                 continue;
             }
-            let mm: Option<MmId> = self.tasks.get(&c.pid).copied();
+            let mm: Option<MmId> = self.tasks.by_tid.get(&c.pid).copied();
             match mm {
-                Some(mm) if Some(mm) != self.outside_mm => {
+                Some(mm) if Some(mm) != self.tasks.outside_mm => {
                     // What the clears can show: the first write per page per interval; reads
                     // and later writes stay invisible (`crate::access`).
                     self.stats
@@ -41,7 +41,7 @@ impl Lowering {
                     self.approx("soft_dirty_clears");
                     self.emit(out, Op::ClearSoftDirty { cpu: c.cpu, mm });
                 }
-                _ if self.filtering() && self.rejected.contains(&c.pid) => {
+                _ if self.filter.rejects(c.pid) => {
                     self.stats.filtered_out += 1;
                 }
                 _ => self.unplaced("soft_dirty_clear_unknown_process"),

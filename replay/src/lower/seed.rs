@@ -40,31 +40,25 @@ impl Lowering {
     fn seed_from(&mut self, snap: &ProcSnap, out: &mut Vec<Op>) {
         let nr_cpus = self.opts.nr_cpus.max(1);
         for p in &snap.processes {
-            if p.threads.iter().any(|t| self.tasks.contains_key(&t.tid)) {
+            if p.threads
+                .iter()
+                .any(|t| self.tasks.by_tid.contains_key(&t.tid))
+            {
                 self.approx("procsnap_process_already_known");
                 continue;
             }
             let cpu_of = |c: u32| c.min(nr_cpus - 1);
             let cpu = cpu_of(p.threads.first().map_or(0, |t| t.last_cpu));
-            let m = self.new_mm(None);
-            if let Some(s) = self.mms.get_mut(&m.0) {
-                s.tasks = p.threads.len().max(1) as u32;
-            }
+            let m = self.tasks.new_mm(None);
+            self.tasks.set_tasks(m, p.threads.len().max(1) as u32);
             for t in &p.threads {
-                self.tasks.insert(t.tid, m);
+                self.tasks.by_tid.insert(t.tid, m);
             }
             if p.threads.is_empty() {
-                self.tasks.insert(p.pid, m);
+                self.tasks.by_tid.insert(p.pid, m);
             }
             self.approx("procsnap_mms_seeded");
-            self.emit(
-                out,
-                Op::Exec {
-                    cpu,
-                    old: None,
-                    new: m,
-                },
-            );
+            self.exec_fresh(cpu, m, out);
             for v in &p.vmas {
                 if v.end > TASK_SIZE || v.path.contains("hugepages") || v.path.starts_with("/SYSV")
                 {
@@ -98,8 +92,8 @@ impl Lowering {
                         pgoff: v.offset >> 12,
                     },
                 );
-                if let Some(s) = self.mms.get_mut(&m.0) {
-                    s.vmas.insert(v.start, v.end);
+                if let Some(s) = self.tasks.vmas_mut(m) {
+                    s.insert(v.start, v.end);
                 }
             }
             let mut vi = 0usize;
@@ -171,9 +165,9 @@ impl Lowering {
         let off = pte::decode_swap(raw).offset;
         let pfn = pte::migration_offset(off, pte::SWP_PFN_BITS_4LEVEL).pfn;
         let m = *self.seed.mm_of_pfn.get(&pfn)?;
-        self.mms
-            .get(&m.0)
-            .is_some_and(|s| super::covers(&s.vmas, va))
+        self.tasks
+            .vmas(m)
+            .is_some_and(|v| v.covers(va))
             .then_some(m)
     }
 }

@@ -1,9 +1,11 @@
 //! Unit tests of the lowering on hand-built records (each states the kernel behaviour it
 //! mirrors).
 
+use super::vmas::{inferred_range, remove_range};
 use super::*;
-use mmreplay_parsers::record::{Comm, IpiKind, TlbReason};
-use mmreplay_reference::op::MigrateBatchStep;
+use mmreplay_parsers::pte;
+use mmreplay_parsers::record::{Comm, IpiKind, SysArgs, Syscall, TlbReason, Vmscan};
+use mmreplay_reference::op::{AccessKind, FileKind, MigrateBatchStep, MigrateTarget, MmId};
 use std::sync::Arc;
 
 fn rec(cpu: u32, pid: i32, event: Event) -> Record {

@@ -62,12 +62,7 @@ impl Lowering {
             self.not_lowered("mm_collapse_huge_page_before_flush");
             return;
         }
-        let known = self
-            .mm_hash
-            .get(&mm)
-            .copied()
-            .filter(|m| self.mms.contains_key(&m.0));
-        let Some(m) = known else {
+        let Some(m) = self.tasks.by_hash(mm) else {
             // A binary capture logs the raw pointer, which no `rss_stat` mm_id (a hash) matches.
             self.unplaced("mm_collapse_huge_page_mm_unknown");
             return;
@@ -87,10 +82,10 @@ impl Lowering {
     /// Under a filter: hold or release khugepaged's records. Returns true when `r` was taken
     /// care of here.
     pub(super) fn hold_khugepaged(&mut self, r: &Record, out: &mut Vec<Op>) -> bool {
-        if !self.filtering() || self.held_khugepaged.replaying || !is_khugepaged(r) {
+        if !self.filter.active() || self.held_khugepaged.replaying || !is_khugepaged(r) {
             return false;
         }
-        if self.is_selected(r) {
+        if self.filter.is_selected(r) {
             return false;
         }
         match &r.event {
@@ -107,27 +102,20 @@ impl Lowering {
             }
             Event::CollapseHugePage { mm, .. } => {
                 let held = std::mem::take(&mut self.held_khugepaged.records);
-                let selected = self
-                    .mm_hash
-                    .get(mm)
-                    .is_some_and(|m| self.mms.contains_key(&m.0));
+                let selected = self.tasks.by_hash(*mm).is_some();
                 if !selected {
                     self.stats.filtered_out += held.len() as u64 + 1;
                     return true;
                 }
                 // Lower them as the selected mm's: this collapse worked on it.
                 self.held_khugepaged.replaying = true;
-                let was_rejected = self.rejected.remove(&r.pid);
-                self.selected.insert(r.pid);
+                let was_rejected = self.filter.select_for_now(r.pid);
                 for h in held.iter().chain(std::iter::once(r)) {
                     // `push` counts each record again.
                     self.stats.records = self.stats.records.saturating_sub(1);
                     self.push(h, out);
                 }
-                self.selected.remove(&r.pid);
-                if was_rejected {
-                    self.rejected.insert(r.pid);
-                }
+                self.filter.restore(r.pid, was_rejected);
                 self.held_khugepaged.replaying = false;
                 true
             }
