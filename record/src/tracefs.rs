@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 pub use mmreplay_parsers::kernels::{KPROBE_GROUP, PROBE_SETS, SUBSTITUTES};
@@ -253,6 +254,9 @@ pub struct CpuStats {
     pub commit_overrun: u64,
     /// Events dropped (non-overwrite mode).
     pub dropped_events: u64,
+    /// Events consumed by readers (`trace_pipe`, `trace_pipe_raw`): with `entries`, every
+    /// event the buffer took.
+    pub read_events: u64,
 }
 
 /// Parses one `per_cpu/cpuN/stats` file. Unknown lines are ignored (the set grew over time).
@@ -270,6 +274,7 @@ pub fn parse_cpu_stats(content: &str) -> CpuStats {
             "overrun" => s.overrun = v,
             "commit overrun" => s.commit_overrun = v,
             "dropped events" => s.dropped_events = v,
+            "read events" => s.read_events = v,
             _ => {}
         }
     }
@@ -877,6 +882,28 @@ impl Drop for Session {
     fn drop(&mut self) {
         let _ = self.restore();
     }
+}
+
+/// Reads a tracefs file with large reads. Not `fs::read`: tracefs files report size 0, so std
+/// probes with a 32-byte first read, and `events/header_page` answers only the first read
+/// (`kernel/trace/trace_events.c:show_header_page_file` returns 0 once `*ppos` is non-zero).
+pub fn read_big(path: &Path) -> io::Result<Vec<u8>> {
+    let mut f = fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match f.read(buf.get_mut(len..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
 }
 
 #[cfg(test)]

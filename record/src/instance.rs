@@ -17,7 +17,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use crate::record::{RecordError, Tracefs, KPROBE_EVENTS, KPROBE_GROUP};
+use crate::tracefs::{RecordError, Tracefs, KPROBE_EVENTS, KPROBE_GROUP};
 
 /// Instances this tool creates are named `mmreplay-<pid of the recorder>`.
 pub const INSTANCE_PREFIX: &str = "mmreplay-";
@@ -143,9 +143,7 @@ fn write_journal(path: &Path, j: &Journal) -> Result<(), InstanceError> {
         source,
     };
     let bytes = serde_json::to_vec(j).map_err(|e| jerr(io::Error::other(e)))?;
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    fs::write(&tmp, bytes).map_err(jerr)?;
-    fs::rename(&tmp, path).map_err(jerr)
+    mmreplay_parsers::atomic::write_atomic(path, &bytes).map_err(|e| jerr(e.source))
 }
 
 /// What [`recover`] undid.
