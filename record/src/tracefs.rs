@@ -1,13 +1,13 @@
 //! `mmreplay record`, library part: tracefs control for making a capture.
 //!
 //! What it owns: the MM event set, parsing `--events` lists, resolving them against the running
-//! kernel's `events/` directory, saving every tracefs setting it changes and restoring it
-//! (explicitly and in [`Session`]'s `Drop`), reading per-CPU overrun counters and counting lost
-//! events in the text it saves. The tracefs root is a parameter so tests can point it at a fake
-//! directory.
+//! kernel's `events/` directory (and substitutes for what it lacks), reading and writing
+//! tracefs files, reading per-CPU overrun counters and counting lost events in the text it
+//! saves. The tracefs root is a parameter so tests can point it at a fake directory. Changing
+//! tracefs state is [`crate::instance`]'s: every setting lives in the recorder's own instance.
 //!
-//! What it must never do: parse event payloads (that is `mmreplay-parsers`), print anything
-//! (the CLI reports), or leave tracefs changed after a [`Session`] is dropped.
+//! What it must never do: parse event payloads (that is `mmreplay-parsers`) or print anything
+//! (the CLI reports).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +17,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 pub use mmreplay_parsers::kernels::{KPROBE_GROUP, PROBE_SETS, SUBSTITUTES};
+use mmreplay_parsers::text::header;
 
 /// The tracefs file kprobe events are defined in.
 pub const KPROBE_EVENTS: &str = "kprobe_events";
@@ -109,24 +110,34 @@ pub const DEFAULT_EVENTS: &[&str] = &[
     "oom:mark_victim",
 ];
 
-/// Errors of tracefs control. Every variant names the file it concerns.
+/// Errors of tracefs control. Every variant that concerns a file names it first
+/// (`FILE: what`), its cause in `source()` (`mmreplay::errors::chain` adds `, because: cause`).
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     #[error("bad event spec {spec:?}: expected `system:event` or `system:*`")]
     BadEventSpec { spec: String },
     #[error("empty event list")]
     EmptyEventList,
-    #[error("tracefs not found at {root} and it could not be mounted: {source}")]
-    NotMounted { root: PathBuf, source: io::Error },
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("cannot write {value:?} to {path}: {source}")]
+    #[error("{}: tracefs not found there and it could not be mounted", root.display())]
+    NotMounted {
+        root: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: cannot read", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: cannot write {value:?}", path.display())]
     Write {
         path: PathBuf,
         value: String,
+        #[source]
         source: io::Error,
     },
-    #[error("unexpected content in {path}: {content:?} ({expected})")]
+    #[error("{}: unexpected content {content:?}, expected {expected}", path.display())]
     Unexpected {
         path: PathBuf,
         content: String,
@@ -134,23 +145,22 @@ pub enum RecordError {
     },
     #[error("none of the requested events exist in this kernel")]
     NoEvents,
-    #[error("another `mmreplay record` (pid {pid}) is using tracefs (journal {journal})")]
-    Busy { pid: u32, journal: PathBuf },
-    #[error("bad journal {path}: {reason}")]
-    BadJournal { path: PathBuf, reason: String },
     #[error(
-        "--probe needs kprobe events (CONFIG_KPROBE_EVENTS), and this kernel has none: \
-         {path} does not exist"
+        "{}: does not exist: --probe needs kprobe events (CONFIG_KPROBE_EVENTS), and this \
+         kernel has none",
+        path.display()
     )]
     NoKprobes { path: PathBuf },
     #[error("bad probe {spec:?}: expected a kernel function name or a set ({sets})")]
     BadProbe { spec: String, sets: String },
     #[error(
-        "cannot add kprobe on {symbol} ({path}): {source} (not a traceable kernel function here?)"
+        "{}: cannot add a kprobe on {symbol} (not a traceable kernel function here?)",
+        path.display()
     )]
     Kprobe {
         symbol: String,
         path: PathBuf,
+        #[source]
         source: io::Error,
     },
 }
@@ -295,17 +305,16 @@ pub struct TextLoss {
 }
 
 impl TextLoss {
-    /// Accounts one line of trace text (with or without its newline).
+    /// Accounts one line of trace text (with or without its newline). The marker and header
+    /// lines are parsed by the parsers' `text::header`, as `stats` and `replay` read them.
     pub fn line(&mut self, line: &[u8]) {
         self.lines += 1;
-        if let Some(n) = lost_marker(line) {
+        if let Some((_, n)) = header::lost_marker(line) {
             self.lost_markers += 1;
-            self.lost_events += n;
-        } else if line.first() == Some(&b'#') {
-            if let Some((a, b)) = entries_header(line) {
-                self.entries_in_buffer = Some(a);
-                self.entries_written = Some(b);
-            }
+            self.lost_events += n.unwrap_or(0);
+        } else if let Some(h) = header::entries_header(line) {
+            self.entries_in_buffer = Some(h.in_buffer);
+            self.entries_written = Some(h.written);
         }
     }
 
@@ -353,28 +362,6 @@ impl LineScanner {
 
 fn memchr_nl(s: &[u8]) -> Option<usize> {
     s.iter().position(|&b| b == b'\n')
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// `[LOST 123 EVENTS]` anywhere in the line -> 123.
-fn lost_marker(line: &[u8]) -> Option<u64> {
-    let i = find(line, b"[LOST ")? + 6;
-    let rest = line.get(i..)?;
-    let end = find(rest, b" EVENTS]")?;
-    std::str::from_utf8(rest.get(..end)?).ok()?.parse().ok()
-}
-
-/// `# entries-in-buffer/entries-written: 12/34   #P:2` -> (12, 34).
-fn entries_header(line: &[u8]) -> Option<(u64, u64)> {
-    let key = b"entries-in-buffer/entries-written:";
-    let i = find(line, key)? + key.len();
-    let s = std::str::from_utf8(line.get(i..)?).ok()?;
-    let tok = s.split_whitespace().next()?;
-    let (a, b) = tok.split_once('/')?;
-    Some((a.parse().ok()?, b.parse().ok()?))
 }
 
 /// A tracefs directory (real or a fake one in tests).
@@ -574,316 +561,6 @@ pub fn ensure_mounted(root: &Path) -> Result<(), RecordError> {
     Ok(())
 }
 
-/// What a capture session sets.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settings {
-    /// `system:event` names (already resolved).
-    pub events: Vec<String>,
-    /// Per-CPU buffer size; `None` leaves it alone.
-    pub buffer_kb: Option<u64>,
-    pub clock: String,
-    pub irq_info: bool,
-    pub record_tgid: bool,
-    /// Trace only this pid and its future children (`set_event_pid` + `options/event-fork`).
-    pub follow_pid: Option<u32>,
-    /// Kernel functions to trace with kprobe events (`p:mmreplay/SYMBOL SYMBOL`), created
-    /// before the events are enabled and removed again on restore.
-    pub probes: Vec<String>,
-}
-
-/// The tracefs state a capture changed, with the values to restore, in the order they were
-/// changed. Restoring goes in reverse order so `tracing_on` (saved first) is restored last.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SavedState {
-    pub entries: Vec<(String, String)>,
-}
-
-/// A capture in progress: owns the saved state and restores it exactly once, on
-/// [`Session::restore`] or on drop (error paths, panics unwinding, early returns).
-#[derive(Debug)]
-pub struct Session {
-    fs: Tracefs,
-    saved: SavedState,
-    restored: bool,
-    /// Where the saved state is mirrored before each change, so a recorder killed with SIGKILL
-    /// (no destructor runs) can be undone by the next one ([`recover`]).
-    journal: Option<PathBuf>,
-}
-
-/// The on-disk form of a [`SavedState`] (`journal`).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Journal {
-    pid: u32,
-    tracefs: PathBuf,
-    entries: Vec<(String, String)>,
-}
-
-fn write_journal(path: &Path, j: &Journal) -> Result<(), RecordError> {
-    let werr = |source| RecordError::Write {
-        path: path.to_path_buf(),
-        value: "journal".into(),
-        source,
-    };
-    let bytes = serde_json::to_vec(j).map_err(|e| werr(io::Error::other(e)))?;
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    fs::write(&tmp, bytes).map_err(werr)?;
-    fs::rename(&tmp, path).map_err(werr)
-}
-
-/// Undoes what a recorder that died without restoring (SIGKILL, OOM kill, power loss of the
-/// process) left in tracefs, using its journal. Returns how many settings were written back
-/// (`None`: no journal). A journal whose recorder is still alive is an error: two recorders
-/// must not share the global tracefs instance.
-pub fn recover(fs: &Tracefs, journal: &Path) -> Result<Option<usize>, RecordError> {
-    let text = match fs::read_to_string(journal) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(RecordError::Read {
-                path: journal.to_path_buf(),
-                source,
-            })
-        }
-    };
-    let j: Journal = serde_json::from_str(&text).map_err(|e| RecordError::BadJournal {
-        path: journal.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    if Path::new(&format!("/proc/{}", j.pid)).exists() {
-        return Err(RecordError::Busy {
-            pid: j.pid,
-            journal: journal.to_path_buf(),
-        });
-    }
-    let mut sess = Session {
-        fs: fs.clone(),
-        saved: SavedState { entries: j.entries },
-        restored: false,
-        journal: Some(journal.to_path_buf()),
-    };
-    let n = sess.saved.entries.len();
-    sess.restore()?;
-    Ok(Some(n))
-}
-
-impl Session {
-    /// Saves, then applies, every setting. Tracing is left off and the buffer cleared. If a
-    /// step fails, what was already changed is restored (by drop) before the error returns.
-    pub fn start(fs: Tracefs, s: &Settings) -> Result<Session, RecordError> {
-        Self::start_journaled(fs, s, None)
-    }
-
-    /// [`Session::start`], mirroring the saved state to `journal` before every change (and
-    /// removing it once restored). Call [`recover`] first.
-    pub fn start_journaled(
-        fs: Tracefs,
-        s: &Settings,
-        journal: Option<PathBuf>,
-    ) -> Result<Session, RecordError> {
-        let mut sess = Session {
-            fs,
-            saved: SavedState::default(),
-            restored: false,
-            journal,
-        };
-        sess.change("tracing_on", "0", |c| Some(c.trim().to_string()))?;
-        let cur = sess.fs.read("current_tracer")?;
-        if cur.trim() != "nop" {
-            // A function tracer would flood the buffer; switching resets the buffer anyway.
-            sess.change("current_tracer", "nop", |c| Some(c.trim().to_string()))?;
-        }
-        if let Some(kb) = s.buffer_kb {
-            sess.change_buffer_kb(kb)?;
-        }
-        sess.change("trace_clock", &s.clock, |c| {
-            parse_trace_clock(c).map(str::to_string)
-        })?;
-        let onoff = |b: bool| if b { "1" } else { "0" };
-        sess.change("options/irq-info", onoff(s.irq_info), |c| {
-            Some(c.trim().to_string())
-        })?;
-        sess.change("options/record-tgid", onoff(s.record_tgid), |c| {
-            Some(c.trim().to_string())
-        })?;
-        if let Some(pid) = s.follow_pid {
-            sess.change("options/event-fork", "1", |c| Some(c.trim().to_string()))?;
-            // The file lists one pid per line; writing a space-separated list restores it.
-            sess.change("set_event_pid", &pid.to_string(), |c| {
-                Some(c.split_whitespace().collect::<Vec<_>>().join(" "))
-            })?;
-        }
-        if !s.probes.is_empty() && !sess.fs.has_kprobes() {
-            return Err(RecordError::NoKprobes {
-                path: sess.fs.path(KPROBE_EVENTS),
-            });
-        }
-        for sym in &s.probes {
-            sess.add_kprobe(sym)?;
-        }
-        let probe_events = s.probes.iter().map(|p| probe_event(p));
-        for ev in s.events.iter().cloned().chain(probe_events) {
-            let rel = format!("events/{}/enable", ev.replacen(':', "/", 1));
-            // A probe event named in both lists is enabled once.
-            if sess.saved.entries.iter().any(|(r, _)| *r == rel) {
-                continue;
-            }
-            sess.change(&rel, "1", |c| Some(c.trim().to_string()))?;
-        }
-        sess.clear()?;
-        Ok(sess)
-    }
-
-    /// Saves `rel`'s current value (via `restore_value`), then writes `value`.
-    fn change(
-        &mut self,
-        rel: &str,
-        value: &str,
-        restore_value: impl Fn(&str) -> Option<String>,
-    ) -> Result<(), RecordError> {
-        let cur = self.fs.read(rel)?;
-        let old = restore_value(&cur).ok_or_else(|| RecordError::Unexpected {
-            path: self.fs.path(rel),
-            content: cur.clone(),
-            expected: "a value this tool knows how to restore",
-        })?;
-        if old != value {
-            self.saved.entries.push((rel.to_string(), old));
-            self.sync_journal()?;
-            self.fs.write(rel, value)?;
-        }
-        Ok(())
-    }
-
-    /// Defines the kprobe event `mmreplay/SYMBOL`; its removal (`-:mmreplay/SYMBOL`, appended)
-    /// is saved first, so restore (in reverse order, after the event is disabled) deletes it.
-    fn add_kprobe(&mut self, sym: &str) -> Result<(), RecordError> {
-        self.saved
-            .entries
-            .push((KPROBE_EVENTS.to_string(), format!("-:{KPROBE_GROUP}/{sym}")));
-        self.sync_journal()?;
-        let def = mmreplay_parsers::kernels::kprobe_definition(sym);
-        if let Err(e) = self.fs.write(KPROBE_EVENTS, &def) {
-            // Not created: nothing to remove.
-            self.saved.entries.pop();
-            self.sync_journal()?;
-            return Err(match e {
-                RecordError::Write { path, source, .. } => RecordError::Kprobe {
-                    symbol: sym.to_string(),
-                    path,
-                    source,
-                },
-                e => e,
-            });
-        }
-        // A remote-only probe (kernels::PROBE_ARGS) is filtered as it is created; the filter
-        // goes with the event when restore deletes it (its removal is already saved).
-        if let Some(f) = mmreplay_parsers::kernels::kprobe_filter(sym, self.fs.nr_cpus()) {
-            let rel = format!("events/{KPROBE_GROUP}/{sym}/filter");
-            match self.fs.write(&rel, &f) {
-                Err(RecordError::Write { path, source, .. }) => {
-                    return Err(RecordError::Kprobe {
-                        symbol: sym.to_string(),
-                        path,
-                        source,
-                    })
-                }
-                Err(e) => return Err(e),
-                Ok(()) => {}
-            }
-        }
-        Ok(())
-    }
-
-    fn sync_journal(&self) -> Result<(), RecordError> {
-        match &self.journal {
-            Some(p) => write_journal(
-                p,
-                &Journal {
-                    pid: std::process::id(),
-                    tracefs: self.fs.root.clone(),
-                    entries: self.saved.entries.clone(),
-                },
-            ),
-            None => Ok(()),
-        }
-    }
-
-    /// `buffer_size_kb` reads `X` when CPUs differ: then each `per_cpu/cpuN/buffer_size_kb` is
-    /// saved so the exact per-CPU sizes come back.
-    fn change_buffer_kb(&mut self, kb: u64) -> Result<(), RecordError> {
-        let cur = self.fs.read("buffer_size_kb")?;
-        let value = kb.to_string();
-        if parse_buffer_kb(&cur).is_some() {
-            return self.change("buffer_size_kb", &value, |c| {
-                parse_buffer_kb(c).map(|n| n.to_string())
-            });
-        }
-        for cpu in self.fs.cpus() {
-            let rel = format!("per_cpu/cpu{cpu}/buffer_size_kb");
-            let cur = self.fs.read(&rel)?;
-            let old = parse_buffer_kb(&cur).ok_or_else(|| RecordError::Unexpected {
-                path: self.fs.path(&rel),
-                content: cur.clone(),
-                expected: "a size in KiB",
-            })?;
-            self.saved.entries.push((rel, old.to_string()));
-        }
-        self.sync_journal()?;
-        self.fs.write("buffer_size_kb", &value)
-    }
-
-    pub fn tracefs(&self) -> &Tracefs {
-        &self.fs
-    }
-
-    pub fn saved(&self) -> &SavedState {
-        &self.saved
-    }
-
-    /// Empties the ring buffer (writing to `trace` truncates it) and its overrun counters.
-    pub fn clear(&self) -> Result<(), RecordError> {
-        self.fs.write("trace", "")
-    }
-
-    pub fn set_tracing(&self, on: bool) -> Result<(), RecordError> {
-        self.fs.write("tracing_on", if on { "1" } else { "0" })
-    }
-
-    /// Restores every saved value, in reverse order. Tries all of them even if one fails and
-    /// returns the first failure. Idempotent: the second call does nothing.
-    pub fn restore(&mut self) -> Result<(), RecordError> {
-        if self.restored {
-            return Ok(());
-        }
-        self.restored = true;
-        let mut first = None;
-        // Stop tracing first so restoring event enables does not log into the user's buffer
-        // with our settings; the saved `tracing_on` value is written back last.
-        let _ = self.fs.write("tracing_on", "0");
-        for (rel, old) in self.saved.entries.iter().rev() {
-            if let Err(e) = self.fs.write(rel, old) {
-                first.get_or_insert(e);
-            }
-        }
-        match first {
-            Some(e) => Err(e),
-            None => {
-                // Kept on failure, so the next recorder retries the restore.
-                if let Some(p) = &self.journal {
-                    let _ = fs::remove_file(p);
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        let _ = self.restore();
-    }
-}
-
 /// Reads a tracefs file with large reads. Not `fs::read`: tracefs files report size 0, so std
 /// probes with a 32-byte first read, and `events/header_page` answers only the first read
 /// (`kernel/trace/trace_events.c:show_header_page_file` returns 0 once `*ppos` is non-zero).
@@ -969,22 +646,6 @@ mod tests {
         }
     }
 
-    fn settings(events: Vec<String>) -> Settings {
-        Settings {
-            events,
-            buffer_kb: Some(65536),
-            clock: "mono".into(),
-            irq_info: false,
-            record_tgid: true,
-            follow_pid: None,
-            probes: Vec::new(),
-        }
-    }
-
-    fn get(fs: &Tracefs, rel: &str) -> String {
-        fs.read(rel).unwrap().trim().to_string()
-    }
-
     #[test]
     fn event_specs_parse_and_reject() {
         let v = parse_event_list("tlb:tlb_flush, ipi:*").unwrap();
@@ -1026,190 +687,6 @@ mod tests {
         assert_eq!(warn.len(), 2, "{warn:?}");
         assert!(warn[0].contains("nosuch:*"));
         assert!(warn[1].contains("exceptions:nope"));
-    }
-
-    #[test]
-    fn session_applies_then_restores_on_drop() {
-        let (_d, fs) = fake();
-        let events = vec!["exceptions:page_fault_user".into(), "tlb:tlb_flush".into()];
-        {
-            let s = Session::start(fs.clone(), &settings(events)).unwrap();
-            assert_eq!(get(&fs, "tracing_on"), "0");
-            assert_eq!(get(&fs, "buffer_size_kb"), "65536");
-            assert_eq!(get(&fs, "trace_clock"), "mono");
-            assert_eq!(get(&fs, "options/irq-info"), "0");
-            assert_eq!(get(&fs, "options/record-tgid"), "1");
-            assert_eq!(get(&fs, "events/exceptions/page_fault_user/enable"), "1");
-            assert_eq!(get(&fs, "trace"), "", "buffer not cleared");
-            // tlb_flush was already on: nothing to save for it.
-            let saved: Vec<&str> = s.saved().entries.iter().map(|(r, _)| r.as_str()).collect();
-            assert_eq!(
-                saved,
-                vec![
-                    "tracing_on",
-                    "buffer_size_kb",
-                    "trace_clock",
-                    "options/irq-info",
-                    "options/record-tgid",
-                    "events/exceptions/page_fault_user/enable"
-                ]
-            );
-            s.set_tracing(true).unwrap();
-            assert_eq!(get(&fs, "tracing_on"), "1");
-        }
-        assert_eq!(get(&fs, "tracing_on"), "1");
-        // The expanded size is what comes back (writing 7 would leave a 7 KiB buffer).
-        assert_eq!(get(&fs, "buffer_size_kb"), "1408");
-        assert_eq!(get(&fs, "trace_clock"), "local");
-        assert_eq!(get(&fs, "options/irq-info"), "1");
-        assert_eq!(get(&fs, "options/record-tgid"), "0");
-        assert_eq!(get(&fs, "events/exceptions/page_fault_user/enable"), "0");
-        assert_eq!(get(&fs, "events/tlb/tlb_flush/enable"), "1");
-    }
-
-    #[test]
-    fn explicit_restore_is_idempotent() {
-        let (_d, fs) = fake();
-        let mut s = Session::start(fs.clone(), &settings(vec!["ipi:ipi_send_cpu".into()])).unwrap();
-        s.restore().unwrap();
-        assert_eq!(get(&fs, "events/ipi/ipi_send_cpu/enable"), "0");
-        // Someone changes it afterwards: a second restore (or the drop) must not undo that.
-        fs.write("events/ipi/ipi_send_cpu/enable", "1").unwrap();
-        s.restore().unwrap();
-        drop(s);
-        assert_eq!(get(&fs, "events/ipi/ipi_send_cpu/enable"), "1");
-    }
-
-    #[test]
-    fn failed_start_restores_what_it_changed() {
-        let (_d, fs) = fake();
-        // An event whose enable file is missing: start fails after changing the options.
-        let r = Session::start(fs.clone(), &settings(vec!["nosuch:ev".into()]));
-        assert!(matches!(r, Err(RecordError::Read { .. })), "{r:?}");
-        assert_eq!(get(&fs, "tracing_on"), "1");
-        assert_eq!(get(&fs, "trace_clock"), "local");
-        assert_eq!(get(&fs, "options/irq-info"), "1");
-        assert_eq!(get(&fs, "buffer_size_kb"), "1408");
-    }
-
-    #[test]
-    fn mixed_per_cpu_buffer_sizes_are_restored_per_cpu() {
-        let (_d, fs) = fake();
-        fs.write("buffer_size_kb", "X\n").unwrap();
-        {
-            let _s = Session::start(fs.clone(), &settings(vec![])).unwrap();
-            assert_eq!(get(&fs, "buffer_size_kb"), "65536");
-        }
-        assert_eq!(get(&fs, "per_cpu/cpu0/buffer_size_kb"), "1408");
-        assert_eq!(get(&fs, "per_cpu/cpu1/buffer_size_kb"), "2816");
-    }
-
-    #[test]
-    fn follow_pid_sets_and_restores_pid_filter() {
-        let (_d, fs) = fake();
-        fs.write("set_event_pid", "12\n34\n").unwrap();
-        let mut st = settings(vec![]);
-        st.follow_pid = Some(777);
-        {
-            let _s = Session::start(fs.clone(), &st).unwrap();
-            assert_eq!(get(&fs, "set_event_pid"), "777");
-            assert_eq!(get(&fs, "options/event-fork"), "1");
-        }
-        assert_eq!(get(&fs, "set_event_pid"), "12 34");
-        assert_eq!(get(&fs, "options/event-fork"), "0");
-        // An empty filter comes back empty (an O_TRUNC open clears the kernel's list).
-        fs.write("set_event_pid", "").unwrap();
-        // The fake keeps what was written; the kernel would show the bracketed list again.
-        fs.write("trace_clock", "[local] global\n").unwrap();
-        {
-            let _s = Session::start(fs.clone(), &st).unwrap();
-        }
-        assert_eq!(get(&fs, "set_event_pid"), "");
-    }
-
-    #[test]
-    fn journal_lets_a_later_run_undo_a_killed_one() {
-        let (d, fs) = fake();
-        let journal = d.0.join("journal.json");
-        let st = settings(vec!["ipi:ipi_send_cpu".into()]);
-        let s = Session::start_journaled(fs.clone(), &st, Some(journal.clone())).unwrap();
-        assert!(journal.is_file());
-        // What SIGKILL does: no destructor runs.
-        std::mem::forget(s);
-        assert_eq!(get(&fs, "events/ipi/ipi_send_cpu/enable"), "1");
-        // The journal names this (live) process: another recorder must refuse to start.
-        assert!(matches!(
-            recover(&fs, &journal),
-            Err(RecordError::Busy { .. })
-        ));
-        assert_eq!(get(&fs, "events/ipi/ipi_send_cpu/enable"), "1");
-        assert!(matches!(recover(&fs, &d.0.join("none.json")), Ok(None)));
-        // Pretend the writer is dead: pid of a process that has exited.
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
-        let text = fs::read_to_string(&journal).unwrap();
-        let me = format!("\"pid\":{}", std::process::id());
-        assert!(text.contains(&me), "{text}");
-        fs::write(&journal, text.replace(&me, &format!("\"pid\":{dead}"))).unwrap();
-        let n = recover(&fs, &journal).unwrap();
-        assert_eq!(n, Some(6));
-        assert!(!journal.exists());
-        assert_eq!(get(&fs, "events/ipi/ipi_send_cpu/enable"), "0");
-        assert_eq!(get(&fs, "trace_clock"), "local");
-        assert_eq!(get(&fs, "tracing_on"), "1");
-        assert_eq!(get(&fs, "buffer_size_kb"), "1408");
-    }
-
-    #[test]
-    fn journal_of_a_live_recorder_is_busy_and_garbage_is_an_error() {
-        let (d, fs) = fake();
-        let journal = d.0.join("journal.json");
-        // pid 1 is always alive.
-        fs::write(
-            &journal,
-            r#"{"pid":1,"tracefs":"/x","entries":[["tracing_on","1"]]}"#,
-        )
-        .unwrap();
-        assert!(matches!(
-            recover(&fs, &journal),
-            Err(RecordError::Busy { pid: 1, .. })
-        ));
-        fs::write(&journal, "not json").unwrap();
-        let e = recover(&fs, &journal).unwrap_err();
-        assert!(matches!(e, RecordError::BadJournal { .. }));
-        assert!(e.to_string().contains("journal.json"), "{e}");
-    }
-
-    #[test]
-    fn journal_removed_after_normal_restore() {
-        let (d, fs) = fake();
-        let journal = d.0.join("journal.json");
-        let st = settings(vec!["ipi:ipi_send_cpu".into()]);
-        let s = Session::start_journaled(fs.clone(), &st, Some(journal.clone())).unwrap();
-        assert!(journal.is_file());
-        drop(s);
-        assert!(!journal.exists());
-    }
-
-    #[test]
-    fn non_nop_tracer_is_switched_and_restored() {
-        let (_d, fs) = fake();
-        fs.write("current_tracer", "function\n").unwrap();
-        {
-            let _s = Session::start(fs.clone(), &settings(vec![])).unwrap();
-            assert_eq!(get(&fs, "current_tracer"), "nop");
-        }
-        assert_eq!(get(&fs, "current_tracer"), "function");
-    }
-
-    #[test]
-    fn unparseable_clock_is_an_error_naming_the_file() {
-        let (_d, fs) = fake();
-        fs.write("trace_clock", "local global\n").unwrap();
-        let e = Session::start(fs.clone(), &settings(vec![])).unwrap_err();
-        assert!(e.to_string().contains("trace_clock"), "{e}");
-        assert_eq!(get(&fs, "tracing_on"), "1");
     }
 
     #[test]
@@ -1296,91 +773,6 @@ mod tests {
             let e = expand_probes(&v(&[bad])).unwrap_err();
             assert!(e.to_string().contains("rmap = folio_referenced_one"), "{e}");
         }
-    }
-
-    #[test]
-    fn kprobes_are_added_then_removed_after_their_events_are_disabled() {
-        let (_d, fs) = fake();
-        fs::write(fs.path(KPROBE_EVENTS), "p:other/keep keep\n").unwrap();
-        // The kernel creates the event directory when the probe is defined; the fake has it.
-        fs::create_dir_all(fs.path("events/mmreplay/try_to_unmap_one")).unwrap();
-        fs::write(fs.path("events/mmreplay/try_to_unmap_one/enable"), "0\n").unwrap();
-        let mut s = settings(vec!["tlb:tlb_flush".into()]);
-        s.probes = vec!["try_to_unmap_one".into()];
-        let sess = Session::start(fs.clone(), &s).unwrap();
-        assert_eq!(get(&fs, "events/mmreplay/try_to_unmap_one/enable"), "1");
-        // Appended, never truncated: the other probe stays.
-        assert_eq!(
-            fs.read(KPROBE_EVENTS).unwrap(),
-            "p:other/keep keep\np:mmreplay/try_to_unmap_one try_to_unmap_one"
-        );
-        let saved: Vec<_> = sess
-            .saved()
-            .entries
-            .iter()
-            .map(|(r, _)| r.as_str())
-            .collect();
-        let k = saved.iter().position(|r| *r == KPROBE_EVENTS).unwrap();
-        let e = saved
-            .iter()
-            .position(|r| *r == "events/mmreplay/try_to_unmap_one/enable")
-            .unwrap();
-        assert!(
-            k < e,
-            "the probe must be defined before (and removed after) its event"
-        );
-        drop(sess);
-        assert_eq!(get(&fs, "events/mmreplay/try_to_unmap_one/enable"), "0");
-        assert!(fs
-            .read(KPROBE_EVENTS)
-            .unwrap()
-            .ends_with("try_to_unmap_one-:mmreplay/try_to_unmap_one"));
-    }
-
-    #[test]
-    fn remote_only_probes_get_their_fetch_arg_and_filter() {
-        let (_d, fs) = fake();
-        fs::write(fs.path(KPROBE_EVENTS), "").unwrap();
-        for sym in ["flush_tlb_func", "tlb_remove_table_smp_sync"] {
-            fs::create_dir_all(fs.path(&format!("events/mmreplay/{sym}"))).unwrap();
-            fs::write(fs.path(&format!("events/mmreplay/{sym}/enable")), "0\n").unwrap();
-        }
-        fs::write(fs.path("events/mmreplay/flush_tlb_func/filter"), "none\n").unwrap();
-        let mut s = settings(vec!["tlb:tlb_flush".into()]);
-        s.probes = expand_probes(&["ipi".to_string()]).unwrap();
-        let sess = Session::start(fs.clone(), &s).unwrap();
-        assert_eq!(
-            fs.read(KPROBE_EVENTS).unwrap(),
-            "p:mmreplay/flush_tlb_func flush_tlb_func ini=+32(%di):u32\
-             p:mmreplay/tlb_remove_table_smp_sync tlb_remove_table_smp_sync"
-        );
-        // Two CPUs in the fake's per_cpu: the filter names both.
-        assert_eq!(
-            get(&fs, "events/mmreplay/flush_tlb_func/filter"),
-            "(ini==0&&CPU!=0)||(ini==1&&CPU!=1)"
-        );
-        assert!(!fs.exists("events/mmreplay/tlb_remove_table_smp_sync/filter"));
-        drop(sess);
-        assert!(fs
-            .read(KPROBE_EVENTS)
-            .unwrap()
-            .ends_with("-:mmreplay/flush_tlb_func"));
-    }
-
-    #[test]
-    fn probes_on_a_kernel_without_kprobes_are_a_clear_error() {
-        let (_d, fs) = fake();
-        let mut s = settings(vec!["tlb:tlb_flush".into()]);
-        s.probes = vec!["folio_referenced_one".into()];
-        let e = Session::start(fs.clone(), &s).unwrap_err();
-        assert!(matches!(e, RecordError::NoKprobes { .. }), "{e}");
-        assert!(
-            e.to_string().contains("kprobe_events does not exist"),
-            "{e}"
-        );
-        // Nothing left changed.
-        assert_eq!(get(&fs, "tracing_on"), "1");
-        assert_eq!(get(&fs, "buffer_size_kb"), "1408");
     }
 
     #[test]
