@@ -536,24 +536,9 @@ impl LineBuf {
 
 /// `B - A` of an ftrace `# entries-in-buffer/entries-written: A/B   #P:n` header line (the
 /// ring buffer overwrote the difference, `kernel/trace/trace.c:print_event_info`); 0 for any
-/// other line.
+/// other line. Parsed by `text::header`, the one parser of that line.
 pub fn overwritten_in_header(line: &[u8]) -> u64 {
-    let Some(rest) = line.strip_prefix(b"# entries-in-buffer/entries-written:") else {
-        return 0;
-    };
-    let field = rest
-        .split(|c| c.is_ascii_whitespace())
-        .find(|w| !w.is_empty())
-        .unwrap_or_default();
-    let mut nums = field.splitn(2, |&c| c == b'/').map(|n| {
-        std::str::from_utf8(n)
-            .ok()
-            .and_then(|n| n.parse::<u64>().ok())
-    });
-    match (nums.next().flatten(), nums.next().flatten()) {
-        (Some(a), Some(b)) => b.saturating_sub(a),
-        _ => 0,
-    }
+    crate::text::header::entries_header(line).map_or(0, |h| h.overwritten())
 }
 
 /// Per-line state of the text reader, kept apart from the line buffer so a borrowed line and

@@ -7,6 +7,7 @@
 // Library code reports errors; a panic on user data is a bug (tests may unwrap).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod atomic;
 pub mod binary;
 pub mod error;
 pub mod fields;

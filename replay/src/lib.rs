@@ -1,12 +1,11 @@
 //! `mmreplay`: lowering of trace records to model operations, the side-by-side engine, the
-//! differ, reports, the compiled corpus format and `record`. It must never contain model
-//! semantics: those live in `mmreplay-reference` and `mmreplay-candidates`.
+//! differ, reports and the compiled corpus format. It must never contain model semantics:
+//! those live in `mmreplay-reference` and `mmreplay-candidates`; `record` lives in
+//! `mmreplay-record`.
 
 // Library code reports errors; a panic on user data is a bug (tests may unwrap).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod access;
-pub mod atomic;
 pub mod corpus;
 pub mod differ;
 pub mod engine;
@@ -22,14 +21,13 @@ pub mod lower;
 pub mod matrix;
 pub mod minimize;
 pub mod observe;
-pub mod procsnap;
-pub mod record;
-pub mod record_instance;
-pub mod record_stream;
 pub mod report;
 pub mod session;
 pub mod sidecar;
 pub mod source;
-pub mod sysinfo;
-pub mod tracedat_write;
 pub mod vmscan_obs;
+
+// Formats `record` writes and replay reads (the `--access` log, the process snapshot), and the
+// one atomic writer, under the paths the lowering and the CLI use.
+pub use mmreplay_parsers::atomic;
+pub use mmreplay_record::{access, procsnap};

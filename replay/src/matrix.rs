@@ -44,6 +44,8 @@ pub enum MatrixError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Output(#[from] crate::atomic::WriteError),
     #[error("--policies {spec}: {msg}")]
     Policy { spec: String, msg: String },
     #[error("--sweep {spec}: {msg}")]
@@ -406,13 +408,6 @@ fn cell_path(dir: &Path, id: &str) -> PathBuf {
     dir.join("cells").join(format!("{id}.json"))
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MatrixError> {
-    crate::atomic::write_atomic(path, bytes).map_err(|e| MatrixError::Write {
-        path: e.path.display().to_string(),
-        source: e.source,
-    })
-}
-
 /// Create `dir` and write the manifest, or check that the one there is the same matrix.
 pub fn prepare(dir: &Path, manifest: &Manifest) -> Result<(), MatrixError> {
     let cells = dir.join("cells");
@@ -427,7 +422,9 @@ pub fn prepare(dir: &Path, manifest: &Manifest) -> Result<(), MatrixError> {
         Ok(_) => Err(MatrixError::OtherMatrix {
             dir: dir.display().to_string(),
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_atomic(&path, text.as_bytes()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(crate::atomic::write_atomic(&path, text.as_bytes())?)
+        }
         Err(source) => Err(MatrixError::Read {
             path: path.display().to_string(),
             source,
@@ -544,7 +541,10 @@ pub fn run_cell(
 pub fn write_cell(dir: &Path, r: &CellResult) -> Result<(), MatrixError> {
     let mut text = serde_json::to_string_pretty(r).unwrap_or_default();
     text.push('\n');
-    write_atomic(&cell_path(dir, &r.id), text.as_bytes())
+    Ok(crate::atomic::write_atomic(
+        &cell_path(dir, &r.id),
+        text.as_bytes(),
+    )?)
 }
 
 /// Remove temporary files a killed run of these cells left behind.
@@ -552,14 +552,15 @@ pub fn remove_stale_temps(dir: &Path, cells: &[&Cell]) {
     let Ok(rd) = std::fs::read_dir(dir.join("cells")) else {
         return;
     };
+    // `.ID.json.tmp-PID` (`atomic::tmp_path`).
     let prefixes: BTreeSet<String> = cells
         .iter()
-        .map(|c| format!("{}.json.tmp.", c.id))
+        .map(|c| format!(".{}.json.tmp-", c.id))
         .collect();
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(p) = name.find(".json.tmp.") {
-            if prefixes.contains(&name[..p + ".json.tmp.".len()]) {
+        if let Some(p) = name.find(".json.tmp-") {
+            if prefixes.contains(&name[..p + ".json.tmp-".len()]) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -736,6 +737,24 @@ mod tests {
             trace_bytes: bytes,
             policy: "reference".into(),
         }
+    }
+
+    /// The temporary name a killed run leaves is the one `write_atomic` makes; only the cells
+    /// given are cleaned.
+    #[test]
+    fn stale_temps_of_own_cells_are_removed() {
+        let dir = std::env::temp_dir().join(format!("mmreplay-mstale-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("cells")).unwrap();
+        let mine = dir.join("cells").join("a.json");
+        let theirs = dir.join("cells").join("b.json");
+        for p in [&mine, &theirs] {
+            std::fs::write(crate::atomic::tmp_path(p), b"half").unwrap();
+        }
+        let a = cell("a", 1);
+        remove_stale_temps(&dir, &[&a]);
+        assert!(!crate::atomic::tmp_path(&mine).exists());
+        assert!(crate::atomic::tmp_path(&theirs).exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -111,18 +111,7 @@ impl<R: Read> Read for CountingReader<R> {
 
 /// `#P:N` from an ftrace header (`entries-in-buffer/entries-written: a/b   #P:2`).
 pub fn cpus_from_header(head: &[u8]) -> Option<u32> {
-    let pos = head.windows(3).position(|w| w == b"#P:")?;
-    let digits: Vec<u8> = head
-        .get(pos + 3..)?
-        .iter()
-        .take_while(|c| c.is_ascii_digit())
-        .copied()
-        .collect();
-    std::str::from_utf8(&digits)
-        .ok()?
-        .parse()
-        .ok()
-        .filter(|n| *n > 0)
+    mmreplay_parsers::text::header::cpus_in_head(head)
 }
 
 /// The first `n` decompressed bytes of a (possibly zstd) stream.

@@ -173,7 +173,7 @@ fn sharded_killed_and_rerun_equals_unsharded() {
     let left: Vec<_> = std::fs::read_dir(s.join("cells"))
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
         .collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
 

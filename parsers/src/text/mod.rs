@@ -5,6 +5,7 @@
 //! happy path except inside [`crate::Record`] construction, and never panic on any bytes.
 
 pub mod ftrace;
+pub mod header;
 pub mod payload;
 pub mod perf;
 

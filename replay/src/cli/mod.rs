@@ -11,7 +11,6 @@ pub mod merge;
 pub mod minimize;
 pub mod policies;
 pub mod record;
-pub mod record_dat;
 pub mod replay;
 pub mod report;
 pub mod stats;

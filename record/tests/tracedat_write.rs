@@ -5,8 +5,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use mmreplay::tracedat_write::{self, DatMeta, PageHeader};
 use mmreplay_parsers::binary;
+use mmreplay_record::tracedat_write::{self, DatMeta, PageHeader};
 
 fn raw_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../corpus/paired/raw")

@@ -1,15 +1,45 @@
 //! `mmreplay record`'s trace.dat output: collects the metadata a trace.dat carries from the
 //! recorder's instance and the top-level read-only files, compresses each CPU's page file
 //! (one thread per CPU, after the workload has ended) and writes the file with
-//! `mmreplay::tracedat_write`.
+//! [`crate::tracedat_write`].
 //!
 //! It must never write to tracefs (it only reads), nor keep a CPU's pages in memory.
 
-use anyhow::Context;
-use mmreplay::record::{parse_trace_clock, Tracefs};
-use mmreplay::tracedat_write::{self, CpuWritten, DatMeta, PageHeader};
+use crate::tracedat_write::{self, CpuWritten, DatMeta, DatWriteError, PageHeader};
+use crate::tracefs::{parse_trace_clock, read_big, RecordError, Tracefs};
 use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
+
+/// Why the trace.dat could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum DatError {
+    #[error("{}: cannot read", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Tracefs(#[from] RecordError),
+    #[error("cpu{cpu}: cannot compress its pages")]
+    Compress {
+        cpu: u32,
+        #[source]
+        source: DatWriteError,
+    },
+    #[error("a compressor thread panicked")]
+    Panicked,
+    #[error(transparent)]
+    Write(#[from] DatWriteError),
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, DatError> {
+    read_big(path).map_err(|source| DatError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
 
 /// Reads the metadata of a capture from the instance `inst` (formats, clock, per-CPU stats)
 /// and the top level `top` (`saved_cmdlines`, `printk_formats`, which are global). Call it
@@ -20,11 +50,8 @@ pub fn gather(
     events: &[String],
     cpus: &[u32],
     kallsyms: Vec<u8>,
-) -> anyhow::Result<DatMeta> {
-    let big = |fs_: &Tracefs, rel: &str| -> anyhow::Result<Vec<u8>> {
-        let p = fs_.path(rel);
-        super::record::read_big(&p).with_context(|| format!("reading {}", p.display()))
-    };
+) -> Result<DatMeta, DatError> {
+    let big = |fs_: &Tracefs, rel: &str| read(&fs_.path(rel));
     let mut meta = DatMeta {
         header_page: big(inst, "events/header_page")?,
         header_event: big(inst, "events/header_event")?,
@@ -36,8 +63,7 @@ pub fn gather(
         .unwrap_or_default();
     ftrace.sort();
     for f in ftrace.iter().filter(|f| f.is_file()) {
-        meta.ftrace_formats
-            .push(super::record::read_big(f).with_context(|| format!("reading {}", f.display()))?);
+        meta.ftrace_formats.push(read(f)?);
     }
     let mut by_sys: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
     for e in events {
@@ -120,17 +146,17 @@ pub fn write(
     meta: &DatMeta,
     pages: &[(u32, PathBuf)],
     level: i32,
-) -> anyhow::Result<(u64, Vec<(u32, CpuWritten)>)> {
+) -> Result<(u64, Vec<(u32, CpuWritten)>), DatError> {
     let header = PageHeader::parse(&meta.header_page);
     let page = meta.subbuf_size as usize;
-    let results: Vec<anyhow::Result<(u32, PathBuf, CpuWritten)>> = std::thread::scope(|s| {
+    let results: Vec<Result<(u32, PathBuf, CpuWritten), DatError>> = std::thread::scope(|s| {
         let handles: Vec<_> = pages
             .iter()
             .map(|(cpu, p)| {
-                s.spawn(move || -> anyhow::Result<(u32, PathBuf, CpuWritten)> {
+                s.spawn(move || -> Result<(u32, PathBuf, CpuWritten), DatError> {
                     let z = p.with_extension("zchunks");
                     let st = tracedat_write::compress_pages(p, &z, page, header, level)
-                        .with_context(|| format!("compressing the pages of cpu{cpu}"))?;
+                        .map_err(|source| DatError::Compress { cpu: *cpu, source })?;
                     let _ = fs::remove_file(p);
                     Ok((*cpu, z, st))
                 })
@@ -138,10 +164,7 @@ pub fn write(
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a compressor thread panicked")))
-            })
+            .map(|h| h.join().unwrap_or(Err(DatError::Panicked)))
             .collect()
     });
     let mut cpus = Vec::with_capacity(results.len());
@@ -149,10 +172,13 @@ pub fn write(
         cpus.push(r?);
     }
     cpus.sort_by_key(|c| c.0);
-    let mut f = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let io_err = |source| DatWriteError::Io {
+        path: out.to_path_buf(),
+        source,
+    };
+    let mut f = File::create(out).map_err(io_err)?;
     let len = tracedat_write::write_dat(&mut f, out, meta, &cpus, level)?;
-    f.sync_all()
-        .with_context(|| format!("writing {}", out.display()))?;
+    f.sync_all().map_err(io_err)?;
     for (_, z, _) in &cpus {
         let _ = fs::remove_file(z);
     }
