@@ -16,7 +16,6 @@ pub mod json_schema;
 pub mod kernel;
 pub mod kernel_counts;
 pub mod kernel_lru;
-pub mod litmus;
 pub mod lower;
 pub mod matrix;
 pub mod minimize;
@@ -31,3 +30,5 @@ pub mod vmscan_obs;
 // one atomic writer, under the paths the lowering and the CLI use.
 pub use mmreplay_parsers::atomic;
 pub use mmreplay_record::{access, procsnap};
+// The litmus language (`mmreplay-litmus`), under the path the CLI, `minimize` and the tests use.
+pub use mmreplay_litmus as litmus;

@@ -6,13 +6,13 @@
 
 use std::path::{Path, PathBuf};
 
-use mmreplay::litmus::{self, LitmusFile, PolicyResult};
 use mmreplay_candidates::contract::Contract;
 use mmreplay_candidates::lookaround::LookAround;
 use mmreplay_candidates::negative::{
     DirtyOnCleanRestore, FreeBeforeFlush, LazyfreeIgnoreRefs, NoSyncUnshare, PromoteWithoutClear,
 };
 use mmreplay_candidates::registry;
+use mmreplay_litmus::{self as litmus, LitmusFile, PolicyResult};
 use mmreplay_reference::{Engine, KernelProfile, Model, Policy};
 
 fn litmus_dir() -> PathBuf {

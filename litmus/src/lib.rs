@@ -31,6 +31,13 @@
 //! ```
 //! Steps are 0-based op indices, as in `Violation::step`; `violation I1 line 14` names the op
 //! by its line instead.
+//!
+//! Its own crate, below the `mmreplay` binary: it needs only the model and the contracts (not
+//! the lowering), so the CLI (`check`, `minimize`, `replay FILE.litmus`), `mmreplay`'s library
+//! and the workspace tests all use the one parser.
+
+// Library code reports errors; a panic on user data is a bug (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::collections::BTreeMap;
 use std::fmt;
