@@ -18,6 +18,7 @@ pub mod kernel;
 pub mod kernel_counts;
 pub mod kernel_lru;
 pub mod litmus;
+pub mod lost_windows;
 pub mod lower;
 pub mod matrix;
 pub mod minimize;
