@@ -153,13 +153,24 @@ fn child_reads_one_hostile_file() {
         }
         let d = src.diagnostics();
         let stats = st.finish(src.format().name(), &d);
+        // A tolerated break of a binary capture is reported with its byte offset (`input:
+        // damaged at byte N` in replay, `capture.damaged_at` in stats): shown here too.
+        let damage = d.capture.as_ref().and_then(|c| {
+            c.damaged_at.map(|at| {
+                format!(
+                    " damaged at byte {at}: {}",
+                    c.damage.as_deref().unwrap_or("?")
+                )
+            })
+        });
         Ok::<_, mmreplay_parsers::ParseError>(format!(
-            "records={} unparsed={:?} names={} reasons={} cpus={}",
+            "records={} unparsed={:?} names={} reasons={} cpus={}{}",
             stats.records,
             d.unparsed_by_kind,
             stats.events.len(),
             stats.tlb_flush_by_reason.len(),
-            stats.events_per_cpu.len()
+            stats.events_per_cpu.len(),
+            damage.unwrap_or_default()
         ))
     })();
     match res {
@@ -324,11 +335,15 @@ binary_cases! {
     perf_feature_sections_huge "perf-feature-sections-huge.perf.data"
         "feature 1 section [1099511627776, +1099511627776) is outside the file";
     perf_truncated "perf-truncated.perf.data" "is outside the file";
-    // Today: the COMPRESSED record is not inflated into memory (records before it are kept).
-    perf_pipe_zstd_bomb "perf-pipe-zstd-bomb.perf.data" "records=105";
-    // Today: read as an empty capture, no error (decode's streaming reader should say where).
-    perf_pipe_record_size_zero "perf-pipe-record-size-zero.perf.data" "records=0";
-    perf_pipe_tracing_data_huge "perf-pipe-tracing-data-huge.perf.data" "records=0";
+    // Tolerated damage, reported with its offset (`input: damaged at byte N` in replay, an
+    // error under --strict): every record before it is kept, nothing past it is inflated
+    // (the bomb stops at its first window of output: 7 MiB peak, 270 MiB before).
+    perf_pipe_zstd_bomb "perf-pipe-zstd-bomb.perf.data"
+        "damaged at byte 22352: decompressed record at arena byte 0: type 0, size 0";
+    perf_pipe_record_size_zero "perf-pipe-record-size-zero.perf.data"
+        "records=0 unparsed={} names=0 reasons=0 cpus=0 damaged at byte 16: record (type 9) of 0 bytes: smaller than its header";
+    perf_pipe_tracing_data_huge "perf-pipe-tracing-data-huge.perf.data"
+        "damaged at byte 16: HEADER_TRACING_DATA record announces 4294967280 bytes of payload after it, only 0 left";
     perf_pipe_truncated "perf-pipe-truncated.perf.data" "records=303";
     tracedat_v6_header_page_huge "tracedat-v6-header-page-huge.dat"
         "truncated at byte 38 reading header_page: need 1099511627776 bytes";
@@ -341,11 +356,13 @@ binary_cases! {
     tracedat_v6_cpu_data_huge "tracedat-v6-cpu-data-huge.dat.zst" "offset beyond the end of the file";
     tracedat_v6_truncated "tracedat-v6-truncated.dat.zst" "offset beyond the end of the file";
     tracedat_v7_options_cycle "tracedat-v7-options-cycle.dat" "at byte 37: options chain loops";
-    // Peaks at 536 MiB (the 1 GiB section is inflated into one Vec until RLIMIT_AS stops it,
-    // "zstd data at byte 97: out of memory"): the section reader needs a cap on the declared
-    // uncompressed size against the real remaining bytes and a streaming inflate.
-    #[ignore = "needs decode branch caps"]
-    tracedat_v7_section_zstd_bomb "tracedat-v7-section-zstd-bomb.dat" "zstd data at byte 97";
+    // A 1 GiB zstd bomb in a compressed section: refused from its declared size, before any
+    // inflating (4 GiB - 1 over MAX_SECTION_BYTES; 200 MiB, under it, over the
+    // declared-to-compressed ratio cap MAX_SECTION_RATIO).
+    tracedat_v7_section_zstd_bomb "tracedat-v7-section-zstd-bomb.dat"
+        "trace.dat v7 compressed section at byte 97: 4294967295 bytes asked for, over the";
+    tracedat_v7_section_zstd_bomb_200m "tracedat-v7-section-zstd-bomb-200m.dat"
+        "trace.dat v7 compressed section at byte 97: 209715200 bytes asked for, over the";
     tracedat_v7_buffer_cpus_huge "tracedat-v7-buffer-cpus-huge.dat"
         "truncated at byte 18 reading CPU table: need 85899345900 bytes, 20 left";
     tracedat_v7_truncated "tracedat-v7-truncated.dat" "offset beyond the end of the file";

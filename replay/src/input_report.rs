@@ -83,6 +83,10 @@ pub struct LostReport {
     pub per_cpu: BTreeMap<u32, LostOnCpu>,
     /// The first `MAX_LOST_WINDOWS` markers in stream order.
     pub windows: Vec<LostWindow>,
+    /// The time windows per CPU that hold the lost events (`lost_windows.rs`); absent when
+    /// nothing was lost.
+    #[serde(skip_serializing_if = "crate::lost_windows::NotComparable::is_empty")]
+    pub not_comparable_for_fidelity: crate::lost_windows::NotComparable,
 }
 
 impl LostReport {
@@ -167,6 +171,7 @@ pub struct InputReport {
 #[derive(Default)]
 pub struct LostTracker {
     lost: LostReport,
+    windows: crate::lost_windows::LostWindows,
 }
 
 impl LostTracker {
@@ -175,6 +180,9 @@ impl LostTracker {
     pub fn see(&mut self, r: &Record) {
         if let Event::Lost { count } = &r.event {
             self.see_marker(r.cpu, r.ts_ns, *count);
+            self.windows.marker(r.cpu, r.ts_ns, *count);
+        } else {
+            self.windows.record(r.cpu, r.ts_ns);
         }
     }
 
@@ -208,7 +216,9 @@ impl LostTracker {
     }
 
     pub fn finish(self) -> LostReport {
-        self.lost
+        let mut l = self.lost;
+        l.not_comparable_for_fidelity = self.windows.finish();
+        l
     }
 }
 
@@ -438,6 +448,7 @@ impl InputReport {
                     c.last_ns as f64 / 1e9
                 );
             }
+            s.push_str(&l.not_comparable_for_fidelity.text());
         }
         if self.filters.any() {
             let _ = writeln!(

@@ -237,7 +237,17 @@ pub fn schema() -> Value {
                     "cpu": { "$ref": "#/$defs/count" },
                     "at_ns": { "$ref": "#/$defs/count" },
                     "events": { "$ref": "#/$defs/nullable_count" }
-                })) }
+                })) },
+                "not_comparable_for_fidelity": obj(&["windows", "windows_total", "span_ns"], json!({
+                    "windows": { "type": "array", "items": obj(&["cpu", "from_ns", "to_ns", "events"], json!({
+                        "cpu": { "$ref": "#/$defs/count" },
+                        "from_ns": { "$ref": "#/$defs/count" },
+                        "to_ns": { "$ref": "#/$defs/count" },
+                        "events": { "$ref": "#/$defs/nullable_count" }
+                    })) },
+                    "windows_total": { "$ref": "#/$defs/count" },
+                    "span_ns": { "$ref": "#/$defs/count" }
+                }))
             },
             "additionalProperties": false
         },

@@ -16,6 +16,7 @@ pub mod json_schema;
 pub mod kernel;
 pub mod kernel_counts;
 pub mod kernel_lru;
+pub mod lost_windows;
 pub mod lower;
 pub mod matrix;
 pub mod minimize;

@@ -521,12 +521,29 @@ impl Walker {
 
     /// Appends a COMPRESSED(2) payload to the arena (one zstd stream across records, as perf
     /// writes it) and pushes every whole record now in the arena; a partial one waits.
-    fn decompress(&mut self, mut input: &[u8], rec_off: u64) -> Result<(), String> {
-        let dctx = self.dctx.get_or_insert_with(zstd::zstd_safe::DCtx::create);
-        if self.zbuf.is_empty() {
-            self.zbuf = vec![0u8; 1 << 20];
+    fn decompress(&mut self, input: &[u8], rec_off: u64) -> Result<(), String> {
+        // Taken out of `self` while records are pushed between output windows.
+        let mut dctx = self
+            .dctx
+            .take()
+            .unwrap_or_else(zstd::zstd_safe::DCtx::create);
+        let mut buf = std::mem::take(&mut self.zbuf);
+        if buf.is_empty() {
+            buf = vec![0u8; 1 << 20];
         }
-        let buf = &mut self.zbuf;
+        let r = self.decompress_with(&mut dctx, &mut buf, input, rec_off);
+        self.dctx = Some(dctx);
+        self.zbuf = buf;
+        r
+    }
+
+    fn decompress_with(
+        &mut self,
+        dctx: &mut zstd::zstd_safe::DCtx<'static>,
+        buf: &mut [u8],
+        mut input: &[u8],
+        rec_off: u64,
+    ) -> Result<(), String> {
         loop {
             let mut inb = zstd::zstd_safe::InBuffer::around(input);
             let mut outb = zstd::zstd_safe::OutBuffer::around(&mut buf[..]);
@@ -544,11 +561,19 @@ impl Walker {
                 ));
             }
             self.arena.extend_from_slice(&buf[..n]);
+            // Records are taken out as each window of output arrives, so a bomb of garbage
+            // (zeros: record type 0) stops after one window, not after MAX_ARENA_BYTES.
+            self.push_arena_records()?;
             input = &input[used..];
             if n < buf.len() && input.is_empty() {
                 break;
             }
         }
+        Ok(())
+    }
+
+    /// Pushes every whole record in the arena past `arena_pos`; a partial one waits.
+    fn push_arena_records(&mut self) -> Result<(), String> {
         loop {
             let at = self.arena_pos;
             let Some((ty, misc, size)) = header(&self.arena, at, self.endian) else {

@@ -23,6 +23,13 @@ use crate::record::Record;
 /// Largest decompressed v7 section (metadata: formats, kallsyms, cmdlines) accepted; a larger
 /// declared size is an error naming the section's byte offset.
 pub const MAX_SECTION_BYTES: u64 = 256 << 20;
+/// A compressed v7 section may declare at most [`SECTION_RATIO_SLACK`] plus this many times
+/// its compressed size: real metadata text (formats, kallsyms, cmdlines) compresses 3-10x with
+/// zstd or zlib, a zstd bomb 10^4x and more. Without it a 64 KiB file declaring 255 MiB is
+/// inflated in full (under [`MAX_SECTION_BYTES`], far over the 64 MiB + 2x input goal).
+pub const MAX_SECTION_RATIO: u64 = 64;
+/// Declared size every compressed section may reach whatever its ratio.
+pub const SECTION_RATIO_SLACK: u64 = 16 << 20;
 
 /// What the container says about itself (for `stats` and tests).
 #[derive(Clone, Debug, Default)]
@@ -436,12 +443,15 @@ fn read_section(
     let csize = b.u32("compressed size")?;
     let usize_ = b.u32("uncompressed size")?;
     let cdata = b.take(u64::from(csize), "compressed data")?;
-    if u64::from(usize_) > MAX_SECTION_BYTES {
+    let cap = MAX_SECTION_BYTES.min(
+        SECTION_RATIO_SLACK.saturating_add(u64::from(csize).saturating_mul(MAX_SECTION_RATIO)),
+    );
+    if u64::from(usize_) > cap {
         return Err(BinaryError::TooLarge {
             what: "trace.dat v7 compressed section",
             offset: body_off,
             size: u64::from(usize_),
-            cap: MAX_SECTION_BYTES,
+            cap,
         });
     }
     let mut out = Vec::new();

@@ -161,9 +161,12 @@ def rec(typ, body, misc=0):
 
 
 # The pipe stream's first records (attrs, features), cut at a record boundary past 8 KiB.
+# HEADER_TRACING_DATA (66) is followed by its payload, outside the record's size.
 o = 16
 while o < 8192:
-    o += struct.unpack_from("<H", pp, o + 6)[0]
+    typ = struct.unpack_from("<I", pp, o)[0]
+    extra = struct.unpack_from("<I", pp, o + 8)[0] if typ == 66 else 0
+    o += struct.unpack_from("<H", pp, o + 6)[0] + extra
 pp_head = pp[:o]
 # PERF_RECORD_COMPRESSED (81) holding a zstd frame of 1 GiB of zeros, after the real stream.
 bomb = subprocess.run("head -c 1073741824 /dev/zero | zstd -19 -q -c --no-check", shell=True,
@@ -256,6 +259,11 @@ opts = section(0, opt(16, struct.pack("<Q", sec_at)) + opt(0, struct.pack("<Q", 
 write("tracedat-v7-section-zstd-bomb.dat",
       head7 + struct.pack("<Q", at) + opts +
       section(16, struct.pack("<II", len(bomb), 0xFFFFFFFF) + bomb, flags=1))
+# The same bomb declaring 200 MiB: under MAX_SECTION_BYTES (256 MiB), refused by the
+# declared-to-compressed ratio cap (MAX_SECTION_RATIO) before anything is inflated.
+write("tracedat-v7-section-zstd-bomb-200m.dat",
+      head7 + struct.pack("<Q", at) + opts +
+      section(16, struct.pack("<II", len(bomb), 200 << 20) + bomb, flags=1))
 # A BUFFER option announcing 2^32-1 CPUs in 20 bytes.
 write("tracedat-v7-buffer-cpus-huge.dat",
       head7 + struct.pack("<Q", at) +

@@ -234,6 +234,9 @@ fn one(trace: Option<&str>, a: &Args) -> anyhow::Result<(Value, InputReport)> {
     input.matched = stats.matched;
     let name = src.name().to_string();
     mmreplay::session::check_input(&name, &stats, &input, a.strict)?;
+    if let (Some(d), Some(base)) = (first_div.as_mut(), first_ts) {
+        mmreplay::lost_windows::mark_divergence(d, base, &input.lost.not_comparable_for_fidelity);
+    }
     let mut approximations = stats.approximations.clone();
     if cpus_source == FactSource::Assumed {
         approximations.insert("nr_cpus_assumed".into(), u64::from(nr_cpus));
@@ -392,6 +395,12 @@ fn text(v: &Value) -> String {
                 cell(&d["predicted"]),
                 d["ops_in_window"],
             );
+            if d.get("lost_events_in_window").is_some() {
+                let _ = writeln!(
+                    s,
+                    "  (not comparable: events were lost in this window, see `lost:` above)"
+                );
+            }
             for op in d["ops"].as_array().into_iter().flatten().take(12) {
                 let _ = writeln!(s, "  {}", op.as_str().unwrap_or("?"));
             }

@@ -1,0 +1,141 @@
+//! Fast tests written for mutants that survived the crate's other tests (`.ci/mutants`,
+//! issue 20): each names the mutant it kills and the kernel rule it holds the model to.
+//! Mutants judged equivalent are listed with the reason in `reference/mutants-equivalent.md`.
+
+use mmreplay_reference::engine::ReclaimStep;
+use mmreplay_reference::op::{map, prot};
+use mmreplay_reference::{AccessKind, KernelProfile, MmId, Model, Op, Reference};
+
+const A: u64 = 0x7000_0000;
+const PAGE: u64 = 4096;
+
+fn start(nr_cpus: u32) -> Model<Reference> {
+    let mut m = Model::new(
+        KernelProfile {
+            nr_cpus,
+            full_check_every: 1,
+            ..KernelProfile::default()
+        },
+        Reference,
+    );
+    apply(
+        &mut m,
+        Op::Exec {
+            cpu: 0,
+            old: None,
+            new: MmId(1),
+        },
+    );
+    apply(
+        &mut m,
+        Op::Mmap {
+            cpu: 0,
+            mm: MmId(1),
+            addr: A,
+            len: 64 * PAGE,
+            prot: prot::READ | prot::WRITE,
+            flags: map::PRIVATE | map::ANONYMOUS,
+            file: None,
+            pgoff: 0,
+        },
+    );
+    m
+}
+
+fn apply(m: &mut Model<Reference>, op: Op) {
+    if let Err(e) = m.apply(&op) {
+        panic!("op {op:?} failed: {e}");
+    }
+}
+
+fn touch(m: &mut Model<Reference>, va: u64, kind: AccessKind) {
+    apply(
+        m,
+        Op::Access {
+            cpu: 0,
+            mm: MmId(1),
+            va,
+            kind,
+        },
+    );
+}
+
+fn no_violations(m: &mut Model<Reference>) {
+    m.finish();
+    assert!(m.violations().is_empty(), "{:#?}", m.violations());
+}
+
+/// Kills `tlb_index -> 0` and the `^`/`>>` mutants that send every (mm, page) to one slot:
+/// the TLB holds several translations at once, so re-reading pages whose translations are
+/// cached walks no page table (B.0: a TLB hit neither walks nor sets A).
+#[test]
+fn tlb_keeps_several_translations_at_once() {
+    let mut m = start(1);
+    let pages = [0u64, 1, 2, 3];
+    for p in pages {
+        touch(&mut m, A + p * PAGE, AccessKind::Write);
+    }
+    for p in pages {
+        touch(&mut m, A + p * PAGE, AccessKind::Read);
+    }
+    let fills = m.counters().tlb_fills;
+    for p in pages {
+        touch(&mut m, A + p * PAGE, AccessKind::Read);
+    }
+    assert_eq!(
+        m.counters().tlb_fills,
+        fills,
+        "a second pass over 4 cached pages refilled the TLB"
+    );
+    no_violations(&mut m);
+}
+
+/// Kills `reclaimed < target` -> `<=` in `reclaim` (MGLRU): `try_to_shrink_lruvec` stops as
+/// soon as `sc->nr_reclaimed >= nr_to_reclaim`; a reclaim that met its target takes no further
+/// round (here the mutant's extra round finds the LRU empty and records a GiveUp).
+#[test]
+fn mglru_reclaim_stops_once_its_target_is_freed() {
+    let mut m = start(2);
+    touch(&mut m, A, AccessKind::Write);
+    let (r, script) = m.apply_recording(&Op::Reclaim {
+        cpu: 1,
+        nr_to_reclaim: 1,
+    });
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(m.counters().evictions, 1);
+    let script = script.expect("a reclaim op records its rounds");
+    assert!(
+        matches!(script.steps.last(), Some(ReclaimStep::Evict(_))),
+        "rounds after the target was met: {:?}",
+        script.steps
+    );
+    no_violations(&mut m);
+}
+
+/// Kills `retire_empty_gens` -> `()`: `try_to_inc_min_seq` retires oldest generations that
+/// hold no folio, down to `MIN_NR_GENS`, at each eviction round; an LRU emptied by reclaim
+/// keeps no stale generations once reclaim has looked at it again.
+#[test]
+fn mglru_retires_empty_oldest_generations() {
+    let mut m = start(2);
+    touch(&mut m, A, AccessKind::Write);
+    apply(
+        &mut m,
+        Op::Reclaim {
+            cpu: 1,
+            nr_to_reclaim: 1,
+        },
+    );
+    assert_eq!(m.counters().evictions, 1);
+    // Nothing is on an LRU now: this reclaim only retires empty gens and gives up.
+    apply(
+        &mut m,
+        Op::Reclaim {
+            cpu: 1,
+            nr_to_reclaim: 1,
+        },
+    );
+    // Snapshot `lru_nr_gens` is max_seq - min_seq + 1: MIN_NR_GENS (2) generations left.
+    assert_eq!(m.snapshot().lru_nr_gens, [2, 2]);
+    no_violations(&mut m);
+}
