@@ -32,4 +32,5 @@ pub mod sidecar;
 pub mod source;
 pub mod sysinfo;
 pub mod tracedat_write;
+pub mod unsampled;
 pub mod vmscan_obs;
