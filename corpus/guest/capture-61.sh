@@ -5,7 +5,7 @@
 #   corpus/guest/capture-61.sh NAME... | all
 #
 # NAME: reclaim-mglru reclaim-classic threads-shootdown compaction hugetlb-fork, and (not in
-# `all`) hotset-mglru hotset-classic.
+# `all`) hotset-mglru hotset-classic compact-written.
 # Every capture carries `--probe ipi` (flush_tlb_func run on a CPU other than its initiator,
 # tlb_remove_table_smp_sync): 6.1 logs IPIs only where they land, unattributed, so these
 # kprobes count the TLB shootdown and table-sync calls received; the reclaim ones also
@@ -76,6 +76,13 @@ in_guest() {
 		# As on the host (corpus/README.md (b)): free pages scattered in used pageblocks.
 		sync; echo 3 > /proc/sys/vm/drop_caches
 		rec compaction --probe ipi -- "$B/compact_frag" 32 1 ;;
+	compact-written)
+		# A region written continuously while compaction migrates it (2e3468778dbe's case):
+		# 128 MiB in a 384 MiB guest, so the region lies on both sides of the point where the
+		# migrate and free scanners meet (in a 2 GiB guest or on the host almost none of it
+		# moves). The ring buffers are smaller for the same reason; nothing is lost.
+		sync; echo 3 > /proc/sys/vm/drop_caches
+		BUF=32768 rec compact-written --probe ipi -- "$B/compact_written" 128 2 300 64 ;;
 	hugetlb-fork)
 		# 1 GiB of 2 MiB pages: PMD sharing needs a whole PUD-aligned 1 GiB range.
 		echo 520 > /proc/sys/vm/nr_hugepages
@@ -100,6 +107,7 @@ for name in "$@"; do
 	case $name in
 	reclaim-* | hotset-*) swap=256 ;;
 	hugetlb-fork) mem=2560 ;;
+	compact-written) mem=384 ;;
 	esac
 	out=$(mktemp -d "/tmp/k61-$name.XXXXXX")
 	t0=$(date +%s)

@@ -359,10 +359,15 @@ pub fn schema() -> Value {
             "filtered_out": { "$ref": "#/$defs/count" },
             "policies": { "type": "object", "additionalProperties": { "$ref": "#/$defs/policy_run" } },
             "verdicts": { "type": "object", "additionalProperties": { "$ref": "#/$defs/verdict" } },
-            "verdict_details": { "type": "object", "additionalProperties": obj(&["outcome", "breaches", "breach_count"], json!({
+            "verdict_details": { "type": "object", "additionalProperties": obj(&["outcome", "breaches", "breach_count", "depends_on_unsampled", "unsampled"], json!({
                 "outcome": { "$ref": "#/$defs/outcome" },
                 "breaches": { "type": "array", "items": { "type": "string" } },
-                "breach_count": { "$ref": "#/$defs/count" }
+                "breach_count": { "$ref": "#/$defs/count" },
+                "depends_on_unsampled": { "type": "boolean" },
+                "unsampled": obj(&["reclaim_unref_unsampled", "reclaim_unref_sampled"], json!({
+                    "reclaim_unref_unsampled": { "$ref": "#/$defs/count" },
+                    "reclaim_unref_sampled": { "$ref": "#/$defs/count" }
+                }))
             })) },
             "fidelity": obj(&["remote_tlb_flushes", "ipis", "kernel_counts"], json!({
                 "remote_tlb_flushes": { "$ref": "#/$defs/observed_predicted" },

@@ -25,6 +25,7 @@ pub mod report;
 pub mod session;
 pub mod sidecar;
 pub mod source;
+pub mod unsampled;
 pub mod vmscan_obs;
 
 // Formats `record` writes and replay reads (the `--access` log, the process snapshot), and the

@@ -44,6 +44,16 @@ impl Report<'_> {
         self.run.policies.first()
     }
 
+    /// The reclaim decisions of the reference and `candidate` that rested on accesses the
+    /// capture may not show.
+    fn unsampled(&self, candidate: &str) -> crate::unsampled::Unsampled {
+        let cand = self.run.policies.iter().find(|p| p.name == candidate);
+        match (self.reference(), cand) {
+            (Some(r), Some(c)) => crate::unsampled::Unsampled::of(&r.counters, &c.counters),
+            _ => crate::unsampled::Unsampled::default(),
+        }
+    }
+
     /// Fidelity from the first policy (the reference).
     pub fn fidelity(&self) -> Fidelity {
         let o = &self.run.lower.observed;
@@ -97,6 +107,12 @@ impl Report<'_> {
         for v in self.verdicts {
             verdicts.insert(v.candidate.clone(), json!(v.label()));
             details.insert(v.candidate.clone(), json!({ "outcome": v.outcome, "breaches": v.breaches.iter().take(MAX_LISTED_VIOLATIONS).map(|b| b.to_string()).collect::<Vec<_>>(), "breach_count": v.breaches.len() }));
+            // Issue 14 item 4: how far the verdict's evidence reaches (`unsampled.rs`).
+            if let Some(d) = details.get_mut(&v.candidate).and_then(Value::as_object_mut) {
+                let u = self.unsampled(&v.candidate);
+                d.insert("depends_on_unsampled".into(), json!(u.marks(v.label())));
+                d.insert("unsampled".into(), json!(u));
+            }
         }
         let f = self.fidelity();
         let l = &self.run.lower;
@@ -294,6 +310,10 @@ impl Report<'_> {
                 }
             }
             s.push('\n');
+            let u = self.unsampled(&v.candidate);
+            if u.marks(v.label()) {
+                let _ = writeln!(s, "  {}", u.text());
+            }
             for b in v.breaches.iter().take(10) {
                 let _ = writeln!(s, "  breach: {b}");
             }

@@ -28,6 +28,12 @@ impl<P: Policy> Model<P> {
                         // than the capture): it still joins the open batch's flush.
                         if self.mig_batch_open(cpu) && self.should_defer_flush(cpu, mm.0) {
                             self.mig_batch_defer(cpu, mm.0, None);
+                        } else if self.profile.base != Base::Knew {
+                            // 6.1 has no batched migration flush: `try_to_migrate_one`'s
+                            // `ptep_clear_flush` flushes that PTE from the mm's CPUs at once
+                            // (a remote request whenever another CPU is in its mm_cpumask).
+                            let va = va & !(PAGE_SIZE - 1);
+                            self.flush_tlb_mm_range(cpu, mm.0, va, va + PAGE_SIZE, false);
                         }
                         return Err(ModelError::NotMapped { mm, va });
                     }

@@ -658,6 +658,11 @@ impl<P: Policy> Model<P> {
             }
             self.set(loc, Pte::None);
             if self.should_defer_flush(cpu, mm) {
+                // The kernel passes pte_dirty(pteval) (set_tlb_ubc_flush_pending): a dirty PTE
+                // write-protected by a soft-dirty clear, fork or mprotect also counts as
+                // writable. The model passes the write bit; with the kernel's rule the
+                // access-sampled k61-hotset captures predict ~3x the logged remote flushes
+                // (the end-of-pass unmap moments of replay/tests/fidelity_k61.rs, issue 22).
                 self.ubc_add(mm, p.write);
             } else {
                 self.flush_tlb_mm_range(cpu, mm, va, va + PAGE_SIZE, false);

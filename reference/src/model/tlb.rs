@@ -361,6 +361,28 @@ impl<P: Policy> Model<P> {
         self.c.tlb_flush_full += 1;
     }
 
+    /// `ptep_clear_flush` → `flush_tlb_mm_range` of one PTE in an mm the model does not know,
+    /// taken to be in `mask`: the migrating CPU runs its own task's mm, not that one, so there
+    /// is no local flush (`flush_tlb_mm_range` flushes locally only the loaded mm), only the
+    /// remote request, with IPIs to the non-lazy CPUs (unknown: which of them run that mm).
+    fn count_foreign_flush(&mut self, sender: u32, mask: u64) {
+        let others = mask & !(1u64 << sender);
+        if others == 0 {
+            return;
+        }
+        self.c.tlb_flush_remote += 1;
+        let targets = (0..self.cpus.len())
+            .filter(|&c| others & (1u64 << c) != 0)
+            .filter(|&c| self.cpus.get(c).is_some_and(|c| !c.lazy))
+            .count() as u64;
+        if targets > 0 {
+            self.c.ipi_sends_shootdown += 1;
+            self.c.ipi_targets_shootdown += targets;
+            self.c.ipi_targets += targets;
+        }
+        self.c.tlb_flush_pages += 1;
+    }
+
     /// Every modelled CPU.
     fn all_cpus_mask(&self) -> u64 {
         match self.cpus.len() {
@@ -423,7 +445,7 @@ impl<P: Policy> Model<P> {
                     Some(Some(b)) => b.cpumask |= all,
                     // 6.1, or a synchronous retry (try_to_migrate(src, 0)): ptep_clear_flush
                     // flushes this PTE at once.
-                    _ => self.count_batch_flush(cpu, all),
+                    _ => self.count_foreign_flush(cpu, all),
                 }
             }
             MigrateBatchStep::Flush => self.mig_batch_flush(cpu),

@@ -1,0 +1,83 @@
+//! Verdicts that depend on what the capture cannot show (issue 14, item 4).
+//!
+//! The model sees an access only as a fault (or, under `record --access`, as the first write
+//! per page per sampling interval). A reclaim reference check (`folio_referenced`) that finds
+//! a mapped page unreferenced decides to reclaim or demote it for want of an access the capture
+//! may simply not hold: a page of a process older than the capture or outside the sampling,
+//! touched since its fault (`reclaim_unref_unsampled`), or a sampled page read, or written
+//! between two samples (`reclaim_unref_sampled`). A candidate verdict that is not `same` and
+//! rests on such decisions, in either run, is marked `depends_on_unsampled`, with the figures.
+//!
+//! It must never change a verdict itself (the contract decides it); it only says how far the
+//! verdict's evidence reaches.
+
+use mmreplay_reference::counters::Counters;
+use serde::Serialize;
+
+/// The reclaim decisions of a pair of runs that rested on missing access information: the
+/// larger of the reference's and the candidate's counts of each kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Unsampled {
+    /// Reference checks that found a page unreferenced in an mm without access sampling.
+    pub reclaim_unref_unsampled: u64,
+    /// Reference checks that found a page unreferenced in an access-sampled mm (reads, and
+    /// writes within one sampling interval, are not in the capture).
+    pub reclaim_unref_sampled: u64,
+}
+
+impl Unsampled {
+    /// The figures of a reference run and a candidate run.
+    pub fn of(reference: &Counters, candidate: &Counters) -> Self {
+        Unsampled {
+            reclaim_unref_unsampled: reference
+                .reclaim_unref_unsampled
+                .max(candidate.reclaim_unref_unsampled),
+            reclaim_unref_sampled: reference
+                .reclaim_unref_sampled
+                .max(candidate.reclaim_unref_sampled),
+        }
+    }
+
+    /// Whether a verdict labelled `label` (`Verdict::label`) depends on these decisions: it
+    /// says the runs differ (`diverged_within_contract`, `contract_breach`) and at least one
+    /// reclaim decision rested on an access the capture may not show. `same` and
+    /// `not_comparable` say nothing that missing accesses could overturn in this direction.
+    pub fn marks(&self, label: &str) -> bool {
+        matches!(label, "diverged_within_contract" | "contract_breach")
+            && self.reclaim_unref_unsampled + self.reclaim_unref_sampled > 0
+    }
+
+    /// The text report's line under a marked verdict.
+    pub fn text(&self) -> String {
+        format!(
+            "depends on accesses the capture does not show: {} reclaim checks found a page \
+             unreferenced in a process without access sampling (older than the capture, or \
+             not sampled), {} in a sampled one (reads and writes between samples unseen)",
+            self.reclaim_unref_unsampled, self.reclaim_unref_sampled
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_differing_verdicts_with_unseen_decisions_are_marked() {
+        let mut r = Counters::default();
+        let mut c = Counters::default();
+        r.reclaim_unref_unsampled = 5;
+        c.reclaim_unref_unsampled = 7;
+        c.reclaim_unref_sampled = 2;
+        let u = Unsampled::of(&r, &c);
+        assert_eq!(u.reclaim_unref_unsampled, 7);
+        assert_eq!(u.reclaim_unref_sampled, 2);
+        assert!(u.marks("diverged_within_contract"));
+        assert!(u.marks("contract_breach"));
+        assert!(!u.marks("same"));
+        assert!(!u.marks("not_comparable"));
+        let none = Unsampled::of(&Counters::default(), &Counters::default());
+        assert!(!none.marks("diverged_within_contract"));
+        assert!(u.text().contains("7 reclaim checks"));
+    }
+}
