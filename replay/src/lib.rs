@@ -1,5 +1,5 @@
 //! `mmreplay`: lowering of trace records to model operations, the side-by-side engine, the
-//! differ, reports, the compiled corpus format and `record`. It must never contain model
+//! differ, reports and `record` (the compiled `.mmr` format is the parsers' `mmr`). It must never contain model
 //! semantics: those live in `mmreplay-reference` and `mmreplay-candidates`.
 
 // Library code reports errors; a panic on user data is a bug (tests may unwrap).
@@ -7,7 +7,6 @@
 
 pub mod access;
 pub mod atomic;
-pub mod corpus;
 pub mod differ;
 pub mod engine;
 pub mod errors;
