@@ -34,7 +34,7 @@ pub fn read_all(format: Format, data: &[u8]) {
 /// Reads `data` as a compiled `.mmr` stream.
 pub fn read_mmr(data: &[u8]) {
     let Ok(mut r) =
-        mmreplay::corpus::Reader::new("fuzz-input.mmr", std::io::Cursor::new(data.to_vec()))
+        mmreplay_parsers::mmr::Reader::new("fuzz-input.mmr", std::io::Cursor::new(data.to_vec()))
     else {
         return;
     };

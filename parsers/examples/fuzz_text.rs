@@ -37,7 +37,7 @@ fn load_lines(files: &[String]) -> Vec<Vec<u8>> {
             eprintln!("skip unreadable {f}");
             continue;
         };
-        let data = if raw.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
+        let data = if mmreplay_parsers::source::is_zstd(&raw) {
             let mut out = Vec::new();
             match zstd::stream::read::Decoder::new(&raw[..])
                 .and_then(|mut d| d.read_to_end(&mut out))

@@ -72,7 +72,7 @@ pub enum ParseError {
         line: u64,
         preview: String,
     },
-    #[error("unknown format name {0:?}: expected one of ftrace, trace-cmd, perf-script, trace.dat, perf.data")]
+    #[error("unknown format name {0:?}: expected one of ftrace, trace-cmd, perf-script, trace.dat, perf.data, raw-dir, mmr")]
     UnknownFormatName(String),
     #[error("{pos}: {what}: expected {expected}; line is {preview:?}")]
     Line {
@@ -81,6 +81,9 @@ pub enum ParseError {
         expected: &'static str,
         preview: String,
     },
+    /// A compiled `.mmr` file that cannot be read (names the file and byte offset).
+    #[error(transparent)]
+    Mmr(#[from] crate::mmr::MmrError),
     #[error("{pos}: payload of `{event}` does not match its grammar: expected {expected}; payload is {preview:?}")]
     Payload {
         pos: Pos,

@@ -1,78 +1,16 @@
-//! Small helpers shared by the text decoders: a fast non-cryptographic hasher and a bounded
-//! string interner for [`Sym`]s.
+//! Small helpers shared by the text decoders: the fast non-cryptographic hasher (re-exported)
+//! and a bounded string interner for [`Sym`]s.
 //!
 //! Why: the same few event names, reasons and flag strings repeat millions of times; interning
 //! turns each into an `Arc` clone instead of an allocation. Must never grow without bound on
 //! hostile input (the table is capped) and never panic.
 
 use crate::record::Sym;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-/// The rustc "Fx" hash: a multiply-rotate over 8-byte words. Not DoS-resistant, which is fine
-/// here because the interner is capped.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher {
-    hash: u64,
-}
-
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            if let Some(dst) = w.get_mut(..rest.len()) {
-                dst.copy_from_slice(rest);
-            }
-            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn write_i32(&mut self, i: i32) {
-        self.add(i as u32 as u64);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.hash
-    }
-}
-
-pub type FxBuild = BuildHasherDefault<FxHasher>;
-pub type FxHashMap<K, V> = HashMap<K, V, FxBuild>;
-pub type FxHashSet<K> = std::collections::HashSet<K, FxBuild>;
+/// The workspace's one Fx hasher (`mmreplay-hash`, shared with the model). Not DoS-resistant,
+/// which is fine here because the interner is capped.
+pub use mmreplay_hash::{FxBuild, FxHashMap, FxHashSet, FxHasher};
 
 /// Deduplicates byte strings into shared [`Sym`]s. Non-UTF-8 bytes become U+FFFD.
 #[derive(Default)]
@@ -184,7 +122,7 @@ mod tests {
 
     #[test]
     fn fx_hash_differs_on_length() {
-        use std::hash::Hash;
+        use std::hash::{Hash, Hasher};
         let h = |s: &[u8]| {
             let mut f = FxHasher::default();
             s.hash(&mut f);

@@ -15,13 +15,16 @@ pub mod input;
 pub mod intern;
 pub mod kernels;
 pub mod merge;
+pub mod mmr;
 pub mod num;
 pub mod pte;
 pub mod record;
+pub mod source;
 pub mod stats;
 pub mod text;
 
 pub use error::ParseError;
-pub use input::{open, open_reader, Diagnostics, Format, Options, RecordSource};
+pub use input::{open, open_reader};
 pub use record::{Comm, Event, Record};
+pub use source::{Diagnostics, Format, Options, RecordSource};
 pub use stats::{Filter, Stats};

@@ -15,9 +15,31 @@ use std::sync::Arc;
 /// `task->comm`: at most 16 bytes (TASK_COMM_LEN), kept as raw bytes because the kernel does not
 /// promise UTF-8. Longer input (a text tool may print more) is truncated to 16 bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "CommFields")]
 pub struct Comm {
     len: u8,
     bytes: [u8; 16],
+}
+
+/// [`Comm`]'s serialised fields, checked on the way in: a length over 16 (a corrupt `.mmr`)
+/// is an error, never a comm whose `as_bytes` would slice out of bounds.
+#[derive(Deserialize)]
+struct CommFields {
+    len: u8,
+    bytes: [u8; 16],
+}
+
+impl TryFrom<CommFields> for Comm {
+    type Error = String;
+    fn try_from(c: CommFields) -> Result<Comm, String> {
+        if usize::from(c.len) > Comm::MAX {
+            return Err(format!("comm length {} over {}", c.len, Comm::MAX));
+        }
+        Ok(Comm {
+            len: c.len,
+            bytes: c.bytes,
+        })
+    }
 }
 
 impl Comm {
@@ -87,6 +109,7 @@ pub struct TlbReason {
     /// 4 remote IPI send (sender), 5 remote wrong CPU. `None` when only text was available.
     pub code: Option<i32>,
     /// The reason text as the kernel (or a trace-cmd plugin) printed it; empty when unknown.
+    #[serde(with = "crate::mmr::sym")]
     pub text: Sym,
 }
 
@@ -205,6 +228,7 @@ pub enum Vmscan {
         nr_requested: u64,
         nr_scanned: u64,
         nr_taken: u64,
+        #[serde(with = "crate::mmr::sym")]
         lru: Sym,
     },
     LruShrinkInactive {
@@ -229,6 +253,7 @@ pub enum Vmscan {
     },
     /// Any other `mm_vmscan_*` event: name only (without the `mm_vmscan_` prefix).
     Other {
+        #[serde(with = "crate::mmr::sym")]
         name: Sym,
     },
 }
@@ -261,19 +286,34 @@ pub enum Event {
     MmMigratePages {
         succeeded: u64,
         failed: u64,
+        #[serde(with = "crate::mmr::sym")]
         mode: Sym,
+        #[serde(with = "crate::mmr::sym")]
         reason: Sym,
     },
     /// `migrate:mm_migrate_pages_start`.
-    MmMigratePagesStart { mode: Sym, reason: Sym },
+    MmMigratePagesStart {
+        #[serde(with = "crate::mmr::sym")]
+        mode: Sym,
+        #[serde(with = "crate::mmr::sym")]
+        reason: Sym,
+    },
     /// `pagemap:mm_lru_insertion`.
-    MmLruInsertion { pfn: u64, lru: i32, flags: Sym },
+    MmLruInsertion {
+        pfn: u64,
+        lru: i32,
+        #[serde(with = "crate::mmr::sym")]
+        flags: Sym,
+    },
     /// `pagemap:mm_lru_activate`.
     MmLruActivate { pfn: u64 },
     /// The `vmscan:mm_vmscan_*` family.
     Vmscan(Vmscan),
     /// `compaction:mm_compaction_*`: name without the `mm_compaction_` prefix.
-    Compaction { name: Sym },
+    Compaction {
+        #[serde(with = "crate::mmr::sym")]
+        name: Sym,
+    },
     /// `syscalls:sys_enter_*` (ftrace text `sys_mmap(addr: ...)` is normalised to this).
     SysEnter { nr: Syscall, args: SysArgs },
     /// `syscalls:sys_exit_*` (ftrace text `sys_mmap -> 0x...`).
@@ -291,6 +331,7 @@ pub enum Event {
     /// `sched:sched_switch`. `prev_state` as printed (`R`, `S`, `D`, `R+`, ...).
     SchedSwitch {
         prev_pid: i32,
+        #[serde(with = "crate::mmr::sym")]
         prev_state: Sym,
         next_pid: i32,
         next_comm: Comm,
@@ -309,6 +350,7 @@ pub enum Event {
     RssStat {
         mm_id: u64,
         curr: bool,
+        #[serde(with = "crate::mmr::sym")]
         member: Sym,
         size: i64,
     },
@@ -321,13 +363,23 @@ pub enum Event {
         order: u32,
     },
     /// `hugetlbfs:hugetlbfs_*`: name without the `hugetlbfs_` prefix.
-    Hugetlbfs { name: Sym },
+    Hugetlbfs {
+        #[serde(with = "crate::mmr::sym")]
+        name: Sym,
+    },
     /// `huge_memory:mm_khugepaged_*` and friends: full event name.
-    Khugepaged { name: Sym },
+    Khugepaged {
+        #[serde(with = "crate::mmr::sym")]
+        name: Sym,
+    },
     /// `huge_memory:mm_collapse_huge_page`: `collapse_huge_page` (khugepaged or MADV_COLLAPSE)
     /// ended on `mm` with `status` (`succeeded`, `page_locked`, ...). `mm` is the `%p`-hashed
     /// pointer in text (the same value as `rss_stat`'s `mm_id`) and the raw pointer in binary.
-    CollapseHugePage { mm: u64, status: Sym },
+    CollapseHugePage {
+        mm: u64,
+        #[serde(with = "crate::mmr::sym")]
+        status: Sym,
+    },
     /// `damon:damon_aggregated`. `age` is absent before 5.15.
     DamonAggregated {
         target_id: u64,
@@ -340,7 +392,10 @@ pub enum Event {
     /// A lost-events marker (`CPU:n [LOST k EVENTS]`, `[k EVENTS DROPPED]`, a missed-events page).
     Lost { count: Option<u64> },
     /// Any event without a typed decoder: counted by name, never dropped silently.
-    Other { name: Sym },
+    Other {
+        #[serde(with = "crate::mmr::sym")]
+        name: Sym,
+    },
     /// `csd:csd_queue_cpu`: a cross-CPU function call queued for `target`, `kind` classified
     /// from its `func`. It names the function where the `ipi_send_cpu` that may follow names
     /// only the generic handler (`smp_call_function` to one CPU, e.g.
@@ -352,7 +407,10 @@ pub enum Event {
     CallFunctionEntry { single: bool, vector: u32 },
     /// A hit of a kprobe event (`mmreplay record --probe`): `name` is the event's name, which
     /// the recorder makes the probed function's (`folio_referenced_one`).
-    Kprobe { name: Sym },
+    Kprobe {
+        #[serde(with = "crate::mmr::sym")]
+        name: Sym,
+    },
 }
 
 impl Event {

@@ -5,10 +5,10 @@
 //! and never know about the replay model.
 
 use crate::error::ParseError;
-use crate::input::{Diagnostics, RecordSource};
 use crate::intern::{FxHashMap, FxHashSet};
 use crate::pte;
 use crate::record::{Event, IpiKind, Record, Vmscan};
+use crate::source::{Diagnostics, RecordSource};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -74,7 +74,7 @@ pub struct Stats {
     pub first_unparsed: Vec<String>,
     /// Binary captures: the producer, the CPU count it states and what could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub capture: Option<crate::binary::CaptureFacts>,
+    pub capture: Option<crate::source::CaptureFacts>,
 }
 
 /// Which records to count.
@@ -449,7 +449,7 @@ pub fn collect(src: &mut dyn RecordSource, filter: Filter) -> Result<Stats, Pars
 /// Convenience: open a file (or `-`) and count.
 pub fn stats_for_path(
     path: &str,
-    opts: &crate::input::Options,
+    opts: &crate::source::Options,
     filter: Filter,
 ) -> Result<Stats, ParseError> {
     let mut src = crate::input::open(path, opts)?;

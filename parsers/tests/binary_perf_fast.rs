@@ -25,7 +25,7 @@ fn paired_perf_files() -> Vec<PathBuf> {
 
 fn load(p: &std::path::Path) -> Vec<u8> {
     let raw = std::fs::read(p).unwrap();
-    if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+    if mmreplay_parsers::source::is_zstd(&raw) {
         zstd::decode_all(&raw[..]).unwrap()
     } else {
         raw

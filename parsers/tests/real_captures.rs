@@ -31,7 +31,7 @@ fn shared(rel: &str) -> Option<PathBuf> {
 
 fn read_text(p: &Path) -> String {
     let raw = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let bytes = if raw.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
+    let bytes = if mmreplay_parsers::source::is_zstd(&raw) {
         let mut out = Vec::new();
         zstd::stream::read::Decoder::new(&raw[..])
             .unwrap()

@@ -1,12 +1,11 @@
 //! `mmreplay`: lowering of trace records to model operations, the side-by-side engine, the
-//! differ, reports and the compiled corpus format. It must never contain model semantics:
-//! those live in `mmreplay-reference` and `mmreplay-candidates`; `record` lives in
-//! `mmreplay-record`.
+//! differ and reports (the compiled `.mmr` format is the parsers' `mmr`; `record` lives in
+//! `mmreplay-record`). It must never contain model semantics: those live in
+//! `mmreplay-reference` and `mmreplay-candidates`.
 
 // Library code reports errors; a panic on user data is a bug (tests may unwrap).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod corpus;
 pub mod differ;
 pub mod engine;
 pub mod errors;

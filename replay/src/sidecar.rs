@@ -33,7 +33,7 @@ pub fn workload_pid(trace: &str) -> anyhow::Result<i32> {
 /// The sidecar a compiled `.mmr` at `trace` carries (`mmreplay compile` stores the capture's
 /// `.meta.json` in its header), or `None` when `trace` is not a compiled file or has none.
 pub fn embedded(trace: &str) -> Option<String> {
-    crate::corpus::header_of(trace)?.sidecar
+    mmreplay_parsers::mmr::header_of(trace)?.sidecar
 }
 
 /// The sidecar text for `trace`: `TRACE.meta.json` beside it, else the one a compiled file

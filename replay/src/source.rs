@@ -1,20 +1,18 @@
-//! Opening a replay input: a capture in any format the parsers crate reads, a compiled `.mmr`
-//! corpus file, or the small real capture bundled in the binary. One record stream API for all,
+//! Opening a replay input: a capture in any format the parsers crate reads (a compiled `.mmr`
+//! included), or the small real capture bundled in the binary. One record stream API for all,
 //! with a byte counter for progress bars.
 //!
 //! It must never read a whole input into memory (the bundled capture is already in the binary)
 //! and never lose the file name in an error.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use mmreplay_parsers::record::Record;
-use mmreplay_parsers::{Diagnostics, Options, ParseError, RecordSource};
-
-use crate::corpus::{self, CorpusError};
+use mmreplay_parsers::{Diagnostics, Format, Options, ParseError, RecordSource};
 
 /// The bundled capture: a real `mmreplay record` capture from `corpus/captures/` (see
 /// corpus/README.md for its provenance). `tour` is chosen because every candidate shows its
@@ -70,8 +68,6 @@ pub fn is_litmus(path: &str) -> bool {
 pub enum SourceError {
     #[error(transparent)]
     Parse(#[from] ParseError),
-    #[error(transparent)]
-    Corpus(#[from] CorpusError),
     #[error("{path}: cannot open: {source}")]
     Open {
         path: String,
@@ -80,14 +76,9 @@ pub enum SourceError {
     },
 }
 
-enum Inner {
-    Parsed(Box<dyn RecordSource + Send>),
-    Compiled(Box<corpus::Reader<CountingReader<BufReader<File>>>>),
-}
-
 /// A stream of time-ordered records from one input.
 pub struct Source {
-    inner: Inner,
+    inner: Box<dyn RecordSource + Send>,
     name: String,
     format: String,
     nr_cpus: Option<u32>,
@@ -127,7 +118,7 @@ fn head_of(mut r: impl Read, n: usize) -> Vec<u8> {
     let prefix = first.get(..got).unwrap_or(&[]).to_vec();
     let chained = std::io::Cursor::new(prefix.clone()).chain(r);
     let mut out = Vec::with_capacity(n);
-    if prefix.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
+    if mmreplay_parsers::source::is_zstd(&prefix) {
         if let Ok(d) = zstd::stream::read::Decoder::new(chained) {
             let _ = d.take(n as u64).read_to_end(&mut out);
         }
@@ -138,7 +129,7 @@ fn head_of(mut r: impl Read, n: usize) -> Vec<u8> {
 }
 
 impl Source {
-    /// Open `path`: a compiled corpus if it starts with the corpus magic, else a capture.
+    /// Open `path`: any format the parsers read, a compiled `.mmr` included.
     pub fn open(path: &str, strict: bool) -> Result<Source, SourceError> {
         if path == "-" {
             return Source::open_stdin(strict);
@@ -152,34 +143,8 @@ impl Source {
                 source,
             })
         };
-        let mut f = open(path)?;
-        let mut magic = [0u8; 8];
-        let n = f.read(&mut magic).map_err(|source| SourceError::Open {
-            path: path.to_string(),
-            source,
-        })?;
-        let total_bytes = f.metadata().ok().map(|m| m.len());
+        let total_bytes = std::fs::metadata(path).ok().map(|m| m.len());
         let bytes = Arc::new(AtomicU64::new(0));
-        if corpus::is_compiled(magic.get(..n).unwrap_or(&[])) {
-            let f = open(path)?;
-            let cr = CountingReader {
-                inner: BufReader::with_capacity(corpus::READ_BUFFER, f),
-                n: bytes.clone(),
-            };
-            let r = corpus::Reader::new(path, cr)?;
-            let (format, nr_cpus) = (
-                format!("compiled ({})", r.header().format),
-                r.header().nr_cpus,
-            );
-            return Ok(Source {
-                inner: Inner::Compiled(Box::new(r)),
-                name: path.to_string(),
-                format,
-                nr_cpus,
-                bytes,
-                total_bytes,
-            });
-        }
         let nr_cpus = cpus_from_header(&head_of(open(path)?, 64 * 1024));
         let cr = CountingReader {
             inner: open(path)?,
@@ -190,17 +155,31 @@ impl Source {
             ..Options::default()
         };
         let src = mmreplay_parsers::open_reader(path, Box::new(cr), &opts)?;
-        let format = src.format().name().to_string();
-        // Binary captures are decoded at open: their stated CPU count (perf HEADER_NRCPUS).
-        let nr_cpus = nr_cpus.or_else(|| src.diagnostics().capture.and_then(|c| c.nr_cpus));
-        Ok(Source {
-            inner: Inner::Parsed(src),
-            name: path.to_string(),
-            format,
+        Ok(Source::new(src, path, nr_cpus, bytes, total_bytes))
+    }
+
+    /// `src` under `name`; `header_cpus` is the `#P:` of a text header. A `.mmr` states its
+    /// CPUs in its header, a binary capture is decoded at open (perf HEADER_NRCPUS).
+    fn new(
+        src: Box<dyn RecordSource + Send>,
+        name: &str,
+        header_cpus: Option<u32>,
+        bytes: Arc<AtomicU64>,
+        total_bytes: Option<u64>,
+    ) -> Source {
+        let header_cpus = header_cpus.filter(|_| src.format() != Format::Mmr);
+        let nr_cpus = src
+            .stated_cpus()
+            .or(header_cpus)
+            .or_else(|| src.diagnostics().capture.and_then(|c| c.nr_cpus));
+        Source {
+            format: src.format_name(),
+            inner: src,
+            name: name.to_string(),
             nr_cpus,
             bytes,
             total_bytes,
-        })
+        }
     }
 
     /// Standard input: its first 64 KiB are read ahead for the header's CPU count, then put
@@ -225,16 +204,7 @@ impl Source {
             ..Options::default()
         };
         let src = mmreplay_parsers::open_reader("-", Box::new(cr), &opts)?;
-        let format = src.format().name().to_string();
-        let nr_cpus = nr_cpus.or_else(|| src.diagnostics().capture.and_then(|c| c.nr_cpus));
-        Ok(Source {
-            inner: Inner::Parsed(src),
-            name: "-".to_string(),
-            format,
-            nr_cpus,
-            bytes,
-            total_bytes: None,
-        })
+        Ok(Source::new(src, "-", nr_cpus, bytes, None))
     }
 
     /// A `record --raw` directory: the parsers open it themselves (no byte count for a
@@ -253,15 +223,13 @@ impl Source {
                     .count() as u32
             })
             .filter(|n| *n > 0);
-        let format = src.format().name().to_string();
-        Ok(Source {
-            inner: Inner::Parsed(src),
-            name: path.to_string(),
-            format,
+        Ok(Source::new(
+            src,
+            path,
             nr_cpus,
-            bytes: Arc::new(AtomicU64::new(0)),
-            total_bytes: None,
-        })
+            Arc::new(AtomicU64::new(0)),
+            None,
+        ))
     }
 
     /// The capture bundled in the binary.
@@ -286,15 +254,13 @@ impl Source {
             ..Options::default()
         };
         let src = mmreplay_parsers::open_reader(name, Box::new(cr), &opts)?;
-        let format = src.format().name().to_string();
-        Ok(Source {
-            inner: Inner::Parsed(src),
-            name: name.to_string(),
-            format,
+        Ok(Source::new(
+            src,
+            name,
             nr_cpus,
             bytes,
-            total_bytes: Some(data.len() as u64),
-        })
+            Some(data.len() as u64),
+        ))
     }
 
     /// Open `path`, or the bundled capture for `None` (and an extra bundled capture by its
@@ -312,10 +278,7 @@ impl Source {
     /// The next record.
     #[inline]
     pub fn next_record(&mut self) -> Result<Option<Record>, SourceError> {
-        match &mut self.inner {
-            Inner::Parsed(s) => Ok(s.next_record()?),
-            Inner::Compiled(r) => Ok(r.next_record()?),
-        }
+        Ok(self.inner.next_record()?)
     }
 
     /// Input name as given.
@@ -333,12 +296,9 @@ impl Source {
         self.nr_cpus
     }
 
-    /// Parser diagnostics (text and binary captures; `None` for compiled input).
+    /// Parser diagnostics (a compiled `.mmr`: its source's, complete at the end).
     pub fn diagnostics(&self) -> Option<Diagnostics> {
-        match &self.inner {
-            Inner::Parsed(s) => Some(s.diagnostics()),
-            Inner::Compiled(_) => None,
-        }
+        Some(self.inner.diagnostics())
     }
 
     /// (bytes read so far, total bytes) of the underlying file, for progress bars.
@@ -352,7 +312,7 @@ impl Source {
         File::open(path)
             .and_then(|mut f| f.read_exact(&mut m))
             .is_ok()
-            && corpus::is_compiled(&m)
+            && mmreplay_parsers::mmr::is_compiled(&m)
     }
 }
 

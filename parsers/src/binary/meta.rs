@@ -15,7 +15,7 @@ use super::BinaryError;
 use crate::record::{Comm, Sym};
 
 /// `\x17\x08\x44tracing`: the magic of trace.dat and of perf's TRACING_DATA.
-pub const TRACING_MAGIC: &[u8] = b"\x17\x08\x44tracing";
+pub use crate::source::TRACE_DAT_MAGIC as TRACING_MAGIC;
 
 /// Kernel symbols from a capture's kallsyms text. The text is kept as is and indexed on the
 /// first lookup: most captures never need a symbol (only IPI events do), and a full kallsyms is

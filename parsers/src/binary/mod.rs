@@ -34,7 +34,7 @@ pub use pages::MAX_CHUNK_BYTES;
 
 use crate::record::{Comm, Record};
 
-pub use facts::CaptureFacts;
+pub use crate::source::CaptureFacts;
 pub use format::FormatError;
 
 /// Errors of the binary readers. Offsets are byte offsets in the (decompressed) file.
@@ -110,19 +110,19 @@ impl BinaryFormat {
     }
 }
 
-/// zstd frame magic (an outer `.zst` around any capture).
-pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+pub use crate::source::{ZSTD_MAGIC, ZSTD_WINDOW_LOG_MAX};
 
 /// Recognises a binary capture from its first bytes (already decompressed).
 pub fn sniff(data: &[u8]) -> Option<BinaryFormat> {
-    if tracedat::is_trace_dat(data) {
+    let format = crate::source::sniff_magic(data);
+    if format == Some(crate::Format::TraceDat) {
         return Some(if data.get(10) == Some(&b'6') {
             BinaryFormat::TraceDatV6
         } else {
             BinaryFormat::TraceDatV7
         });
     }
-    if perf::is_perf_data(data) {
+    if format == Some(crate::Format::PerfData) {
         let size = data.get(8..16).map(|s| {
             let mut a = [0u8; 8];
             a.copy_from_slice(s);
@@ -171,7 +171,7 @@ impl ReadOptions {
             path: path.display().to_string(),
             source: e,
         })?;
-        let text = if raw.starts_with(&ZSTD_MAGIC) {
+        let text = if crate::source::is_zstd(&raw) {
             unzstd(&raw)?
         } else {
             raw
@@ -190,10 +190,6 @@ pub fn read_bytes(data: &[u8]) -> Result<BinaryCapture, BinaryError> {
 pub fn read_bytes_with(data: &[u8], opts: &ReadOptions) -> Result<BinaryCapture, BinaryError> {
     BinaryStream::open(Arc::new(Backing::from_vec(data.to_vec())), opts)?.collect()
 }
-
-/// Largest zstd window (log2) accepted for an outer zstd layer: zstd's own default limit
-/// (128 MiB), so a frame cannot make the decoder allocate more.
-pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
 /// Removes an outer zstd layer (streaming, so memory follows the real output size).
 pub fn unzstd(data: &[u8]) -> Result<Vec<u8>, BinaryError> {
@@ -248,7 +244,7 @@ pub struct BinaryStream {
 impl BinaryStream {
     /// Opens a capture's bytes (an outer zstd layer is streamed into a spill file first).
     pub fn open(bytes: Arc<Backing>, opts: &ReadOptions) -> Result<Self, BinaryError> {
-        if bytes.starts_with(&ZSTD_MAGIC) {
+        if crate::source::is_zstd(&bytes) {
             let mut d = zstd::stream::read::Decoder::new(&bytes[..]).map_err(|e| {
                 BinaryError::Decompress {
                     algo: "zstd".into(),

@@ -65,7 +65,7 @@ pub struct PerfInfo {
 
 /// Whether `data` starts like perf.data (`PERFILE2` / `2ELIFREP`).
 pub fn is_perf_data(data: &[u8]) -> bool {
-    matches!(data.get(..8), Some(b"PERFILE2") | Some(b"2ELIFREP"))
+    crate::source::sniff_magic(data) == Some(crate::Format::PerfData)
 }
 
 fn perr(e: impl std::fmt::Display) -> BinaryError {

@@ -1,4 +1,4 @@
-//! Adapter from the binary readers to the text helper's [`crate::input::RecordSource`], so
+//! Adapter from the binary readers to [`crate::source::RecordSource`], so
 //! `input::open` (and so `mmreplay stats`) reads trace.dat and perf.data through the same door as
 //! text. Binary containers need random access: a mapped file is read in place, any other stream
 //! (stdin, an outer zstd layer) is spilled to an unlinked temporary file and mapped
@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use super::{Backing, BinaryError, BinaryStream, ReadOptions};
 use crate::error::ParseError;
-use crate::input::{Diagnostics, Format, RecordSource};
 use crate::record::Record;
+use crate::source::{Diagnostics, Format, RecordSource};
 
 enum Records {
     Stream(Box<BinaryStream>),

@@ -80,8 +80,7 @@ const OPT_CMDLINES: u16 = 21;
 
 /// Whether `data` starts like a trace.dat (any version).
 pub fn is_trace_dat(data: &[u8]) -> bool {
-    data.starts_with(super::meta::TRACING_MAGIC)
-        && matches!(data.get(10..12), Some(b"6\0") | Some(b"7\0"))
+    crate::source::sniff_magic(data) == Some(crate::Format::TraceDat)
 }
 
 impl<'a> TraceDat<'a> {

@@ -6,8 +6,10 @@
 
 pub mod ftrace;
 pub mod header;
+pub mod lines;
 pub mod payload;
 pub mod perf;
+pub mod reader;
 
 /// (comm, pid, tgid, cpu, index just after `]`) found by a tokeniser's `[cpu]` anchor.
 pub(crate) type Anchor<'a> = (&'a [u8], i32, Option<i32>, u32, usize);

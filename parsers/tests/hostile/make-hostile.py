@@ -273,11 +273,11 @@ write("tracedat-v7-truncated.dat", v7[: len(v7) // 2])
 
 # ---- .mmr (replay/tests/hostile) --------------------------------------------------------------
 MAGIC = b"MMRCORP\0"
-VERSION = 4
+VERSION = 5
 # A header length of 1 MiB (the limit) in a 20-byte file.
 write("header-len-max.mmr", MAGIC + struct.pack("<II", VERSION, 1 << 20) + b"\0" * 4, MMR_DIR)
 # An empty header (bincode of the default header is not empty: decoding fails), then chunks.
-# Chunk (v4): tag 1, u32 count, u32 len, u32 plain_len, u64 checksum of the stored bytes,
+# Chunk (v4, v5): tag 1, u32 count, u32 len, u32 plain_len, u64 checksum of the stored bytes,
 # stored = zstd of the payload. A chunk of 256 MiB announced in a few bytes: a reader that
 # sizes its buffer from `len` holds 256 MiB.
 def chunk(count, length, payload=b""):
@@ -309,7 +309,7 @@ def rotl(x, r):
 
 
 def checksum64(bs):
-    """replay/src/corpus.rs checksum64."""
+    """parsers/src/mmr/mod.rs checksum64."""
     P = 0x9e3779b97f4a7c15
     off = 0xcbf29ce484222325
     lanes = [off, off ^ 1, off ^ 2, off ^ 3]

@@ -11,11 +11,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use mmreplay::corpus::{CompiledHeader, Writer};
 use mmreplay::engine::{self, EngineConfig};
 use mmreplay::lower::LowerOptions;
 use mmreplay::session::{self, DEFAULT_CPUS};
 use mmreplay::source::{Source, BUNDLED};
+use mmreplay_parsers::mmr::{portable_diagnostics, Header, Writer};
 use mmreplay_parsers::record::Record;
 use mmreplay_reference::op::Op;
 use rayon::prelude::*;
@@ -152,12 +152,15 @@ fn compare_text_mmr(trace: Option<&str>, name: &str, runs: u32) -> anyhow::Resul
         let mut src = Source::open_opt(trace, false)?;
         let mut w = Writer::create(
             Path::new(&mmr),
-            &CompiledHeader::for_capture(name, src.format(), src.nr_cpus()),
+            &Header::for_capture(name, src.format(), src.nr_cpus()),
         )?;
         while let Some(r) = src.next_record()? {
             w.push(r)?;
         }
-        w.finish()?;
+        w.finish(&portable_diagnostics(
+            name,
+            &src.diagnostics().unwrap_or_default(),
+        ))?;
         let text_size = match trace {
             Some(t) => std::fs::metadata(t).map(|m| m.len()).unwrap_or(0),
             None => BUNDLED.len() as u64,

@@ -1,12 +1,12 @@
 //! `mmreplay compile TRACE -o T.mmr`: parse a capture once and store its records in the
-//! versioned, checksummed compiled corpus format (`mmreplay::corpus`), which `replay` reads
+//! versioned, checksummed compiled `.mmr` format (`mmreplay_parsers::mmr`), which `replay` reads
 //! without re-parsing. The output is written atomically.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mmreplay::corpus::{CompiledHeader, Writer};
 use mmreplay::source::Source;
+use mmreplay_parsers::mmr::{portable_diagnostics, Header, Writer};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -37,7 +37,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     };
     // The file name only (the bytes must not depend on the directory) and the sidecar.
-    let header = CompiledHeader::for_capture(&a.trace, src.format(), src.nr_cpus());
+    let header = Header::for_capture(&a.trace, src.format(), src.nr_cpus());
     let mut w = Writer::create(&a.output, &header)?;
     loop {
         match src.next_record() {
@@ -49,7 +49,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let n = w.finish()?;
+    // What the capture's reader saw (overwritten events, unparsed and skipped lines) travels
+    // with the records, so `stats` and `replay` of the `.mmr` report the same input facts.
+    let diag = src.diagnostics().unwrap_or_default();
+    let n = w.finish(&portable_diagnostics(&a.trace, &diag))?;
     let size = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
     if a.json {
         let v = serde_json::json!({

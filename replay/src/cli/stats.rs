@@ -61,24 +61,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let mut b = stats::StatsBuilder::new(filter);
     let mut lost = LostTracker::default();
-    let s = if a.format.is_none() && mmreplay::corpus::header_of(&a.file).is_some() {
-        // A compiled `.mmr`: its records counted as a capture's are. The parse diagnostics of
-        // the text it came from (unparsed, skipped lines) are not stored in it, so they read 0.
-        let mut src = mmreplay::source::Source::open(&a.file, a.strict)?;
-        while let Some(r) = src.next_record()? {
-            lost.see(&r);
-            b.add(&r);
-        }
-        let diag = src.diagnostics().unwrap_or_default();
-        b.finish(src.format(), &diag)
-    } else {
+    // Any format, a compiled `.mmr` included (its diagnostics are its source's).
+    let s = {
         let mut src = mmreplay_parsers::open(&a.file, &opts)?;
         while let Some(r) = src.next_record()? {
             lost.see(&r);
             b.add(&r);
         }
         let diag = src.diagnostics();
-        b.finish(src.format().name(), &diag)
+        b.finish(&src.format_name(), &diag)
     };
     let mut lost = lost.finish();
     lost.overwritten = s.overwritten_events;
