@@ -72,7 +72,7 @@ pub enum SourceError {
     Parse(#[from] ParseError),
     #[error(transparent)]
     Corpus(#[from] CorpusError),
-    #[error("{path}: cannot open: {source}")]
+    #[error("{path}: cannot open, because: {source}")]
     Open {
         path: String,
         #[source]
