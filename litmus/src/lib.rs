@@ -62,7 +62,7 @@ pub const MAX_REPEAT: u64 = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum LitmusError {
     /// The file could not be read.
-    #[error("{file}: {source}")]
+    #[error("{file}: cannot read, because: {source}")]
     Io {
         /// Path.
         file: String,
@@ -82,7 +82,7 @@ pub enum LitmusError {
         found: String,
     },
     /// The model refused an op (a broken scenario, not a policy verdict).
-    #[error("{file}:{line}: the {policy} model refused `{op}`: {source}")]
+    #[error("{file}:{line}: the {policy} model refused `{op}`, because: {source}")]
     Model {
         /// Path.
         file: String,

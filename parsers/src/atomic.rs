@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 /// Why an atomic write failed, with the file it was for.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: cannot write", path.display())]
+#[error("{}: cannot write, because: {source}", path.display())]
 pub struct WriteError {
     pub path: PathBuf,
     #[source]

@@ -114,7 +114,7 @@ pub struct AccessSummary {
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
     /// I/O on a file.
-    #[error("{path}: {source}")]
+    #[error("{path}: cannot read, because: {source}")]
     Io {
         /// The file.
         path: String,

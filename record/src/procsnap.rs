@@ -177,7 +177,7 @@ pub struct ProcSnap {
 #[derive(Debug, thiserror::Error)]
 pub enum ProcSnapError {
     /// I/O.
-    #[error("{path}: {source}")]
+    #[error("{}: cannot read, because: {source}", path.display())]
     Io {
         /// File.
         path: PathBuf,
@@ -185,7 +185,7 @@ pub enum ProcSnapError {
         source: std::io::Error,
     },
     /// Not JSON of the expected shape.
-    #[error("{path}: not a process snapshot: {source}")]
+    #[error("{}: not a process snapshot, because: {source}", path.display())]
     Format {
         /// File.
         path: PathBuf,

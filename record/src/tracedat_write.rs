@@ -53,7 +53,7 @@ const COMMIT_MASK: u64 = (1 << 27) - 1;
 /// Errors of the writer, naming the file or the part concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum DatWriteError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: cannot write", path.display())]
     Io {
         path: PathBuf,
         #[source]

@@ -34,12 +34,12 @@ pub enum MatrixError {
     NoMatch { pattern: String },
     #[error("--traces {pattern}: bad pattern: {msg}")]
     BadPattern { pattern: String, msg: String },
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read, because: {source}")]
     Read {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: cannot write: {source}")]
+    #[error("{path}: cannot write, because: {source}")]
     Write {
         path: String,
         source: std::io::Error,

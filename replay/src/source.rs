@@ -68,7 +68,7 @@ pub fn is_litmus(path: &str) -> bool {
 pub enum SourceError {
     #[error(transparent)]
     Parse(#[from] ParseError),
-    #[error("{path}: cannot open: {source}")]
+    #[error("{path}: cannot open, because: {source}")]
     Open {
         path: String,
         #[source]

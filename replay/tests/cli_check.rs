@@ -86,9 +86,13 @@ fn check_exits_2_on_bad_input() {
     let f = d.join("bad.litmus");
     std::fs::write(&f, "exec cpu=0 mm=1\nfrob cpu=0\n").expect("write");
     let o = run(&["check", &f.display().to_string()]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(2), "{out}");
-    assert!(out.contains("bad.litmus:2: expected an op"), "{out}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    // The one error style, on stderr: `mmreplay check: error: FILE:LINE: what`.
+    assert!(
+        err.starts_with("mmreplay check: error: ") && err.contains("bad.litmus:2: expected an op"),
+        "{err}"
+    );
     // A missing file is bad input too, and does not stop the other files being checked.
     let o = run(&[
         "check",

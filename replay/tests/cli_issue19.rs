@@ -372,6 +372,36 @@ fn directory_that_is_not_a_raw_capture_is_named() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// `record` and `check` (a per-file error, the other files still checked) say errors in the
+/// one style too, file first, cause after `because:`.
+#[test]
+fn record_and_check_errors_name_the_file_first() {
+    let d = tmpdir("style");
+    // A tracefs root that does not exist: refused (as root: it cannot be mounted there; as a
+    // user: record needs root), naming the path first either way.
+    let root = d.join("no-tracefs").display().to_string();
+    let e = one_error_line(
+        &run(&["record", "--tracefs", &root, "--", "true"]),
+        "record",
+    );
+    assert!(
+        e.starts_with(&format!("mmreplay record: error: {root}: ")),
+        "{e}"
+    );
+    let missing = d.join("missing.litmus").display().to_string();
+    let o = run(&["check", &missing]);
+    assert_eq!(code(&o), 2);
+    let e = err(&o);
+    assert_eq!(
+        e.trim_end(),
+        format!(
+            "mmreplay check: error: {missing}: cannot read, because: No such file or directory \
+             (os error 2)"
+        ),
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 #[test]
 fn every_command_keeps_the_cause() {
     let d = tmpdir("cut");

@@ -217,6 +217,9 @@ fn bench_json_keys_and_check_exit_code() {
     let o = bench(&lenient);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    let errs = mmreplay::json_schema::validate(&mmreplay::json_schema::schema(), &v);
+    assert!(errs.is_empty(), "bench --json against the schema: {errs:?}");
+    assert_eq!(v["command"], "bench");
     for p in ["reference", "lookaround"] {
         let r = v["policies"][p]["ops_per_s"].as_f64();
         assert!(r.is_some_and(|r| r > 0.0), "policies.{p}.ops_per_s: {v}");

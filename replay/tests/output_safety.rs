@@ -301,7 +301,8 @@ fn full_stdout_is_an_error_not_a_panic_or_a_silent_success() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(
-            err.contains("error: writing to stdout") && err.contains("No space left on device"),
+            err.contains("error: <stdout>: cannot write, because: ")
+                && err.contains("No space left on device"),
             "{args:?}: {err}"
         );
         assert!(!err.contains("panicked"), "{args:?}: {err}");

@@ -489,13 +489,25 @@ fn record_dat_loses_nothing_and_opens_in_trace_cmd() {
     let before = top_level_state();
     // 64 MiB touched by python: tens of thousands of faults, rss_stat and LRU events.
     let o = Command::new(&bin)
-        .args(["record", "--no-procs", "-o"])
+        .args(["record", "--no-procs", "--json", "-o"])
         .arg(&out)
         .args(["--", "python3", "-c", "x = bytearray(64 << 20)"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "record failed: {stderr}");
+    // `--json`: one summary object on stdout, valid against the published schema.
+    let summary: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("record --json prints one JSON object");
+    let errs = mmreplay::json_schema::validate(&mmreplay::json_schema::schema(), &summary);
+    assert!(
+        errs.is_empty(),
+        "record --json against the schema: {errs:?}"
+    );
+    assert_eq!(summary["command"], "record");
+    assert_eq!(summary["output"], out.display().to_string());
+    assert_eq!(summary["ending"], "success");
+    assert_eq!(summary["lost_events"], 0);
     assert_eq!(top_level_state(), before, "top-level tracefs changed");
     assert!(mmreplay_instances().is_empty(), "{:?}", instances());
     // Nothing but the capture and its sidecar: no temporary file, no page files.
@@ -523,6 +535,12 @@ fn record_dat_loses_nothing_and_opens_in_trace_cmd() {
         .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
         .collect();
     assert_eq!(ours, tc, "mmreplay stats and trace-cmd report disagree");
+    // The kernel's own count of events its buffers took is what the file holds.
+    assert_eq!(
+        summary["events"].as_u64(),
+        Some(ours.values().sum::<u64>()),
+        "record --json events vs the capture's records: {summary}"
+    );
     assert!(
         ours.get("page_fault_user").copied().unwrap_or(0) > 1000,
         "{ours:?}"

@@ -705,10 +705,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             rss,
             goals,
         };
-        println!(
-            "{}",
-            serde_json::to_string(&report).context("serialising the bench report")?
-        );
+        let v = serde_json::to_value(&report).context("serialising the bench report")?;
+        super::json_out::emit("bench", v, false)?;
     }
     Ok(if a.check && failed > 0 {
         ExitCode::from(1)

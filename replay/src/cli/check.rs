@@ -40,7 +40,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                         a.pretty,
                     )?;
                 } else {
-                    println!("{name}: error: {e}");
+                    // The one error style (`LitmusError` names the file first); the other
+                    // files are still checked.
+                    eprintln!("{}", mmreplay::errors::line("check", &e));
                 }
                 code = 2;
                 continue;

@@ -442,7 +442,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         // A closed pipe (`| head`) ends the output quietly; a failing stdout is an error.
         match printed {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
-            Err(e) => return Err(anyhow::Error::new(e).context("writing to stdout")),
+            Err(e) => return Err(anyhow::Error::new(e).context("<stdout>: cannot write")),
             Ok(()) => {}
         }
     }

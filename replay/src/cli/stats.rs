@@ -117,7 +117,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .and_then(|_| stdout.flush())
     {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(e).context("writing to stdout");
+            return Err(e).context("<stdout>: cannot write");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -9,7 +9,7 @@ pub fn write_all(bytes: &[u8]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(anyhow::Error::new(e).context("writing to stdout"))
+            Err(anyhow::Error::new(e).context("<stdout>: cannot write"))
         }
         _ => Ok(()),
     }
@@ -21,7 +21,7 @@ pub fn flush() -> anyhow::Result<()> {
 }
 
 /// `print!` panics when stdout fails; this hook turns that panic into `mmreplay NAME: error:
-/// writing to stdout: REASON` and exit 2. Every other panic keeps the default report.
+/// <stdout>: cannot write, because: REASON` and exit 2. Every other panic keeps the default report.
 pub fn exit_on_print_failure(name: &'static str) {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -32,7 +32,7 @@ pub fn exit_on_print_failure(name: &'static str) {
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or("");
         if let Some(reason) = msg.strip_prefix("failed printing to stdout: ") {
-            eprintln!("mmreplay {name}: error: writing to stdout: {reason}");
+            eprintln!("mmreplay {name}: error: <stdout>: cannot write, because: {reason}");
             std::process::exit(2);
         }
         default(info);
