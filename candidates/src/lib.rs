@@ -68,8 +68,10 @@ pub mod lookaround;
 #[cfg(any(test, feature = "negative-controls"))]
 pub mod negative;
 pub mod registry;
+pub mod verdict;
 pub mod view;
 
 pub use contract::{Breach, Contract, Mode, Observed, Rule};
 pub use engine::NamedEngine;
 pub use registry::{parse, parse_list, BoxedEngine, PolicySpec, RegistryError};
+pub use verdict::Verdict;

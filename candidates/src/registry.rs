@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use mmreplay_reference::model::Model;
-use mmreplay_reference::policy::Reference;
+use mmreplay_reference::policy::{Hook, Reference};
 use mmreplay_reference::profile::KernelProfile;
 
 use crate::ad_preserve::{self, AdPreserve};
@@ -118,18 +118,42 @@ pub fn default_list() -> &'static str {
     LIST.as_str()
 }
 
+/// The candidates `all` composes, with their parts: every candidate in registry order, except
+/// a variant of an earlier one (every decision point it declares is already claimed: two
+/// policies cannot decide one hook), which replays on its own only. A candidate that claims
+/// some hooks already taken and some free is kept, and is a conflict of the composite
+/// (`Compose::conflicts`, refused by the tests).
+fn composed_parts(profile: &KernelProfile, params: &Params) -> Vec<(&'static PolicyEntry, Part)> {
+    let mut claimed: Vec<Hook> = Vec::new();
+    let mut out = Vec::new();
+    for e in candidates() {
+        let Some(part) = (e.part)(profile, params) else {
+            continue;
+        };
+        let hooks = part.hooks();
+        if !hooks.is_empty() && hooks.iter().all(|h| claimed.contains(h)) {
+            continue;
+        }
+        claimed.extend_from_slice(hooks);
+        out.push((e, part));
+    }
+    out
+}
+
 /// Every candidate composed into one policy, with `params` given to each.
 fn compose_candidates(profile: &KernelProfile, params: &Params) -> Compose {
-    let parts = candidates()
-        .filter_map(|e| (e.part)(profile, params))
+    let parts = composed_parts(profile, params)
+        .into_iter()
+        .map(|(_, p)| p)
         .collect();
     Compose::new("all", parts)
 }
 
-/// The union of every candidate's contract.
+/// The union of the contracts of the candidates `all` composes.
 fn union_contract(mode: Mode, profile: &KernelProfile, params: &Params) -> Contract {
-    let parts: Vec<Contract> = candidates()
-        .map(|e| (e.contract)(mode, profile, params))
+    let parts: Vec<Contract> = composed_parts(profile, params)
+        .into_iter()
+        .map(|(e, _)| (e.contract)(mode, profile, params))
         .collect();
     Contract::union("all", mode, &parts)
 }
@@ -501,10 +525,8 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("unknown policy `lookarond`"), "{e}");
-        assert!(
-            e.contains("reference, lookaround, ad-preserve, batched-unshare, all"),
-            "{e}"
-        );
+        let names: Vec<&str> = POLICIES.iter().map(|e| e.name).collect();
+        assert!(e.contains(&names.join(", ")), "{e}");
         let e = parse("lookaround:win=3")
             .err()
             .map(|e| e.to_string())
@@ -571,10 +593,17 @@ mod tests {
             };
             let all = parse("all").map(|s| s.params().clone()).unwrap_or_default();
             let c = compose_candidates(&profile, &all);
-            // Every candidate is a part, and no two claim the same decision point.
+            // Every candidate but variants of an earlier one is a part, and no two claim the
+            // same decision point.
             assert_eq!(c.conflicts(), &[], "{base:?}");
-            let names: Vec<&str> = candidates().map(|e| e.name).collect();
+            let names: Vec<&str> = composed_parts(&profile, &all)
+                .iter()
+                .map(|(e, _)| e.name)
+                .collect();
             assert_eq!(c.part_names(), names);
+            for name in ["lookaround", "ad-preserve", "batched-unshare"] {
+                assert!(names.contains(&name), "{name} left out of all: {names:?}");
+            }
             // Its contract allows what any part allows, joined: look-around lowers shootdown
             // IPIs and A/D preservation raises them (any); only batched unshare changes
             // table-sync IPIs (<=); a dirty PTE only where the folio is dirty (ad-preserve).
@@ -588,8 +617,9 @@ mod tests {
             assert_eq!(k.field_rule("pte.young"), Rule::Any);
             assert_eq!(k.field_rule("folio.dirty"), Rule::GreaterOrEqual);
             assert_eq!(k.field_rule("vma"), Rule::Equal);
-            let rel: usize = candidates()
-                .map(|e| (e.contract)(Mode::Lockstep, &profile, &all).relations.len())
+            let rel: usize = composed_parts(&profile, &all)
+                .iter()
+                .map(|(e, _)| (e.contract)(Mode::Lockstep, &profile, &all).relations.len())
                 .sum();
             assert_eq!(k.relations.len(), rel);
             // Free-running: the S tier stays equal, the rest is free.
@@ -597,10 +627,9 @@ mod tests {
             assert_eq!(f.field_rule("page.content"), Rule::EqualWhereBoth);
             assert_eq!(f.field_rule("pte.young"), Rule::Any);
         }
-        assert_eq!(
-            default_list(),
-            "reference,lookaround,ad-preserve,batched-unshare"
-        );
+        let mut list = vec!["reference"];
+        list.extend(candidates().map(|e| e.name));
+        assert_eq!(default_list(), list.join(","));
         let window = POLICIES
             .iter()
             .find(|e| e.name == "all")

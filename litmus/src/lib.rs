@@ -15,7 +15,7 @@
 //! # mode: lockstep                       (or free-running; for contract checks)
 //! # expect reference: clean
 //! # expect negative:free-before-flush: violation I1 step 5
-//! # expect lookaround: within-contract   (or same, breach FIELD)
+//! # expect lookaround: diverged_within_contract   (or same, contract_breach FIELD)
 //! # check batched-unshare: ipi_sends_table_sync < reference
 //! exec cpu=0 mm=1
 //! mmap cpu=0 mm=1 addr=0x7f0000000000 len=2m prot=rw flags=private|anonymous
@@ -44,6 +44,7 @@ use std::fmt;
 use std::path::Path;
 
 use mmreplay_candidates::contract::{Breach, Contract, Mode, Observed, Subject};
+use mmreplay_candidates::verdict::Verdict;
 use mmreplay_reference::counters::Counters;
 use mmreplay_reference::engine::ReclaimScript;
 use mmreplay_reference::invariant::{Invariant, Violation};
@@ -115,9 +116,10 @@ pub enum At {
     Line(usize),
 }
 
-/// An expected verdict for one policy.
+/// What one policy is expected to do: clean or a violation, and (clean) its [`Verdict`]
+/// against the reference, spelled as the differ and the reports spell it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Expected {
     /// No invariant violation.
     Clean,
     /// This invariant is violated at this op.
@@ -146,7 +148,7 @@ pub struct Expect {
     /// Policy spec as written (`reference`, `lookaround:window=32`, `negative:free-before-flush`).
     pub policy: String,
     /// Verdict.
-    pub verdict: Verdict,
+    pub verdict: Expected,
 }
 
 /// Comparison of a counter check.
@@ -427,13 +429,18 @@ fn flag(cx: &Ctx<'_>, v: &str) -> Result<bool, LitmusError> {
     }
 }
 
-fn parse_verdict(cx: &Ctx<'_>, v: &str) -> Result<Verdict, LitmusError> {
+fn parse_verdict(cx: &Ctx<'_>, v: &str) -> Result<Expected, LitmusError> {
     let w: Vec<&str> = v.split_whitespace().collect();
     match w.as_slice() {
-        ["clean"] => Ok(Verdict::Clean),
-        ["same"] => Ok(Verdict::Same),
-        ["within-contract"] => Ok(Verdict::WithinContract),
-        ["breach", field] => Ok(Verdict::Breach {
+        ["clean"] => Ok(Expected::Clean),
+        // The verdict's own spelling; `within-contract` and `breach` are older aliases.
+        [w] if w.parse() == Ok(Verdict::Same) => Ok(Expected::Same),
+        ["within-contract"] => Ok(Expected::WithinContract),
+        [w] if w.parse() == Ok(Verdict::DivergedWithinContract) => Ok(Expected::WithinContract),
+        ["breach", field] => Ok(Expected::Breach {
+            field: field.to_string(),
+        }),
+        [w, field] if w.parse() == Ok(Verdict::ContractBreach) => Ok(Expected::Breach {
             field: field.to_string(),
         }),
         ["violation", inv, kind, n] => {
@@ -454,10 +461,10 @@ fn parse_verdict(cx: &Ctx<'_>, v: &str) -> Result<Verdict, LitmusError> {
                 ),
                 o => return Err(cx.err("`step N` or `line N`", o)),
             };
-            Ok(Verdict::Violation { invariant, at })
+            Ok(Expected::Violation { invariant, at })
         }
         _ => Err(cx.err(
-            "clean | same | within-contract | breach FIELD | violation IN (step|line) N",
+            "clean | same | diverged_within_contract | contract_breach FIELD | violation IN (step|line) N",
             v,
         )),
     }
@@ -1311,18 +1318,18 @@ pub struct Mismatch {
     pub got: String,
 }
 
-impl fmt::Display for Verdict {
+impl fmt::Display for Expected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Verdict::Clean => write!(f, "clean"),
-            Verdict::Same => write!(f, "same"),
-            Verdict::WithinContract => write!(f, "within-contract"),
-            Verdict::Breach { field } => write!(f, "breach {field}"),
-            Verdict::Violation {
+            Expected::Clean => write!(f, "clean"),
+            Expected::Same => write!(f, "{}", Verdict::Same),
+            Expected::WithinContract => write!(f, "{}", Verdict::DivergedWithinContract),
+            Expected::Breach { field } => write!(f, "{} {field}", Verdict::ContractBreach),
+            Expected::Violation {
                 invariant,
                 at: At::Step(s),
             } => write!(f, "violation {} step {s}", invariant.name()),
-            Verdict::Violation {
+            Expected::Violation {
                 invariant,
                 at: At::Line(l),
             } => write!(f, "violation {} line {l}", invariant.name()),
@@ -1399,8 +1406,8 @@ pub fn check_expect(
     let identical = this.counters == reference.counters
         && this.snapshot.to_text() == reference.snapshot.to_text();
     match &e.verdict {
-        Verdict::Clean => clean(),
-        Verdict::Violation { invariant, at } => {
+        Expected::Clean => clean(),
+        Expected::Violation { invariant, at } => {
             let step = file
                 .step_of(*at)
                 .ok_or_else(|| fail(format!("no op at {at:?} in the file")))?;
@@ -1414,7 +1421,7 @@ pub fn check_expect(
                 Err(fail(describe_violations(file, &this.violations)))
             }
         }
-        Verdict::Same => {
+        Expected::Same => {
             clean()?;
             if identical {
                 Ok(())
@@ -1422,7 +1429,7 @@ pub fn check_expect(
                 Err(fail("a run that differs from the reference".to_string()))
             }
         }
-        Verdict::WithinContract => {
+        Expected::WithinContract => {
             clean()?;
             let b = breaches()?;
             if !b.is_empty() {
@@ -1436,7 +1443,7 @@ pub fn check_expect(
             }
             Ok(())
         }
-        Verdict::Breach { field } => {
+        Expected::Breach { field } => {
             let b = breaches()?;
             let hit = b.iter().any(|x| match x.subject {
                 Subject::Relation => x.field.starts_with(field.as_str()),

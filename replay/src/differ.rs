@@ -1,12 +1,15 @@
 //! The differ: compares each candidate run with the reference run under the candidate's
 //! `Contract` (ARCHITECTURE.md, code map: `replay/`) and renders unified diffs of canonical snapshot texts.
 //!
-//! Outcome per candidate: `Same`, `Diverged { first_step, field, .. }` or
-//! `NotComparable { reason }`; the verdict string is one of `same`, `diverged_within_contract`,
-//! `contract_breach`, `not_comparable`. It must never decide what is allowed itself (the
+//! Per candidate a [`Comparison`]: its [`Verdict`] (`same`, `diverged_within_contract`,
+//! `contract_breach`, `not_comparable`: `mmreplay_candidates::verdict`, the one spelling), the
+//! first difference and the breaches. It must never decide what is allowed itself (the
 //! contract does) and never print unbounded diffs (at most [`MAX_DIFF_LINES`] lines).
 
+use std::fmt;
+
 use mmreplay_candidates::contract::{Breach, Contract};
+use mmreplay_candidates::verdict::Verdict;
 use mmreplay_candidates::view::{FieldView, Val};
 use mmreplay_reference::snapshot::Snapshot;
 use serde::Serialize;
@@ -16,48 +19,86 @@ use crate::engine::PolicyRun;
 /// Most lines of a rendered diff.
 pub const MAX_DIFF_LINES: usize = 60;
 
-/// How a candidate compares with the reference. In JSON: `{"kind": "same" | "diverged" |
-/// "not_comparable", ...fields}`, snake_case like every other key and verdict spelling.
+/// The first fact in which a candidate differs from the reference: after op `first_step`
+/// (0-based; `None` when located only at the end, or only counters differ), `field` (a fact
+/// such as `pte.young [mm1 0x1000]`, or `counter NAME`) with both values, and whether the
+/// contract allows it. Shown after the verdict as `(first at op N: FIELD: reference R,
+/// candidate C; allowed by the contract)` in the text report and `mmreplay report`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Outcome {
-    /// Same counters and the same state at every checkpoint and at the end.
-    Same,
-    /// Something differs. `first_step` is the 0-based op index after which the states first
-    /// differ (`None` when only counters differ); `field` names the first differing fact
-    /// (`pte.young [mm1 0x1000]`) or counter.
-    Diverged {
-        first_step: Option<u64>,
-        field: String,
-        reference: String,
-        candidate: String,
-        allowed_by_contract: bool,
-    },
-    /// The runs cannot be compared.
-    NotComparable { reason: String },
+pub struct FirstDifference {
+    pub first_step: Option<u64>,
+    pub field: String,
+    pub reference: String,
+    pub candidate: String,
+    pub allowed_by_contract: bool,
 }
 
-/// Verdict for one candidate.
+impl fmt::Display for FirstDifference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.first_step {
+            Some(st) => write!(f, "first at op {st}")?,
+            None => f.write_str("at the end")?,
+        }
+        write!(
+            f,
+            ": {}: reference {}, candidate {}; {}",
+            self.field,
+            self.reference,
+            self.candidate,
+            if self.allowed_by_contract {
+                "allowed by the contract"
+            } else {
+                "NOT allowed by the contract"
+            }
+        )
+    }
+}
+
+/// How one candidate compares with the reference: its [`Verdict`] (the one spelling of
+/// verdicts), what differs first, why the runs cannot be compared, and every breach.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Verdict {
+pub struct Comparison {
     pub candidate: String,
-    pub outcome: Outcome,
+    pub verdict: Verdict,
+    /// What differs first (`None` when nothing differs, or the runs are not comparable).
+    pub first_difference: Option<FirstDifference>,
+    /// Why the runs cannot be compared (verdict `not_comparable` only).
+    pub not_comparable: Option<String>,
     /// Every contract breach on the final state and counters.
     pub breaches: Vec<Breach>,
 }
 
-impl Verdict {
-    /// The JSON verdict string.
-    pub fn label(&self) -> &'static str {
-        match &self.outcome {
-            Outcome::NotComparable { .. } => "not_comparable",
-            _ if !self.breaches.is_empty() => "contract_breach",
-            Outcome::Same => "same",
-            Outcome::Diverged {
-                allowed_by_contract: false,
-                ..
-            } => "contract_breach",
-            Outcome::Diverged { .. } => "diverged_within_contract",
+impl Comparison {
+    /// Judge a comparison: not comparable if there is a reason, else a breach if the contract
+    /// lists any or the first difference is not allowed, else diverged if anything differs.
+    fn judged(
+        candidate: String,
+        first_difference: Option<FirstDifference>,
+        not_comparable: Option<String>,
+        breaches: Vec<Breach>,
+    ) -> Comparison {
+        let verdict = match &first_difference {
+            _ if not_comparable.is_some() => Verdict::NotComparable,
+            _ if !breaches.is_empty() => Verdict::ContractBreach,
+            None => Verdict::Same,
+            Some(d) if !d.allowed_by_contract => Verdict::ContractBreach,
+            Some(_) => Verdict::DivergedWithinContract,
+        };
+        Comparison {
+            candidate,
+            verdict,
+            first_difference,
+            not_comparable,
+            breaches,
+        }
+    }
+
+    /// What the report shows in parentheses after the verdict, if anything.
+    pub fn detail(&self) -> Option<String> {
+        match (&self.not_comparable, &self.first_difference) {
+            (Some(reason), _) => Some(reason.clone()),
+            (None, Some(d)) => Some(d.to_string()),
+            (None, None) => None,
         }
     }
 }
@@ -126,28 +167,18 @@ pub fn compare(
     reference: &PolicyRun,
     candidate: &PolicyRun,
     step: Option<(u64, &Snapshot, &Snapshot)>,
-) -> Verdict {
+) -> Comparison {
     let name = candidate.name.clone();
     let Some(contract) = contract else {
-        return Verdict {
-            candidate: name.clone(),
-            outcome: Outcome::NotComparable {
-                reason: format!("no contract known for {name:?}"),
-            },
-            breaches: Vec::new(),
-        };
+        let reason = format!("no contract known for {name:?}");
+        return Comparison::judged(name, None, Some(reason), Vec::new());
     };
     if reference.model_errors != candidate.model_errors {
-        return Verdict {
-            candidate: name,
-            outcome: Outcome::NotComparable {
-                reason: format!(
-                    "the models rejected different ops (reference {:?}, candidate {:?})",
-                    reference.model_errors, candidate.model_errors
-                ),
-            },
-            breaches: Vec::new(),
-        };
+        let reason = format!(
+            "the models rejected different ops (reference {:?}, candidate {:?})",
+            reference.model_errors, candidate.model_errors
+        );
+        return Comparison::judged(name, None, Some(reason), Vec::new());
     }
     // The same breaches as `Contract::check`, with the final views built once and reused for
     // the first difference below.
@@ -165,66 +196,58 @@ pub fn compare(
     {
         // Lockstep's premise (same victims) failed: judging by the lockstep contract would
         // blame the policy for the harness's failure to impose. The breaches stay listed.
-        return Verdict {
-            candidate: name,
-            outcome: Outcome::NotComparable {
-                reason: format!(
-                    "lockstep: {} of the reference's {} reclaim victims could not be evicted in the candidate (first at {})",
-                    l.victims_skipped,
-                    l.victims_imposed,
-                    l.first_skip.as_deref().unwrap_or("?")
-                ),
-            },
-            breaches,
-        };
+        let reason = format!(
+            "lockstep: {} of the reference's {} reclaim victims could not be evicted in the candidate (first at {})",
+            l.victims_skipped,
+            l.victims_imposed,
+            l.first_skip.as_deref().unwrap_or("?")
+        );
+        return Comparison::judged(name, None, Some(reason), breaches);
     }
     let states_differ = reference.snapshot_hash != candidate.snapshot_hash
         || reference.checkpoints != candidate.checkpoints;
-    let outcome = if let Some((s, a, b)) = step {
-        match first_difference(contract, a, b) {
-            Some((field, r, c, allowed)) => Outcome::Diverged {
-                first_step: Some(s),
-                field,
-                reference: r,
-                candidate: c,
-                allowed_by_contract: allowed,
-            },
-            None => Outcome::Same,
-        }
+    let diff = if let Some((s, a, b)) = step {
+        first_difference(contract, a, b).map(|(field, r, c, allowed)| FirstDifference {
+            first_step: Some(s),
+            field,
+            reference: r,
+            candidate: c,
+            allowed_by_contract: allowed,
+        })
     } else if states_differ {
         match first_difference_in(&rv, &cv, final_allowed) {
-            Some((field, r, c, allowed)) => Outcome::Diverged {
+            Some((field, r, c, allowed)) => Some(FirstDifference {
                 first_step: None,
                 field,
                 reference: r,
                 candidate: c,
                 allowed_by_contract: allowed,
-            },
+            }),
             // Equal at the end but not at some checkpoint, and the window was not re-run.
-            None => Outcome::Diverged {
+            None => Some(FirstDifference {
                 first_step: None,
                 field: "state (intermediate checkpoint)".to_string(),
                 reference: String::new(),
                 candidate: String::new(),
                 allowed_by_contract: true,
-            },
+            }),
         }
     } else {
-        Outcome::Same
+        None
     };
-    let outcome = match outcome {
-        Outcome::Same if reference.counters != candidate.counters => {
+    let diff = match diff {
+        None if reference.counters != candidate.counters => {
             // Name the first counter the contract forbids to differ, else the first that differs.
             let counter_breaches =
                 contract.check_counters(&reference.counters, &candidate.counters);
             match counter_breaches.first() {
-                Some(b) => Outcome::Diverged {
+                Some(b) => Some(FirstDifference {
                     first_step: None,
                     field: format!("counter {}", b.field),
                     reference: b.reference.clone(),
                     candidate: b.candidate.clone(),
                     allowed_by_contract: false,
-                },
+                }),
                 None => {
                     let (n, r, c) = reference
                         .counters
@@ -234,23 +257,19 @@ pub fn compare(
                         .find(|((_, r), (_, c))| r != c)
                         .map(|((n, r), (_, c))| (n, r, c))
                         .unwrap_or(("counters", 0, 0));
-                    Outcome::Diverged {
+                    Some(FirstDifference {
                         first_step: None,
                         field: format!("counter {n}"),
                         reference: r.to_string(),
                         candidate: c.to_string(),
                         allowed_by_contract: true,
-                    }
+                    })
                 }
             }
         }
-        o => o,
+        d => d,
     };
-    Verdict {
-        candidate: name,
-        outcome,
-        breaches,
-    }
+    Comparison::judged(name, diff, None, breaches)
 }
 
 /// Unified diff (context 3) of two canonical texts: the first differing region only, at most
@@ -336,7 +355,9 @@ mod tests {
         };
         let r = run("reference", base.clone());
         assert_eq!(
-            compare(Some(&k), &r, &run("c", base.clone()), None).label(),
+            compare(Some(&k), &r, &run("c", base.clone()), None)
+                .verdict
+                .as_str(),
             "same"
         );
         let fewer = Counters {
@@ -344,9 +365,9 @@ mod tests {
             ..base.clone()
         };
         let v = compare(Some(&k), &r, &run("c", fewer), None);
-        assert_eq!(v.label(), "diverged_within_contract");
+        assert_eq!(v.verdict.as_str(), "diverged_within_contract");
         assert!(
-            matches!(&v.outcome, Outcome::Diverged { field, allowed_by_contract: true, .. } if field == "counter rmap_walks")
+            matches!(&v.first_difference, Some(FirstDifference { field, allowed_by_contract: true, .. }) if field == "counter rmap_walks")
         );
         let more = Counters {
             rmap_walks: 11,
@@ -354,17 +375,20 @@ mod tests {
             ..base.clone()
         };
         let v = compare(Some(&k), &r, &run("c", more), None);
-        assert_eq!(v.label(), "contract_breach");
+        assert_eq!(v.verdict.as_str(), "contract_breach");
         assert!(
-            matches!(&v.outcome, Outcome::Diverged { field, allowed_by_contract: false, .. } if field == "counter faults"),
+            matches!(&v.first_difference, Some(FirstDifference { field, allowed_by_contract: false, .. }) if field == "counter faults"),
             "{v:?}"
         );
         assert_eq!(v.breaches.len(), 2);
         let mut odd = run("c", base.clone());
         odd.model_errors.insert("migrate:not_mapped".into(), 1);
-        assert_eq!(compare(Some(&k), &r, &odd, None).label(), "not_comparable");
         assert_eq!(
-            compare(None, &r, &run("c", base), None).label(),
+            compare(Some(&k), &r, &odd, None).verdict.as_str(),
+            "not_comparable"
+        );
+        assert_eq!(
+            compare(None, &r, &run("c", base), None).verdict.as_str(),
             "not_comparable"
         );
     }
@@ -379,15 +403,15 @@ mod tests {
             victims_imposed: 10,
             ..Default::default()
         });
-        assert_eq!(compare(Some(&k), &r, &c, None).label(), "same");
+        assert_eq!(compare(Some(&k), &r, &c, None).verdict.as_str(), "same");
         if let Some(l) = c.lockstep.as_mut() {
             l.victims_skipped = 2;
             l.first_skip = Some("op 7: folio 4: not on an LRU".into());
         }
         let v = compare(Some(&k), &r, &c, None);
-        assert_eq!(v.label(), "not_comparable");
+        assert_eq!(v.verdict.as_str(), "not_comparable");
         assert!(
-            matches!(&v.outcome, Outcome::NotComparable { reason } if reason.contains("2 of the reference's 10") && reason.contains("op 7: folio 4")),
+            matches!(&v.not_comparable, Some(reason) if reason.contains("2 of the reference's 10") && reason.contains("op 7: folio 4")),
             "{v:?}"
         );
     }
@@ -429,5 +453,15 @@ mod tests {
         assert!(d.contains("-l10\n+changed\n"), "{d}");
         assert!(d.contains(" l7\n") && !d.contains(" l6\n"), "{d}");
         assert!(!d.contains("more lines"));
+    }
+
+    #[test]
+    fn verdicts_serialize_as_they_display() {
+        for v in Verdict::ALL {
+            assert_eq!(
+                serde_json::to_value(v).ok(),
+                Some(serde_json::Value::String(v.to_string()))
+            );
+        }
     }
 }

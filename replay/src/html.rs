@@ -17,12 +17,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use mmreplay_candidates::registry;
+use mmreplay_candidates::verdict::Verdict;
 use mmreplay_reference::counters::Counters;
 use mmreplay_reference::op::Op;
 use mmreplay_reference::snapshot::{PteState, Snapshot};
 use serde::Serialize;
 
-use crate::differ::Outcome;
 use crate::engine::{self, EngineConfig};
 use crate::lower::{LowerOptions, Lowering};
 use crate::session::{self, SessionError, SessionOptions};
@@ -139,7 +139,7 @@ type MmAcc = (u64, u64, u64, u64);
 #[derive(Clone, Debug, Serialize)]
 pub struct VerdictRow {
     pub candidate: String,
-    pub label: String,
+    pub label: Verdict,
     pub detail: String,
     pub first_step: Option<u64>,
     pub breaches: Vec<String>,
@@ -226,12 +226,9 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
     let steps: Vec<(String, u64)> = r
         .verdicts
         .iter()
-        .filter_map(|v| match &v.outcome {
-            Outcome::Diverged {
-                first_step: Some(s),
-                ..
-            } => Some((v.candidate.clone(), *s)),
-            _ => None,
+        .filter_map(|v| {
+            let s = v.first_difference.as_ref()?.first_step?;
+            Some((v.candidate.clone(), s))
         })
         .collect();
     // A candidate that differs only in counters has no located state divergence: its window
@@ -243,13 +240,10 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
         let specs = session::specs(&o.policies)?;
         let profile = session::profile(r.nr_cpus, o.cpumask_mode);
         for (i, v) in r.verdicts.iter().enumerate() {
-            let counter_only = matches!(
-                &v.outcome,
-                Outcome::Diverged {
-                    first_step: None,
-                    ..
-                }
-            );
+            let counter_only = v
+                .first_difference
+                .as_ref()
+                .is_some_and(|d| d.first_step.is_none());
             let (Some(rs), Some(cs)) = (specs.first(), specs.get(i + 1)) else {
                 continue;
             };
@@ -542,32 +536,11 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
         .verdicts
         .iter()
         .map(|v| {
-            let (detail, first_step) = match &v.outcome {
-                Outcome::Same => (String::new(), None),
-                Outcome::Diverged {
-                    first_step,
-                    field,
-                    reference,
-                    candidate,
-                    allowed_by_contract,
-                } => (
-                    format!(
-                        "{}: {field}: reference {reference}, candidate {candidate}; {}",
-                        first_step
-                            .map_or_else(|| "at the end".into(), |s| format!("first at op {s}")),
-                        if *allowed_by_contract {
-                            "allowed by the contract"
-                        } else {
-                            "NOT allowed by the contract"
-                        }
-                    ),
-                    *first_step,
-                ),
-                Outcome::NotComparable { reason } => (reason.clone(), None),
-            };
+            let detail = v.detail().unwrap_or_default();
+            let first_step = v.first_difference.as_ref().and_then(|d| d.first_step);
             VerdictRow {
                 candidate: v.candidate.clone(),
-                label: v.label().to_string(),
+                label: v.verdict,
                 detail,
                 first_step,
                 breaches: v.breaches.iter().take(10).map(|b| b.to_string()).collect(),
@@ -915,8 +888,8 @@ fn section(t: &TraceReport) -> String {
             "<tr data-verdict=\"{}\"><td class=\"l\">{}</td><td class=\"l {}\">{}</td><td class=\"l\">{}{}</td></tr>",
             esc(&v.candidate),
             esc(&v.candidate),
-            esc(&v.label),
-            esc(&v.label),
+            v.label,
+            v.label,
             esc(&v.detail),
             v.breaches
                 .iter()

@@ -9,6 +9,7 @@
 //! It must never change an output's values, only add the envelope; bump `SCHEMA_VERSION`
 //! whenever a key is renamed or removed.
 
+use mmreplay_candidates::verdict::Verdict;
 use serde_json::{json, Value};
 
 /// Version of the JSON outputs. 1: first versioned schema (issue 19).
@@ -182,20 +183,18 @@ pub fn schema() -> Value {
         "counts": counts(),
         "nullable_count": { "type": ["integer", "null"], "minimum": 0 },
         "verdict": {
-            "enum": ["same", "diverged_within_contract", "contract_breach", "not_comparable"],
+            "enum": Verdict::ALL.map(Verdict::as_str),
             "description": "a candidate's verdict against the reference under its contract"
         },
-        "outcome": {
-            "type": "object",
-            "required": ["kind"],
+        "first_difference": {
+            "type": ["object", "null"],
+            "required": ["first_step", "field", "reference", "candidate", "allowed_by_contract"],
             "properties": {
-                "kind": { "enum": ["same", "diverged", "not_comparable"] },
                 "first_step": { "type": ["integer", "null"] },
                 "field": { "type": "string" },
                 "reference": { "type": "string" },
                 "candidate": { "type": "string" },
-                "allowed_by_contract": { "type": "boolean" },
-                "reason": { "type": "string" }
+                "allowed_by_contract": { "type": "boolean" }
             },
             "additionalProperties": false
         },
@@ -359,8 +358,10 @@ pub fn schema() -> Value {
             "filtered_out": { "$ref": "#/$defs/count" },
             "policies": { "type": "object", "additionalProperties": { "$ref": "#/$defs/policy_run" } },
             "verdicts": { "type": "object", "additionalProperties": { "$ref": "#/$defs/verdict" } },
-            "verdict_details": { "type": "object", "additionalProperties": obj(&["outcome", "breaches", "breach_count", "depends_on_unsampled", "unsampled"], json!({
-                "outcome": { "$ref": "#/$defs/outcome" },
+            "verdict_details": { "type": "object", "additionalProperties": obj(&["verdict", "first_difference", "not_comparable", "breaches", "breach_count", "depends_on_unsampled", "unsampled"], json!({
+                "verdict": { "$ref": "#/$defs/verdict" },
+                "first_difference": { "$ref": "#/$defs/first_difference" },
+                "not_comparable": { "type": ["string", "null"] },
                 "breaches": { "type": "array", "items": { "type": "string" } },
                 "breach_count": { "$ref": "#/$defs/count" },
                 "depends_on_unsampled": { "type": "boolean" },

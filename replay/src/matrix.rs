@@ -514,7 +514,7 @@ pub fn run_cell(
     } else {
         r.verdicts
             .first()
-            .map(|v| v.label().to_string())
+            .map(|v| v.verdict.to_string())
             .ok_or_else(|| fail("the replay produced no verdict".into()))?
     };
     Ok(CellResult {

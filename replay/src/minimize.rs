@@ -13,7 +13,7 @@
 //! ops the reference rejects or faults on in the full input are dropped before the search.
 //!
 //! Properties (`--property`): `verdict=diverged_within_contract|contract_breach` (the
-//! differ's label of the candidate against the reference), `counter=NAME` (the counter
+//! differ's verdict of the candidate against the reference), `counter=NAME` (the counter
 //! differs between them), `invariant=IN` (the candidate's model reports that invariant),
 //! `fidelity=NAME:T` (the reference's prediction of an observed count is off from what the
 //! capture logged on the kept ops by more than T; observations are attributed to the next op
@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use mmreplay_candidates::contract::{Mode, Subject};
+use mmreplay_candidates::verdict::Verdict;
 use mmreplay_reference::invariant::Invariant;
 use mmreplay_reference::op::{MigrateTarget, Op};
 use mmreplay_reference::profile::{CpumaskMode, KernelProfile};
@@ -90,9 +91,9 @@ fn predicted_counter(i: usize) -> Option<&'static str> {
 /// What the minimised op stream must keep.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Property {
-    /// The differ's verdict label of the candidate (`diverged_within_contract`,
+    /// The differ's verdict of the candidate (`diverged_within_contract`,
     /// `contract_breach`).
-    Verdict(String),
+    Verdict(Verdict),
     /// This counter differs between the reference and the candidate.
     CounterDiffers(String),
     /// The candidate's model reports this invariant.
@@ -114,9 +115,9 @@ impl Property {
             .split_once('=')
             .ok_or_else(|| format!("--property {s}: expected KIND=VALUE"))?;
         match k {
-            "verdict" => match v {
-                "diverged_within_contract" | "contract_breach" => {
-                    Ok(Property::Verdict(v.to_string()))
+            "verdict" => match v.parse::<Verdict>() {
+                Ok(v @ (Verdict::DivergedWithinContract | Verdict::ContractBreach)) => {
+                    Ok(Property::Verdict(v))
                 }
                 _ => Err(format!(
                     "--property verdict={v}: expected diverged_within_contract or contract_breach"
@@ -347,7 +348,7 @@ struct Eval {
     valid: bool,
     reference: PolicyRun,
     candidate: PolicyRun,
-    label: &'static str,
+    verdict: Verdict,
     breach_field: Option<String>,
 }
 
@@ -406,7 +407,7 @@ impl<'a> Minimizer<'a> {
         });
         Some(Eval {
             valid,
-            label: v.label(),
+            verdict: v.verdict,
             breach_field,
             reference,
             candidate,
@@ -415,7 +416,7 @@ impl<'a> Minimizer<'a> {
 
     fn holds(&self, p: &Property, e: &Eval, idx: &[usize]) -> bool {
         match p {
-            Property::Verdict(l) => e.label == l,
+            Property::Verdict(l) => e.verdict == *l,
             Property::CounterDiffers(c) => {
                 e.reference.counters.get(c) != e.candidate.counters.get(c)
             }
@@ -477,16 +478,16 @@ impl<'a> Minimizer<'a> {
         })?;
         let property = match property {
             Some(p) => p,
-            None => match e.label {
-                "diverged_within_contract" | "contract_breach" => {
-                    Property::Verdict(e.label.to_string())
+            None => match e.verdict {
+                Verdict::DivergedWithinContract | Verdict::ContractBreach => {
+                    Property::Verdict(e.verdict)
                 }
                 _ => match e.candidate.violations.first() {
                     Some(v) => Property::Invariant(v.invariant),
                     None => {
                         return Err(MinimizeError::Property(format!(
                             "{}: {policy} is `{}` against the reference on this input and trips no invariant: nothing to minimise (give --property)",
-                            self.input.name, e.label
+                            self.input.name, e.verdict
                         )))
                     }
                 },
@@ -505,7 +506,7 @@ impl<'a> Minimizer<'a> {
                 self.input.name,
                 property.spec(),
                 base.len(),
-                e.label
+                e.verdict
             )));
         }
         let mut cur = base.clone();
@@ -831,13 +832,13 @@ pub fn to_litmus(
             let _ = writeln!(s, "# expect reference: clean");
         }
         match property {
-            Property::Verdict(l) if l == "diverged_within_contract" => {
-                let _ = writeln!(s, "# expect {policy}: within-contract");
-            }
-            Property::Verdict(_) => {
+            Property::Verdict(Verdict::ContractBreach) => {
                 if let Some(f) = &e.breach_field {
-                    let _ = writeln!(s, "# expect {policy}: breach {f}");
+                    let _ = writeln!(s, "# expect {policy}: {} {f}", Verdict::ContractBreach);
                 }
+            }
+            Property::Verdict(v) => {
+                let _ = writeln!(s, "# expect {policy}: {v}");
             }
             Property::CounterDiffers(c) => {
                 let _ = writeln!(s, "# check {policy}: {c} != reference");

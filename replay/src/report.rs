@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::differ::{Outcome, Verdict};
+use crate::differ::Comparison;
 use crate::engine::{PolicyRun, TraceRun};
 
 /// Violations listed per policy in JSON and text (all are counted).
@@ -24,7 +24,7 @@ pub struct Report<'a> {
     pub mode: &'a str,
     pub nr_cpus: u32,
     pub run: &'a TraceRun,
-    pub verdicts: &'a [Verdict],
+    pub verdicts: &'a [Comparison],
     /// Per diverged candidate: the trimmed unified diff of the snapshots at the first
     /// diverging step (or at the end).
     pub diffs: &'a BTreeMap<String, String>,
@@ -105,12 +105,12 @@ impl Report<'_> {
         let mut verdicts = serde_json::Map::new();
         let mut details = serde_json::Map::new();
         for v in self.verdicts {
-            verdicts.insert(v.candidate.clone(), json!(v.label()));
-            details.insert(v.candidate.clone(), json!({ "outcome": v.outcome, "breaches": v.breaches.iter().take(MAX_LISTED_VIOLATIONS).map(|b| b.to_string()).collect::<Vec<_>>(), "breach_count": v.breaches.len() }));
+            verdicts.insert(v.candidate.clone(), json!(v.verdict));
+            details.insert(v.candidate.clone(), json!({ "verdict": v.verdict, "first_difference": v.first_difference, "not_comparable": v.not_comparable, "breaches": v.breaches.iter().take(MAX_LISTED_VIOLATIONS).map(|b| b.to_string()).collect::<Vec<_>>(), "breach_count": v.breaches.len() }));
             // Issue 14 item 4: how far the verdict's evidence reaches (`unsampled.rs`).
             if let Some(d) = details.get_mut(&v.candidate).and_then(Value::as_object_mut) {
                 let u = self.unsampled(&v.candidate);
-                d.insert("depends_on_unsampled".into(), json!(u.marks(v.label())));
+                d.insert("depends_on_unsampled".into(), json!(u.marks(v.verdict.as_str())));
                 d.insert("unsampled".into(), json!(u));
             }
         }
@@ -281,37 +281,13 @@ impl Report<'_> {
             let _ = writeln!(s, "verdicts: no candidates");
         }
         for v in self.verdicts {
-            let _ = write!(s, "verdict {}: {}", v.candidate, v.label());
-            match &v.outcome {
-                Outcome::Same => {}
-                Outcome::Diverged {
-                    first_step,
-                    field,
-                    reference,
-                    candidate,
-                    allowed_by_contract,
-                } => {
-                    let at = first_step.map_or_else(
-                        || "at the end".to_string(),
-                        |st| format!("first at op {st}"),
-                    );
-                    let _ = write!(
-                        s,
-                        " ({at}: {field}: reference {reference}, candidate {candidate}; {})",
-                        if *allowed_by_contract {
-                            "allowed by the contract"
-                        } else {
-                            "NOT allowed by the contract"
-                        }
-                    );
-                }
-                Outcome::NotComparable { reason } => {
-                    let _ = write!(s, " ({reason})");
-                }
+            let _ = write!(s, "verdict {}: {}", v.candidate, v.verdict);
+            if let Some(d) = v.detail() {
+                let _ = write!(s, " ({d})");
             }
             s.push('\n');
             let u = self.unsampled(&v.candidate);
-            if u.marks(v.label()) {
+            if u.marks(v.verdict.as_str()) {
                 let _ = writeln!(s, "  {}", u.text());
             }
             for b in v.breaches.iter().take(10) {

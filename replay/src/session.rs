@@ -14,7 +14,7 @@ use mmreplay_candidates::BoxedEngine;
 use mmreplay_reference::op::Op;
 use mmreplay_reference::profile::{CpumaskMode, KernelProfile, LruKind};
 
-use crate::differ::{self, Verdict};
+use crate::differ::{self, Comparison};
 use crate::engine::{self, EngineConfig, TraceRun};
 use crate::input_report::{FactSource, Filters, InputReport, LostTracker, SidecarFacts};
 use crate::lower::{LowerOptions, Lowering};
@@ -108,7 +108,7 @@ pub struct SessionResult {
     pub format: String,
     pub nr_cpus: u32,
     pub run: TraceRun,
-    pub verdicts: Vec<Verdict>,
+    pub verdicts: Vec<Comparison>,
     pub diffs: BTreeMap<String, String>,
     /// What the run read and assumed about its input (lost events, unparsed lines, filters).
     pub input: InputReport,

@@ -219,7 +219,7 @@ fn validator_rejects_what_the_schema_forbids() {
     verdict["verdicts"]["lookaround"] = "Same".into();
     assert!(!validate(&s, &verdict).is_empty());
     let mut outcome = good.clone();
-    outcome["verdict_details"]["lookaround"]["outcome"] = serde_json::json!("Same");
+    outcome["verdict_details"]["lookaround"]["verdict"] = serde_json::json!("diverged");
     assert!(!validate(&s, &outcome).is_empty());
     let mut string_number = good.clone();
     string_number["records"] = "9976".into();

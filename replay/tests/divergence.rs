@@ -4,7 +4,6 @@
 //! capture: every candidate follows the reference's reclaim victims (none skipped), keeps its
 //! lockstep contract, and the result does not depend on chunking or parallelism.
 
-use mmreplay::differ::Outcome;
 use mmreplay::engine::EngineConfig;
 use mmreplay::report::Report;
 use mmreplay::session::{self, SessionOptions, SessionResult};
@@ -28,11 +27,9 @@ fn first_step(hash_every: u64) -> (Option<u64>, String, String) {
     };
     let r = session::run(Some(&capture()), &o, |_, _| {}).expect("replay");
     let v = r.verdicts.first().expect("one candidate");
-    match &v.outcome {
-        Outcome::Diverged {
-            first_step, field, ..
-        } => (*first_step, field.clone(), v.label().to_string()),
-        other => panic!("expected a divergence, got {other:?}"),
+    match &v.first_difference {
+        Some(d) => (d.first_step, d.field.clone(), v.verdict.to_string()),
+        None => panic!("expected a divergence, got {v:?}"),
     }
 }
 
@@ -102,16 +99,12 @@ fn lockstep_imposes_reference_victims_on_the_reclaim_capture() {
             .lockstep
             .as_ref()
             .expect("lockstep counts on every candidate");
-        println!("{}: {l:?} -> {}", p.name, v.label());
+        println!("{}: {l:?} -> {}", p.name, v.verdict);
         assert!(l.reclaim_ops > 0 && l.victims_imposed > 0, "{l:?}");
         assert_eq!((l.victims_skipped, l.victims_extra), (0, 0), "{}", p.name);
         assert_eq!(p.counters.evictions, reference.counters.evictions);
         assert_eq!(p.counters.max_seq_incs, reference.counters.max_seq_incs);
-        assert!(
-            matches!(v.label(), "same" | "diverged_within_contract"),
-            "{}: {v:?}",
-            p.name
-        );
+        assert!(v.verdict.within_contract(), "{}: {v:?}", p.name);
     }
     // Look-around really ran under the imposed victims: its A-bit tests differ.
     let la = r.run.policies.get(1).expect("lookaround");

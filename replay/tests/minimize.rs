@@ -211,7 +211,7 @@ fn dirty_on_clean_restore_reduces_to_a_clean_migration() {
     let r = reduce(
         "e-migrate-young-dirty.litmus",
         "negative:dirty-on-clean-restore",
-        Property::Verdict("contract_breach".into()),
+        Property::Verdict(mmreplay_candidates::Verdict::ContractBreach),
     );
     assert_known_shape(&r, &["migrate"]);
 }
@@ -221,7 +221,7 @@ fn promote_without_clear_reduces_to_a_lookaround_reclaim() {
     let r = reduce(
         "g-lookaround-promote-control.litmus",
         "negative:promote-without-clear",
-        Property::Verdict("contract_breach".into()),
+        Property::Verdict(mmreplay_candidates::Verdict::ContractBreach),
     );
     assert_known_shape(&r, &["reclaim"]);
 }

@@ -9,7 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mmreplay");
-const POLICIES: [&str; 4] = ["reference", "lookaround", "ad-preserve", "batched-unshare"];
+/// The policies `report` replays by default: the registry's list (a new candidate gets its
+/// lines as soon as its registry line exists).
+fn policies() -> Vec<&'static str> {
+    mmreplay_candidates::registry::default_list()
+        .split(',')
+        .collect()
+}
 
 fn corpus(name: &str) -> String {
     format!("{}/../corpus/captures/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -47,7 +53,7 @@ fn report_is_self_contained_deterministic_and_complete() {
         assert!(!a.contains(bad), "the page references `{bad}`");
     }
     for (counter, _) in mmreplay::html::SERIES {
-        for p in POLICIES {
+        for p in policies() {
             let needle = format!("data-series=\"{counter}\" data-policy=\"{p}\"");
             assert!(a.contains(&needle), "no line {needle}");
         }
@@ -146,7 +152,7 @@ fn report_renders_in_headless_chromium() {
         .collect();
     assert!(console.is_empty(), "console output: {console:#?}");
     // The inline script ran and found one line per policy for every chart.
-    let expected = mmreplay::html::SERIES.len() * POLICIES.len();
+    let expected = mmreplay::html::SERIES.len() * policies().len();
     assert!(
         dom.contains(&format!("data-ok=\"1\" data-series=\"{expected}\"")),
         "status: {:?}",
@@ -154,7 +160,7 @@ fn report_renders_in_headless_chromium() {
             .nth(1)
             .map(|s| s.chars().take(120).collect::<String>())
     );
-    for p in POLICIES {
+    for p in policies() {
         assert!(dom.contains(&format!("data-series=\"evictions\" data-policy=\"{p}\"")));
     }
     assert!(dom.contains("data-verdict=\"lookaround\""));

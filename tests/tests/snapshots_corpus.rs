@@ -1,5 +1,5 @@
 //! insta snapshot regression tests over every real capture in `corpus/captures/*.trace.zst`
-//! and the policies reference, lookaround, ad-preserve, batched-unshare and all: one snapshot
+//! and every policy of the registry (`registry::POLICIES`, reference first): one snapshot
 //! per (capture × policy) holding a compact YAML summary (non-zero counters, contract verdict
 //! vs the reference, first violations with their step, snapshot hash, unplaced counts, ops, a
 //! small state digest). Each capture is replayed once through the replay crate's library API
@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use mmreplay::differ::{self, Verdict};
+use mmreplay::differ::{self, Comparison};
 use mmreplay::engine::{self, EngineConfig, TraceRun};
 use mmreplay::lower::LowerOptions;
 use mmreplay::session::{self, DEFAULT_CPUS};
@@ -117,7 +117,7 @@ fn specs() -> Vec<PolicySpec> {
 }
 
 /// The verdict of policy `i` of `r` against policy 0 (the reference), with `spec`'s contract.
-fn verdict(r: &Replayed, i: usize, spec: &PolicySpec) -> Option<Verdict> {
+fn verdict(r: &Replayed, i: usize, spec: &PolicySpec) -> Option<Comparison> {
     let reference = r.run.policies.first()?;
     let cand = r.run.policies.get(i)?;
     let contract = spec.contract(MODE, &r.profile);
@@ -141,7 +141,7 @@ fn map_block(out: &mut String, key: &str, m: &BTreeMap<String, u64>) {
 }
 
 /// The compact YAML summary of policy `i` of a replay.
-fn render(capture: &str, r: &Replayed, i: usize, v: Option<&Verdict>) -> String {
+fn render(capture: &str, r: &Replayed, i: usize, v: Option<&Comparison>) -> String {
     let mut o = String::new();
     let Some(p) = r.run.policies.get(i) else {
         return format!("missing policy {i}\n");
@@ -167,9 +167,9 @@ fn render(capture: &str, r: &Replayed, i: usize, v: Option<&Verdict>) -> String 
             let _ = writeln!(o, "verdict: reference");
         }
         Some(v) => {
-            let _ = writeln!(o, "verdict: {}", v.label());
-            if let differ::Outcome::Diverged { field, .. } = &v.outcome {
-                let _ = writeln!(o, "first_difference: {}", yaml_str(field));
+            let _ = writeln!(o, "verdict: {}", v.verdict);
+            if let Some(d) = &v.first_difference {
+                let _ = writeln!(o, "first_difference: {}", yaml_str(&d.field));
             }
             let _ = writeln!(o, "breaches: {}", v.breaches.len());
             for b in v.breaches.iter().take(SHOWN_BREACHES) {
@@ -265,8 +265,9 @@ fn summarize(capture: &str, specs: &[PolicySpec]) -> PerPolicy {
     for (i, spec) in specs.iter().enumerate() {
         let v = if i == 0 { None } else { verdict(&r, i, spec) };
         let violations = r.run.policies.get(i).map_or(0, |p| p.violation_count);
-        let label = v.as_ref().map_or("reference", |v| v.label());
-        let problem = (violations > 0 || label == "contract_breach" || label == "not_comparable")
+        let within = v.as_ref().is_none_or(|v| v.verdict.within_contract());
+        let label = v.as_ref().map_or("reference", |v| v.verdict.as_str());
+        let problem = (violations > 0 || !within)
             .then(|| format!("{label}, {violations} invariant violations"));
         out.insert(
             spec.name().to_string(),

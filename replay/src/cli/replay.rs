@@ -13,6 +13,7 @@ use mmreplay::kernel::{KernelChoice, KernelError};
 use mmreplay::report::Report;
 use mmreplay::session::{self, SessionOptions, SessionResult};
 use mmreplay_candidates::contract::Mode;
+use mmreplay_candidates::verdict::Verdict;
 use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -270,7 +271,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .collect();
     let mut code = 0u8;
     // The default run's verdicts per bundled capture, for the footer.
-    let mut defaults: Vec<Vec<mmreplay::differ::Verdict>> = Vec::new();
+    let mut defaults: Vec<Vec<mmreplay::differ::Comparison>> = Vec::new();
     for (r, (_, o)) in results.into_iter().zip(&per_input) {
         let lru_name = match session::effective_lru(o) {
             mmreplay_reference::profile::LruKind::Classic => "classic",
@@ -329,10 +330,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             );
             code = code.max(2);
         }
-        let breach = r
-            .verdicts
-            .iter()
-            .any(|v| v.label() != "same" && v.label() != "diverged_within_contract");
+        let breach = r.verdicts.iter().any(|v| !v.verdict.within_contract());
         let violations = r.run.policies.iter().any(|p| p.violation_count > 0);
         if breach || violations {
             code = code.max(1);
@@ -346,10 +344,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 
 /// The footer of the default run (the bundled captures, in `default_inputs` order): where to
 /// look next.
-fn what_next(runs: &[Vec<mmreplay::differ::Verdict>]) -> String {
+fn what_next(runs: &[Vec<mmreplay::differ::Comparison>]) -> String {
     let diverged = runs
         .first()
-        .and_then(|v| v.iter().find(|v| v.label() != "same"))
+        .and_then(|v| v.iter().find(|v| v.verdict != Verdict::Same))
         .map_or("batched-unshare", |v| v.candidate.as_str());
     let rows = [
         (
@@ -373,7 +371,7 @@ fn what_next(runs: &[Vec<mmreplay::differ::Verdict>]) -> String {
     // names that capture's path, since `minimize` without one takes the first.
     if runs.get(1).is_some_and(|v| {
         v.iter()
-            .any(|v| v.candidate == "lookaround" && v.label() != "same")
+            .any(|v| v.candidate == "lookaround" && v.verdict != Verdict::Same)
     }) {
         rows.insert(
             2,
