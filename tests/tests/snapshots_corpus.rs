@@ -320,6 +320,7 @@ snapshot_tests! {
     "gcc-hello" => gcc_hello,
     "hugetlb-fork" => hugetlb_fork,
     "hugetlb-share-conc" => hugetlb_share_conc,
+    "k61-compact-written" => k61_compact_written,
     "k61-compaction" => k61_compaction,
     "k61-hotset-classic" => k61_hotset_classic,
     "k61-hotset-mglru" => k61_hotset_mglru,
