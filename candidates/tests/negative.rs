@@ -30,6 +30,8 @@ fn run<P: Policy>(
     for (i, op) in ops.iter().enumerate() {
         let r = m.apply(op);
         assert!(r.is_ok(), "op {i} {op:?} failed: {r:?}");
+        // The incremental checkpoint hash stays exact in broken models too (phash.rs).
+        assert_eq!(m.checkpoint_hash(), m.progress_hash(), "op {i} {op:?}");
     }
     m.finish();
     (m.counters().clone(), m.snapshot(), m.violations().to_vec())

@@ -1,6 +1,7 @@
 //! Micro-benchmark: model ops/s on a random op mix (one core), beside baselines measured in the
 //! same run: (a) iterating over the ops doing only a trivial match (the cost of feeding ops),
-//! (b) generating the ops. Run: `cargo bench -p mmreplay-reference --features testing`.
+//! (b) generating the ops; and the engine loop with checkpoint hashes, incremental vs full walk.
+//! Run: `cargo bench -p mmreplay-reference --features testing`.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -63,8 +64,35 @@ fn run(mix: &str, cfg: GenConfig, n: usize) {
         best = best.min(t.elapsed().as_secs_f64());
         model = Some(m);
     }
+    // The replay engine's loop: apply, and a checkpoint hash every 1024 ops, incremental
+    // (`checkpoint_hash`, what the engine uses) vs the full walk (`progress_hash`), same run.
+    let mut with_ckpt = [f64::MAX; 2];
+    for _ in 0..3 {
+        for (k, incremental) in [(0usize, true), (1, false)] {
+            let mut m = Model::new(KernelProfile::default(), Reference);
+            let mut h = 0u64;
+            let t = Instant::now();
+            for (i, op) in ops.iter().enumerate() {
+                let _ = m.apply(op);
+                if (i + 1) % 1024 == 0 {
+                    h ^= if incremental {
+                        m.checkpoint_hash()
+                    } else {
+                        m.progress_hash()
+                    };
+                }
+            }
+            black_box(h);
+            with_ckpt[k] = with_ckpt[k].min(t.elapsed().as_secs_f64());
+        }
+    }
     let len = ops.len() as f64;
     println!("ops in mix:               {}", ops.len());
+    println!(
+        "apply + checkpoint/1024:  {:>8.1} M ops/s incremental, {:>8.1} M ops/s full walk (best of 3)",
+        len / with_ckpt[0] / 1e6,
+        len / with_ckpt[1] / 1e6
+    );
     println!(
         "generate ops:             {:>8.1} M ops/s",
         len / gen_s / 1e6
@@ -106,6 +134,25 @@ fn run(mix: &str, cfg: GenConfig, n: usize) {
         black_box(h);
         println!(
             "state_hash (final state):  {:>8.1} us/call",
+            t.elapsed().as_secs_f64() / f64::from(reps) * 1e6
+        );
+        let t = Instant::now();
+        let mut h = 0u64;
+        for _ in 0..reps {
+            h ^= black_box(&m).progress_hash();
+        }
+        black_box(h);
+        println!(
+            "progress_hash full walk:   {:>8.1} us/call",
+            t.elapsed().as_secs_f64() / f64::from(reps) * 1e6
+        );
+        let t = Instant::now();
+        for _ in 0..reps {
+            h ^= black_box(&mut m).checkpoint_hash();
+        }
+        black_box(h);
+        println!(
+            "checkpoint_hash, nothing changed: {:>8.1} us/call",
             t.elapsed().as_secs_f64() / f64::from(reps) * 1e6
         );
         m.finish();

@@ -100,6 +100,8 @@ pub trait Engine {
     fn state_hash(&self) -> u64;
     /// `Model::progress_hash`: cheap, for comparisons within one run.
     fn progress_hash(&self) -> u64;
+    /// `Model::checkpoint_hash`: the same value, incrementally (what checkpoints use).
+    fn checkpoint_hash(&mut self) -> u64;
     /// `Model::finish` (full invariant scan).
     fn finish(&mut self);
     /// `Model::steps`.
@@ -142,6 +144,9 @@ impl<P: Policy> Engine for Model<P> {
     }
     fn progress_hash(&self) -> u64 {
         Model::progress_hash(self)
+    }
+    fn checkpoint_hash(&mut self) -> u64 {
+        Model::checkpoint_hash(self)
     }
     fn finish(&mut self) {
         Model::finish(self)

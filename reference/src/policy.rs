@@ -26,7 +26,7 @@ pub struct YoungPteCtx<'a> {
     /// Virtual address of `ptes[0]`.
     pub(crate) base: u64,
     pub(crate) ptes: &'a mut [Pte; 512],
-    pub(crate) folios: &'a mut [Folio],
+    pub(crate) folios: &'a mut crate::model::phash::Tracked<Folio>,
     pub(crate) lru: &'a mut Lru,
     pub(crate) c: &'a mut Counters,
 }

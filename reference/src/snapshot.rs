@@ -324,12 +324,33 @@ impl Snapshot {
             for t in &m.hugetlb_tables {
                 h.hugetlb_table(t);
             }
+            // PTEs by 2 MiB region (one PTE table or one huge leaf), as the model keeps them.
+            let mut group: Option<(u64, u64, u64)> = None;
             for p in &m.ptes {
-                h.pte(p);
+                let base = p.va & !(PTE_GROUP_SIZE - 1);
+                let w = ProgressHasher::pte_word(p.va - base, &p.state, p.huge);
+                group = match group {
+                    Some((b, n, s)) if b == base => Some((b, n + 1, s.wrapping_add(w))),
+                    Some((b, n, s)) => {
+                        h.pte_group(b, n, s);
+                        Some((base, 1, w))
+                    }
+                    None => Some((base, 1, w)),
+                };
+            }
+            if let Some((b, n, s)) = group {
+                h.pte_group(b, n, s);
             }
         }
+        let mut groups: std::collections::BTreeMap<Option<u64>, (u64, u64)> = Default::default();
         for f in &self.folios {
-            h.folio(&f.key());
+            let k = f.key();
+            let e = groups.entry(k.lru_age).or_default();
+            e.0 += 1;
+            e.1 = e.1.wrapping_add(ProgressHasher::folio_word(&k));
+        }
+        for (age, (n, s)) in groups {
+            h.folio_group(age, n, s);
         }
         for (id, content) in &self.swap {
             h.swap(*id, *content);
@@ -458,14 +479,22 @@ impl From<VmaKey<'_>> for VmaSnap {
     }
 }
 
+/// Bytes of address space one PTE group covers: a PTE table's 2 MiB (or one hugetlb leaf).
+pub const PTE_GROUP_SIZE: u64 = 1 << 21;
+
 /// Combines snapshot facts into the progress hash. Ordered facts (CPUs, mms by id, each mm's
-/// VMAs and PTEs by address) go through one running hasher; unordered ones (folios, swap
-/// slots, hugetlb tables) are summed, so the model can feed them in arena order.
+/// VMAs by address) go through one running hasher; the rest are sums of per-fact words, so a
+/// model can keep them incrementally (`model/phash.rs`): PTEs are summed per 2 MiB group
+/// (a PTE table, or a hugetlb leaf) and the groups per mm; folios are summed per LRU age (so
+/// a generation change re-mixes a handful of group sums, not every folio); swap slots, and
+/// hugetlb tables per mm, are plain sums. Equal snapshots give equal values; a sum can only
+/// collide by chance (64-bit words, mixed before summing).
 pub struct ProgressHasher {
     ordered: crate::hash::FxHasher,
     folios: u64,
     swap: u64,
     tables: u64,
+    ptes: u64,
 }
 
 fn fx_one<T: std::hash::Hash>(t: &T) -> u64 {
@@ -474,6 +503,19 @@ fn fx_one<T: std::hash::Hash>(t: &T) -> u64 {
     t.hash(&mut h);
     // Spread the low bits: sums of Fx outputs would otherwise cancel too easily.
     h.finish().wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5bd1_e995
+}
+
+/// A group (key, number of members, sum of member words) as one word to be summed.
+fn mix_group(tag: u64, key: u64, n: u64, sum: u64) -> u64 {
+    use std::hash::Hasher;
+    let mut h = crate::hash::FxHasher::default();
+    h.write_u64(tag);
+    h.write_u64(key);
+    h.write_u64(n);
+    h.write_u64(sum);
+    // A second round: the group sum is itself a sum, keep it from cancelling linearly.
+    let x = h.finish();
+    (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (x >> 32)
 }
 
 impl ProgressHasher {
@@ -487,6 +529,7 @@ impl ProgressHasher {
             folios: 0,
             swap: 0,
             tables: 0,
+            ptes: 0,
         }
     }
     /// One CPU, in CPU order.
@@ -494,10 +537,10 @@ impl ProgressHasher {
         use std::hash::Hash;
         c.hash(&mut self.ordered);
     }
-    /// Start an mm (mms in id order); its VMAs, hugetlb tables and PTEs follow.
+    /// Start an mm (mms in id order); its VMAs, hugetlb tables and PTE groups follow.
     pub fn mm(&mut self, id: MmId, rss: [i64; 3], nr_pmds: i64, cpumask: u64) {
         use std::hash::Hash;
-        self.flush_tables();
+        self.flush_mm();
         (0xfeu8, id, rss, nr_pmds, cpumask).hash(&mut self.ordered);
     }
     /// A VMA of the current mm, by start.
@@ -509,13 +552,12 @@ impl ProgressHasher {
     pub fn hugetlb_table(&mut self, t: &PmdTableSnap) {
         self.tables = self.tables.wrapping_add(fx_one(t));
     }
-    /// A PTE of the current mm, by address.
-    pub fn pte(&mut self, p: &PteSnap) {
-        // Packed into three words by hand, as `folio`: the derived `Hash` fed nine small
-        // writes per PTE and was the hottest function of a replay's checkpoints.
+    /// The word of one PTE at `offset` bytes into its 2 MiB group. Packed into words by hand:
+    /// the derived `Hash` fed nine small writes per PTE.
+    pub fn pte_word(offset: u64, state: &PteState, huge: bool) -> u64 {
         use std::hash::Hasher;
         let b = u64::from;
-        let (tag, folio, bits) = match p.state {
+        let (tag, folio, bits) = match *state {
             PteState::Present {
                 folio,
                 write,
@@ -531,14 +573,18 @@ impl ProgressHasher {
             PteState::Swap { folio, exclusive } => (3, folio.0, b(exclusive)),
             PteState::Migration { folio, write } => (4, folio.0, b(write)),
         };
-        self.ordered.write_u64(p.va);
-        self.ordered.write_u64(folio);
-        self.ordered
-            .write_u64(0xf2 << 56 | tag << 8 | bits << 1 | b(p.huge));
+        let mut h = crate::hash::FxHasher::default();
+        h.write_u64(folio);
+        h.write_u64(offset << 12 | tag << 8 | bits << 1 | b(huge));
+        h.finish().wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5bd1_e995
     }
-    /// A live folio, any order. Packed into words by hand: the derived `Hash` (a `str`, a
-    /// dozen small fields) made this the hottest function of a replay.
-    pub fn folio(&mut self, f: &FolioKey<'_>) {
+    /// The PTEs of the current mm in the 2 MiB group at `base`: `n` of them (n > 0) whose
+    /// [`pte_word`](Self::pte_word)s sum to `sum`. Groups in any order.
+    pub fn pte_group(&mut self, base: u64, n: u64, sum: u64) {
+        self.ptes = self.ptes.wrapping_add(mix_group(0xf2, base, n, sum));
+    }
+    /// The word of a live folio, without its LRU age (which groups it).
+    pub fn folio_word(f: &FolioKey<'_>) -> u64 {
         use std::hash::Hasher;
         let b = u64::from;
         let kind = f.kind.as_bytes();
@@ -548,8 +594,7 @@ impl ProgressHasher {
             | b(f.swapcache) << 3
             | b(f.referenced) << 4
             | b(f.workingset) << 5
-            | b(f.file.is_some()) << 6
-            | b(f.lru_age.is_some()) << 7;
+            | b(f.file.is_some()) << 6;
         let mut h = crate::hash::FxHasher::default();
         h.write_u64(f.id.0);
         h.write_u64(f.content);
@@ -561,29 +606,46 @@ impl ProgressHasher {
                 | flags << 48
                 | u64::from(kind.first().copied().unwrap_or(0)) << 56,
         );
-        h.write_u64(f.lru_age.unwrap_or(0) ^ (kind.len() as u64) << 58);
+        h.write_u64(kind.len() as u64);
         if let Some((file, index)) = f.file {
             h.write_u64(file.0);
             h.write_u64(index);
         }
-        let v = h.finish().wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5bd1_e995;
-        self.folios = self.folios.wrapping_add(v);
+        h.finish().wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5bd1_e995
+    }
+    /// The live folios of one LRU age (`None`: not on an LRU): `n` of them (n > 0) whose
+    /// [`folio_word`](Self::folio_word)s sum to `sum`. Each age once, in any order.
+    pub fn folio_group(&mut self, age: Option<u64>, n: u64, sum: u64) {
+        let key = age.map_or(u64::MAX, |a| a.min(u64::MAX - 1));
+        self.folios = self.folios.wrapping_add(mix_group(0xf6, key, n, sum));
     }
     /// A swapped-out page, any order.
     pub fn swap(&mut self, id: FolioId, content: u64) {
-        self.swap = self.swap.wrapping_add(fx_one(&(id, content)));
+        self.swap = self.swap.wrapping_add(Self::swap_word(id, content));
     }
-    fn flush_tables(&mut self) {
+    /// The word [`swap`](Self::swap) adds.
+    pub fn swap_word(id: FolioId, content: u64) -> u64 {
+        fx_one(&(id, content))
+    }
+    /// Swap words summed elsewhere (in any order), as if each had been given to `swap`.
+    pub fn swap_sum(&mut self, sum: u64) {
+        self.swap = self.swap.wrapping_add(sum);
+    }
+    fn flush_mm(&mut self) {
         use std::hash::Hash;
         if self.tables != 0 {
             (0xf3u8, self.tables).hash(&mut self.ordered);
             self.tables = 0;
         }
+        if self.ptes != 0 {
+            (0xf5u8, self.ptes).hash(&mut self.ordered);
+            self.ptes = 0;
+        }
     }
     /// The hash.
     pub fn finish(mut self) -> u64 {
         use std::hash::{Hash, Hasher};
-        self.flush_tables();
+        self.flush_mm();
         (0xf4u8, self.folios, self.swap).hash(&mut self.ordered);
         self.ordered.finish()
     }

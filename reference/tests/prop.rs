@@ -63,6 +63,25 @@ proptest! {
     }
 
     #[test]
+    fn checkpoint_hash_is_the_full_progress_hash(
+        ops in arb_ops_with(GenConfig { nr_cpus: 4, max_mms: 4 }, 200),
+        every in 1usize..8,
+    ) {
+        // The incremental hash (model/phash.rs) after runs of 1..8 ops between checkpoints
+        // must equal the walk over the whole state, and the snapshot's, for both LRUs.
+        for lru in [mmreplay_reference::profile::LruKind::Mglru { min_ttl_ms: 0 }, mmreplay_reference::profile::LruKind::Classic] {
+            let mut m = Model::new(KernelProfile { lru, ..profile() }, Reference);
+            for (i, op) in ops.iter().enumerate() {
+                let _ = m.apply(op);
+                if i % every == 0 {
+                    prop_assert_eq!(m.checkpoint_hash(), m.progress_hash(), "after op {} {:?}", i, op);
+                }
+            }
+            prop_assert_eq!(m.checkpoint_hash(), m.snapshot().progress_hash());
+        }
+    }
+
+    #[test]
     fn profiles_k61_trim_no_rcu_never_violate(ops in arb_ops_with(GenConfig { nr_cpus: 3, max_mms: 3 }, 150)) {
         let p = KernelProfile {
             base: mmreplay_reference::Base::K61,

@@ -120,8 +120,10 @@ pub fn error_kind(e: &ModelError) -> &'static str {
 
 struct Slot {
     engine: BoxedEngine,
-    errors: BTreeMap<String, u64>,
-    outcomes: BTreeMap<String, u64>,
+    /// (op name, error kind) → count; `PolicyRun::model_errors` names them `op:kind`.
+    error_counts: BTreeMap<(&'static str, &'static str), u64>,
+    /// (op name, suffix) → count; `PolicyRun::outcomes` names them `op_suffix`.
+    outcome_counts: BTreeMap<(&'static str, &'static str), u64>,
     checkpoints: Vec<u64>,
     lockstep: Option<LockstepCounts>,
 }
@@ -174,35 +176,24 @@ impl Slot {
                 }
                 _ => self.engine.apply(op),
             };
-            match r {
-                Ok(OpOutcome::Segv) => {
-                    *self
-                        .outcomes
-                        .entry(format!("{}_segv", op.name()))
-                        .or_insert(0) += 1
-                }
-                Ok(OpOutcome::Ignored) => {
-                    *self
-                        .outcomes
-                        .entry(format!("{}_ignored", op.name()))
-                        .or_insert(0) += 1
-                }
-                Ok(OpOutcome::MigrationAborted) => {
-                    *self
-                        .outcomes
-                        .entry("migration_aborted".to_string())
-                        .or_insert(0) += 1
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    *self
-                        .errors
-                        .entry(format!("{}:{}", op.name(), error_kind(&e)))
-                        .or_insert(0) += 1
-                }
+            // Counted under static keys (no allocation per op); named at the end.
+            let key = match &r {
+                Ok(OpOutcome::Segv) => Some((op.name(), "_segv")),
+                Ok(OpOutcome::Ignored) => Some((op.name(), "_ignored")),
+                Ok(OpOutcome::MigrationAborted) => Some(("migration_aborted", "")),
+                Ok(_) => None,
+                Err(e) => Some((op.name(), error_kind(e))),
+            };
+            if let Some(k) = key {
+                let map = if r.is_ok() {
+                    &mut self.outcome_counts
+                } else {
+                    &mut self.error_counts
+                };
+                *map.entry(k).or_insert(0) += 1;
             }
             if hash_every > 0 && self.engine.steps() % hash_every == 0 {
-                self.checkpoints.push(self.engine.progress_hash());
+                self.checkpoints.push(self.engine.checkpoint_hash());
             }
         }
     }
@@ -239,8 +230,8 @@ pub fn run_sampled<E: Send>(
         .enumerate()
         .map(|(i, engine)| Slot {
             engine,
-            errors: BTreeMap::new(),
-            outcomes: BTreeMap::new(),
+            error_counts: BTreeMap::new(),
+            outcome_counts: BTreeMap::new(),
             checkpoints: Vec::new(),
             lockstep: (cfg.lockstep && i > 0).then(LockstepCounts::default),
         })
@@ -351,8 +342,14 @@ fn finish_all(slots: &mut [Slot]) -> Vec<PolicyRun> {
                 counters: s.engine.counters().clone(),
                 violations: s.engine.violations().to_vec(),
                 violation_count: s.engine.violation_count(),
-                model_errors: std::mem::take(&mut s.errors),
-                outcomes: std::mem::take(&mut s.outcomes),
+                model_errors: std::mem::take(&mut s.error_counts)
+                    .into_iter()
+                    .map(|((op, kind), n)| (format!("{op}:{kind}"), n))
+                    .collect(),
+                outcomes: std::mem::take(&mut s.outcome_counts)
+                    .into_iter()
+                    .map(|((a, b), n)| (format!("{a}{b}"), n))
+                    .collect(),
                 snapshot_hash: snapshot.state_hash(),
                 snapshot,
                 checkpoints: std::mem::take(&mut s.checkpoints),
@@ -485,8 +482,8 @@ pub fn run_ops(
         .enumerate()
         .map(|(i, engine)| Slot {
             engine,
-            errors: BTreeMap::new(),
-            outcomes: BTreeMap::new(),
+            error_counts: BTreeMap::new(),
+            outcome_counts: BTreeMap::new(),
             checkpoints: Vec::new(),
             lockstep: (cfg.lockstep && i > 0).then(LockstepCounts::default),
         })
@@ -586,7 +583,7 @@ pub fn first_divergence(
         let i = i as u64;
         let _ = a.apply(&op);
         let _ = b.apply(&op);
-        if due(i, skip, every) && a.progress_hash() != b.progress_hash() {
+        if due(i, skip, every) && a.checkpoint_hash() != b.checkpoint_hash() {
             return Some((i, a.snapshot(), b.snapshot()));
         }
     }
@@ -609,7 +606,7 @@ pub fn first_divergence_lockstep(
             Some(s) => candidate.apply_imposed(&op, s).0,
             None => candidate.apply(&op),
         };
-        if due(i, skip, every) && reference.progress_hash() != candidate.progress_hash() {
+        if due(i, skip, every) && reference.checkpoint_hash() != candidate.checkpoint_hash() {
             return Some((i, reference.snapshot(), candidate.snapshot()));
         }
     }

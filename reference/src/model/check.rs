@@ -173,7 +173,7 @@ impl<P: Policy> Model<P> {
     }
 }
 
-fn vma_key(v: &Vma) -> VmaKey<'static> {
+pub(super) fn vma_key(v: &Vma) -> VmaKey<'static> {
     VmaKey {
         start: v.start,
         end: v.end,
@@ -189,7 +189,7 @@ fn vma_key(v: &Vma) -> VmaKey<'static> {
     }
 }
 
-fn hugetlb_tables<'a, P: Policy>(
+pub(super) fn hugetlb_tables<'a, P: Policy>(
     m: &'a Model<P>,
     mm: &'a Mm,
 ) -> impl Iterator<Item = PmdTableSnap> + 'a {
@@ -238,29 +238,12 @@ fn pte_snap<P: Policy>(m: &Model<P>, va: u64, loc: Loc) -> Option<PteSnap> {
 
 fn folio_key<P: Policy>(m: &Model<P>, f: &Folio) -> FolioKey<'static> {
     FolioKey {
-        id: f.id,
-        kind: if f.is_anon() { "anon" } else { "file" },
-        file: match f.kind {
-            FolioKind::File { file, index } => Some((crate::op::FileId(file), index)),
-            FolioKind::Anon => None,
-        },
-        order: f.order,
-        anon_exclusive: f.is_anon() && f.pae,
-        dirty: f.dirty,
-        swapbacked: f.swapbacked,
-        swapcache: f.swapcache.is_some(),
-        mapcount: f.mapcount,
-        refcount: f.refcount,
-        pincount: f.pincount,
         lru_age: f.on_lru.then(|| m.lru.max_seq.saturating_sub(f.seq)),
-        lru_type: f.lru_type,
-        referenced: f.referenced,
-        workingset: f.workingset,
-        content: f.content,
+        ..folio_key_no_age(f)
     }
 }
 
-fn cpu_snaps<P: Policy>(m: &Model<P>) -> impl Iterator<Item = CpuSnap> + '_ {
+pub(super) fn cpu_snaps<P: Policy>(m: &Model<P>) -> impl Iterator<Item = CpuSnap> + '_ {
     m.cpus.iter().enumerate().map(|(i, c)| CpuSnap {
         cpu: i as u32,
         loaded: c.loaded.and_then(|l| m.mms.get(&l).map(|x| x.id)),
@@ -268,7 +251,7 @@ fn cpu_snaps<P: Policy>(m: &Model<P>) -> impl Iterator<Item = CpuSnap> + '_ {
     })
 }
 
-fn lru_nr_gens<P: Policy>(m: &Model<P>) -> [u64; 2] {
+pub(super) fn lru_nr_gens<P: Policy>(m: &Model<P>) -> [u64; 2] {
     [
         m.lru.max_seq + 1 - m.lru.min_seq[0],
         m.lru.max_seq + 1 - m.lru.min_seq[1],
@@ -324,34 +307,33 @@ pub(crate) fn snapshot<P: Policy>(m: &Model<P>) -> Snapshot {
     }
 }
 
+/// A folio's hashed facts without its LRU age (the progress hash groups folios by age).
+pub(super) fn folio_key_no_age(f: &Folio) -> FolioKey<'static> {
+    FolioKey {
+        id: f.id,
+        kind: if f.is_anon() { "anon" } else { "file" },
+        file: match f.kind {
+            FolioKind::File { file, index } => Some((crate::op::FileId(file), index)),
+            FolioKind::Anon => None,
+        },
+        order: f.order,
+        anon_exclusive: f.is_anon() && f.pae,
+        dirty: f.dirty,
+        swapbacked: f.swapbacked,
+        swapcache: f.swapcache.is_some(),
+        mapcount: f.mapcount,
+        refcount: f.refcount,
+        pincount: f.pincount,
+        lru_age: None,
+        lru_type: f.lru_type,
+        referenced: f.referenced,
+        workingset: f.workingset,
+        content: f.content,
+    }
+}
+
 /// [`Snapshot::progress_hash`] of [`snapshot`], computed from the arenas without building
-/// the snapshot (no allocation beyond one address list, no sorting of folios).
+/// the snapshot and without the incremental caches (`phash.rs`).
 pub(crate) fn progress_hash<P: Policy>(m: &Model<P>) -> u64 {
-    let mut h = ProgressHasher::new(lru_nr_gens(m));
-    for c in cpu_snaps(m) {
-        h.cpu(&c);
-    }
-    let mut locs = Vec::new();
-    for (id, mm) in m.sorted_mms() {
-        h.mm(mm.id, mm.rss, mm.nr_pmds, mm.cpumask);
-        for v in mm.vmas.values() {
-            h.vma(&vma_key(v));
-        }
-        for t in hugetlb_tables(m, mm) {
-            h.hugetlb_table(&t);
-        }
-        m.collect_ptes(id, 0, TASK_SIZE, &mut locs);
-        for &(va, loc) in &locs {
-            if let Some(p) = pte_snap(m, va, loc) {
-                h.pte(&p);
-            }
-        }
-    }
-    for f in m.folios.iter().filter(|f| f.live) {
-        h.folio(&folio_key(m, f));
-    }
-    for x in m.swap.iter().filter(|x| x.live && x.cached.is_none()) {
-        h.swap(x.id, x.content);
-    }
-    h.finish()
+    m.progress_hash_full()
 }

@@ -130,7 +130,7 @@ pub(crate) fn oldest_is_empty(lru: &mut Lru, folios: &[Folio], t: usize) -> bool
 
 /// `inc_min_seq`: move every folio of gen(min_seq[t]) to the next gen (`folio_inc_gen`), then
 /// advance `min_seq[t]`.
-pub(crate) fn inc_min_seq(lru: &mut Lru, folios: &mut [Folio], t: usize) {
+pub(crate) fn inc_min_seq(lru: &mut Lru, folios: &mut super::phash::Tracked<Folio>, t: usize) {
     let Some(&min) = lru.min_seq.get(t) else {
         return;
     };

@@ -9,6 +9,7 @@ pub(crate) mod fault;
 pub(crate) mod hugetlb;
 pub(crate) mod lru;
 pub(crate) mod migrate;
+pub(crate) mod phash;
 pub(crate) mod reclaim;
 pub(crate) mod softdirty;
 pub(crate) mod state;
@@ -118,16 +119,16 @@ pub struct Model<P: Policy> {
     pub(crate) mms: FxHashMap<u32, Mm>,
     pub(crate) pmd_tables: Vec<PmdTable>,
     pub(crate) free_pmd: Vec<u32>,
-    pub(crate) pte_tables: Vec<PteTable>,
+    pub(crate) pte_tables: phash::Tracked<PteTable>,
     pub(crate) free_pte: Vec<u32>,
-    pub(crate) folios: Vec<Folio>,
+    pub(crate) folios: phash::Tracked<Folio>,
     pub(crate) free_folios: Vec<u32>,
     pub(crate) next_folio_id: u64,
     pub(crate) lru: Lru,
     pub(crate) cpus: Vec<CpuState>,
     pub(crate) files: FxHashMap<u64, FileState>,
     pub(crate) next_anon_file: u64,
-    pub(crate) swap: Vec<SwapSlot>,
+    pub(crate) swap: phash::Tracked<SwapSlot>,
     pub(crate) free_swap: Vec<u32>,
     pub(crate) holds: FxHashMap<u64, Hold>,
     pub(crate) pinned: Vec<u32>,
@@ -147,6 +148,8 @@ pub struct Model<P: Policy> {
     pub(crate) thp: thp::ThpState,
     /// PTEs write-protected by soft-dirty clears (`softdirty.rs`; counting only).
     pub(crate) softdirty: softdirty::SoftDirty,
+    /// Caches of the incremental progress hash (`phash.rs`).
+    pub(crate) phash: phash::PHash,
 }
 
 /// Where a PTE lives: a PTE table slot, or a hugetlb leaf in a PMD table.
@@ -183,16 +186,16 @@ impl<P: Policy> Model<P> {
             mms: FxHashMap::default(),
             pmd_tables: Vec::new(),
             free_pmd: Vec::new(),
-            pte_tables: Vec::new(),
+            pte_tables: Default::default(),
             free_pte: Vec::new(),
-            folios: Vec::new(),
+            folios: Default::default(),
             free_folios: Vec::new(),
             next_folio_id: 1,
             lru,
             cpus,
             files: FxHashMap::default(),
             next_anon_file: 1 << 63,
-            swap: Vec::new(),
+            swap: Default::default(),
             free_swap: Vec::new(),
             holds: FxHashMap::default(),
             pinned: Vec::new(),
@@ -204,6 +207,7 @@ impl<P: Policy> Model<P> {
             now_ns: 0,
             thp: thp::ThpState::default(),
             softdirty: softdirty::SoftDirty::default(),
+            phash: phash::PHash::default(),
         }
     }
 
@@ -383,6 +387,14 @@ impl<P: Policy> Model<P> {
     /// values within one build; use it to compare models inside a run, `state_hash` in reports.
     pub fn progress_hash(&self) -> u64 {
         check::progress_hash(self)
+    }
+
+    /// [`progress_hash`](Self::progress_hash), computed incrementally: cost proportional to
+    /// the folios, swap slots and PTE tables changed since the last call plus the PMD tables
+    /// (`model/phash.rs` says why it is always the same value). What the engine's checkpoints
+    /// use.
+    pub fn checkpoint_hash(&mut self) -> u64 {
+        self.checkpoint_hash_incremental()
     }
 
     // ----- internal helpers shared by the op modules -----
@@ -627,6 +639,11 @@ impl<P: Policy> Model<P> {
             return;
         }
         lru::del_folio(&mut self.lru, f);
+        if f.mapcount != 0 || !f.rmap.is_empty() {
+            // A PTE may still name this slot: its table's cached hash would keep the old
+            // identity once the slot is reused (phash.rs).
+            self.phash.all_tables = true;
+        }
         let (tlb_refs, dirty_refs, id) = (f.tlb_refs, f.tlb_dirty_refs, f.id);
         f.live = false;
         f.rmap.clear();

@@ -598,7 +598,7 @@ impl<P: Policy> Model<P> {
                 win_end,
                 base,
                 ptes: &mut tb.ptes,
-                folios: folios.as_mut_slice(),
+                folios,
                 lru,
                 c,
             };
@@ -1040,7 +1040,7 @@ fn suitable_to_scan(total: u64, young: u64) -> bool {
 fn age_walked_pte(
     pp: &mut PresentPte,
     max: u64,
-    folios: &mut [Folio],
+    folios: &mut super::phash::Tracked<Folio>,
     lru: &mut Lru,
     c: &mut crate::counters::Counters,
 ) {
