@@ -172,3 +172,30 @@ fn tlb_hits_a_cached_huge_page_translation() {
     );
     no_violations(&mut m);
 }
+
+/// Kills `rounds < 32` -> `<=` in `reclaim` (MGLRU): a reclaim whose target cannot be met
+/// (the only folio is pinned: `folio_maybe_dma_pinned`, kept by `shrink_folio_list`) gives up
+/// after the model's bound of 32 rounds (aging and eviction rounds alike), not 33.
+#[test]
+fn mglru_reclaim_that_cannot_meet_its_target_stops_after_32_rounds() {
+    let mut m = start(2);
+    touch(&mut m, A, AccessKind::Write);
+    apply(
+        &mut m,
+        Op::Pin {
+            cpu: 0,
+            mm: MmId(1),
+            va: A,
+            write: false,
+            hold: mmreplay_reference::HoldId(1),
+        },
+    );
+    let (r, script) = m.apply_recording(&Op::Reclaim {
+        cpu: 1,
+        nr_to_reclaim: 1,
+    });
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(m.counters().evictions, 0);
+    let steps = script.expect("a reclaim op records its rounds").steps;
+    assert_eq!(steps.len(), 32, "{steps:?}");
+}
