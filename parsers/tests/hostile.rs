@@ -367,3 +367,24 @@ binary_cases! {
         "truncated at byte 18 reading CPU table: need 85899345900 bytes, 20 left";
     tracedat_v7_truncated "tracedat-v7-truncated.dat" "offset beyond the end of the file";
 }
+
+/// The perf.data pipe damage tolerated above (records before it kept, the break reported with
+/// its offset) is an error naming the same offset under `--strict`.
+#[test]
+fn perf_pipe_damage_is_an_error_under_strict() {
+    for (file, at) in [
+        ("perf-pipe-record-size-zero.perf.data", 16),
+        ("perf-pipe-tracing-data-huge.perf.data", 16),
+        ("perf-pipe-zstd-bomb.perf.data", 22352),
+    ] {
+        let o = run_child(file, true);
+        peak_within_goal(file, &o);
+        let e = o
+            .result
+            .expect_err(&format!("{file}: --strict must refuse it"));
+        assert!(
+            e.contains(&format!("perf.data records (--strict) at byte {at}: ")),
+            "{file}: {e}"
+        );
+    }
+}

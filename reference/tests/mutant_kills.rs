@@ -139,3 +139,63 @@ fn mglru_retires_empty_oldest_generations() {
     assert_eq!(m.snapshot().lru_nr_gens, [2, 2]);
     no_violations(&mut m);
 }
+
+/// Kills `>> -> <<` in `tlb_find`'s huge-page lookup (`hvpn`): a 2 MiB hugetlb translation is
+/// one TLB entry, so any address inside the huge page hits it once cached.
+#[test]
+fn tlb_hits_a_cached_huge_page_translation() {
+    let mut m = start(1);
+    let base = 4u64 << 30;
+    apply(
+        &mut m,
+        Op::Mmap {
+            cpu: 0,
+            mm: MmId(1),
+            addr: base,
+            len: 1 << 30,
+            prot: prot::READ | prot::WRITE,
+            flags: map::SHARED | map::ANONYMOUS | map::HUGETLB,
+            file: None,
+            pgoff: 0,
+        },
+    );
+    touch(&mut m, base, AccessKind::Write);
+    touch(&mut m, base, AccessKind::Read);
+    let fills = m.counters().tlb_fills;
+    for off in [0, PAGE, 100 * PAGE, (2 << 20) - PAGE] {
+        touch(&mut m, base + off, AccessKind::Read);
+    }
+    assert_eq!(
+        m.counters().tlb_fills,
+        fills,
+        "reads inside one cached 2 MiB page refilled the TLB"
+    );
+    no_violations(&mut m);
+}
+
+/// Kills `rounds < 32` -> `<=` in `reclaim` (MGLRU): a reclaim whose target cannot be met
+/// (the only folio is pinned: `folio_maybe_dma_pinned`, kept by `shrink_folio_list`) gives up
+/// after the model's bound of 32 rounds (aging and eviction rounds alike), not 33.
+#[test]
+fn mglru_reclaim_that_cannot_meet_its_target_stops_after_32_rounds() {
+    let mut m = start(2);
+    touch(&mut m, A, AccessKind::Write);
+    apply(
+        &mut m,
+        Op::Pin {
+            cpu: 0,
+            mm: MmId(1),
+            va: A,
+            write: false,
+            hold: mmreplay_reference::HoldId(1),
+        },
+    );
+    let (r, script) = m.apply_recording(&Op::Reclaim {
+        cpu: 1,
+        nr_to_reclaim: 1,
+    });
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(m.counters().evictions, 0);
+    let steps = script.expect("a reclaim op records its rounds").steps;
+    assert_eq!(steps.len(), 32, "{steps:?}");
+}

@@ -158,7 +158,9 @@ impl LostWindows {
         };
         c.last_ns = Some(ts_ns);
         if let Some(mut w) = c.open.take() {
-            w.to_ns = ts_ns.max(w.from_ns);
+            // The marker time when this record is older (text markers carry the newest time
+            // of any CPU).
+            w.to_ns = ts_ns.max(w.to_ns).max(w.from_ns);
             self.close(w);
         }
     }
