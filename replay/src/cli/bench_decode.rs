@@ -121,15 +121,16 @@ fn figures(command: String, runs: Vec<ProcRun>) -> ProcFigures {
     }
 }
 
-/// Whether `tool` runs (`tool --version` exits 0).
+/// Whether `tool` is an executable file on `PATH` (`trace-cmd --version` exits non-zero, so
+/// running it says nothing).
 fn installed(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    use std::os::unix::fs::PermissionsExt as _;
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| {
+            std::fs::metadata(d.join(tool))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
 }
 
 /// The tool `mmreplay stats` replaces for `format`, as a command line over `trace`; or why none.
@@ -335,6 +336,8 @@ mod tests {
         );
         assert!(baseline_for("ftrace", "x.trace.zst", true).is_err());
         assert!(baseline_for("raw-dir", "d", false).is_err());
+        assert!(installed("sh"));
+        assert!(!installed("mmreplay-no-such-tool"));
         let d = DecodeFigures {
             baseline: Some(ProcFigures {
                 command: "trace-cmd report x".into(),
