@@ -36,6 +36,8 @@ pub const HEAT_ROWS: usize = 64;
 pub const HEAT_COLS: u64 = 160;
 /// Most VMAs listed (the largest by mapped pages in the reference).
 pub const MAX_VMAS: usize = 40;
+/// Most processes listed (the most ops first): a whole-machine capture has thousands.
+pub const MAX_PROCESSES: usize = 60;
 /// Ops shown before and after a first diverging op.
 pub const WINDOW_BEFORE: u64 = 12;
 /// Ops shown after it.
@@ -184,6 +186,9 @@ pub struct TraceReport {
     pub series: Vec<Series>,
     pub heatmap: Heatmap,
     pub processes: Vec<ProcessRow>,
+    /// Processes (mms) in the op stream and final snapshots; `processes` lists the
+    /// [`MAX_PROCESSES`] with the most ops.
+    pub processes_total: usize,
     pub vmas: Vec<VmaRow>,
     pub vmas_total: usize,
     pub windows: Vec<Window>,
@@ -483,10 +488,24 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
         .collect();
     mm_ids.sort_unstable();
     mm_ids.dedup();
+    // Each snapshot's mms by id, so a row costs a lookup, not a scan of every mm.
+    let by_id: Vec<BTreeMap<u32, usize>> = snaps
+        .iter()
+        .map(|s| s.mms.iter().enumerate().map(|(i, m)| (m.id.0, i)).collect())
+        .collect();
+    let find = |k: usize, mm: u32| {
+        by_id
+            .get(k)
+            .and_then(|ix| ix.get(&mm))
+            .and_then(|&i| snaps.get(k).and_then(|s| s.mms.get(i)))
+    };
+    let processes_total = mm_ids.len();
+    // Most ops first; ties by mm id (the sort is stable over the sorted ids).
+    mm_ids.sort_by_key(|mm| std::cmp::Reverse(mm_acc.get(mm).map_or(0, |a| a.0)));
+    mm_ids.truncate(MAX_PROCESSES);
     let processes = mm_ids
         .iter()
         .map(|&mm| {
-            let find = |s: &Snapshot| s.mms.iter().find(|m| m.id.0 == mm).cloned();
             let (ops, first_op, last_op, mmaps) = mm_acc.get(&mm).copied().unwrap_or_default();
             ProcessRow {
                 mm,
@@ -495,9 +514,10 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
                 last_op,
                 mmaps,
                 accesses: accesses.get(&mm).copied().unwrap_or(0),
-                per_policy: snaps
-                    .iter()
-                    .map(|s| find(s).map_or_else(PteStats::default, |m| pte_stats(m.ptes.iter())))
+                per_policy: (0..snaps.len())
+                    .map(|k| {
+                        find(k, mm).map_or_else(PteStats::default, |m| pte_stats(m.ptes.iter()))
+                    })
                     .collect(),
             }
         })
@@ -519,15 +539,11 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
             mapped_at: v.mapped_at,
             unmapped_at: v.unmapped_at,
             accesses: v.accesses,
-            per_policy: snaps
-                .iter()
-                .map(|s| {
-                    s.mms
-                        .iter()
-                        .find(|x| x.id.0 == v.mm)
-                        .map_or_else(PteStats::default, |x| {
-                            pte_stats(x.ptes.iter().filter(|p| p.va >= v.start && p.va < v.end))
-                        })
+            per_policy: (0..snaps.len())
+                .map(|k| {
+                    find(k, v.mm).map_or_else(PteStats::default, |x| {
+                        pte_stats(x.ptes.iter().filter(|p| p.va >= v.start && p.va < v.end))
+                    })
                 })
                 .collect(),
         })
@@ -643,6 +659,7 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
             granules: granules.len(),
         },
         processes,
+        processes_total,
         vmas,
         vmas_total,
         windows,
@@ -964,7 +981,12 @@ fn section(t: &TraceReport) -> String {
         let _ = write!(o, "<td>{v}</td>");
     }
     o.push_str("</tr></table><p><small>Counters that are 0 under every policy are not listed; rows that differ are shaded.</small></p>");
-    o.push_str("<h2>Processes</h2><p>From the op stream; the per-policy columns are the final page-table state (empty for a process that exited).</p><table>");
+    let _ = write!(
+        o,
+        "<h2>Processes ({} of {}, most ops first)</h2><p>From the op stream; the per-policy columns are the final page-table state (empty for a process that exited).</p><table>",
+        t.processes.len(),
+        t.processes_total
+    );
     stats_header(
         &mut o,
         &t.policies,

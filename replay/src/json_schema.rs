@@ -135,6 +135,58 @@ fn command(name: &str, required: &[&str], props: Value) -> Value {
     o
 }
 
+/// `$defs/bench_decode`: the decode figures of `mmreplay bench` (`DecodeFigures`).
+fn bench_decode_def() -> Value {
+    let num = json!({ "type": "number", "minimum": 0 });
+    let opt_num = json!({ "type": ["number", "null"], "minimum": 0 });
+    let proc_def = obj(
+        &["command", "runs", "cpu_s", "wall_s", "peak_rss_kb"],
+        json!({
+            "command": { "type": "string" },
+            "runs": { "type": "array", "items": obj(&["cpu_s", "wall_s", "peak_rss_kb"], json!({
+                "cpu_s": num, "wall_s": num, "peak_rss_kb": { "$ref": "#/$defs/count" }
+            })) },
+            "cpu_s": num, "wall_s": num, "peak_rss_kb": { "$ref": "#/$defs/count" }
+        }),
+    );
+    let mut baseline = proc_def.clone();
+    if let Some(m) = baseline.as_object_mut() {
+        m.insert("type".into(), json!(["object", "null"]));
+    }
+    let mut d = obj(
+        &[
+            "trace",
+            "format",
+            "bytes",
+            "records",
+            "mmreplay",
+            "baseline",
+            "baseline_missing",
+            "events_per_s",
+            "baseline_events_per_s",
+            "speedup",
+            "speedup_min",
+            "speedup_max",
+            "mb_per_s",
+            "baseline_mb_per_s",
+            "rss_ratio",
+        ],
+        json!({
+            "trace": { "type": "string" }, "format": { "type": "string" },
+            "bytes": { "$ref": "#/$defs/count" }, "records": { "$ref": "#/$defs/count" },
+            "mmreplay": proc_def, "baseline": baseline,
+            "baseline_missing": { "type": ["string", "null"] },
+            "events_per_s": num, "baseline_events_per_s": opt_num,
+            "speedup": opt_num, "speedup_min": opt_num, "speedup_max": opt_num,
+            "mb_per_s": opt_num, "baseline_mb_per_s": opt_num, "rss_ratio": opt_num
+        }),
+    );
+    if let Some(m) = d.as_object_mut() {
+        m.insert("additionalProperties".into(), json!(false));
+    }
+    d
+}
+
 /// `$defs/input`: the input report (`mmreplay::input_report::InputReport`).
 fn input_def() -> Value {
     json!({
@@ -268,6 +320,9 @@ pub fn schema() -> Value {
             },
             "additionalProperties": false
         },
+        // `decode` of `mmreplay bench --json` (`cli/bench_decode.rs`): mmreplay stats beside
+        // perf script / trace-cmd report / wc -l on the same file.
+        "bench_decode": bench_decode_def(),
         "policy_run": obj(&["spec", "counters", "violations", "violation_count", "snapshot_hash", "model_errors"], json!({
             "spec": { "type": "string" },
             "counters": counts(),

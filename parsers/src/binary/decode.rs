@@ -42,6 +42,10 @@ enum Kind {
     MmMigratePagesStart,
     MmLruInsertion {
         flag_bits: Vec<(u64, String, String)>,
+        /// The text of every combination of `flag_bits` (bit i of the index: flag i set),
+        /// built once when there are few, so a record costs no allocation (the event is one
+        /// of the most frequent).
+        texts: Vec<Sym>,
     },
     MmLruActivate,
     Vmscan(VmKind),
@@ -94,6 +98,9 @@ pub struct Plan {
     format: Arc<EventFormat>,
     /// `__print_symbolic` texts as shared `Sym`s, so a record costs no allocation for them.
     symbols: BTreeMap<String, Vec<(i64, Sym)>>,
+    /// The symbols of the one field the frequent events look up on every record
+    /// (`tlb_flush`'s `reason`, `rss_stat`'s `member`), resolved here once.
+    hot: Vec<(i64, Sym)>,
     /// `sched_switch` prev_state texts by state value, filled on first sight (values below
     /// `STATE_CACHE`; others are rendered each time).
     states: Vec<OnceLock<Sym>>,
@@ -272,9 +279,9 @@ impl Decoder {
             Kind::TlbFlush => {
                 let code = self.i(raw, f[1]);
                 let text = p
-                    .symbols
-                    .get("reason")
-                    .and_then(|t| t.iter().find(|(k, _)| *k == code))
+                    .hot
+                    .iter()
+                    .find(|(k, _)| *k == code)
                     .map_or_else(|| Sym::from(default_tlb_reason(code)), |(_, s)| s.clone());
                 Event::TlbFlush {
                     // Printed with %ld: sign-extend whatever the field's signedness says.
@@ -322,26 +329,26 @@ impl Decoder {
                 mode: self.symbolic(p, "mode", self.i(raw, f[0])),
                 reason: self.symbolic(p, "reason", self.i(raw, f[1])),
             },
-            Kind::MmLruInsertion { flag_bits } => {
+            Kind::MmLruInsertion { flag_bits, texts } => {
                 let flags = self.u(raw, f[2]);
-                let text: String = flag_bits
-                    .iter()
-                    .map(|(bit, on, off)| {
-                        if flags & bit != 0 {
-                            on.as_str()
-                        } else {
-                            off.as_str()
-                        }
-                    })
-                    .collect();
+                let text = if flag_bits.is_empty() {
+                    Sym::from(format!("0x{flags:x}"))
+                } else {
+                    let idx = flag_bits
+                        .iter()
+                        .enumerate()
+                        .fold(0usize, |a, (i, (bit, _, _))| {
+                            a | (usize::from(flags & bit != 0) << i)
+                        });
+                    match texts.get(idx) {
+                        Some(t) => t.clone(),
+                        None => Sym::from(lru_flags_text(flag_bits, flags)),
+                    }
+                };
                 Event::MmLruInsertion {
                     pfn: self.u(raw, f[0]),
                     lru: self.i(raw, f[1]) as i32,
-                    flags: Sym::from(if flag_bits.is_empty() {
-                        format!("0x{flags:x}")
-                    } else {
-                        text
-                    }),
+                    flags: text,
                 }
             }
             Kind::MmLruActivate => Event::MmLruActivate {
@@ -469,7 +476,13 @@ impl Decoder {
             Kind::RssStat => Event::RssStat {
                 mm_id: self.u(raw, f[0]),
                 curr: self.u(raw, f[1]) != 0,
-                member: self.symbolic(p, "member", self.i(raw, f[2])),
+                member: {
+                    let v = self.i(raw, f[2]);
+                    p.hot
+                        .iter()
+                        .find(|(k, _)| *k == v)
+                        .map_or_else(|| Sym::from(v.to_string()), |(_, s)| s.clone())
+                },
                 size: self.i(raw, f[3]),
             },
             Kind::Filemap { add } => Event::Filemap {
@@ -522,6 +535,20 @@ impl Decoder {
         }
         (mask, count)
     }
+}
+
+/// `mm_lru_insertion`'s flags as its print format renders them (`flags & bit ? on : off`).
+fn lru_flags_text(flag_bits: &[(u64, String, String)], flags: u64) -> String {
+    flag_bits
+        .iter()
+        .map(|(bit, on, off)| {
+            if flags & bit != 0 {
+                on.as_str()
+            } else {
+                off.as_str()
+            }
+        })
+        .collect()
 }
 
 impl Plan {
@@ -599,9 +626,28 @@ impl Plan {
                 req = &[&["mode"], &["reason"]];
             }
             (_, "mm_lru_insertion") => {
-                kind = Kind::MmLruInsertion {
-                    flag_bits: ternary_flags(&format.print_fmt, "flags"),
+                let flag_bits = ternary_flags(&format.print_fmt, "flags");
+                let texts = if flag_bits.len() <= 8 {
+                    (0..1usize << flag_bits.len())
+                        .map(|idx| {
+                            let text: String = flag_bits
+                                .iter()
+                                .enumerate()
+                                .map(|(i, (_, on, off))| {
+                                    if idx & (1 << i) != 0 {
+                                        on.as_str()
+                                    } else {
+                                        off.as_str()
+                                    }
+                                })
+                                .collect();
+                            Sym::from(text)
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
                 };
+                kind = Kind::MmLruInsertion { flag_bits, texts };
                 req = &[&["pfn"], &["lru"], &["flags"]];
             }
             (_, "mm_lru_activate") => {
@@ -791,6 +837,12 @@ impl Plan {
                 )
             })
             .collect();
+        let hot_field = match kind {
+            Kind::TlbFlush => "reason",
+            Kind::RssStat => "member",
+            _ => "",
+        };
+        let hot = symbols_of(&symbols, hot_field);
         let states = if matches!(kind, Kind::SchedSwitch { .. }) {
             (0..STATE_CACHE).map(|_| OnceLock::new()).collect()
         } else {
@@ -803,9 +855,14 @@ impl Plan {
             f,
             format,
             symbols,
+            hot,
             states,
         }
     }
+}
+
+fn symbols_of(symbols: &BTreeMap<String, Vec<(i64, Sym)>>, field: &str) -> Vec<(i64, Sym)> {
+    symbols.get(field).cloned().unwrap_or_default()
 }
 
 /// The `TASK_REPORT_MAX` bit of `sched_switch`'s print fmt: the `X` of the last

@@ -24,7 +24,6 @@ pub mod ringbuf;
 pub mod source;
 pub mod tracedat;
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -32,7 +31,7 @@ use std::sync::Arc;
 pub use backing::Backing;
 pub use pages::MAX_CHUNK_BYTES;
 
-use crate::record::{Comm, Record};
+use crate::record::Record;
 
 pub use crate::source::CaptureFacts;
 pub use format::FormatError;
@@ -227,7 +226,7 @@ pub fn read_path(path: &Path) -> Result<BinaryCapture, BinaryError> {
 }
 
 enum Inner {
-    Pages(pages::PageMerge),
+    Pages(Box<pages::PageMerge>),
     Perf(Box<perf::PerfStream>),
     Whole(std::vec::IntoIter<Record>, Option<CaptureFacts>),
 }
@@ -284,7 +283,7 @@ impl BinaryStream {
                 let merge = td.merge(bytes.clone())?;
                 Ok(BinaryStream {
                     format: f,
-                    inner: Inner::Pages(merge),
+                    inner: Inner::Pages(Box::new(merge)),
                     formats,
                 })
             }
@@ -361,15 +360,4 @@ impl BinaryStream {
             records,
         })
     }
-}
-
-/// The comm trace-cmd prints for `pid`: saved_cmdlines, `<idle>` for pid 0, else `<...>`.
-pub(crate) fn comm_for(cmdlines: &BTreeMap<i32, Comm>, pid: i32) -> Comm {
-    if pid == 0 {
-        return Comm::new(b"<idle>");
-    }
-    cmdlines
-        .get(&pid)
-        .copied()
-        .unwrap_or_else(|| Comm::new(b"<...>"))
 }

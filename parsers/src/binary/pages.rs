@@ -20,12 +20,18 @@ use super::bytes::{Cursor, Endian};
 use super::decode::Decoder;
 use super::meta::Meta;
 use super::ringbuf::{decode_page, Item, PageLayout};
-use super::{comm_for, BinaryError};
+use super::BinaryError;
+use crate::intern::FxHashMap;
 use crate::record::{Comm, Event, Record};
 
 /// Largest decompressed trace.dat v7 chunk accepted (trace-cmd writes chunks of a few pages;
 /// a larger declared size is an error naming the chunk's byte offset, not an allocation).
 pub const MAX_CHUNK_BYTES: u64 = 64 << 20;
+
+/// Largest chunk decompressed in one call into a buffer sized from its declared size (trace-cmd
+/// writes 10 pages per chunk, `mmreplay record` 32); larger ones stream into a buffer that
+/// grows with the data only.
+const ONE_SHOT_MAX: usize = 4 << 20;
 
 /// Where a cursor's pages come from.
 enum Src {
@@ -56,6 +62,22 @@ impl ZstdChunks {
         ZstdChunks {
             dctx: zstd::zstd_safe::DCtx::create(),
             tmp: vec![0u8; 1 << 17],
+        }
+    }
+
+    /// Decompresses a whole chunk in one call straight into `out` (emptied first), sized from
+    /// the declared size: no window buffer and no copy out of it, unlike [`Self::frame_into`].
+    /// False (and `out` empty) when it does not give exactly `expect` bytes: the caller then
+    /// runs [`Self::frame_into`], whose errors name what went wrong.
+    fn one_shot(&mut self, cdata: &[u8], expect: usize, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        out.reserve(expect);
+        match self.dctx.decompress(out, cdata) {
+            Ok(n) if n == expect && out.len() == expect => true,
+            _ => {
+                out.clear();
+                false
+            }
         }
     }
 
@@ -258,6 +280,17 @@ impl CpuCursor {
                     }
                     if algo == "zstd" {
                         let z = zstd.get_or_insert_with(|| Box::new(ZstdChunks::new()));
+                        let expect = usize_ as usize;
+                        // Chunks of whole pages leave nothing unread: decompress in place.
+                        if buf.is_empty()
+                            && expect <= ONE_SHOT_MAX
+                            && z.one_shot(cdata, expect, buf)
+                        {
+                            *next += 8 + csize as usize;
+                            *left -= 1;
+                            self.rel.passed(&self.bytes, *next);
+                            continue;
+                        }
                         let before = buf.len();
                         z.frame_into(cdata, usize_ as usize, at, buf)?;
                         let got = buf.len() - before;
@@ -368,9 +401,34 @@ pub(crate) struct PageCtx {
     pub meta: Meta,
     pub layout: PageLayout,
     pub ts_off: i64,
+    /// `meta.cmdlines` as a hash map: looked up once per record.
+    comms: FxHashMap<i32, Comm>,
 }
 
 impl PageCtx {
+    pub fn new(dec: Decoder, meta: Meta, layout: PageLayout, ts_off: i64) -> Self {
+        let comms = meta.cmdlines.iter().map(|(p, c)| (*p, *c)).collect();
+        PageCtx {
+            dec,
+            meta,
+            layout,
+            ts_off,
+            comms,
+        }
+    }
+
+    /// [`comm_for`] by hash lookup.
+    #[inline]
+    fn comm(&self, pid: i32) -> Comm {
+        if pid == 0 {
+            return Comm::new(b"<idle>");
+        }
+        self.comms
+            .get(&pid)
+            .copied()
+            .unwrap_or_else(|| Comm::new(b"<...>"))
+    }
+
     fn record(&self, cpu: u32, it: Item<'_>) -> (u64, Record) {
         match it {
             Item::Event { ts, raw } => {
@@ -382,7 +440,7 @@ impl PageCtx {
                         cpu,
                         pid,
                         tgid: None,
-                        comm: comm_for(&self.meta.cmdlines, pid),
+                        comm: self.comm(pid),
                         event: self.dec.decode(raw),
                     },
                 )
@@ -414,6 +472,10 @@ pub(crate) struct PageMerge {
     pub ctx: PageCtx,
     cursors: Vec<CpuCursor>,
     heap: BinaryHeap<Reverse<(u64, usize)>>,
+    /// A key no larger than any in `heap`, kept out of it: a CPU's records mostly follow
+    /// each other, so the cursor just taken from is usually next again and costs no heap
+    /// push and pop.
+    top: Option<(u64, usize)>,
     started: bool,
 }
 
@@ -423,6 +485,7 @@ impl PageMerge {
             ctx,
             heap: BinaryHeap::with_capacity(cursors.len()),
             cursors,
+            top: None,
             started: false,
         }
     }
@@ -433,7 +496,19 @@ impl PageMerge {
         };
         if c.fill(&self.ctx)? {
             if let Some((ts, _)) = c.recs.front() {
-                self.heap.push(Reverse((*ts, i)));
+                let key = (*ts, i);
+                // Keys are unique (one per cursor), so `<` orders them as the heap does.
+                match self.top {
+                    Some(t) if key < t => {
+                        self.heap.push(Reverse(t));
+                        self.top = Some(key);
+                    }
+                    Some(_) => self.heap.push(Reverse(key)),
+                    None if self.heap.peek().is_none_or(|Reverse(h)| key < *h) => {
+                        self.top = Some(key);
+                    }
+                    None => self.heap.push(Reverse(key)),
+                }
             }
         }
         Ok(())
@@ -447,7 +522,7 @@ impl PageMerge {
                 self.refill(i)?;
             }
         }
-        let Some(Reverse((_, i))) = self.heap.pop() else {
+        let Some((_, i)) = self.top.take().or_else(|| self.heap.pop().map(|r| r.0)) else {
             return Ok(None);
         };
         let r = self

@@ -310,11 +310,10 @@ impl PerfStream {
                 meta,
                 ..
             } = self;
-            let more = catch(|| {
-                Ok(walker.step(bytes, Some(bytes), &mut |i, ev| {
-                    sink.event(i, ev, dec, meta)
-                }))
-            });
+            let more =
+                catch(
+                    || Ok(walker.step(bytes, Some(bytes), &mut |i, r| sink.rec(i, r, dec, meta))),
+                );
             match more {
                 Ok(true) => {}
                 Ok(false) => {
@@ -700,6 +699,32 @@ fn run<R: std::io::Read>(
     Ok(sink.out.into())
 }
 
+/// perf's name for a thread it saw no COMM of (`:TID`), built without an allocation.
+fn unknown_comm(tid: i32) -> Comm {
+    let mut buf = [0u8; 16];
+    let mut digits = [0u8; 11];
+    let mut n = tid.unsigned_abs();
+    let mut d = digits.len();
+    loop {
+        d -= 1;
+        digits[d] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 || d == 0 {
+            break;
+        }
+    }
+    let mut len = 0;
+    for &b in [b':'].iter().chain(if tid < 0 { &b"-"[..] } else { &[] }) {
+        buf[len] = b;
+        len += 1;
+    }
+    for &b in &digits[d..] {
+        buf[len] = b;
+        len += 1;
+    }
+    Comm::new(&buf[..len])
+}
+
 /// Turns parsed SAMPLE / COMM / FORK / LOST records, in file order after sorting, into Records
 /// (shared by the fast path and the crate path so that both give the same Records).
 struct Sink {
@@ -721,39 +746,61 @@ impl Sink {
         }
     }
 
+    /// A record of the walk: SAMPLEs read at fixed offsets, the rest parsed by the crate.
+    fn rec(&mut self, attr_index: usize, r: fast::Rec<'_>, dec: &Decoder, meta: &Meta) {
+        match r {
+            fast::Rec::Sample(s) => self.sample(attr_index, s, dec, meta),
+            fast::Rec::Parsed(ev) => self.event(attr_index, *ev, dec, meta),
+        }
+    }
+
+    fn sample(&mut self, attr_index: usize, s: fast::Sample<'_>, dec: &Decoder, meta: &Meta) {
+        let info = &mut self.info;
+        info.samples += 1;
+        let is_tp = info
+            .attr_tracepoints
+            .get(attr_index)
+            .copied()
+            .flatten()
+            .is_some();
+        let Some(raw) = s.raw.filter(|_| is_tp) else {
+            info.skipped_samples += 1;
+            return;
+        };
+        let tid = s.tid.unwrap_or_else(|| dec.common_pid(raw));
+        let comm = self
+            .comms
+            .get(&tid)
+            .copied()
+            .or_else(|| meta.cmdlines.get(&tid).copied())
+            .unwrap_or_else(|| unknown_comm(tid));
+        let ts = s.timestamp.unwrap_or(0);
+        self.last_ts = ts;
+        self.out.push_back(Record {
+            ts_ns: ts,
+            cpu: s.cpu.unwrap_or(0),
+            pid: tid,
+            tgid: s.pid,
+            comm,
+            event: dec.decode(raw),
+        });
+    }
+
     fn event(&mut self, attr_index: usize, ev: EventRecord<'_>, dec: &Decoder, meta: &Meta) {
+        if let EventRecord::Sample(s) = &ev {
+            let raw = s.raw.map(|r| r.as_slice());
+            let sample = fast::Sample {
+                pid: s.pid,
+                tid: s.tid,
+                timestamp: s.timestamp,
+                cpu: s.cpu,
+                raw: raw.as_deref(),
+            };
+            self.sample(attr_index, sample, dec, meta);
+            return;
+        }
         let (info, comms, out) = (&mut self.info, &mut self.comms, &mut self.out);
         match ev {
-            EventRecord::Sample(s) => {
-                info.samples += 1;
-                let is_tp = info
-                    .attr_tracepoints
-                    .get(attr_index)
-                    .copied()
-                    .flatten()
-                    .is_some();
-                let Some(raw) = s.raw.filter(|_| is_tp) else {
-                    info.skipped_samples += 1;
-                    return;
-                };
-                let raw = raw.as_slice();
-                let tid = s.tid.unwrap_or_else(|| dec.common_pid(&raw));
-                let comm = comms
-                    .get(&tid)
-                    .copied()
-                    .or_else(|| meta.cmdlines.get(&tid).copied())
-                    .unwrap_or_else(|| Comm::new(format!(":{tid}").as_bytes()));
-                let ts = s.timestamp.unwrap_or(0);
-                self.last_ts = ts;
-                out.push_back(Record {
-                    ts_ns: ts,
-                    cpu: s.cpu.unwrap_or(0),
-                    pid: tid,
-                    tgid: s.pid,
-                    comm,
-                    event: dec.decode(&raw),
-                });
-            }
             EventRecord::Comm(cr) => {
                 info.comm_records += 1;
                 comms.insert(cr.tid, Comm::new(&cr.name.as_slice()));

@@ -146,11 +146,6 @@ pub(crate) fn open_raw_dir(
             Some(path.display().to_string()),
         )?);
     }
-    let ctx = PageCtx {
-        dec,
-        meta,
-        layout,
-        ts_off: 0,
-    };
+    let ctx = PageCtx::new(dec, meta, layout, 0);
     Ok(PageMerge::new(ctx, cursors))
 }

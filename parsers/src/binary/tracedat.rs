@@ -143,12 +143,12 @@ impl<'a> TraceDat<'a> {
                 });
             }
         }
-        let ctx = PageCtx {
-            dec: Decoder::new(&self.meta),
-            meta: self.meta.clone(),
+        let ctx = PageCtx::new(
+            Decoder::new(&self.meta),
+            self.meta.clone(),
             layout,
-            ts_off: self.info.ts_offset,
-        };
+            self.info.ts_offset,
+        );
         Ok(PageMerge::new(ctx, cursors))
     }
 }

@@ -52,9 +52,15 @@ pub struct Args {
     #[arg(long)]
     pub check: bool,
     /// Override a goal's target: `NAME=TARGET` (`ops_per_s`, `ops_per_s.POLICY`,
-    /// `parallel_speedup`, `mmr_cpu_speedup`, `mmr_size_ratio`, `rss_x10_over_x1`).
+    /// `parallel_speedup`, `mmr_cpu_speedup`, `mmr_size_ratio`, `rss_x10_over_x1`,
+    /// `decode_speedup`, `decode_rss_ratio`, `text_mb_per_s`).
     #[arg(long, value_name = "NAME=TARGET")]
     pub goal: Vec<String>,
+    /// Only the decode goals: `mmreplay stats TRACE` vs `perf script` / `trace-cmd report` /
+    /// `wc -l` on the same file (for captures too large to hold in memory, which the replay
+    /// figures do).
+    #[arg(long, requires = "trace")]
+    pub decode_only: bool,
 }
 
 /// CPU time of this process (user + system, all threads), in seconds.
@@ -402,6 +408,19 @@ pub struct BenchReport {
     pub mmr: MmrFigures,
     pub rss: RssFigures,
     pub goals: Vec<Goal>,
+    /// `mmreplay stats` beside `perf script` / `trace-cmd report` / `wc -l` (null without a
+    /// capture).
+    pub decode: Option<super::bench_decode::DecodeFigures>,
+}
+
+/// `bench --decode-only --json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct DecodeReport {
+    pub trace: String,
+    pub loadavg: Option<[f64; 3]>,
+    pub runs: u32,
+    pub decode: super::bench_decode::DecodeFigures,
+    pub goals: Vec<Goal>,
 }
 
 fn loadavg() -> Option<[f64; 3]> {
@@ -418,6 +437,11 @@ pub const GOALS: &[(&str, &str, f64)] = &[
     ("mmr_cpu_speedup", ">=", 5.0),
     ("mmr_size_ratio", "<=", 1.0),
     ("rss_x10_over_x1", "<", 1.5),
+    // Per baseline tool: `decode_speedup.perf_script`, `decode_speedup.trace_cmd_report`
+    // (CPU time, median of pairs) and the peak RSS ratio; text decode in MB/s on one core.
+    ("decode_speedup", ">=", 20.0),
+    ("decode_rss_ratio", "<", 1.0),
+    ("text_mb_per_s", ">=", 1000.0),
 ];
 
 /// `--goal NAME=TARGET` overrides, checked against the goal names.
@@ -478,6 +502,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         println!("bench: {name}");
         compare_text_mmr(a.trace.as_deref(), &name, a.io_runs)?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if a.decode_only {
+        return run_decode_only(&a, &overrides);
     }
     let specs = session::specs(&a.policies)?;
     let load = loadavg();
@@ -644,7 +671,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         _ => RssFigures::default(),
     };
 
-    // 6. The goals, one figure each.
+    // 6. Decoding the capture beside the tool it replaces (children, after the rest).
+    let decode = match &a.trace {
+        Some(t) => Some(super::bench_decode::measure_decode(&exe, t, runs, &|l| {
+            say!("{l}")
+        })?),
+        None => None,
+    };
+
+    // 7. The goals, one figure each.
     let mut goals = Vec::new();
     for (p, f) in &policies {
         goals.push(goal(format!("ops_per_s.{p}"), f.ops_per_s, &overrides));
@@ -661,28 +696,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         &overrides,
     ));
     goals.push(goal("rss_x10_over_x1".into(), rss.ratio, &overrides));
-    let failed = goals.iter().filter(|g| !g.pass).count();
-    say!("goals:");
-    for g in &goals {
-        let fig = if g.figure >= 1e5 {
-            format!("{:.2} M", g.figure / 1e6)
-        } else {
-            format!("{:.3}", g.figure)
-        };
-        let target = if g.target >= 1e5 {
-            format!("{:.2} M", g.target / 1e6)
-        } else {
-            format!("{}", g.target)
-        };
-        say!(
-            "  {:<28} {:>10}  goal {} {:<8} {}",
-            g.name,
-            fig,
-            g.op,
-            target,
-            if g.pass { "pass" } else { "FAIL" }
-        );
+    for (n, f) in decode.iter().flat_map(super::bench_decode::goal_figures) {
+        goals.push(goal(n, f, &overrides));
     }
+    let failed = goals.iter().filter(|g| !g.pass).count();
+    print_goals(&goals, a.json);
     let extra = match (par.speedup_min, par.speedup_max) {
         (lo, hi) if runs > 1 => format!(" (parallel speedup min {lo:.2}, max {hi:.2})"),
         _ => String::new(),
@@ -704,6 +722,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             mmr,
             rss,
             goals,
+            decode,
         };
         let v = serde_json::to_value(&report).context("serialising the bench report")?;
         super::json_out::emit("bench", v, false)?;
@@ -713,6 +732,84 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `bench --decode-only TRACE`: the decode goals alone.
+fn run_decode_only(a: &Args, overrides: &[(String, f64)]) -> anyhow::Result<ExitCode> {
+    let trace = a.trace.clone().unwrap_or_default();
+    let load = loadavg();
+    let say = |l: String| {
+        if a.json {
+            eprintln!("{l}")
+        } else {
+            println!("{l}")
+        }
+    };
+    say(format!(
+        "bench: {trace} (load average {})",
+        load.map_or("unknown".into(), |l| format!("{} {} {}", l[0], l[1], l[2]))
+    ));
+    let exe = std::env::current_exe().context("cannot find the mmreplay binary")?;
+    let decode = super::bench_decode::measure_decode(&exe, &trace, a.runs.max(1), &say)?;
+    let goals: Vec<Goal> = super::bench_decode::goal_figures(&decode)
+        .into_iter()
+        .map(|(n, f)| goal(n, f, overrides))
+        .collect();
+    let failed = goals.iter().filter(|g| !g.pass).count();
+    print_goals(&goals, a.json);
+    say(format!(
+        "{} of {} goals pass",
+        goals.len() - failed,
+        goals.len()
+    ));
+    if a.json {
+        let report = DecodeReport {
+            trace,
+            loadavg: load,
+            runs: a.runs.max(1),
+            decode,
+            goals,
+        };
+        println!(
+            "{}",
+            serde_json::to_string(&report).context("serialising the bench report")?
+        );
+    }
+    Ok(if a.check && failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The goal table (stderr with `--json`).
+fn print_goals(goals: &[Goal], json: bool) {
+    macro_rules! say {
+        ($($t:tt)*) => {
+            if json { eprintln!($($t)*) } else { println!($($t)*) }
+        };
+    }
+    say!("goals:");
+    for g in goals {
+        let fig = if g.figure >= 1e5 {
+            format!("{:.2} M", g.figure / 1e6)
+        } else {
+            format!("{:.3}", g.figure)
+        };
+        let target = if g.target >= 1e5 {
+            format!("{:.2} M", g.target / 1e6)
+        } else {
+            format!("{}", g.target)
+        };
+        say!(
+            "  {:<28} {:>10}  goal {} {:<8} {}",
+            g.name,
+            fig,
+            g.op,
+            target,
+            if g.pass { "pass" } else { "FAIL" }
+        );
+    }
 }
 
 /// Redirects this process's stdout to /dev/null until dropped (so `--json` keeps stdout to

@@ -1,5 +1,6 @@
 //! One module per subcommand: its clap `Args` and its `run`.
 pub mod bench;
+pub mod bench_decode;
 pub mod check;
 pub mod compile;
 pub mod diff;
