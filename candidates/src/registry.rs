@@ -237,6 +237,13 @@ pub static POLICIES: &[PolicyEntry] = &[
         new: |_: &KernelProfile, _: &Params| BatchedUnshare,
         contract: |m, _, _| batched_unshare::contract(m),
     },
+    candidate! {
+        name: "young-preserve",
+        summary: "keep only the young bit across migration entries (the A half of 2e3468778dbe)",
+        params: &[],
+        new: |_: &KernelProfile, _: &Params| crate::young_preserve::YoungPreserve,
+        contract: |m, pr, _| crate::young_preserve::contract(m, pr.mig_ad_supported),
+    },
     PolicyEntry {
         name: "all",
         summary: "every candidate above together, each deciding its own hooks",

@@ -11,11 +11,13 @@
 //!   on `k61-reclaim-mglru`: the walk cleared the A bits of every PTE table, where the kernel
 //!   walks only the tables its filter holds, so young PTEs reach eviction and look-around.
 //! - A/D preservation (2e3468778dbe) on `compaction`: hardware A sets after migration fall to 0.
+//! - young-bit preservation (the A half of 2e3468778dbe) on `tour`: restored young, not dirty.
 //! - batched unshare (8ce720d5bd91) on `hugetlb-share-conc`: one table-sync IPI per unshare
 //!   batch instead of one per unshared PMD table.
 
 use mmreplay::session::{self, SessionOptions};
 use mmreplay_candidates::contract::Mode;
+use mmreplay_candidates::Verdict;
 use mmreplay_reference::counters::Counters;
 use mmreplay_reference::profile::LruKind;
 
@@ -209,4 +211,52 @@ fn ad_preservation_on_compaction_of_a_written_region() {
     }
     // Negative control: a candidate without the effect (the reference itself) fails.
     assert!(ad_effect(&r, &r).is_err());
+}
+
+/// The young half of A/D preservation (`young-preserve`, the A-bit part of 2e3468778dbe) on
+/// `tour`, whose compaction moves one of the workload's pages: the page comes back young as
+/// under `ad-preserve`, but clean as under the reference, and the verdict is
+/// `diverged_within_contract` on `pte.young` (its contract allows younger PTEs and forbids any
+/// dirty difference).
+#[test]
+fn young_preservation_keeps_the_a_bit_only() {
+    let o = SessionOptions {
+        policies: vec![
+            "reference".into(),
+            "ad-preserve".into(),
+            "young-preserve".into(),
+        ],
+        ..SessionOptions::default()
+    };
+    let r = match session::run(Some(&corpus("tour.trace.zst")), &o, |_, _| {}) {
+        Ok(r) => r,
+        Err(e) => panic!("tour: {e}"),
+    };
+    let c = |i: usize| match r.run.policies.get(i) {
+        Some(p) => p.counters.clone(),
+        None => panic!("tour: no policy {i}"),
+    };
+    let (reference, ad, young) = (c(0), c(1), c(2));
+    println!(
+        "restored young/dirty: reference {}/{} ad-preserve {}/{} young-preserve {}/{}",
+        reference.mig_restored_young,
+        reference.mig_restored_dirty,
+        ad.mig_restored_young,
+        ad.mig_restored_dirty,
+        young.mig_restored_young,
+        young.mig_restored_dirty
+    );
+    assert!(young.migrations > 0);
+    assert_eq!(young.mig_restored_young, ad.mig_restored_young);
+    assert!(young.mig_restored_young > reference.mig_restored_young);
+    assert!(ad.mig_restored_dirty > 0);
+    assert_eq!(young.mig_restored_dirty, reference.mig_restored_dirty);
+    let v = match r.verdicts.iter().find(|v| v.candidate == "young-preserve") {
+        Some(v) => v,
+        None => panic!("no verdict for young-preserve: {:?}", r.verdicts),
+    };
+    assert_eq!(v.verdict, Verdict::DivergedWithinContract, "{v:?}");
+    assert!(v.breaches.is_empty(), "{v:?}");
+    let d = v.first_difference.as_ref().map(|d| d.field.as_str());
+    assert!(d.is_some_and(|f| f.starts_with("pte.young ")), "{v:?}");
 }
