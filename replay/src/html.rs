@@ -898,6 +898,15 @@ fn section(t: &TraceReport) -> String {
         t.records,
         t.ops
     );
+    // What the run read and assumed (CPUs, kernel, clock and where each came from; unparsed,
+    // skipped and out-of-order lines; lost and overwritten events; filters): the same lines
+    // the text report prints (`InputReport::text`), so the page hides nothing the text says.
+    let _ = write!(
+        o,
+        "<h2>Input</h2><pre data-input=\"{}\">{}</pre>",
+        esc(&t.trace),
+        esc(&t.input.text())
+    );
     o.push_str("<h2>Verdicts</h2><table><tr><th class=\"l\">candidate</th><th class=\"l\">verdict</th><th class=\"l\">detail</th></tr>");
     for v in &t.verdicts {
         let _ = write!(

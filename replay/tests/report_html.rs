@@ -59,6 +59,23 @@ fn report_is_self_contained_deterministic_and_complete() {
         }
     }
     assert!(a.contains("data-heatmap="));
+    // The input facts the text report prints (cpus, kernel, clock with their sources; lines,
+    // unparsed, skipped; lost and overwritten events; filters) are on the page, line for line.
+    let text = Command::new(BIN)
+        .args(["replay", &trace])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    let facts: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("input: ") || l.starts_with("lost: ") || l.starts_with("filter: ")
+        })
+        .collect();
+    assert!(facts.len() >= 2, "{text}");
+    for f in facts {
+        assert!(a.contains(f), "the page lacks the text report's line {f:?}");
+    }
     assert!(a.contains("data-verdict=\"batched-unshare\""));
     assert!(a.contains("diverged_within_contract"));
     // The batched-unshare divergence is located: its window shows the ops around it.
