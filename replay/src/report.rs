@@ -110,7 +110,10 @@ impl Report<'_> {
             // Issue 14 item 4: how far the verdict's evidence reaches (`unsampled.rs`).
             if let Some(d) = details.get_mut(&v.candidate).and_then(Value::as_object_mut) {
                 let u = self.unsampled(&v.candidate);
-                d.insert("depends_on_unsampled".into(), json!(u.marks(v.verdict.as_str())));
+                d.insert(
+                    "depends_on_unsampled".into(),
+                    json!(u.marks(v.verdict.as_str())),
+                );
                 d.insert("unsampled".into(), json!(u));
             }
         }
