@@ -5,8 +5,11 @@
 //! a mapped page unreferenced decides to reclaim or demote it for want of an access the capture
 //! may simply not hold: a page of a process older than the capture or outside the sampling,
 //! touched since its fault (`reclaim_unref_unsampled`), or a sampled page read, or written
-//! between two samples (`reclaim_unref_sampled`). A candidate verdict that is not `same` and
-//! rests on such decisions, in either run, is marked `depends_on_unsampled`, with the figures.
+//! between two samples (`reclaim_unref_sampled`). A candidate verdict that is not `same`, whose
+//! runs made different reclaim decisions (scanned, kept, evicted, refaulted, A bits cleared, rmap
+//! walks, look-arounds, generation promotions), and where such a decision rested on a missing
+//! access in either run, is marked `depends_on_unsampled`, with the figures. A divergence the
+//! reclaim decisions take no part in (an IPI count, a migrated PTE's A bit) is not marked.
 //!
 //! It must never change a verdict itself (the contract decides it); it only says how far the
 //! verdict's evidence reaches.
@@ -23,6 +26,25 @@ pub struct Unsampled {
     /// Reference checks that found a page unreferenced in an access-sampled mm (reads, and
     /// writes within one sampling interval, are not in the capture).
     pub reclaim_unref_sampled: u64,
+    /// Whether the two runs' reclaim decisions differ at all (see [`reclaim_decisions`]).
+    #[serde(skip)]
+    pub reclaim_differs: bool,
+}
+
+/// The counters of reclaim decisions an unseen access could change.
+fn reclaim_decisions(c: &Counters) -> [u64; 10] {
+    [
+        c.scanned,
+        c.kept,
+        c.evictions,
+        c.refaults,
+        c.rmap_walks,
+        c.a_bit_clears,
+        c.lookaround_calls,
+        c.gen_promote_lookaround,
+        c.gen_promote_ptwalk,
+        c.gen_promote_activate,
+    ]
 }
 
 impl Unsampled {
@@ -35,15 +57,18 @@ impl Unsampled {
             reclaim_unref_sampled: reference
                 .reclaim_unref_sampled
                 .max(candidate.reclaim_unref_sampled),
+            reclaim_differs: reclaim_decisions(reference) != reclaim_decisions(candidate),
         }
     }
 
     /// Whether a verdict labelled `label` (`Verdict::label`) depends on these decisions: it
-    /// says the runs differ (`diverged_within_contract`, `contract_breach`) and at least one
-    /// reclaim decision rested on an access the capture may not show. `same` and
+    /// says the runs differ (`diverged_within_contract`, `contract_breach`), their reclaim
+    /// decisions differ, and at least one reclaim decision rested on an access the capture may
+    /// not show. `same` and
     /// `not_comparable` say nothing that missing accesses could overturn in this direction.
     pub fn marks(&self, label: &str) -> bool {
         matches!(label, "diverged_within_contract" | "contract_breach")
+            && self.reclaim_differs
             && self.reclaim_unref_unsampled + self.reclaim_unref_sampled > 0
     }
 
@@ -69,6 +94,9 @@ mod tests {
         r.reclaim_unref_unsampled = 5;
         c.reclaim_unref_unsampled = 7;
         c.reclaim_unref_sampled = 2;
+        // Same reclaim decisions: the divergence lies elsewhere (an IPI count), not marked.
+        assert!(!Unsampled::of(&r, &c).marks("diverged_within_contract"));
+        c.evictions = 1;
         let u = Unsampled::of(&r, &c);
         assert_eq!(u.reclaim_unref_unsampled, 7);
         assert_eq!(u.reclaim_unref_sampled, 2);

@@ -92,3 +92,22 @@ fn a_verdict_without_reclaim_decisions_is_not_marked() {
     let text = replay(cap, "reference,ad-preserve", false);
     assert!(!text.contains("depends on accesses"), "{text}");
 }
+
+/// Batched unshare on the tour: reclaim ran and found unreferenced pages the capture cannot
+/// vouch for, but the candidate's reclaim decisions are the reference's; its divergence (table-
+/// sync IPIs) cannot rest on unseen accesses, so it is not marked.
+#[test]
+fn a_divergence_outside_reclaim_is_not_marked() {
+    let cap = "tour.trace.zst";
+    let v = json(cap, "reference,batched-unshare");
+    assert_eq!(v["verdicts"]["batched-unshare"], "diverged_within_contract");
+    let d = &v["verdict_details"]["batched-unshare"];
+    assert!(
+        d["unsampled"]["reclaim_unref_unsampled"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{d}"
+    );
+    assert_eq!(d["depends_on_unsampled"], false, "{d}");
+}
