@@ -204,35 +204,7 @@ pub(super) fn hugetlb_tables<'a, P: Policy>(
 
 fn pte_snap<P: Policy>(m: &Model<P>, va: u64, loc: Loc) -> Option<PteSnap> {
     let huge = matches!(loc, Loc::Huge(..));
-    let fid = |slot: u32| {
-        m.folios
-            .get(slot as usize)
-            .map_or(crate::op::FolioId(0), |f| f.id)
-    };
-    let state = match m.get(loc) {
-        Pte::None => return None,
-        Pte::Present(p) if p.folio == ZERO_SLOT => PteState::Zero,
-        Pte::Present(p) => PteState::Present {
-            folio: fid(p.folio),
-            write: p.write,
-            young: p.young,
-            dirty: p.dirty,
-            soft_dirty: p.soft_dirty,
-        },
-        Pte::Swap {
-            slot, exclusive, ..
-        } => PteState::Swap {
-            folio: m
-                .swap
-                .get(slot as usize)
-                .map_or(crate::op::FolioId(0), |x| x.id),
-            exclusive,
-        },
-        Pte::Migration { folio, kind, .. } => PteState::Migration {
-            folio: fid(folio),
-            write: kind == MigKind::Write,
-        },
-    };
+    let state = pte_state(m, m.get(loc))?;
     Some(PteSnap { va, huge, state })
 }
 
@@ -336,4 +308,38 @@ pub(super) fn folio_key_no_age(f: &Folio) -> FolioKey<'static> {
 /// the snapshot and without the incremental caches (`phash.rs`).
 pub(crate) fn progress_hash<P: Policy>(m: &Model<P>) -> u64 {
     m.progress_hash_full()
+}
+
+/// What a snapshot (and the progress hash) records of one PTE: folio ids instead of arena
+/// slots; `None` for an empty PTE.
+pub(crate) fn pte_state<P: Policy>(m: &Model<P>, pte: Pte) -> Option<PteState> {
+    let fid = |slot: u32| {
+        m.folios
+            .get(slot as usize)
+            .map_or(crate::op::FolioId(0), |f| f.id)
+    };
+    Some(match pte {
+        Pte::None => return None,
+        Pte::Present(p) if p.folio == ZERO_SLOT => PteState::Zero,
+        Pte::Present(p) => PteState::Present {
+            folio: fid(p.folio),
+            write: p.write,
+            young: p.young,
+            dirty: p.dirty,
+            soft_dirty: p.soft_dirty,
+        },
+        Pte::Swap {
+            slot, exclusive, ..
+        } => PteState::Swap {
+            folio: m
+                .swap
+                .get(slot as usize)
+                .map_or(crate::op::FolioId(0), |x| x.id),
+            exclusive,
+        },
+        Pte::Migration { folio, kind, .. } => PteState::Migration {
+            folio: fid(folio),
+            write: kind == MigKind::Write,
+        },
+    })
 }

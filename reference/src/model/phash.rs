@@ -25,7 +25,7 @@
 use super::state::*;
 use super::Model;
 use crate::policy::Policy;
-use crate::snapshot::{ProgressHasher, PteState};
+use crate::snapshot::ProgressHasher;
 
 /// An arena whose elements are marked dirty on every mutable access (see the module doc).
 pub(crate) struct Tracked<T> {
@@ -132,35 +132,7 @@ fn group_add(groups: &mut Vec<(Option<u64>, u64, u64)>, key: Option<u64>, n: i64
 /// The word of one PTE at `offset` into its group, as the snapshot names it.
 #[inline]
 fn word<P: Policy>(m: &Model<P>, offset: u64, pte: Pte, huge: bool) -> Option<u64> {
-    let fid = |slot: u32| {
-        m.folios
-            .get(slot as usize)
-            .map_or(crate::op::FolioId(0), |f| f.id)
-    };
-    let state = match pte {
-        Pte::None => return None,
-        Pte::Present(p) if p.folio == ZERO_SLOT => PteState::Zero,
-        Pte::Present(p) => PteState::Present {
-            folio: fid(p.folio),
-            write: p.write,
-            young: p.young,
-            dirty: p.dirty,
-            soft_dirty: p.soft_dirty,
-        },
-        Pte::Swap {
-            slot, exclusive, ..
-        } => PteState::Swap {
-            folio: m
-                .swap
-                .get(slot as usize)
-                .map_or(crate::op::FolioId(0), |x| x.id),
-            exclusive,
-        },
-        Pte::Migration { folio, kind, .. } => PteState::Migration {
-            folio: fid(folio),
-            write: kind == MigKind::Write,
-        },
-    };
+    let state = super::check::pte_state(m, pte)?;
     Some(ProgressHasher::pte_word(offset, &state, huge))
 }
 
