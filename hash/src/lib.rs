@@ -1,7 +1,10 @@
 //! The workspace's one set of fixed, non-randomised hashes: FNV-1a for canonical state hashes
 //! and `.mmr` checksums, and a small Fx-style `BuildHasher` for the internal hash maps of the
-//! model and the parsers (one implementation: two copies had hashed byte tails differently). It must never depend on process state
-//! (std's `RandomState` would make hashes and iteration order differ between runs).
+//! model and the parsers (one implementation: two copies had hashed byte tails differently).
+//! It must never depend on process state (std's `RandomState` would make hashes and iteration
+//! order differ between runs).
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::hash::{BuildHasherDefault, Hasher};
 
