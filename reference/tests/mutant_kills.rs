@@ -199,3 +199,36 @@ fn mglru_reclaim_that_cannot_meet_its_target_stops_after_32_rounds() {
     let steps = script.expect("a reclaim op records its rounds").steps;
     assert_eq!(steps.len(), 32, "{steps:?}");
 }
+
+/// Kills `& -> |` in `count_batch_flush` (`mask & (1 << sender)`): `arch_tlbbatch_flush` runs
+/// `flush_tlb_func` on the sender (TLB_LOCAL_SHOOTDOWN) only when the sender is in the
+/// batch's cpumask. Reclaim on a CPU that never ran the mm defers the unmap's flush
+/// (`should_defer_flush`: CPU 0 may cache it) and flushes the batch with one IPI to CPU 0 and
+/// no local flush.
+#[test]
+fn batch_flush_from_a_cpu_outside_the_mask_is_remote_only() {
+    let mut m = start(2);
+    touch(&mut m, A, AccessKind::Write);
+    apply(
+        &mut m,
+        Op::Reclaim {
+            cpu: 1,
+            nr_to_reclaim: 1,
+        },
+    );
+    let c = m.counters();
+    assert_eq!(c.evictions, 1);
+    assert_eq!(
+        (
+            c.tlb_flush_local_shootdowns,
+            c.tlb_flush_local,
+            c.tlb_flush_remote,
+            c.ipi_sends_shootdown,
+            c.ipi_targets_shootdown,
+            c.tlb_flush_full
+        ),
+        (0, 0, 1, 1, 1, 1),
+        "(local shootdowns, local, remote, IPI sends, IPI targets, full) of one batch flush"
+    );
+    no_violations(&mut m);
+}
