@@ -4,19 +4,26 @@
 
 use mmreplay_reference::engine::ReclaimStep;
 use mmreplay_reference::op::{map, prot};
-use mmreplay_reference::{AccessKind, KernelProfile, MmId, Model, Op, Reference};
+use mmreplay_reference::{
+    AccessKind, Invariant, KernelProfile, MmId, Model, Op, Policy, Reference,
+};
 
 const A: u64 = 0x7000_0000;
 const PAGE: u64 = 4096;
 
 fn start(nr_cpus: u32) -> Model<Reference> {
+    start_with(Reference, nr_cpus)
+}
+
+/// mm 1 exec'd on CPU 0 with 64 private anonymous pages at `A`, under policy `p`.
+fn start_with<P: Policy>(p: P, nr_cpus: u32) -> Model<P> {
     let mut m = Model::new(
         KernelProfile {
             nr_cpus,
             full_check_every: 1,
             ..KernelProfile::default()
         },
-        Reference,
+        p,
     );
     apply(
         &mut m,
@@ -42,13 +49,13 @@ fn start(nr_cpus: u32) -> Model<Reference> {
     m
 }
 
-fn apply(m: &mut Model<Reference>, op: Op) {
+fn apply<P: Policy>(m: &mut Model<P>, op: Op) {
     if let Err(e) = m.apply(&op) {
         panic!("op {op:?} failed: {e}");
     }
 }
 
-fn touch(m: &mut Model<Reference>, va: u64, kind: AccessKind) {
+fn touch<P: Policy>(m: &mut Model<P>, va: u64, kind: AccessKind) {
     apply(
         m,
         Op::Access {
@@ -229,6 +236,78 @@ fn batch_flush_from_a_cpu_outside_the_mask_is_remote_only() {
         ),
         (0, 0, 1, 1, 1, 1),
         "(local shootdowns, local, remote, IPI sends, IPI targets, full) of one batch flush"
+    );
+    no_violations(&mut m);
+}
+
+/// The negative control of I1: pages freed before the TLB flush (`free_pages_before_flush`).
+struct FreeBeforeFlush;
+impl Policy for FreeBeforeFlush {
+    fn free_pages_before_flush(&self) -> bool {
+        true
+    }
+}
+
+/// Kills `&& -> ||` in `tlb_drop_folio` (`e.valid && e.folio == slot`): after an I1 report
+/// the model drops the stale entries of the freed folio only, so the bug is reported once;
+/// every other cached translation stays (the mutant empties every CPU's TLB, and the next
+/// read of another cached page walks the page table again).
+#[test]
+fn i1_report_drops_only_the_freed_folios_translations() {
+    let mut m = start_with(FreeBeforeFlush, 1);
+    touch(&mut m, A, AccessKind::Write);
+    touch(&mut m, A + PAGE, AccessKind::Write);
+    apply(
+        &mut m,
+        Op::Munmap {
+            cpu: 0,
+            mm: MmId(1),
+            addr: A,
+            len: PAGE,
+        },
+    );
+    let i1 = m
+        .violations()
+        .iter()
+        .filter(|v| v.invariant == Invariant::I1)
+        .count();
+    assert_eq!(i1, 1, "{:#?}", m.violations());
+    let fills = m.counters().tlb_fills;
+    touch(&mut m, A + PAGE, AccessKind::Read);
+    assert_eq!(
+        m.counters().tlb_fills,
+        fills,
+        "the translation of the page still mapped was dropped with the freed one"
+    );
+}
+
+/// Kills `< -> <=` (the loop's `va < t`) and the first `&& -> ||` of the slot probe
+/// (`e.valid && e.huge == huge && ...`) in `tlb_drop_range`'s small-range path: a ranged
+/// flush (`flush_tlb_mm_range` of one page) drops that page's translation only, not the next
+/// page's (the loop's end is exclusive), nor a 4 KiB translation of the 2 MiB base page that
+/// the huge-entry probe looks at.
+#[test]
+fn ranged_flush_keeps_the_translations_around_the_range() {
+    let mut m = start(1);
+    for p in 0..3 {
+        touch(&mut m, A + p * PAGE, AccessKind::Write);
+    }
+    apply(
+        &mut m,
+        Op::Munmap {
+            cpu: 0,
+            mm: MmId(1),
+            addr: A + PAGE,
+            len: PAGE,
+        },
+    );
+    let fills = m.counters().tlb_fills;
+    touch(&mut m, A, AccessKind::Read);
+    touch(&mut m, A + 2 * PAGE, AccessKind::Read);
+    assert_eq!(
+        m.counters().tlb_fills,
+        fills,
+        "a one-page flush dropped the translations of the pages on either side"
     );
     no_violations(&mut m);
 }
