@@ -3,7 +3,7 @@
 //! Mutants judged equivalent are listed with the reason in `reference/mutants-equivalent.md`.
 
 use mmreplay_reference::engine::ReclaimStep;
-use mmreplay_reference::op::{map, prot};
+use mmreplay_reference::op::{map, prot, MigrateBatchStep};
 use mmreplay_reference::{
     AccessKind, Invariant, KernelProfile, MmId, Model, Op, Policy, Reference,
 };
@@ -17,14 +17,18 @@ fn start(nr_cpus: u32) -> Model<Reference> {
 
 /// mm 1 exec'd on CPU 0 with 64 private anonymous pages at `A`, under policy `p`.
 fn start_with<P: Policy>(p: P, nr_cpus: u32) -> Model<P> {
-    let mut m = Model::new(
+    start_in(
         KernelProfile {
             nr_cpus,
             full_check_every: 1,
             ..KernelProfile::default()
         },
         p,
-    );
+    )
+}
+
+fn start_in<P: Policy>(profile: KernelProfile, p: P) -> Model<P> {
+    let mut m = Model::new(profile, p);
     apply(
         &mut m,
         Op::Exec {
@@ -207,7 +211,8 @@ fn mglru_reclaim_that_cannot_meet_its_target_stops_after_32_rounds() {
     assert_eq!(steps.len(), 32, "{steps:?}");
 }
 
-/// Kills `& -> |` in `count_batch_flush` (`mask & (1 << sender)`): `arch_tlbbatch_flush` runs
+/// Kills `& -> |` and `& -> ^` in `count_batch_flush`'s first test (`tlb.rs:336:17`,
+/// `mask & (1 << sender) != 0 && ...`): `arch_tlbbatch_flush` runs
 /// `flush_tlb_func` on the sender (TLB_LOCAL_SHOOTDOWN) only when the sender is in the
 /// batch's cpumask. Reclaim on a CPU that never ran the mm defers the unmap's flush
 /// (`should_defer_flush`: CPU 0 may cache it) and flushes the batch with one IPI to CPU 0 and
@@ -308,6 +313,87 @@ fn ranged_flush_keeps_the_translations_around_the_range() {
         m.counters().tlb_fills,
         fills,
         "a one-page flush dropped the translations of the pages on either side"
+    );
+    no_violations(&mut m);
+}
+
+/// Kills `> -> >=` in `tlb_drop_range`'s one-pass path (`va + size > s`), taken when a ranged
+/// flush covers more pages than the TLB has entries (here 20 pages, 16 entries, under the
+/// 33-page `tlb_single_page_flush_ceiling`): the page that ends where the range starts keeps
+/// its translation.
+#[test]
+fn wide_ranged_flush_keeps_the_page_before_the_range() {
+    let mut m = start_in(
+        KernelProfile {
+            nr_cpus: 1,
+            full_check_every: 1,
+            tlb_entries: 16,
+            ..KernelProfile::default()
+        },
+        Reference,
+    );
+    for p in 1..=20 {
+        touch(&mut m, A + p * PAGE, AccessKind::Write);
+    }
+    touch(&mut m, A, AccessKind::Write);
+    apply(
+        &mut m,
+        Op::Munmap {
+            cpu: 0,
+            mm: MmId(1),
+            addr: A + PAGE,
+            len: 20 * PAGE,
+        },
+    );
+    assert_eq!(m.counters().tlb_flush_pages, 20, "one 20-page ranged flush");
+    let fills = m.counters().tlb_fills;
+    touch(&mut m, A, AccessKind::Read);
+    assert_eq!(
+        m.counters().tlb_fills,
+        fills,
+        "a flush of the 20 pages after it dropped the page's translation"
+    );
+    no_violations(&mut m);
+}
+
+/// Kills, in `count_foreign_flush` (`ptep_clear_flush` of a PTE in an mm the model does not
+/// know, outside a migration batch), `& -> |` in `others = mask & !(1 << sender)` (one CPU:
+/// no other CPU, so no remote flush at all), `& -> |` in the target filter (the sender is not
+/// its own IPI target), `+= -> *=` on `tlb_flush_pages` (one page), and `all_cpus_mask -> 1`
+/// (the unknown mm's cpumask is taken as every CPU, so CPU 1 is interrupted).
+#[test]
+fn foreign_unmap_flushes_one_page_on_every_other_cpu() {
+    let mut one = start(1);
+    let before = one.counters().clone();
+    apply(
+        &mut one,
+        Op::MigrateBatch {
+            cpu: 0,
+            step: MigrateBatchStep::ForeignUnmap,
+        },
+    );
+    assert_eq!(one.counters(), &before, "one CPU: nobody else to flush");
+
+    let mut m = start(2);
+    let before = m.counters().clone();
+    apply(
+        &mut m,
+        Op::MigrateBatch {
+            cpu: 0,
+            step: MigrateBatchStep::ForeignUnmap,
+        },
+    );
+    let c = m.counters();
+    assert_eq!(
+        (
+            c.tlb_flush_remote - before.tlb_flush_remote,
+            c.ipi_sends_shootdown - before.ipi_sends_shootdown,
+            c.ipi_targets_shootdown - before.ipi_targets_shootdown,
+            c.tlb_flush_pages - before.tlb_flush_pages,
+            c.tlb_flush_local_mm_shootdowns - before.tlb_flush_local_mm_shootdowns,
+        ),
+        (1, 1, 1, 1, 0),
+        "(remote, IPI sends, IPI targets, pages, local) of one foreign PTE flush from CPU 0"
     );
     no_violations(&mut m);
 }
