@@ -397,3 +397,34 @@ fn foreign_unmap_flushes_one_page_on_every_other_cpu() {
     );
     no_violations(&mut m);
 }
+
+/// Kills `& -> ^` in `flush_tlb_mm_range`'s local-shootdown test (`others != 0 ||
+/// mask & (1 << sender) != 0`): a flush by the only CPU running the mm takes the local path,
+/// and `flush_tlb_func` on the sender counts `TLB_LOCAL_MM_SHOOTDOWN` there too (the mutant
+/// counts it only when another CPU is in the mask).
+#[test]
+fn local_only_flush_counts_one_local_mm_shootdown() {
+    let mut m = start(1);
+    touch(&mut m, A, AccessKind::Write);
+    let before = m.counters().clone();
+    apply(
+        &mut m,
+        Op::Munmap {
+            cpu: 0,
+            mm: MmId(1),
+            addr: A,
+            len: PAGE,
+        },
+    );
+    let c = m.counters();
+    assert_eq!(
+        (
+            c.tlb_flush_local - before.tlb_flush_local,
+            c.tlb_flush_local_mm_shootdowns - before.tlb_flush_local_mm_shootdowns,
+            c.tlb_flush_remote - before.tlb_flush_remote,
+        ),
+        (1, 1, 0),
+        "(local, local MM shootdowns, remote) of a one-CPU munmap"
+    );
+    no_violations(&mut m);
+}
