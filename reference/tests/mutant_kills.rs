@@ -4,6 +4,7 @@
 
 use mmreplay_reference::engine::ReclaimStep;
 use mmreplay_reference::op::{map, prot, MigrateBatchStep};
+use mmreplay_reference::profile::CpumaskMode;
 use mmreplay_reference::{
     AccessKind, Invariant, KernelProfile, MmId, Model, Op, Policy, Reference,
 };
@@ -425,6 +426,52 @@ fn local_only_flush_counts_one_local_mm_shootdown() {
         ),
         (1, 1, 0),
         "(local, local MM shootdowns, remote) of a one-CPU munmap"
+    );
+    no_violations(&mut m);
+}
+
+/// Kills `& -> ^` in `flush_tlb_mm_range`'s `SCF_RUN_LOCAL` test (`mask & (1 << sender)`,
+/// `TrimByFlush`): a flush sent, with the cpumask trim due, by a CPU that neither runs the mm
+/// nor is in its `mm_cpumask` interrupts CPU 0 and trims nobody: `flush_tlb_multi` runs
+/// `flush_tlb_func` only on the CPUs of the mask, so the sender takes no
+/// `TLB_REMOTE_WRONG_CPU` (the mutant counts one for it).
+#[test]
+fn trim_flush_from_a_cpu_outside_the_mask_trims_nobody() {
+    let mut m = start_in(
+        KernelProfile {
+            nr_cpus: 2,
+            cpumask_mode: CpumaskMode::TrimByFlush,
+            full_check_every: 1,
+            ..KernelProfile::default()
+        },
+        Reference,
+    );
+    touch(&mut m, A, AccessKind::Write);
+    // should_trim_cpumask is due a second after the mm was created.
+    apply(
+        &mut m,
+        Op::Clock {
+            now_ns: 2_000_000_000,
+        },
+    );
+    apply(
+        &mut m,
+        Op::Munmap {
+            cpu: 1,
+            mm: MmId(1),
+            addr: A,
+            len: PAGE,
+        },
+    );
+    let c = m.counters();
+    assert_eq!(
+        (
+            c.tlb_flush_remote,
+            c.ipi_targets_shootdown,
+            c.tlb_flush_remote_wrong_cpu
+        ),
+        (1, 1, 0),
+        "(remote, IPI targets, wrong-CPU trims) of CPU 1's flush of CPU 0's mm"
     );
     no_violations(&mut m);
 }
