@@ -475,3 +475,46 @@ fn trim_flush_from_a_cpu_outside_the_mask_trims_nobody() {
     );
     no_violations(&mut m);
 }
+
+/// Kills `<< -> >>` in `flush_tlb_mm_range`'s lazy freed-tables branch (`trimmed |= 1 << cpu`,
+/// `ClearOnSwitch`): a CPU that runs the mm lazily (a kernel thread after a user thread of
+/// mm1) gets the freed-tables IPI, `leave_mm`s, and before v6.12 its `switch_mm_irqs_off` to
+/// init_mm clears its `mm_cpumask` bit, so the next flush does not interrupt it (for CPU 1 the
+/// mutant's `1 >> 1` trims nobody).
+#[test]
+fn lazy_cpu_leaves_the_mask_on_a_freed_tables_flush() {
+    let mut m = start(2);
+    touch(&mut m, A, AccessKind::Write);
+    apply(
+        &mut m,
+        Op::Access {
+            cpu: 1,
+            mm: MmId(1),
+            va: A,
+            kind: AccessKind::Read,
+        },
+    );
+    apply(&mut m, Op::Switch { cpu: 1, next: None });
+    let before = m.counters().clone();
+    // munmap of the whole VMA frees its PTE table (freed_tables: on_each_cpu_mask).
+    apply(
+        &mut m,
+        Op::Munmap {
+            cpu: 0,
+            mm: MmId(1),
+            addr: A,
+            len: 64 * PAGE,
+        },
+    );
+    let c = m.counters();
+    assert!(c.tables_freed > before.tables_freed);
+    assert_eq!(c.ipi_targets_shootdown - before.ipi_targets_shootdown, 1);
+    let mask = m
+        .snapshot()
+        .mms
+        .into_iter()
+        .find(|x| x.id == MmId(1))
+        .map(|x| x.cpumask);
+    assert_eq!(mask, Some(vec![0]), "CPU 1 left mm1's cpumask");
+    no_violations(&mut m);
+}
