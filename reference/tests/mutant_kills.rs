@@ -321,7 +321,8 @@ fn ranged_flush_keeps_the_translations_around_the_range() {
 /// Kills `> -> >=` in `tlb_drop_range`'s one-pass path (`va + size > s`), taken when a ranged
 /// flush covers more pages than the TLB has entries (here 20 pages, 16 entries, under the
 /// 33-page `tlb_single_page_flush_ceiling`): the page that ends where the range starts keeps
-/// its translation.
+/// its translation. Also kills `+= -> *=` on `tlb_flush_pages` in `flush_tlb_mm_range` (the
+/// flush counts its 20 pages).
 #[test]
 fn wide_ranged_flush_keeps_the_page_before_the_range() {
     let mut m = start_in(
@@ -516,5 +517,92 @@ fn lazy_cpu_leaves_the_mask_on_a_freed_tables_flush() {
         .find(|x| x.id == MmId(1))
         .map(|x| x.cpumask);
     assert_eq!(mask, Some(vec![0]), "CPU 1 left mm1's cpumask");
+    no_violations(&mut m);
+}
+
+/// Kills `should_defer_flush -> true`: reclaim batches an unmap's flush (`TTU_BATCH_FLUSH`)
+/// only when another CPU may cache the mm; with the mm on the reclaiming CPU alone,
+/// `try_to_unmap_one` flushes the one page at once (`ptep_clear_flush`: a ranged local flush,
+/// not the batch's full `arch_tlbbatch_flush`).
+#[test]
+fn reclaim_with_no_other_cpu_in_the_mask_flushes_the_page_at_once() {
+    let mut m = start(1);
+    touch(&mut m, A, AccessKind::Write);
+    let before = m.counters().clone();
+    apply(
+        &mut m,
+        Op::Reclaim {
+            cpu: 0,
+            nr_to_reclaim: 1,
+        },
+    );
+    let c = m.counters();
+    assert_eq!(c.evictions - before.evictions, 1);
+    assert_eq!(
+        (
+            c.tlb_flush_local_mm_shootdowns - before.tlb_flush_local_mm_shootdowns,
+            c.tlb_flush_local_shootdowns - before.tlb_flush_local_shootdowns,
+            c.tlb_flush_pages - before.tlb_flush_pages,
+            c.tlb_flush_full - before.tlb_flush_full,
+        ),
+        (1, 0, 1, 0),
+        "(local MM shootdowns, batch local shootdowns, pages, full) of reclaim's unmap"
+    );
+    no_violations(&mut m);
+}
+
+/// Kills `+= -> *=` on `tlb_flush_remote_wrong_cpu` in `flush_tlb_mm_range` (`TrimByFlush`):
+/// CPU 1 ran mm1 and switched to mm2, keeping its bit (v6.12+); once the trim is due, CPU 0's
+/// flush interrupts it, it takes `TLB_REMOTE_WRONG_CPU` (counted once) and leaves the mask.
+#[test]
+fn due_trim_counts_the_wrong_cpu_it_trims() {
+    let mut m = start_in(
+        KernelProfile {
+            nr_cpus: 2,
+            cpumask_mode: CpumaskMode::TrimByFlush,
+            full_check_every: 1,
+            ..KernelProfile::default()
+        },
+        Reference,
+    );
+    touch(&mut m, A, AccessKind::Write);
+    apply(
+        &mut m,
+        Op::Access {
+            cpu: 1,
+            mm: MmId(1),
+            va: A,
+            kind: AccessKind::Read,
+        },
+    );
+    apply(
+        &mut m,
+        Op::Exec {
+            cpu: 1,
+            old: None,
+            new: MmId(2),
+        },
+    );
+    apply(
+        &mut m,
+        Op::Clock {
+            now_ns: 2_000_000_000,
+        },
+    );
+    apply(
+        &mut m,
+        Op::Munmap {
+            cpu: 0,
+            mm: MmId(1),
+            addr: A,
+            len: PAGE,
+        },
+    );
+    let c = m.counters();
+    assert_eq!(
+        (c.ipi_targets_shootdown, c.tlb_flush_remote_wrong_cpu),
+        (1, 1),
+        "(IPI targets, wrong-CPU trims) of the flush that trims CPU 1"
+    );
     no_violations(&mut m);
 }
