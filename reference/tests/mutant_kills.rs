@@ -606,3 +606,41 @@ fn due_trim_counts_the_wrong_cpu_it_trims() {
     );
     no_violations(&mut m);
 }
+
+/// Kills `<< -> >>` in `count_batch_flush`'s first test (`mask & (1 << sender)`, where
+/// `1 >> 1` is 0): reclaim on CPU 1, which runs the mm with CPU 0, flushes its batch with
+/// `flush_tlb_func` on itself (TLB_LOCAL_SHOOTDOWN) and one IPI to CPU 0.
+#[test]
+fn batch_flush_from_a_cpu_in_the_mask_also_flushes_locally() {
+    let mut m = start(2);
+    touch(&mut m, A, AccessKind::Write);
+    apply(
+        &mut m,
+        Op::Access {
+            cpu: 1,
+            mm: MmId(1),
+            va: A,
+            kind: AccessKind::Read,
+        },
+    );
+    let before = m.counters().clone();
+    apply(
+        &mut m,
+        Op::Reclaim {
+            cpu: 1,
+            nr_to_reclaim: 1,
+        },
+    );
+    let c = m.counters();
+    assert_eq!(c.evictions - before.evictions, 1);
+    assert_eq!(
+        (
+            c.tlb_flush_local_shootdowns - before.tlb_flush_local_shootdowns,
+            c.tlb_flush_remote - before.tlb_flush_remote,
+            c.ipi_targets_shootdown - before.ipi_targets_shootdown,
+        ),
+        (1, 1, 1),
+        "(local shootdowns, remote, IPI targets) of one batch flush from CPU 1"
+    );
+    no_violations(&mut m);
+}
