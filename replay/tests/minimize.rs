@@ -410,3 +410,68 @@ fn cli_minimize_writes_a_checkable_litmus() {
     assert!(String::from_utf8_lossy(&same.stderr).contains("nothing to minimise"));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Ctrl-C through the CLI: SIGINT once the handler is installed (seen in
+/// `/proc/PID/status` `SigCgt`) makes `minimize` stop at its next evaluation and still write
+/// its best subset so far, atomically, which `check` accepts; `--json` says `interrupted`.
+#[test]
+fn cli_minimize_sigint_keeps_the_best_so_far() {
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_mmreplay");
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../corpus/captures/k61-reclaim-mglru.trace.zst")
+        .display()
+        .to_string();
+    let d = tmp("sigint");
+    let out = d.join("min.litmus").display().to_string();
+    let child = Command::new(bin)
+        .args(["minimize", &trace, "--policy", "lookaround", "-o", &out])
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    // Wait until SIGINT is caught (bit 1 of SigCgt), then send it.
+    let caught = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("SigCgt:"))
+                    .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+            })
+            .is_some_and(|m| m & 2 != 0)
+    };
+    let mut polls = 0u32;
+    while !caught() {
+        polls += 1;
+        assert!(polls < 600_000, "no SIGINT handler installed");
+        std::thread::yield_now();
+    }
+    let pid = libc::pid_t::try_from(pid).expect("pid");
+    // SAFETY: sends a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let o = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    assert_eq!(v["interrupted"], true, "{stdout}");
+    assert!(v["ops_after"].as_u64() <= v["ops_before"].as_u64());
+    let c = Command::new(bin)
+        .args(["check", &out])
+        .output()
+        .expect("run");
+    assert_eq!(
+        c.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&c.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
