@@ -858,8 +858,8 @@ fn section(t: &TraceReport) -> String {
     legend.push_str("</div>");
     let _ = write!(
         o,
-        "<h2>Counters over time</h2><p>Cumulative, sampled every {} ops (x: ops applied).</p>{legend}<div class=\"charts\">",
-        t.ops.div_ceil(MAX_POINTS).max(16)
+        "<h2>Counters over time</h2><p>Cumulative, {} points per line (at most {MAX_POINTS} samples plus the start and the end, whatever the capture's length; x: ops applied).</p>{legend}<div class=\"charts\">",
+        t.series.first().and_then(|s| s.points.first()).map_or(0, Vec::len)
     );
     for s in &t.series {
         o.push_str(&chart(s, &t.policies, t.ops));
@@ -867,8 +867,9 @@ fn section(t: &TraceReport) -> String {
     o.push_str("</div>");
     let _ = write!(
         o,
-        "<h2>Accesses over address × time</h2><p>Faults and accesses in the op stream (the same for every policy), {} distinct 64 KiB granules in {} rows (mm, address order), {} ops per column; colour on a log scale.</p>{}",
+        "<h2>Accesses over address × time</h2><p>Faults and accesses in the op stream (the same for every policy), {} distinct {} KiB granules in {} rows (mm, address order), {} ops per column; colour on a log scale.</p>{}",
         t.heatmap.granules,
+        t.heatmap.granule_kib,
         t.heatmap.rows.len(),
         t.heatmap.ops_per_col,
         heatmap(&t.heatmap)

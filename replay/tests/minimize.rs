@@ -3,7 +3,8 @@
 //! back to a scenario made only of the original's ops that still trips the control's
 //! invariant or breach; a seeded divergence (the batched-unshare scenario in noise) and a real
 //! corpus divergence reduce too; the written litmus file passes `check`; Ctrl-C (a stop
-//! request) keeps a result that still holds the property. The test build has the
+//! request, and SIGINT through the CLI) keeps a result that still holds the property; the same
+//! input gives the same litmus bytes. The test build has the
 //! `negative-controls` feature (replay's self dev-dependency).
 
 use std::path::{Path, PathBuf};
@@ -84,6 +85,8 @@ fn builder(
 }
 
 struct Reduced {
+    /// Seconds the minimisation took.
+    seconds: f64,
     original: Vec<Op>,
     noisy_len: usize,
     result: Vec<Op>,
@@ -128,6 +131,7 @@ fn reduce(file: &str, policy: &str, property: Property) -> Reduced {
     );
     let check = litmus::check_file(&back).expect("check runs");
     Reduced {
+        seconds: out.seconds,
         original,
         noisy_len: input.ops.len(),
         result,
@@ -159,11 +163,12 @@ fn assert_known_shape(r: &Reduced, must_contain: &[&str]) {
     assert!(r.check.skipped.is_empty(), "{:?}", r.check.skipped);
     assert!(r.check.held >= 1, "{text}");
     println!(
-        "{}: {} noisy ops -> {} (original scenario {})",
+        "{}: {} noisy ops -> {} (original scenario {}) in {:.2} s",
         r.file.display(),
         r.noisy_len,
         r.result.len(),
-        r.original.len()
+        r.original.len(),
+        r.seconds
     );
     if let Some(d) = r.file.parent() {
         let _ = std::fs::remove_dir_all(d);
@@ -269,6 +274,16 @@ fn corpus_divergence_reduces_and_stop_keeps_the_best() {
     .expect("write");
     let c = litmus::check_file(&litmus::load(&f).expect("parses")).expect("check");
     assert!(c.failed.is_empty() && c.held >= 2, "{:?}", c.failed);
+    // Deterministic: a second minimisation writes the same bytes.
+    let mut again = Minimizer::new(&input, &build, Mode::Lockstep);
+    let (out_again, _) = again
+        .run("batched-unshare", None, &mut |_, _, _| {}, &|| false)
+        .expect("minimize");
+    assert_eq!(
+        minimize::to_litmus(&mut again, &out_again, &prop, "batched-unshare"),
+        std::fs::read_to_string(&f).expect("read"),
+        "same input, same litmus"
+    );
 
     // Interrupted after 5 evaluations: fewer ops than the input, still diverged.
     let calls = std::cell::Cell::new(0u32);
