@@ -221,9 +221,82 @@ pub fn run_sampled<E: Send>(
     lower: LowerOptions,
     engines: Vec<BoxedEngine>,
     cfg: &EngineConfig,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
     sample: &mut dyn FnMut(&Sample<'_>),
 ) -> Result<TraceRun, E> {
+    let watch = Watch {
+        sample,
+        ops: &mut |_, _| {},
+        grow: false,
+    };
+    run_watched(records, lower, engines, cfg, progress, watch)
+}
+
+/// What a caller (`mmreplay report`) watches during the one replay, besides the result.
+pub struct Watch<'a> {
+    /// Called after every chunk with every model's step count and counters.
+    pub sample: &'a mut dyn FnMut(&Sample<'_>),
+    /// Called with every lowered chunk (index of its first op, its ops), in op order, on the
+    /// lowering side (it overlaps the models' work on the previous chunk).
+    pub ops: &'a mut (dyn FnMut(u64, &[Op]) + Send),
+    /// Chunks grow with the ops lowered so far (`ops / GROW_DIV`, from [`GROW_MIN`] up to
+    /// `cfg.chunk_ops`): a short capture still gets hundreds of samples, a long one's chunks
+    /// stay large. The models' results do not depend on the chunk size.
+    pub grow: bool,
+}
+
+/// Growing chunks: ops lowered so far divided by this.
+pub const GROW_DIV: u64 = 512;
+/// Growing chunks: the smallest.
+pub const GROW_MIN: usize = 16;
+
+/// The lowering side of the loop: the chunk size and the ops observer.
+struct Feed<'a> {
+    /// Ops lowered so far.
+    n: u64,
+    max: usize,
+    grow: bool,
+    ops: &'a mut (dyn FnMut(u64, &[Op]) + Send),
+}
+
+impl Feed<'_> {
+    fn fill<E>(
+        &mut self,
+        records: &mut impl Iterator<Item = Result<Record, E>>,
+        lowering: &mut Lowering,
+        out: &mut Vec<Op>,
+        ended: &mut bool,
+        err: &mut Option<E>,
+    ) {
+        let chunk = if self.grow {
+            usize::try_from(self.n / GROW_DIV)
+                .unwrap_or(usize::MAX)
+                .clamp(GROW_MIN.min(self.max), self.max)
+        } else {
+            self.max
+        };
+        fill(records, lowering, out, chunk, ended, err);
+        (self.ops)(self.n, out);
+        self.n += out.len() as u64;
+    }
+}
+
+/// [`run_sampled`] with an ops observer and growing chunks ([`Watch`]).
+pub fn run_watched<E: Send>(
+    records: impl Iterator<Item = Result<Record, E>> + Send,
+    lower: LowerOptions,
+    engines: Vec<BoxedEngine>,
+    cfg: &EngineConfig,
+    mut progress: impl FnMut(u64),
+    watch: Watch<'_>,
+) -> Result<TraceRun, E> {
+    let sample = watch.sample;
+    let mut feed = Feed {
+        n: 0,
+        max: cfg.chunk_ops.max(1),
+        grow: watch.grow,
+        ops: watch.ops,
+    };
     let mut lowering = Lowering::new(lower);
     let mut slots: Vec<Slot> = engines
         .into_iter()
@@ -245,6 +318,7 @@ pub fn run_sampled<E: Send>(
             cfg,
             &mut progress,
             sample,
+            &mut feed,
         )?;
         return Ok(TraceRun {
             lower: lowering.into_stats(),
@@ -256,11 +330,10 @@ pub fn run_sampled<E: Send>(
     let mut ended = false;
     // Fill the first chunk, then overlap: lower chunk k+1 while the models apply chunk k.
     let mut pending_err: Option<E> = None;
-    fill(
+    feed.fill(
         &mut records,
         &mut lowering,
         &mut cur,
-        chunk,
         &mut ended,
         &mut pending_err,
     );
@@ -285,11 +358,10 @@ pub fn run_sampled<E: Send>(
                 },
                 || {
                     if !next_ended {
-                        fill(
+                        feed.fill(
                             &mut records,
                             &mut lowering,
                             &mut next,
-                            chunk,
                             &mut next_ended,
                             &mut next_err,
                         )
@@ -303,11 +375,10 @@ pub fn run_sampled<E: Send>(
                 s.apply_chunk(ops, hash_every);
             }
             if !ended {
-                fill(
+                feed.fill(
                     &mut records,
                     &mut lowering,
                     &mut next,
-                    chunk,
                     &mut ended,
                     &mut pending_err,
                 );
@@ -368,6 +439,7 @@ fn run_lockstep<E: Send>(
     cfg: &EngineConfig,
     progress: &mut impl FnMut(u64),
     sample: &mut dyn FnMut(&Sample<'_>),
+    feed: &mut Feed<'_>,
 ) -> Result<Vec<PolicyRun>, E> {
     let chunk = cfg.chunk_ops.max(1);
     let hash_every = cfg.hash_every;
@@ -379,14 +451,7 @@ fn run_lockstep<E: Send>(
     };
     // cur: chunk the reference has run (scripts ready); next: lowered, not yet run.
     let mut cur: Vec<Op> = Vec::with_capacity(chunk + 64);
-    fill(
-        &mut records,
-        lowering,
-        &mut cur,
-        chunk,
-        &mut ended,
-        &mut err,
-    );
+    feed.fill(&mut records, lowering, &mut cur, &mut ended, &mut err);
     if let Some(e) = err.take() {
         return Err(e);
     }
@@ -394,14 +459,7 @@ fn run_lockstep<E: Send>(
     reference.apply_chunk_as(&cur, hash_every, Role::Record(&mut cur_scripts));
     let mut next: Vec<Op> = Vec::with_capacity(chunk + 64);
     if !ended {
-        fill(
-            &mut records,
-            lowering,
-            &mut next,
-            chunk,
-            &mut ended,
-            &mut err,
-        );
+        feed.fill(&mut records, lowering, &mut next, &mut ended, &mut err);
     }
     loop {
         if let Some(e) = err.take() {
@@ -427,11 +485,10 @@ fn run_lockstep<E: Send>(
                         || lead(reference, &mut next_scripts),
                         || {
                             if !after_ended {
-                                fill(
+                                feed.fill(
                                     &mut records,
                                     lowering,
                                     &mut after,
-                                    chunk,
                                     &mut after_ended,
                                     &mut after_err,
                                 )
@@ -446,14 +503,7 @@ fn run_lockstep<E: Send>(
             candidates.iter_mut().for_each(follow);
             lead(reference, &mut next_scripts);
             if !ended {
-                fill(
-                    &mut records,
-                    lowering,
-                    &mut after,
-                    chunk,
-                    &mut ended,
-                    &mut err,
-                );
+                feed.fill(&mut records, lowering, &mut after, &mut ended, &mut err);
             }
         }
         progress(lowering.stats().records);

@@ -3,12 +3,14 @@
 //! tables per policy, the first diverging window with its ops) and its rendering as ONE
 //! self-contained HTML page (inline SVG and a few lines of inline script, nothing fetched).
 //!
-//! Three passes over the input, each streaming: the replay session (verdicts, located first
-//! divergence, final snapshots), a lowering pass (heatmap cells and the ops around each first
-//! divergence), and a sampled replay (every model's counters after every chunk of
-//! `ops / MAX_POINTS` ops). Everything it keeps is bounded ([`MAX_POINTS`] samples per policy,
-//! [`HEAT_ROWS`] × [`HEAT_COLS`] cells, [`MAX_VMAS`] table rows), so the page of a 100 M-record
-//! capture is as small as that of a small one.
+//! One replay of the input (`session::run_watched`): the verdicts, final snapshots and
+//! counters, and, collected while the policies run, the sampled counters and the op-stream
+//! side of the heatmap and tables (`html/collect.rs`). Only locating a first divergence reads
+//! the input again, up to that op (the session's re-run, or [`first_counter_divergence`] for
+//! a counters-only one). Everything it keeps is bounded ([`MAX_POINTS`] samples per policy,
+//! [`HEAT_ROWS`] × [`HEAT_COLS`] cells from at most `collect::MAX_GRANULES` granules,
+//! [`MAX_VMAS`] table rows), so the page of a 100 M-record capture is as small as that of a
+//! small one.
 //!
 //! It must never embed the op stream, fetch anything from the network, or iterate a hash map
 //! into the output (the same input gives a byte-identical page).
@@ -23,7 +25,7 @@ use mmreplay_reference::op::Op;
 use mmreplay_reference::snapshot::{PteState, Snapshot};
 use serde::Serialize;
 
-use crate::engine::{self, EngineConfig};
+use crate::engine;
 use crate::lower::{LowerOptions, Lowering};
 use crate::session::{self, SessionError, SessionOptions};
 use crate::source::Source;
@@ -39,9 +41,9 @@ pub const MAX_VMAS: usize = 40;
 /// Most processes listed (the most ops first): a whole-machine capture has thousands.
 pub const MAX_PROCESSES: usize = 60;
 /// Ops shown before and after a first diverging op.
-pub const WINDOW_BEFORE: u64 = 12;
-/// Ops shown after it.
-pub const WINDOW_AFTER: u64 = 3;
+pub use crate::session::{WINDOW_AFTER, WINDOW_BEFORE};
+
+mod collect;
 
 /// The counters plotted over time: (counter, title).
 pub const SERIES: [(&str, &str); 10] = [
@@ -76,8 +78,11 @@ pub struct Heatmap {
     pub cols: u64,
     /// cells[row][col].
     pub cells: Vec<Vec<u32>>,
-    /// Distinct 64 KiB granules touched.
+    /// Distinct granules touched.
     pub granules: usize,
+    /// Granule size: 64 KiB, doubled as often as needed to keep at most
+    /// [`collect::MAX_GRANULES`] of them.
+    pub granule_kib: u64,
 }
 
 /// Final page-table facts of one mm or VMA under one policy.
@@ -122,21 +127,6 @@ pub struct VmaRow {
     pub per_policy: Vec<PteStats>,
 }
 
-/// A VMA as the op stream made it.
-struct VmaAcc {
-    mm: u32,
-    start: u64,
-    end: u64,
-    kind: String,
-    prot: u32,
-    mapped_at: u64,
-    unmapped_at: Option<u64>,
-    accesses: u64,
-}
-
-/// Per-mm op counts: (ops, first, last, mmaps).
-type MmAcc = (u64, u64, u64, u64);
-
 /// A candidate's verdict.
 #[derive(Clone, Debug, Serialize)]
 pub struct VerdictRow {
@@ -167,6 +157,9 @@ pub struct Window {
     pub ops: Vec<(u64, String)>,
     pub diff: String,
 }
+
+/// Ops of a window: (op index, op as a litmus line).
+type WindowOps = Vec<(u64, String)>;
 
 /// Everything the page shows about one trace (`--json` prints this).
 #[derive(Clone, Debug, Serialize)]
@@ -223,27 +216,89 @@ fn prot_text(p: u32) -> String {
 }
 
 /// Build the report of one input (`None`: the bundled capture).
+///
+/// One replay of the capture: the series, the heatmap and the op-stream side of the tables
+/// are collected while the policies run ([`engine::Watch`]); the ops around each located
+/// first divergence come from the session's locating re-run, which stops there. A candidate
+/// that differs only in counters is re-run with the reference up to its first differing op.
 pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, SessionError> {
-    let r = session::run(input, o, |_, _| {})?;
+    let is_litmus = input.is_some_and(crate::source::is_litmus);
+    let npol = session::specs(&o.policies)?.len();
+    let mut acc = collect::OpsAcc::default();
+    let mut sampler = collect::Sampler::new(npol);
+    let mut litmus_ops: Vec<Op> = Vec::new();
+    let r = if let Some(path) = input.filter(|_| is_litmus) {
+        // Litmus files are small: the ops are in memory, samples come from applying them
+        // prefix by prefix.
+        let r = session::run(input, o, |_, _| {})?;
+        let f = crate::litmus::load(std::path::Path::new(path))?;
+        let mut profile = f.profile.clone();
+        if let Some(n) = o.cpus {
+            profile.nr_cpus = n.clamp(1, 64);
+        }
+        litmus_ops = f.ops.into_iter().map(|l| l.op).collect();
+        for (i, op) in litmus_ops.iter().enumerate() {
+            acc.op(i as u64, op);
+        }
+        let chunk = (litmus_ops.len() as u64).div_ceil(MAX_POINTS).max(16);
+        let mut engines = registry::build_all(&session::specs(&o.policies)?, &profile);
+        for (k, op) in litmus_ops.iter().enumerate() {
+            for e in engines.iter_mut() {
+                let _ = e.apply(op);
+            }
+            if (k as u64 + 1) % chunk == 0 {
+                let all: Vec<(u64, &Counters)> =
+                    engines.iter().map(|e| (e.steps(), e.counters())).collect();
+                sampler.push(&all);
+            }
+        }
+        r
+    } else {
+        let watch = engine::Watch {
+            sample: &mut |all: &engine::Sample<'_>| sampler.push(all),
+            ops: &mut |start: u64, ops: &[Op]| {
+                for (k, op) in ops.iter().enumerate() {
+                    acc.op(start + k as u64, op);
+                }
+            },
+            grow: true,
+        };
+        session::run_watched(input, o, |_, _| {}, watch)?
+    };
     let names: Vec<String> = r.run.policies.iter().map(|p| p.name.clone()).collect();
-    let total_ops = r.run.lower.ops.max(1);
-    // Pass 2: heatmap cells and the ops around each first divergence.
-    let steps: Vec<(String, u64)> = r
-        .verdicts
-        .iter()
-        .filter_map(|v| {
-            let s = v.first_difference.as_ref()?.first_step?;
-            Some((v.candidate.clone(), s))
-        })
-        .collect();
+    let total_ops = r.run.lower.ops;
+    // The ops around each located first divergence.
+    let mut steps: Vec<(String, u64, WindowOps)> = Vec::new();
+    for v in &r.verdicts {
+        let Some(s) = v.first_difference.as_ref().and_then(|d| d.first_step) else {
+            continue;
+        };
+        let ops: Vec<(u64, String)> = if is_litmus {
+            litmus_ops
+                .iter()
+                .enumerate()
+                .map(|(i, op)| (i as u64, op))
+                .filter(|(i, _)| i + WINDOW_BEFORE >= s && *i <= s + WINDOW_AFTER)
+                .map(|(i, op)| (i, crate::litmus::format_op(op)))
+                .collect()
+        } else {
+            r.windows
+                .get(&v.candidate)
+                .map(|w| {
+                    w.iter()
+                        .map(|(i, op)| (*i, crate::litmus::format_op(op)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        steps.push((v.candidate.clone(), s, ops));
+    }
     // A candidate that differs only in counters has no located state divergence: its window
     // is at the first op after which a counter differs.
-    let mut steps = steps;
     let mut counter_only_steps: Vec<String> = Vec::new();
-    let is_litmus = input.is_some_and(crate::source::is_litmus);
-    if !is_litmus {
+    if !is_litmus && input != Some("-") {
         let specs = session::specs(&o.policies)?;
-        let profile = session::profile(r.nr_cpus, o.cpumask_mode);
+        let profile = session::profile_for(o, r.nr_cpus);
         for (i, v) in r.verdicts.iter().enumerate() {
             let counter_only = v
                 .first_difference
@@ -261,219 +316,55 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
                     access: crate::session::access_for(input)?,
                 };
                 let lockstep = o.mode == mmreplay_candidates::contract::Mode::Lockstep;
-                if let Some(s) = first_counter_divergence(input, o.strict, lower, lockstep, || {
-                    (rs.build(&profile), cs.build(&profile))
-                })? {
-                    steps.push((v.candidate.clone(), s));
+                if let Some((s, ops)) =
+                    first_counter_divergence(input, o.strict, lower, lockstep, || {
+                        (rs.build(&profile), cs.build(&profile))
+                    })?
+                {
+                    steps.push((v.candidate.clone(), s, ops));
                     counter_only_steps.push(v.candidate.clone());
                 }
             }
         }
     }
-    let ops_per_col = total_ops.div_ceil(HEAT_COLS).max(1);
-    let mut cells: BTreeMap<(u32, u64), BTreeMap<u64, u32>> = BTreeMap::new();
-    let mut accesses: BTreeMap<u32, u64> = BTreeMap::new();
-    let mut windows: Vec<Vec<(u64, String)>> = vec![Vec::new(); steps.len()];
-    let lower = LowerOptions {
-        pid: o.pid,
-        comm: o.comm.clone(),
-        nr_cpus: r.nr_cpus,
-        procs: crate::session::procs_for(input)?,
-        access: crate::session::access_for(input)?,
-    };
-    let mut vma_acc: Vec<VmaAcc> = Vec::new();
-    let mut vma_maps: BTreeMap<u32, BTreeMap<u64, usize>> = BTreeMap::new();
-    let mut mm_acc: BTreeMap<u32, MmAcc> = BTreeMap::new();
-    let mut visit = |i: u64, op: &Op| {
-        let find =
-            |maps: &BTreeMap<u32, BTreeMap<u64, usize>>, acc: &[VmaAcc], mm: u32, va: u64| {
-                maps.get(&mm)
-                    .and_then(|m| m.range(..=va).next_back())
-                    .map(|(_, k)| *k)
-                    .filter(|k| acc.get(*k).is_some_and(|v| va < v.end))
-            };
-        if let Some(mm) = op_mm(op) {
-            let e = mm_acc.entry(mm).or_insert((0, i, i, 0));
-            e.0 += 1;
-            e.2 = i;
-        }
-        match op {
-            Op::Access { mm, va, .. } | Op::Fault { mm, va, .. } => {
-                *cells
-                    .entry((mm.0, va >> 16))
-                    .or_default()
-                    .entry(i / ops_per_col)
-                    .or_insert(0) += 1;
-                *accesses.entry(mm.0).or_insert(0) += 1;
-                if let Some(v) =
-                    find(&vma_maps, &vma_acc, mm.0, *va).and_then(|k| vma_acc.get_mut(k))
-                {
-                    v.accesses += 1;
-                }
-            }
-            Op::Mmap {
-                mm,
-                addr,
-                len,
-                prot,
-                flags,
-                file,
-                ..
-            } => {
-                if let Some(e) = mm_acc.get_mut(&mm.0) {
-                    e.3 += 1;
-                }
-                let kind = match file {
-                    Some(f) => format!("{:?}", f.kind).to_lowercase(),
-                    None => "anon".to_string(),
-                };
-                let shared = flags & mmreplay_reference::op::map::SHARED != 0;
-                vma_maps
-                    .entry(mm.0)
-                    .or_default()
-                    .insert(*addr, vma_acc.len());
-                vma_acc.push(VmaAcc {
-                    mm: mm.0,
-                    start: *addr,
-                    end: addr.saturating_add(*len),
-                    kind: if shared {
-                        format!("{kind} shared")
-                    } else {
-                        kind
-                    },
-                    prot: *prot,
-                    mapped_at: i,
-                    unmapped_at: None,
-                    accesses: 0,
-                });
-            }
-            Op::Munmap { mm, addr, len, .. } => {
-                let end = addr.saturating_add(*len);
-                if let Some(m) = vma_maps.get_mut(&mm.0) {
-                    let gone: Vec<u64> = m.range(*addr..end).map(|(s, _)| *s).collect();
-                    for s in gone {
-                        if let Some(v) = m.remove(&s).and_then(|k| vma_acc.get_mut(k)) {
-                            v.unmapped_at = Some(i);
-                        }
-                    }
-                }
-            }
-            Op::Fork { parent, child, .. } => {
-                let inherited = vma_maps.get(&parent.0).cloned().unwrap_or_default();
-                vma_maps.insert(child.0, inherited);
-            }
-            Op::Exec { new, .. } => {
-                vma_maps.remove(&new.0);
-            }
-            _ => {}
-        }
-        for (w, (_, s)) in windows.iter_mut().zip(&steps) {
-            if i + WINDOW_BEFORE >= *s && i <= s + WINDOW_AFTER {
-                w.push((i, crate::litmus::format_op(op)));
-            }
-        }
-    };
-    let mut ops: Vec<Op> = Vec::new();
-    if let Some(path) = input.filter(|_| is_litmus) {
-        let f = crate::litmus::load(std::path::Path::new(path))?;
-        ops = f.ops.into_iter().map(|l| l.op).collect();
-        for (i, op) in ops.iter().enumerate() {
-            visit(i as u64, op);
-        }
-    } else {
-        let mut src = Source::open_opt(input, o.strict)?;
-        let mut lowering = Lowering::new(lower.clone());
-        let mut buf = Vec::new();
-        let mut i = 0u64;
-        loop {
-            let rec = src.next_record()?;
-            match &rec {
-                Some(rec) => lowering.push(rec, &mut buf),
-                None => lowering.finish(&mut buf),
-            }
-            for op in buf.drain(..) {
-                visit(i, &op);
-                i += 1;
-            }
-            if rec.is_none() {
-                break;
-            }
-        }
-    }
-    // Pass 3: counters after every chunk, per policy.
-    let specs = session::specs(&o.policies)?;
-    let profile = match input.filter(|_| is_litmus) {
-        Some(p) => crate::litmus::load(std::path::Path::new(p))?.profile,
-        None => session::profile(r.nr_cpus, o.cpumask_mode),
-    };
-    let chunk = total_ops.div_ceil(MAX_POINTS).max(16);
-    let cfg = EngineConfig {
-        hash_every: 0,
-        chunk_ops: usize::try_from(chunk).unwrap_or(usize::MAX),
-        parallel: true,
-        lockstep: o.mode == mmreplay_candidates::contract::Mode::Lockstep,
-    };
-    let mut samples: Vec<Vec<(u64, Counters)>> = vec![vec![(0, Counters::default())]; names.len()];
-    let mut sample = |all: &engine::Sample<'_>| {
-        for (s, (steps, c)) in samples.iter_mut().zip(all) {
-            if s.last().map(|l| l.0) != Some(*steps) {
-                s.push((*steps, (*c).clone()));
-            }
-        }
-    };
-    let engines = registry::build_all(&specs, &profile);
-    if is_litmus {
-        // Litmus files are small: apply prefix by prefix.
-        let mut engines = engines;
-        for (k, op) in ops.iter().enumerate() {
-            for e in engines.iter_mut() {
-                let _ = e.apply(op);
-            }
-            if (k as u64 + 1) % chunk == 0 {
-                let all: Vec<(u64, &Counters)> =
-                    engines.iter().map(|e| (e.steps(), e.counters())).collect();
-                sample(&all);
-            }
-        }
-    } else {
-        let src = Source::open_opt(input, o.strict)?;
-        engine::run_sampled(src, lower, engines, &cfg, |_| {}, &mut sample)?;
-    }
-    // The end point is the session's own final counters (after `finish`).
-    for (s, p) in samples.iter_mut().zip(&r.run.policies) {
-        let n = r.run.lower.ops;
-        if s.last().map(|l| l.0) != Some(n) {
-            s.push((n, p.counters.clone()));
-        }
-    }
+    let last: Vec<(u64, collect::Values)> = r
+        .run
+        .policies
+        .iter()
+        .map(|p| (total_ops, collect::values(&p.counters)))
+        .collect();
+    let samples = sampler.finish(&last);
     let series = SERIES
         .iter()
-        .map(|(c, t)| Series {
+        .enumerate()
+        .map(|(k, (c, t))| Series {
             counter: c.to_string(),
             title: t.to_string(),
             points: samples
                 .iter()
                 .map(|s| {
                     s.iter()
-                        .map(|(x, cs)| (*x, cs.get(c).unwrap_or(0)))
+                        .map(|(x, v)| (*x, v.get(k).copied().unwrap_or(0)))
                         .collect()
                 })
                 .collect(),
         })
         .collect();
     // Heatmap rows: granules in (mm, address) order, bucketed evenly.
-    let granules: Vec<(u32, u64)> = cells.keys().copied().collect();
+    let heat = &acc.heat;
+    let cols = heat.cols(total_ops);
+    let granules = heat.sorted();
     let nrows = granules.len().clamp(1, HEAT_ROWS);
     let mut rows = vec![String::new(); nrows];
-    let mut grid = vec![vec![0u32; HEAT_COLS as usize]; nrows];
-    for (rank, g) in granules.iter().enumerate() {
+    let mut grid = vec![vec![0u32; cols as usize]; nrows];
+    for (rank, (g, line)) in granules.iter().enumerate() {
         let row = rank * nrows / granules.len().max(1);
         if let Some(label) = rows.get_mut(row).filter(|l| l.is_empty()) {
-            *label = format!("mm{} {:#x}", g.0, g.1 << 16);
+            *label = format!("mm{} {:#x}", g.0, g.1 << (16 + heat.shift));
         }
-        if let (Some(line), Some(cols)) = (grid.get_mut(row), cells.get(g)) {
-            for (c, n) in cols {
-                if let Some(x) = usize::try_from(*c).ok().and_then(|c| line.get_mut(c)) {
+        if let Some(cells) = grid.get_mut(row) {
+            for (c, n) in line.iter() {
+                if let Some(x) = cells.get_mut(usize::from(*c)) {
                     *x = x.saturating_add(*n);
                 }
             }
@@ -484,7 +375,12 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
     let mut mm_ids: Vec<u32> = snaps
         .iter()
         .flat_map(|s| s.mms.iter().map(|m| m.id.0))
-        .chain(accesses.keys().copied())
+        .chain(
+            acc.mms
+                .iter()
+                .filter(|(_, a)| a.accesses > 0)
+                .map(|(mm, _)| *mm),
+        )
         .collect();
     mm_ids.sort_unstable();
     mm_ids.dedup();
@@ -501,19 +397,19 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
     };
     let processes_total = mm_ids.len();
     // Most ops first; ties by mm id (the sort is stable over the sorted ids).
-    mm_ids.sort_by_key(|mm| std::cmp::Reverse(mm_acc.get(mm).map_or(0, |a| a.0)));
+    mm_ids.sort_by_key(|mm| std::cmp::Reverse(acc.mms.get(mm).map_or(0, |a| a.ops)));
     mm_ids.truncate(MAX_PROCESSES);
     let processes = mm_ids
         .iter()
         .map(|&mm| {
-            let (ops, first_op, last_op, mmaps) = mm_acc.get(&mm).copied().unwrap_or_default();
+            let a = acc.mms.get(&mm).copied().unwrap_or_default();
             ProcessRow {
                 mm,
-                ops,
-                first_op,
-                last_op,
-                mmaps,
-                accesses: accesses.get(&mm).copied().unwrap_or(0),
+                ops: a.ops,
+                first_op: a.first_op,
+                last_op: a.last_op,
+                mmaps: a.mmaps,
+                accesses: a.accesses,
                 per_policy: (0..snaps.len())
                     .map(|k| {
                         find(k, mm).map_or_else(PteStats::default, |m| pte_stats(m.ptes.iter()))
@@ -522,14 +418,10 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
             }
         })
         .collect();
-    let vmas_total = vma_acc.len();
-    let mut order: Vec<usize> = (0..vma_acc.len()).collect();
-    // Most accessed first; ties in op order (the sort is stable).
-    order.sort_by_key(|k| std::cmp::Reverse(vma_acc.get(*k).map_or(0, |v| v.accesses)));
-    let vmas: Vec<VmaRow> = order
+    let vmas_total = acc.vmas_total;
+    let vmas: Vec<VmaRow> = acc
+        .top_vmas()
         .into_iter()
-        .take(MAX_VMAS)
-        .filter_map(|k| vma_acc.get(k))
         .map(|v| VmaRow {
             mm: v.mm,
             start: format!("{:#x}", v.start),
@@ -620,18 +512,17 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
         })
         .collect();
     let windows = steps
-        .iter()
-        .zip(windows)
-        .map(|((cand, s), ops)| Window {
-            candidate: cand.clone(),
-            kind: if counter_only_steps.contains(cand) {
+        .into_iter()
+        .map(|(cand, s, ops)| Window {
+            kind: if counter_only_steps.contains(&cand) {
                 "counters".into()
             } else {
                 "state".into()
             },
-            first_step: *s,
+            diff: r.diffs.get(&cand).cloned().unwrap_or_default(),
+            candidate: cand,
+            first_step: s,
             ops,
-            diff: r.diffs.get(cand).cloned().unwrap_or_default(),
         })
         .collect();
     Ok(TraceReport {
@@ -653,10 +544,11 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
         series,
         heatmap: Heatmap {
             rows,
-            ops_per_col,
-            cols: HEAT_COLS,
+            ops_per_col: heat.ops_per_col,
+            cols,
             cells: grid,
             granules: granules.len(),
+            granule_kib: 64u64 << heat.shift,
         },
         processes,
         processes_total,
@@ -666,12 +558,8 @@ pub fn build(input: Option<&str>, o: &SessionOptions) -> Result<TraceReport, Ses
     })
 }
 
-/// The mm an op belongs to (the child of a fork, the new mm of an exec).
-fn op_mm(op: &Op) -> Option<u32> {
-    op.mm().map(|m| m.0)
-}
-
-/// The first op after which the two models' counters differ (re-reading the input).
+/// The first op after which the two models' counters differ (re-reading the input up to
+/// there) and the ops around it ([`WINDOW_BEFORE`] before, [`WINDOW_AFTER`] after).
 fn first_counter_divergence(
     input: Option<&str>,
     strict: bool,
@@ -681,12 +569,14 @@ fn first_counter_divergence(
         mmreplay_candidates::BoxedEngine,
         mmreplay_candidates::BoxedEngine,
     ),
-) -> Result<Option<u64>, SessionError> {
+) -> Result<Option<(u64, WindowOps)>, SessionError> {
     let (mut r, mut c) = build();
     let mut src = Source::open_opt(input, strict)?;
     let mut lowering = Lowering::new(lower);
     let mut buf = Vec::new();
     let mut i = 0u64;
+    let mut recent: std::collections::VecDeque<(u64, Op)> = Default::default();
+    let mut found: Option<u64> = None;
     loop {
         let rec = src.next_record()?;
         match &rec {
@@ -694,6 +584,14 @@ fn first_counter_divergence(
             None => lowering.finish(&mut buf),
         }
         for op in buf.drain(..) {
+            if let Some(s) = found {
+                if i > s + WINDOW_AFTER {
+                    break;
+                }
+                recent.push_back((i, op));
+                i += 1;
+                continue;
+            }
             if lockstep {
                 let (_, script) = r.apply_recording(&op);
                 let _ = match &script {
@@ -704,13 +602,24 @@ fn first_counter_divergence(
                 let _ = r.apply(&op);
                 let _ = c.apply(&op);
             }
+            if recent.len() as u64 > WINDOW_BEFORE {
+                recent.pop_front();
+            }
+            recent.push_back((i, op));
             if r.counters() != c.counters() {
-                return Ok(Some(i));
+                found = Some(i);
             }
             i += 1;
         }
-        if rec.is_none() {
-            return Ok(None);
+        let done = found.is_some_and(|s| i > s + WINDOW_AFTER);
+        if rec.is_none() || done {
+            return Ok(found.map(|s| {
+                let ops = recent
+                    .iter()
+                    .map(|(k, op)| (*k, crate::litmus::format_op(op)))
+                    .collect();
+                (s, ops)
+            }));
         }
     }
 }
@@ -949,8 +858,8 @@ fn section(t: &TraceReport) -> String {
     legend.push_str("</div>");
     let _ = write!(
         o,
-        "<h2>Counters over time</h2><p>Cumulative, sampled every {} ops (x: ops applied).</p>{legend}<div class=\"charts\">",
-        t.ops.div_ceil(MAX_POINTS).max(16)
+        "<h2>Counters over time</h2><p>Cumulative, {} points per line (at most {MAX_POINTS} samples plus the start and the end, whatever the capture's length; x: ops applied).</p>{legend}<div class=\"charts\">",
+        t.series.first().and_then(|s| s.points.first()).map_or(0, Vec::len)
     );
     for s in &t.series {
         o.push_str(&chart(s, &t.policies, t.ops));
@@ -958,8 +867,9 @@ fn section(t: &TraceReport) -> String {
     o.push_str("</div>");
     let _ = write!(
         o,
-        "<h2>Accesses over address × time</h2><p>Faults and accesses in the op stream (the same for every policy), {} distinct 64 KiB granules in {} rows (mm, address order), {} ops per column; colour on a log scale.</p>{}",
+        "<h2>Accesses over address × time</h2><p>Faults and accesses in the op stream (the same for every policy), {} distinct {} KiB granules in {} rows (mm, address order), {} ops per column; colour on a log scale.</p>{}",
         t.heatmap.granules,
+        t.heatmap.granule_kib,
         t.heatmap.rows.len(),
         t.heatmap.ops_per_col,
         heatmap(&t.heatmap)

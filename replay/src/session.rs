@@ -34,6 +34,14 @@ type Located = (
     mmreplay_reference::snapshot::Snapshot,
 );
 
+/// Ops around a located first diverging op, with their indices.
+pub type WindowOps = Vec<(u64, Op)>;
+
+/// Ops kept before a located first diverging op ([`SessionResult::windows`]).
+pub const WINDOW_BEFORE: u64 = 12;
+/// Ops kept after it.
+pub const WINDOW_AFTER: u64 = 3;
+
 #[derive(Clone, Debug)]
 pub struct SessionOptions {
     /// Policy specs, reference first (added if missing).
@@ -112,6 +120,10 @@ pub struct SessionResult {
     pub diffs: BTreeMap<String, String>,
     /// What the run read and assumed about its input (lost events, unparsed lines, filters).
     pub input: InputReport,
+    /// Per candidate whose first diverging op was located by re-reading the input: the ops
+    /// around it ([`WINDOW_BEFORE`] before, [`WINDOW_AFTER`] after), with their indices, kept
+    /// by that re-run (`mmreplay report` shows them without reading the input again).
+    pub windows: BTreeMap<String, WindowOps>,
 }
 
 /// The LRU a session models: `--lru`, else the capture kernel's (MGLRU when its sidecar says
@@ -166,6 +178,31 @@ struct OpStream {
     buf: std::collections::VecDeque<Op>,
     scratch: Vec<Op>,
     done: bool,
+    /// Ops handed out so far.
+    n: u64,
+    /// The last ops handed out (at most `WINDOW_BEFORE + 1`), from `keep_from - WINDOW_BEFORE`
+    /// on only: nothing is cloned before the window a re-run compares in.
+    recent: std::collections::VecDeque<(u64, Op)>,
+    keep_from: u64,
+}
+
+impl OpStream {
+    /// The ops around op `i` (just handed out): the kept ones before it and the next few.
+    fn window(&mut self, i: u64) -> WindowOps {
+        let mut w: WindowOps = self
+            .recent
+            .drain(..)
+            .filter(|(k, _)| k + WINDOW_BEFORE >= i)
+            .collect();
+        for _ in 0..WINDOW_AFTER {
+            let k = self.n;
+            match self.next() {
+                Some(op) => w.push((k, op)),
+                None => break,
+            }
+        }
+        w
+    }
 }
 
 impl Iterator for OpStream {
@@ -173,6 +210,13 @@ impl Iterator for OpStream {
     fn next(&mut self) -> Option<Op> {
         loop {
             if let Some(op) = self.buf.pop_front() {
+                if self.n + WINDOW_BEFORE >= self.keep_from {
+                    if self.recent.len() as u64 > WINDOW_BEFORE {
+                        self.recent.pop_front();
+                    }
+                    self.recent.push_back((self.n, op.clone()));
+                }
+                self.n += 1;
                 return Some(op);
             }
             if self.done {
@@ -196,6 +240,22 @@ pub fn run(
     input: Option<&str>,
     o: &SessionOptions,
     progress: impl FnMut(&Source, u64) + Send,
+) -> Result<SessionResult, SessionError> {
+    let watch = engine::Watch {
+        sample: &mut |_| {},
+        ops: &mut |_, _| {},
+        grow: false,
+    };
+    run_watched(input, o, progress, watch)
+}
+
+/// [`run`], with `watch` seeing the one replay's samples and ops (`mmreplay report`). A litmus
+/// file is replayed as [`run_litmus`] does; `watch` is not called for it.
+pub fn run_watched(
+    input: Option<&str>,
+    o: &SessionOptions,
+    progress: impl FnMut(&Source, u64) + Send,
+    watch: engine::Watch<'_>,
 ) -> Result<SessionResult, SessionError> {
     if let Some(path) = input.filter(|p| crate::source::is_litmus(p)) {
         return run_litmus(path, o);
@@ -225,17 +285,7 @@ pub fn run(
         FactSource::Assumed
     };
     let mut lost = LostTracker::default();
-    let profile = match &o.kernel {
-        Some(k) => KernelProfile {
-            cpumask_mode: o.cpumask_mode,
-            ..k.profile(nr_cpus)
-        },
-        None => profile(nr_cpus, o.cpumask_mode),
-    };
-    let profile = KernelProfile {
-        lru: effective_lru(o),
-        ..profile
-    };
+    let profile = profile_for(o, nr_cpus);
     let procs = procs_for(input)?;
     let lower = LowerOptions {
         pid: o.pid,
@@ -266,7 +316,7 @@ pub fn run(
             lockstep: o.mode == Mode::Lockstep,
             ..o.engine.clone()
         };
-        let mut run = engine::run(it, lower.clone(), engines, &cfg, |_| {})?;
+        let mut run = engine::run_watched(it, lower.clone(), engines, &cfg, |_| {}, watch)?;
         if let Some(n) = assumed_cpus {
             run.lower
                 .approximations
@@ -294,6 +344,7 @@ pub fn run(
     check_input(&trace, &run.lower, &input_report, o.strict)?;
     let mut verdicts = Vec::new();
     let mut diffs = BTreeMap::new();
+    let mut windows = BTreeMap::new();
     let Some(reference) = run.policies.first() else {
         return Ok(SessionResult {
             trace,
@@ -303,6 +354,7 @@ pub fn run(
             verdicts,
             diffs,
             input: input_report,
+            windows,
         });
     };
     for (i, cand) in run.policies.iter().enumerate().skip(1) {
@@ -313,14 +365,17 @@ pub fn run(
         let rereadable = input != Some("-");
         // Re-run the reference and this candidate from the start, comparing state hashes every
         // `every` ops from op `skip` on.
-        let rerun = |skip: u64, every: u64| -> Result<Option<Located>, SessionError> {
+        let rerun = |skip: u64, every: u64| -> Result<Option<(Located, WindowOps)>, SessionError> {
             let src = Source::open_opt(input, o.strict)?;
-            let ops = OpStream {
+            let mut ops = OpStream {
                 src,
                 lowering: Lowering::new(lower.clone()),
                 buf: Default::default(),
                 scratch: Vec::new(),
                 done: false,
+                n: 0,
+                recent: Default::default(),
+                keep_from: skip,
             };
             let pair: Vec<PolicySpec> = specs
                 .first()
@@ -329,15 +384,19 @@ pub fn run(
                 .chain([spec.clone()])
                 .collect();
             let mut e = registry::build_all(&pair, &profile);
-            Ok(match (e.pop(), e.pop()) {
+            let found = match (e.pop(), e.pop()) {
                 (Some(mut c), Some(mut r)) if o.mode == Mode::Lockstep => {
-                    engine::first_divergence_lockstep(ops, &mut *r, &mut *c, skip, every)
+                    engine::first_divergence_lockstep(&mut ops, &mut *r, &mut *c, skip, every)
                 }
                 (Some(mut c), Some(mut r)) => {
-                    engine::first_divergence(ops, &mut *r, &mut *c, skip, every)
+                    engine::first_divergence(&mut ops, &mut *r, &mut *c, skip, every)
                 }
                 _ => None,
-            })
+            };
+            Ok(found.map(|l| {
+                let w = ops.window(l.0);
+                (l, w)
+            }))
         };
         let located = match (window, o.locate && rereadable, o.engine.hash_every) {
             (Some(w), true, n) if n > 0 => {
@@ -346,13 +405,17 @@ pub fn run(
                 // first every LOCATE_STRIDE ops, then op by op in the stride that differed.
                 let stride = LOCATE_STRIDE.min(n);
                 match rerun(skip, stride)? {
-                    Some((i, a, b)) if stride == 1 => Some((i, a, b)),
-                    Some((i, ..)) => rerun(skip.max((i + 1).saturating_sub(stride)), 1)?,
+                    Some(found) if stride == 1 => Some(found),
+                    Some(((i, ..), _)) => rerun(skip.max((i + 1).saturating_sub(stride)), 1)?,
                     None => rerun(skip, 1)?,
                 }
             }
             _ => None,
         };
+        let located = located.map(|(l, w)| {
+            windows.insert(cand.name.clone(), w);
+            l
+        });
         let v = differ::compare(
             Some(&contract),
             reference,
@@ -377,6 +440,7 @@ pub fn run(
         verdicts,
         diffs,
         input: input_report,
+        windows,
     })
 }
 
@@ -419,6 +483,22 @@ pub fn check_input(
         }
     }
     Ok(())
+}
+
+/// The kernel profile a session with options `o` models a capture of `nr_cpus` CPUs with:
+/// the capture kernel's (else the defaults), `o.cpumask_mode`, the [`effective_lru`].
+pub fn profile_for(o: &SessionOptions, nr_cpus: u32) -> KernelProfile {
+    let profile = match &o.kernel {
+        Some(k) => KernelProfile {
+            cpumask_mode: o.cpumask_mode,
+            ..k.profile(nr_cpus)
+        },
+        None => profile(nr_cpus, o.cpumask_mode),
+    };
+    KernelProfile {
+        lru: effective_lru(o),
+        ..profile
+    }
 }
 
 /// The kernel profile a replay uses: defaults, the capture's CPU count and cpumask mode.
@@ -520,6 +600,7 @@ pub fn run_ops(
             clock_source: FactSource::Unknown,
             ..InputReport::default()
         },
+        windows: BTreeMap::new(),
     }
 }
 

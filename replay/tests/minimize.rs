@@ -3,7 +3,8 @@
 //! back to a scenario made only of the original's ops that still trips the control's
 //! invariant or breach; a seeded divergence (the batched-unshare scenario in noise) and a real
 //! corpus divergence reduce too; the written litmus file passes `check`; Ctrl-C (a stop
-//! request) keeps a result that still holds the property. The test build has the
+//! request, and SIGINT through the CLI) keeps a result that still holds the property; the same
+//! input gives the same litmus bytes. The test build has the
 //! `negative-controls` feature (replay's self dev-dependency).
 
 use std::path::{Path, PathBuf};
@@ -84,6 +85,8 @@ fn builder(
 }
 
 struct Reduced {
+    /// Seconds the minimisation took.
+    seconds: f64,
     original: Vec<Op>,
     noisy_len: usize,
     result: Vec<Op>,
@@ -128,6 +131,7 @@ fn reduce(file: &str, policy: &str, property: Property) -> Reduced {
     );
     let check = litmus::check_file(&back).expect("check runs");
     Reduced {
+        seconds: out.seconds,
         original,
         noisy_len: input.ops.len(),
         result,
@@ -159,11 +163,12 @@ fn assert_known_shape(r: &Reduced, must_contain: &[&str]) {
     assert!(r.check.skipped.is_empty(), "{:?}", r.check.skipped);
     assert!(r.check.held >= 1, "{text}");
     println!(
-        "{}: {} noisy ops -> {} (original scenario {})",
+        "{}: {} noisy ops -> {} (original scenario {}) in {:.2} s",
         r.file.display(),
         r.noisy_len,
         r.result.len(),
-        r.original.len()
+        r.original.len(),
+        r.seconds
     );
     if let Some(d) = r.file.parent() {
         let _ = std::fs::remove_dir_all(d);
@@ -269,6 +274,16 @@ fn corpus_divergence_reduces_and_stop_keeps_the_best() {
     .expect("write");
     let c = litmus::check_file(&litmus::load(&f).expect("parses")).expect("check");
     assert!(c.failed.is_empty() && c.held >= 2, "{:?}", c.failed);
+    // Deterministic: a second minimisation writes the same bytes.
+    let mut again = Minimizer::new(&input, &build, Mode::Lockstep);
+    let (out_again, _) = again
+        .run("batched-unshare", None, &mut |_, _, _| {}, &|| false)
+        .expect("minimize");
+    assert_eq!(
+        minimize::to_litmus(&mut again, &out_again, &prop, "batched-unshare"),
+        std::fs::read_to_string(&f).expect("read"),
+        "same input, same litmus"
+    );
 
     // Interrupted after 5 evaluations: fewer ops than the input, still diverged.
     let calls = std::cell::Cell::new(0u32);
@@ -408,5 +423,70 @@ fn cli_minimize_writes_a_checkable_litmus() {
         .expect("run");
     assert_eq!(same.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&same.stderr).contains("nothing to minimise"));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Ctrl-C through the CLI: SIGINT once the handler is installed (seen in
+/// `/proc/PID/status` `SigCgt`) makes `minimize` stop at its next evaluation and still write
+/// its best subset so far, atomically, which `check` accepts; `--json` says `interrupted`.
+#[test]
+fn cli_minimize_sigint_keeps_the_best_so_far() {
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_mmreplay");
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../corpus/captures/k61-reclaim-mglru.trace.zst")
+        .display()
+        .to_string();
+    let d = tmp("sigint");
+    let out = d.join("min.litmus").display().to_string();
+    let child = Command::new(bin)
+        .args(["minimize", &trace, "--policy", "lookaround", "-o", &out])
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    // Wait until SIGINT is caught (bit 1 of SigCgt), then send it.
+    let caught = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("SigCgt:"))
+                    .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+            })
+            .is_some_and(|m| m & 2 != 0)
+    };
+    let mut polls = 0u32;
+    while !caught() {
+        polls += 1;
+        assert!(polls < 600_000, "no SIGINT handler installed");
+        std::thread::yield_now();
+    }
+    let pid = libc::pid_t::try_from(pid).expect("pid");
+    // SAFETY: sends a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let o = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    assert_eq!(v["interrupted"], true, "{stdout}");
+    assert!(v["ops_after"].as_u64() <= v["ops_before"].as_u64());
+    let c = Command::new(bin)
+        .args(["check", &out])
+        .output()
+        .expect("run");
+    assert_eq!(
+        c.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&c.stdout)
+    );
     let _ = std::fs::remove_dir_all(&d);
 }

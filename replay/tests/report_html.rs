@@ -122,6 +122,64 @@ fn report_is_self_contained_deterministic_and_complete() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// The plots and the counters table come from the same one replay: every line ends at the
+/// table's final value (a separate sampled replay with the default kernel profile once drew
+/// 12 327 evictions over a table of 10 332 on the tour; 6.18's reclaim on reclaim-swap), and
+/// the heatmap holds every access and fault of the op stream, in at most HEAT_COLS columns.
+#[test]
+fn report_series_end_at_the_counters_table() {
+    let trace = corpus("reclaim-swap.trace.zst");
+    let o = Command::new(BIN)
+        .args(["report", &trace, "--json"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).expect("json");
+    let counters = v["counters"].as_array().expect("counters");
+    let ops = v["ops"].as_u64().expect("ops");
+    for s in v["series"].as_array().expect("series") {
+        let table = counters
+            .iter()
+            .find(|c| c[0] == s["counter"])
+            .map(|c| c[1].clone())
+            .expect("counter in the table");
+        let ends: Vec<serde_json::Value> = s["points"]
+            .as_array()
+            .expect("points")
+            .iter()
+            .map(|p| p.as_array().and_then(|p| p.last()).expect("a point")[1].clone())
+            .collect();
+        assert_eq!(serde_json::Value::from(ends), table, "{}", s["counter"]);
+        for p in s["points"].as_array().expect("points") {
+            let p = p.as_array().expect("line");
+            assert!(p.len() as u64 <= mmreplay::html::MAX_POINTS + 2);
+            assert_eq!(p.last().map(|x| x[0].clone()), Some(ops.into()));
+        }
+    }
+    let h = &v["heatmap"];
+    let cells: u64 = h["cells"]
+        .as_array()
+        .expect("cells")
+        .iter()
+        .flat_map(|r| r.as_array().expect("row").iter())
+        .map(|c| c.as_u64().expect("count"))
+        .sum();
+    let accesses: u64 = v["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .map(|p| p["accesses"].as_u64().expect("accesses"))
+        .sum();
+    assert!(v["processes_total"].as_u64() <= Some(mmreplay::html::MAX_PROCESSES as u64));
+    assert_eq!(cells, accesses, "every access in one cell");
+    assert!(h["cols"].as_u64() <= Some(mmreplay::html::HEAT_COLS));
+    assert!(h["cols"]
+        .as_u64()
+        .zip(h["ops_per_col"].as_u64())
+        .is_some_and(|(c, n)| c * n >= ops));
+}
+
 #[test]
 fn report_bad_input_exits_2() {
     let o = Command::new(BIN)
