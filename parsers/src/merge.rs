@@ -49,6 +49,13 @@ impl Reorder {
     /// Adds a record. Take released records with [`Reorder::pop`].
     #[inline]
     pub fn push(&mut self, r: Record) {
+        // A release [`Reorder::pop`] has not taken yet (see `Window::Count` below) happens
+        // now, before anything else, as it did when it was due.
+        if let Window::Count(n) = self.window {
+            while self.buf.len() > n.max(1) {
+                self.release_front();
+            }
+        }
         if let Some(last) = self.last_out {
             if r.ts_ns < last {
                 self.out_of_order += 1;
@@ -67,11 +74,10 @@ impl Reorder {
             _ => self.buf.push_back(r),
         }
         match self.window {
-            Window::Count(n) => {
-                while self.buf.len() > n.max(1) {
-                    self.release_front();
-                }
-            }
+            // The (at most one) record this push makes due stays at the front of `buf` until
+            // `pop` or the next `push` releases it: `pop` hands it out without a move through
+            // `ready` (records are about 100 bytes and pass here once each).
+            Window::Count(_) => {}
             Window::TimeNs(w) => {
                 let newest = self.buf.back().map_or(0, |b| b.ts_ns);
                 while self
@@ -96,7 +102,18 @@ impl Reorder {
     /// Next released record, if any.
     #[inline]
     pub fn pop(&mut self) -> Option<Record> {
-        self.ready.pop_front()
+        if let Some(r) = self.ready.pop_front() {
+            return Some(r);
+        }
+        // The release `push` left due (records in `ready` were released before it).
+        match self.window {
+            Window::Count(n) if self.buf.len() > n.max(1) => {
+                let f = self.buf.pop_front()?;
+                self.last_out = Some(self.last_out.map_or(f.ts_ns, |l| l.max(f.ts_ns)));
+                Some(f)
+            }
+            _ => None,
+        }
     }
 
     /// End of input: releases everything still held.
@@ -162,6 +179,68 @@ mod tests {
         assert_eq!(r.out_of_order, 1);
         assert_eq!(r.max_lag_ns, 50);
         assert!(out.contains(&150));
+    }
+
+    /// The eager release rule `Reorder` implemented before releases were deferred to `pop`:
+    /// the reference the deferred one must match record for record.
+    fn eager(window: usize, input: &[(u64, u32)]) -> (Vec<(u64, u32)>, u64, u64) {
+        let mut buf: Vec<(u64, u32)> = vec![];
+        let mut out: Vec<(u64, u32)> = vec![];
+        let (mut last, mut ooo, mut lag) = (None::<u64>, 0u64, 0u64);
+        for &(ts, cpu) in input {
+            if let Some(l) = last.filter(|&l| ts < l) {
+                ooo += 1;
+                lag = lag.max(l - ts);
+                out.push((ts, cpu));
+                continue;
+            }
+            let at = buf.partition_point(|x| x.0 <= ts);
+            buf.insert(at, (ts, cpu));
+            while buf.len() > window {
+                let f = buf.remove(0);
+                last = Some(last.map_or(f.0, |l: u64| l.max(f.0)));
+                out.push(f);
+            }
+        }
+        out.extend(buf);
+        (out, ooo, lag)
+    }
+
+    #[test]
+    fn deferred_release_matches_the_eager_rule() {
+        // A small LCG: timestamps mostly rising with jitter, some far back (late records).
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            x >> 33
+        };
+        for window in [1usize, 2, 3, 8] {
+            for pop_every in [1usize, 2, 5, 1000] {
+                let input: Vec<(u64, u32)> = (0..500u64)
+                    .map(|i| {
+                        let j = next() % 40;
+                        let ts = if j == 0 { i * 10 / 2 } else { i * 10 + j };
+                        (ts, (next() % 4) as u32)
+                    })
+                    .collect();
+                let mut r = Reorder::new(Window::Count(window));
+                let mut got = vec![];
+                for (i, &(ts, cpu)) in input.iter().enumerate() {
+                    r.push(rec(ts, cpu));
+                    if i % pop_every == 0 {
+                        got.extend(drain(&mut r));
+                    }
+                }
+                r.finish();
+                got.extend(drain(&mut r));
+                let (want, ooo, lag) = eager(window, &input);
+                assert_eq!(got, want, "window {window}, pop every {pop_every}");
+                assert_eq!((r.out_of_order, r.max_lag_ns), (ooo, lag));
+                assert!(ooo > 0, "the input has late records");
+            }
+        }
     }
 
     #[test]

@@ -289,7 +289,7 @@ impl PerfStream {
 
     /// Records decoded and not yet returned (the bound the tests check).
     pub fn buffered(&self) -> usize {
-        self.sink.out.len()
+        self.sink.out.len() + self.walker.ready_left()
     }
 
     /// The next record in the crate's order, `Ok(None)` at the end; with `strict`, damage or
@@ -299,9 +299,6 @@ impl PerfStream {
             if let Some(r) = self.sink.out.pop_front() {
                 return Ok(Some(r));
             }
-            if self.finished {
-                return Ok(None);
-            }
             let PerfStream {
                 bytes,
                 walker,
@@ -310,10 +307,23 @@ impl PerfStream {
                 meta,
                 ..
             } = self;
-            let more =
-                catch(
-                    || Ok(walker.step(bytes, Some(bytes), &mut |i, r| sink.rec(i, r, dec, meta))),
-                );
+            // One released record at a time (at most one `Record` each), so records go from
+            // the input to the caller without a round-sized buffer of `Record`s.
+            match catch(|| Ok(walker.emit_next(bytes, &mut |i, r| sink.rec(i, r, dec, meta)))) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    self.finished = true;
+                    self.walker.drop_ready();
+                    self.sink.out.clear();
+                    return Err(e);
+                }
+            }
+            if self.finished {
+                return Ok(None);
+            }
+            let (bytes, walker) = (&self.bytes, &mut self.walker);
+            let more = catch(|| Ok(walker.step(bytes, Some(bytes))));
             match more {
                 Ok(true) => {}
                 Ok(false) => {

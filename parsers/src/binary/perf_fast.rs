@@ -188,9 +188,9 @@ pub(super) struct Stream<'a> {
 /// A record kept for output (SAMPLE, COMM, FORK, LOST); others only move the round bounds.
 #[derive(Clone, Copy)]
 struct Item {
+    /// Ties (only possible inside compressed data) keep arrival order: every sort is stable
+    /// over items in arrival order.
     key: Key,
-    /// Arrival order: breaks ties (only possible inside compressed data) by file order.
-    seq: u32,
     ty: u32,
     misc: u16,
     attr: u32,
@@ -226,10 +226,16 @@ pub(super) struct Walker {
     ids: crate::intern::FxHashMap<u64, usize>,
     prev_max: Key,
     cur_max: Key,
-    seq: u32,
     incoming: Vec<Item>,
-    /// Records released by the last round, sorted, about to be emitted.
+    /// Records released by the last round, sorted, emitted one at a time by
+    /// [`Walker::emit_next`] (a round can hold 100k records: decoding them all up front put
+    /// them in a buffer of `Record`s larger than the cache).
     ready: Vec<Item>,
+    /// Next item of `ready` to emit.
+    ready_pos: usize,
+    /// The input and arena bytes the last round released are given back at the next
+    /// [`Walker::step`], once every ready record (which may point into them) was emitted.
+    compact_due: bool,
     arena: Vec<u8>,
     arena_pos: usize,
     dctx: Option<zstd::zstd_safe::DCtx<'static>>,
@@ -320,9 +326,10 @@ impl Walker {
             ids,
             prev_max: Key::default(),
             cur_max: Key::default(),
-            seq: 0,
             incoming: Vec::new(),
             ready: Vec::new(),
+            ready_pos: 0,
+            compact_due: false,
             arena: Vec::new(),
             arena_pos: 0,
             dctx: None,
@@ -337,15 +344,22 @@ impl Walker {
         &self.end
     }
 
-    /// Walks on to the next FINISHED_ROUND and emits the records it releases; at the end of
-    /// the stream emits everything left and returns false. `data` is the whole input (the same
-    /// every call); `backing`, when given, gets back the bytes no pending record needs.
-    pub(super) fn step<F>(&mut self, data: &[u8], backing: Option<&Backing>, emit: &mut F) -> bool
-    where
-        F: FnMut(usize, Rec<'_>),
-    {
+    /// Walks on to the next FINISHED_ROUND and readies the records it releases (for
+    /// [`Walker::emit_next`]); at the end of the stream readies everything left and returns
+    /// false. `data` is the whole input (the same every call); `backing`, when given, gets back
+    /// the bytes no pending record needs. Call it only once every ready record was emitted
+    /// (it walks nothing before).
+    pub(super) fn step(&mut self, data: &[u8], backing: Option<&Backing>) -> bool {
         if self.done {
             return false;
+        }
+        if self.ready_pos < self.ready.len() {
+            return true;
+        }
+        self.ready.clear();
+        self.ready_pos = 0;
+        if std::mem::take(&mut self.compact_due) {
+            self.compact(backing);
         }
         let stop = self.stop;
         let damage = |pos: usize, reason: String| Damage {
@@ -429,8 +443,7 @@ impl Walker {
             }
             if ty == PERF_RECORD_FINISHED_ROUND {
                 w.finish_round();
-                w.emit_ready(data, emit);
-                w.compact(backing);
+                w.compact_due = true;
                 return true;
             }
             match ty {
@@ -476,10 +489,10 @@ impl Walker {
                 .entry("partial_compressed_record".into())
                 .or_default() += 1;
         }
-        // The crate's `Sorter::finish`: everything left, sorted.
-        w.incoming.sort_by_key(|i| (i.key, i.seq));
+        // The crate's `Sorter::finish`: everything left, sorted (stable: `incoming` is in
+        // arrival order, so equal keys keep it).
+        w.incoming.sort_by_key(|i| i.key);
         std::mem::swap(&mut w.ready, &mut w.incoming);
-        w.emit_ready(data, emit);
         w.done = true;
         false
     }
@@ -524,14 +537,36 @@ impl Walker {
             }
         });
         // Stable merge sort: the per-CPU streams arrive as sorted runs, which it merges cheaply.
-        ready.sort_by_key(|i| (i.key, i.seq));
+        // `ready` was empty and `retain` keeps `incoming`'s arrival order, which equal keys
+        // therefore keep.
+        ready.sort_by_key(|i| i.key);
         self.prev_max = self.cur_max;
     }
 
-    /// Parses and emits the released records; a body that does not parse is counted.
-    fn emit_ready<F: FnMut(usize, Rec<'_>)>(&mut self, data: &[u8], emit: &mut F) {
+    /// Records readied and not yet emitted.
+    pub(super) fn ready_left(&self) -> usize {
+        self.ready.len() - self.ready_pos.min(self.ready.len())
+    }
+
+    /// Gives up the records readied and not yet emitted (after an error).
+    pub(super) fn drop_ready(&mut self) {
+        self.ready_pos = self.ready.len();
+    }
+
+    /// Parses and emits the next released record (a body that does not parse is counted);
+    /// false when none is ready (then [`Walker::step`] on).
+    #[inline]
+    pub(super) fn emit_next<F: FnMut(usize, Rec<'_>)>(
+        &mut self,
+        data: &[u8],
+        emit: &mut F,
+    ) -> bool {
         let endian = self.endian;
-        for it in self.ready.drain(..) {
+        let Some(&it) = self.ready.get(self.ready_pos) else {
+            return false;
+        };
+        self.ready_pos += 1;
+        {
             let body = if it.arena {
                 self.arena.get(it.start..it.start.saturating_add(it.len))
             } else {
@@ -565,6 +600,7 @@ impl Walker {
                 }
             }
         }
+        true
     }
 
     /// One record (builtin or user type) as the crate's `process_record` sees it.
@@ -631,14 +667,12 @@ impl Walker {
         if key > self.cur_max {
             self.cur_max = key;
         }
-        self.seq = self.seq.checked_add(1)?;
         if matches!(
             RecordType(ty),
             RecordType::SAMPLE | RecordType::COMM | RecordType::FORK | RecordType::LOST
         ) {
             self.incoming.push(Item {
                 key,
-                seq: self.seq,
                 ty,
                 misc,
                 attr: u32::try_from(attr).ok()?,
