@@ -644,3 +644,37 @@ fn batch_flush_from_a_cpu_in_the_mask_also_flushes_locally() {
     );
     no_violations(&mut m);
 }
+
+/// Kills the D-assist mutants of `hw_access` (`tlb.rs:595:38` guard `!e.dirty -> false`,
+/// `tlb.rs:600:78` `p.folio == e.folio -> !=`): a write that hits a cached writable but clean
+/// translation makes the CPU re-walk the current PTE and set D there (B.0, "D-assist"), with
+/// no fault and no new TLB fill. Migration restores the PTE writable, old and clean
+/// (`remove_migration_pte` without the A/D bits), and a read caches it that way.
+#[test]
+fn write_hit_on_a_clean_writable_translation_sets_d_without_a_fault() {
+    use mmreplay_reference::MigrateTarget;
+    let mut m = start(1);
+    touch(&mut m, A, AccessKind::Write);
+    let pfn = m.pfn_at(MmId(1), A).expect("mapped");
+    apply(
+        &mut m,
+        Op::Migrate {
+            cpu: 0,
+            target: MigrateTarget::Pfn(pfn),
+        },
+    );
+    touch(&mut m, A, AccessKind::Read);
+    let before = m.counters().clone();
+    touch(&mut m, A, AccessKind::Write);
+    let c = m.counters();
+    assert_eq!(
+        (
+            c.faults - before.faults,
+            c.tlb_fills - before.tlb_fills,
+            c.hw_d_sets - before.hw_d_sets,
+        ),
+        (0, 0, 1),
+        "(faults, TLB fills, hardware D sets) of the write"
+    );
+    no_violations(&mut m);
+}
