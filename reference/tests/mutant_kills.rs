@@ -644,3 +644,76 @@ fn batch_flush_from_a_cpu_in_the_mask_also_flushes_locally() {
     );
     no_violations(&mut m);
 }
+
+/// Kills the D-assist mutants of `hw_access` (`tlb.rs:595:38` guard `!e.dirty -> false`,
+/// `tlb.rs:600:78` `p.folio == e.folio -> !=`): a write that hits a cached writable but clean
+/// translation makes the CPU re-walk the current PTE and set D there (B.0, "D-assist"), with
+/// no fault and no new TLB fill. Migration restores the PTE writable, old and clean
+/// (`remove_migration_pte` without the A/D bits), and a read caches it that way.
+#[test]
+fn write_hit_on_a_clean_writable_translation_sets_d_without_a_fault() {
+    use mmreplay_reference::MigrateTarget;
+    let mut m = start(1);
+    touch(&mut m, A, AccessKind::Write);
+    let pfn = m.pfn_at(MmId(1), A).expect("mapped");
+    apply(
+        &mut m,
+        Op::Migrate {
+            cpu: 0,
+            target: MigrateTarget::Pfn(pfn),
+        },
+    );
+    touch(&mut m, A, AccessKind::Read);
+    let before = m.counters().clone();
+    touch(&mut m, A, AccessKind::Write);
+    let c = m.counters();
+    assert_eq!(
+        (
+            c.faults - before.faults,
+            c.tlb_fills - before.tlb_fills,
+            c.hw_d_sets - before.hw_d_sets,
+        ),
+        (0, 0, 1),
+        "(faults, TLB fills, hardware D sets) of the write"
+    );
+    no_violations(&mut m);
+}
+
+/// Kills `!= -> ==` in `mig_batch_flush`'s per-CPU test (`(b.cpumask | cur) & (1 << c) != 0`):
+/// a migration batch's flush is `arch_tlbbatch_flush`, a full flush (TLB_FLUSH_ALL) on every
+/// CPU of the batch's mask, so CPU 0's cached translation of a page the batch did not touch
+/// is gone too and the next read of it walks the page table again.
+#[test]
+fn migration_batch_flush_is_a_full_flush_of_the_masks_cpus() {
+    use mmreplay_reference::MigrateTarget;
+    let mut m = start(2);
+    touch(&mut m, A, AccessKind::Write);
+    touch(&mut m, A + PAGE, AccessKind::Write);
+    apply(
+        &mut m,
+        Op::Access {
+            cpu: 1,
+            mm: MmId(1),
+            va: A,
+            kind: AccessKind::Read,
+        },
+    );
+    let step = |m: &mut Model<Reference>, step| apply(m, Op::MigrateBatch { cpu: 0, step });
+    step(&mut m, MigrateBatchStep::Start);
+    apply(
+        &mut m,
+        Op::Migrate {
+            cpu: 0,
+            target: MigrateTarget::Va { mm: MmId(1), va: A },
+        },
+    );
+    step(&mut m, MigrateBatchStep::Flush);
+    let fills = m.counters().tlb_fills;
+    touch(&mut m, A + PAGE, AccessKind::Read);
+    assert_eq!(
+        m.counters().tlb_fills - fills,
+        1,
+        "a translation cached on CPU 0 survived the batch's full flush"
+    );
+    no_violations(&mut m);
+}
