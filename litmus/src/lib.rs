@@ -800,6 +800,11 @@ fn op_line(cx: &Ctx<'_>, l: &str, ops: &mut Vec<LitmusOp>) -> Result<(), LitmusE
             mm: a.mm("mm")?,
             memcg: a.n32("memcg")?,
         },
+        "pagecache_add" => Op::PageCacheAdd {
+            mm: a.mm("mm")?,
+            va: a.n("va")?,
+            index: a.n("index")?,
+        },
         "pin" => Op::Pin {
             cpu: a.n32("cpu")?,
             mm: a.mm("mm")?,
@@ -1004,6 +1009,9 @@ pub fn format_op(op: &Op) -> String {
             if *collapsed { "yes" } else { "no" }
         ),
         Op::ClearSoftDirty { cpu, mm } => format!("clear_soft_dirty cpu={cpu} mm={}", mm.0),
+        Op::PageCacheAdd { mm, va, index } => {
+            format!("pagecache_add mm={} va={va:#x} index={index}", mm.0)
+        }
         Op::MigrateBatch { cpu, step } => format!(
             "migrate_batch cpu={cpu} step={}",
             match step {
@@ -1688,6 +1696,11 @@ mod tests {
             Op::ClearSoftDirty {
                 cpu: 1,
                 mm: MmId(2),
+            },
+            Op::PageCacheAdd {
+                mm: MmId(2),
+                va: 0x7f00_0000_3000,
+                index: 5,
             },
             Op::Clock {
                 now_ns: 123_456_789,

@@ -232,6 +232,13 @@ counters! {
     /// ... while a mapper had `record --access` sampling: writes between faults were visible
     /// (at the sampling interval), reads were not.
     reclaim_unref_sampled,
+    /// `Op::PageCacheAdd` that charged a regular-file page to the adding task's memcg
+    /// (`__filemap_add_folio`); file pages without one stay the root's.
+    pagecache_adds_charged,
+    /// Of the reclaim checks that found a mapped folio unreferenced, those where a mapper is
+    /// older than the capture (a task first seen mid-capture or seeded from the process
+    /// snapshot, or a fork of one): accesses before the capture are unknown too.
+    reclaim_unref_preexisting,
 }
 
 impl Counters {

@@ -401,6 +401,20 @@ pub enum Op {
         /// Address space.
         mm: MmId,
     },
+    /// `filemap:mm_filemap_add_to_page_cache` logged by a task of `mm` during its fault at `va`
+    /// (`__filemap_add_folio`): page `index` of the file mapped at `va` (the faulted page or one
+    /// read ahead with it) entered the page cache through this task, so `mem_cgroup_charge`
+    /// charged it to the memcg of `mm`'s tasks. A regular-file folio no such op names was cached
+    /// before, by someone else, and is charged to no memcg of the capture (the root's); see
+    /// `model/classic.rs`. Ignored when `va` maps no regular file.
+    PageCacheAdd {
+        /// Address space of the task that added it.
+        mm: MmId,
+        /// The fault's address (names the file).
+        va: u64,
+        /// Page index in the file of the added page.
+        index: u64,
+    },
     /// The capture's clock advanced to `now_ns` (nanoseconds, any epoch; never goes back). Only
     /// time-based kernel rules read it: `mm_cpumask` trimming at most once a second per mm
     /// (`arch/x86/mm/tlb.c:should_trim_cpumask`).
@@ -429,7 +443,8 @@ impl Op {
             | Op::Pin { mm, .. }
             | Op::GetRef { mm, .. }
             | Op::ThpCollapse { mm, .. }
-            | Op::ClearSoftDirty { mm, .. } => Some(*mm),
+            | Op::ClearSoftDirty { mm, .. }
+            | Op::PageCacheAdd { mm, .. } => Some(*mm),
             Op::Fork { child, .. } => Some(*child),
             Op::Exec { new, .. } => Some(*new),
             Op::Migrate {
@@ -464,6 +479,7 @@ impl Op {
             Op::GetRef { .. } => "get_ref",
             Op::PutRef { .. } => "put_ref",
             Op::Clock { .. } => "clock",
+            Op::PageCacheAdd { .. } => "pagecache_add",
             Op::MigrateBatch { .. } => "migrate_batch",
             Op::ThpCollapse { .. } => "thp_collapse",
             Op::ClearSoftDirty { .. } => "clear_soft_dirty",

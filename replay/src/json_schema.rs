@@ -420,9 +420,10 @@ pub fn schema() -> Value {
                 "breaches": { "type": "array", "items": { "type": "string" } },
                 "breach_count": { "$ref": "#/$defs/count" },
                 "depends_on_unsampled": { "type": "boolean" },
-                "unsampled": obj(&["reclaim_unref_unsampled", "reclaim_unref_sampled"], json!({
+                "unsampled": obj(&["reclaim_unref_unsampled", "reclaim_unref_sampled", "reclaim_unref_preexisting"], json!({
                     "reclaim_unref_unsampled": { "$ref": "#/$defs/count" },
-                    "reclaim_unref_sampled": { "$ref": "#/$defs/count" }
+                    "reclaim_unref_sampled": { "$ref": "#/$defs/count" },
+                    "reclaim_unref_preexisting": { "$ref": "#/$defs/count" }
                 }))
             })) },
             "fidelity": obj(&["remote_tlb_flushes", "ipis", "kernel_counts"], json!({

@@ -12,6 +12,7 @@
 //! - `lower/syscalls.rs`: mm syscalls paired enter → exit per tid, file identities;
 //! - `lower/memcg.rs`: reclaim episodes and the memcgs they reclaim;
 //! - `lower/batch.rs`: migration entries matched to an mm, `migrate_pages` batch boundaries;
+//! - `lower/pagecache.rs`: page-cache adds paired with the fault that made them (memcg charge);
 //! - `lower/thp.rs`: khugepaged collapses; `lower/seed.rs`: the process snapshot;
 //!   `lower/access.rs`: `record --access` soft-dirty clears;
 //! - observe: what the kernel logged (the input to fidelity) goes through one door,
@@ -111,6 +112,8 @@ pub struct Lowering {
     seed: seed::Seed,
     /// Position in `opts.access` (`lower/access.rs`).
     access: access::AccessCursor,
+    /// Each task's last fault, for page-cache adds (`lower/pagecache.rs`).
+    pagecache: pagecache::PageCache,
     stats: LowerStats,
 }
 
@@ -129,6 +132,7 @@ impl Lowering {
             held_khugepaged: thp::HeldKhugepaged::default(),
             seed: seed::Seed::default(),
             access: access::AccessCursor::default(),
+            pagecache: pagecache::PageCache::default(),
             stats: LowerStats::default(),
         }
     }
@@ -202,12 +206,21 @@ impl Lowering {
                 self.resolve_pending(r.pid, out);
                 self.fault(r, *user, *address, *error_code, out);
             }
-            Event::SysEnter { nr, args } => self.sys_enter(r, *nr, args, out),
+            Event::SysEnter { nr, args } => {
+                self.pagecache.forget(r.pid);
+                self.sys_enter(r, *nr, args, out)
+            }
             Event::SysExit { nr, ret } => self.sys_exit(r, *nr, *ret, out),
             Event::TaskNewtask { pid, clone_flags } => self.task_newtask(r, *pid, *clone_flags),
             Event::SchedProcessFork { child_pid, .. } => self.fork(r, *child_pid, out),
             Event::SchedProcessExec { pid, .. } => self.exec(r, *pid, out),
-            Event::SchedProcessExit { pid } => self.exit(r, *pid, out),
+            Event::SchedProcessExit { pid } => {
+                self.pagecache.forget(*pid);
+                self.exit(r, *pid, out)
+            }
+            Event::Filemap {
+                add: true, index, ..
+            } => self.filemap_add(r, *index, out),
             Event::SetMigrationPte { addr, pte: raw, .. } => {
                 self.set_migration(r, *addr, *raw, out)
             }
@@ -285,6 +298,7 @@ mod access;
 mod batch;
 mod filter;
 mod memcg;
+mod pagecache;
 mod seed;
 mod syscalls;
 mod tasks;

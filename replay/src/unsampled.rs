@@ -5,7 +5,8 @@
 //! a mapped page unreferenced decides to reclaim or demote it for want of an access the capture
 //! may simply not hold: a page of a process older than the capture or outside the sampling,
 //! touched since its fault (`reclaim_unref_unsampled`), or a sampled page read, or written
-//! between two samples (`reclaim_unref_sampled`). A candidate verdict that is not `same`, whose
+//! between two samples (`reclaim_unref_sampled`); of both, `reclaim_unref_preexisting` counts
+//! those where a mapper is a process older than the capture. A candidate verdict that is not `same`, whose
 //! runs made different reclaim decisions (scanned, kept, evicted, refaulted, A bits cleared, rmap
 //! walks, look-arounds, generation promotions), and where such a decision rested on a missing
 //! access in either run, is marked `depends_on_unsampled`, with the figures. A divergence the
@@ -26,6 +27,10 @@ pub struct Unsampled {
     /// Reference checks that found a page unreferenced in an access-sampled mm (reads, and
     /// writes within one sampling interval, are not in the capture).
     pub reclaim_unref_sampled: u64,
+    /// Of both, the checks where a mapper is a process older than the capture (first seen
+    /// mid-capture or seeded from the process snapshot, or a fork of one): its accesses before
+    /// the capture are unknown as well.
+    pub reclaim_unref_preexisting: u64,
     /// Whether the two runs' reclaim decisions differ at all (see [`reclaim_decisions`]).
     #[serde(skip)]
     pub reclaim_differs: bool,
@@ -57,6 +62,9 @@ impl Unsampled {
             reclaim_unref_sampled: reference
                 .reclaim_unref_sampled
                 .max(candidate.reclaim_unref_sampled),
+            reclaim_unref_preexisting: reference
+                .reclaim_unref_preexisting
+                .max(candidate.reclaim_unref_preexisting),
             reclaim_differs: reclaim_decisions(reference) != reclaim_decisions(candidate),
         }
     }
@@ -77,8 +85,11 @@ impl Unsampled {
         format!(
             "depends on accesses the capture does not show: {} reclaim checks found a page \
              unreferenced in a process without access sampling (older than the capture, or \
-             not sampled), {} in a sampled one (reads and writes between samples unseen)",
-            self.reclaim_unref_unsampled, self.reclaim_unref_sampled
+             not sampled), {} in a sampled one (reads and writes between samples unseen); {} \
+             of them in a process older than the capture (its earlier accesses unknown)",
+            self.reclaim_unref_unsampled,
+            self.reclaim_unref_sampled,
+            self.reclaim_unref_preexisting
         )
     }
 }
@@ -94,6 +105,7 @@ mod tests {
         r.reclaim_unref_unsampled = 5;
         c.reclaim_unref_unsampled = 7;
         c.reclaim_unref_sampled = 2;
+        r.reclaim_unref_preexisting = 3;
         // Same reclaim decisions: the divergence lies elsewhere (an IPI count), not marked.
         assert!(!Unsampled::of(&r, &c).marks("diverged_within_contract"));
         c.evictions = 1;
@@ -107,5 +119,9 @@ mod tests {
         let none = Unsampled::of(&Counters::default(), &Counters::default());
         assert!(!none.marks("diverged_within_contract"));
         assert!(u.text().contains("7 reclaim checks"));
+        assert_eq!(u.reclaim_unref_preexisting, 3);
+        assert!(u
+            .text()
+            .contains("3 of them in a process older than the capture"));
     }
 }

@@ -10,7 +10,11 @@
 //!
 //! A folio's place: `Folio::memcg` names its lruvec (charged at its first LRU add to the memcg
 //! of the mm whose op allocated it; `Op::SetMemcg` moves the charge of the mm's folios, as
-//! v1's `move_charge_at_immigrate` would), `lru_type` its list type (`folio_is_file_lru`:
+//! v1's `move_charge_at_immigrate` would). A regular-file folio is charged where
+//! `__filemap_add_folio` charges it: to the memcg of the task that added it to the page cache
+//! (`Op::PageCacheAdd`, paired by the lowering with the fault that logged the add); one the
+//! capture never saw added was cached before by someone else and stays in the root's lruvec,
+//! out of reach of the workload's memcg reclaim (shared libraries, the binary). `lru_type` its list type (`folio_is_file_lru`:
 //! not swap-backed), `seq` 1 when active and 0 when inactive. Lists use lazy deletion like
 //! `lru.rs`: an entry whose stamp no longer matches its folio is skipped.
 //!
@@ -38,7 +42,7 @@ use super::reclaim::note_skip;
 use super::state::*;
 use super::{Model, ModelError};
 use crate::engine::{ImposeResult, ReclaimScript, ReclaimStep, ScriptFolio};
-use crate::op::{FolioId, Op, OpOutcome};
+use crate::op::{FileKind, FolioId, MmId, Op, OpOutcome};
 use crate::policy::Policy;
 use crate::profile::{Base, KernelProfile, LruKind};
 
@@ -117,6 +121,13 @@ pub(crate) fn add(c: &mut ClassicLru, f: &mut Folio, slot: u32, active: bool, ta
 /// (`folio_add_lru`: new anon folios start inactive since v5.9, page cache too).
 pub(crate) fn add_new(c: &mut ClassicLru, f: &mut Folio, slot: u32) {
     f.memcg = c.charge;
+    add(c, f, slot, false, false);
+}
+
+/// A folio's first LRU add, charged to `memcg` (a page-cache folio: see
+/// [`Model::pagecache_memcg`]).
+pub(crate) fn add_charged(c: &mut ClassicLru, f: &mut Folio, slot: u32, memcg: u32) {
+    f.memcg = memcg;
     add(c, f, slot, false, false);
 }
 
@@ -220,8 +231,58 @@ impl<P: Policy> Model<P> {
         }
     }
 
-    /// `Op::SetMemcg`: folios whose first mapping is `mm`'s move to `memcg`'s lruvec, keeping
-    /// their list order (the model learns a memcg only at its first reclaim episode).
+    /// The memcg a regular-file folio (`file`, `index`) is charged to: that of the mm whose task
+    /// added it to the page cache (`Op::PageCacheAdd`), else the root's (cached before the
+    /// capture or by a task outside it).
+    pub(crate) fn pagecache_memcg(&self, file: u64, index: u64) -> u32 {
+        self.lru
+            .pagecache_charge
+            .get(&(file, index))
+            .and_then(|mm| self.mms.get(mm))
+            .map_or(0, |m| m.memcg)
+    }
+
+    /// `Op::PageCacheAdd`: page `index` of the regular file `mm` maps at `va` was added to the
+    /// page cache by `mm`'s task (`__filemap_add_folio` → `mem_cgroup_charge`). Remembered for
+    /// the folio's charge, and a folio already in the model's page cache (the fault that logged
+    /// the add created it a moment ago) moves to that memcg's lruvec now.
+    pub(super) fn op_pagecache_add(
+        &mut self,
+        mm: MmId,
+        va: u64,
+        index: u64,
+    ) -> Result<OpOutcome, ModelError> {
+        self.check_mm(mm)?;
+        let Some(file) = self.find_vma(mm.0, va).and_then(|v| v.file) else {
+            return Ok(OpOutcome::Done);
+        };
+        let Some(fs) = self.files.get(&file) else {
+            return Ok(OpOutcome::Done);
+        };
+        if fs.kind != FileKind::Regular {
+            return Ok(OpOutcome::Done);
+        }
+        let slot = fs.pagecache.get(&index).copied();
+        self.lru.pagecache_charge.insert((file, index), mm.0);
+        self.c.pagecache_adds_charged += 1;
+        let memcg = self.pagecache_memcg(file, index);
+        let (Some(slot), Some(c)) = (slot, self.lru.classic.as_deref_mut()) else {
+            return Ok(OpOutcome::Done);
+        };
+        if let Some(f) = self.folios.get_mut(slot as usize) {
+            if f.live && f.on_lru && f.memcg != memcg {
+                let active = f.seq != 0;
+                del(c, f);
+                f.memcg = memcg;
+                add(c, f, slot, active, false);
+            }
+        }
+        Ok(OpOutcome::Done)
+    }
+
+    /// `Op::SetMemcg`: folios charged to `mm` (a regular file's: added to the page cache by its
+    /// task; others: first mapped by it) move to `memcg`'s lruvec, keeping their list order (the
+    /// model learns a memcg only at its first reclaim episode).
     pub(super) fn classic_recharge(&mut self, mm: u32, memcg: u32) {
         let Some(c) = self.lru.classic.as_deref_mut() else {
             return;
@@ -243,7 +304,13 @@ impl<P: Policy> Model<P> {
                         if !(f.live && f.on_lru && f.stamp == stamp) {
                             continue; // stale entry: dropped here
                         }
-                        if f.rmap.first().is_some_and(|e| e.0 == mm) {
+                        let owner = match f.kind {
+                            FolioKind::File { file, index } if !f.swapbacked => {
+                                self.lru.pagecache_charge.get(&(file, index)).copied()
+                            }
+                            _ => f.rmap.first().map(|e| e.0),
+                        };
+                        if owner == Some(mm) {
                             f.memcg = memcg;
                             moved.push((slot, stamp, f.nr_pages()));
                         } else {

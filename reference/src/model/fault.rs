@@ -136,6 +136,8 @@ impl<P: Policy> Model<P> {
         }
         let disk = fs.disk.get(&index).copied();
         let kind = fs.kind;
+        // A regular file's folio is charged to whoever added it to the page cache.
+        let charge = (kind == FileKind::Regular).then(|| self.pagecache_memcg(file, index));
         let slot = match disk {
             Some(d) => {
                 if d.evicted {
@@ -151,7 +153,7 @@ impl<P: Policy> Model<P> {
             f.refcount = 1;
             f.swapbacked = kind == FileKind::Shmem;
             if kind != FileKind::Hugetlbfs {
-                lru::add_new_folio(&mut self.lru, f, slot);
+                lru::add_new_folio_in(&mut self.lru, f, slot, charge);
             }
         }
         let fs = self.files.get_mut(&file)?;

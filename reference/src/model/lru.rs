@@ -69,6 +69,15 @@ pub(crate) fn add_new_folio(lru: &mut Lru, f: &mut Folio, slot: u32) {
     add_folio(lru, f, slot, true);
 }
 
+/// [`add_new_folio`], charged to `memcg` under the classic LRU when given (a page-cache folio
+/// is charged to the task that added it, not to the one faulting it in: `classic.rs`).
+pub(crate) fn add_new_folio_in(lru: &mut Lru, f: &mut Folio, slot: u32, memcg: Option<u32>) {
+    match (lru.classic.as_deref_mut(), memcg) {
+        (Some(c), Some(m)) => classic::add_charged(c, f, slot, m),
+        _ => add_new_folio(lru, f, slot),
+    }
+}
+
 /// `lru_gen_del_folio`: take `f` off its list (lazy: the stale entry is skipped later).
 pub(crate) fn del_folio(lru: &mut Lru, f: &mut Folio) {
     if let Some(c) = lru.classic.as_deref_mut() {

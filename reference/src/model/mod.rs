@@ -236,8 +236,14 @@ impl<P: Policy> Model<P> {
         match *op {
             Op::Fault { cpu, mm, va, kind } => self.op_fault(cpu, mm, va, kind, true),
             Op::Access { cpu, mm, va, kind } => self.op_fault(cpu, mm, va, kind, false),
-            Op::Fork { cpu, parent, child } => self.op_fork(cpu, parent, child),
-            Op::Exec { cpu, old, new } => self.op_exec(cpu, old, new),
+            Op::Fork { cpu, parent, child } => {
+                self.note_mm_origin(child, self.is_preexisting(parent));
+                self.op_fork(cpu, parent, child)
+            }
+            Op::Exec { cpu, old, new } => {
+                self.note_mm_origin(new, old.is_none());
+                self.op_exec(cpu, old, new)
+            }
             Op::Exit { cpu, mm } => self.op_exit(cpu, mm),
             Op::Mmap {
                 cpu,
@@ -307,6 +313,7 @@ impl<P: Policy> Model<P> {
             Op::MigrateBatch { cpu, step } => self.op_migrate_batch(cpu, step),
             Op::ThpCollapse { cpu, mm, collapsed } => self.op_thp_collapse(cpu, mm, collapsed),
             Op::ClearSoftDirty { cpu, mm } => self.op_clear_soft_dirty(cpu, mm),
+            Op::PageCacheAdd { mm, va, index } => self.op_pagecache_add(mm, va, index),
             Op::Clock { now_ns } => {
                 // Monotonic: a capture merged from per-CPU buffers may step back slightly.
                 self.now_ns = self.now_ns.max(now_ns);

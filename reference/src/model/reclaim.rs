@@ -351,9 +351,15 @@ impl<P: Policy> Model<P> {
         Ok(OpOutcome::Done)
     }
 
-    /// The memcg a folio is charged to: that of the mm of its first mapping (the model does not
-    /// track charges; unmapped page cache and swap cache count as the root's).
+    /// The memcg a folio is charged to: a regular file's, that of the task that added it to the
+    /// page cache (`classic.rs:pagecache_memcg`); others, that of the mm of their first mapping
+    /// (unmapped anon and swap cache count as the root's).
     fn charged_memcg(&self, f: &Folio) -> u32 {
+        if let FolioKind::File { file, index } = f.kind {
+            if !f.swapbacked {
+                return self.pagecache_memcg(file, index);
+            }
+        }
         f.rmap
             .first()
             .and_then(|(mm, _)| self.mms.get(mm))

@@ -16,6 +16,10 @@ pub(crate) struct SoftDirty {
     wp: FxHashMap<(u32, u64), u32>,
     /// Mms a clear has reached: their writes between faults are in the capture.
     sampled: std::collections::HashSet<u32, crate::hash::FxBuild>,
+    /// Mms older than the capture: created without a parent (`Op::Exec` with no old mm: a
+    /// task first seen mid-capture or seeded from the process snapshot) and their forks.
+    /// Their pages' accesses before the capture are unknown.
+    preexisting: std::collections::HashSet<u32, crate::hash::FxBuild>,
 }
 
 impl<P: Policy> Model<P> {
@@ -104,6 +108,27 @@ impl<P: Policy> Model<P> {
         } else {
             self.c.reclaim_unref_unsampled += 1;
         }
+        if rmap
+            .iter()
+            .any(|(mm, _)| self.softdirty.preexisting.contains(mm))
+        {
+            self.c.reclaim_unref_preexisting += 1;
+        }
+    }
+
+    /// Before `Op::Exec` / `Op::Fork`: an exec with no old mm makes an mm older than the
+    /// capture, and so does a fork of one (it shares its parent's pages). Only for counting.
+    pub(crate) fn note_mm_origin(&mut self, mm: MmId, preexisting: bool) {
+        if preexisting {
+            self.softdirty.preexisting.insert(mm.0);
+        } else {
+            self.softdirty.preexisting.remove(&mm.0);
+        }
+    }
+
+    /// Whether `mm` is older than the capture (see [`Self::note_mm_origin`]).
+    pub(crate) fn is_preexisting(&self, mm: MmId) -> bool {
+        self.softdirty.preexisting.contains(&mm.0)
     }
 
     /// A write fault on a read-only present PTE: count it when a clear write-protected it.

@@ -452,6 +452,9 @@ pub(crate) struct Lru {
     /// The classic two-list LRU, when the profile says so (`seq` is then 1 for an active
     /// folio, 0 for an inactive one, and `max_seq` stays 1). See `classic.rs`.
     pub classic: Option<Box<super::classic::ClassicLru>>,
+    /// (file, index) → the mm whose task added the page to the page cache (`Op::PageCacheAdd`):
+    /// the memcg charge of a regular-file folio (`classic.rs:pagecache_memcg`).
+    pub pagecache_charge: FxHashMap<(u64, u64), u32>,
 }
 
 impl Lru {
@@ -463,6 +466,7 @@ impl Lru {
             nr: [[0; 2]; 4],
             bloom: [None, None],
             classic: None,
+            pagecache_charge: FxHashMap::default(),
         }
     }
 }

@@ -1158,3 +1158,62 @@ fn memfd_hugetlb_is_known_without_hugetlbfs_events() {
     assert_eq!(mapping(0x5), Some(FileKind::Hugetlbfs));
     assert_eq!(mapping(0x1), Some(FileKind::Regular));
 }
+
+/// `mm_filemap_add_to_page_cache` logged by a task during its fault (`filemap_fault`) is the
+/// page's memcg charge: it becomes `Op::PageCacheAdd` on that fault's mm and address, one per
+/// page read in (readahead included); an add after the task entered a syscall, or by a task
+/// with no fault, is not paired and stays counted as not lowered.
+#[test]
+fn page_cache_adds_pair_with_the_fault_that_made_them() {
+    let add = |pid: i32, index: u64| {
+        rec(
+            0,
+            pid,
+            Event::Filemap {
+                add: true,
+                pfn: 0x1000 + index,
+                ino: 0xab,
+                index,
+                order: 0,
+            },
+        )
+    };
+    let (ops, st) = lower(
+        &[
+            fault(0, 10, 0x7f00_0000_5123, 0x14),
+            add(10, 7),
+            add(10, 8),
+            // Another task's add is never this fault's.
+            add(11, 3),
+            rec(
+                0,
+                10,
+                Event::SysEnter {
+                    nr: Syscall::Madvise,
+                    args: args(&[]),
+                },
+            ),
+            add(10, 9),
+        ],
+        opts(),
+    );
+    let adds: Vec<(MmId, u64, u64)> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::PageCacheAdd { mm, va, index } => Some((*mm, *va, *index)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        adds,
+        [
+            (MmId(1), 0x7f00_0000_5123, 7),
+            (MmId(1), 0x7f00_0000_5123, 8)
+        ]
+    );
+    assert_eq!(st.not_lowered.get("mm_filemap_add_to_page_cache"), Some(&2));
+    assert_eq!(
+        st.approximations.get("pagecache_add_paired_with_fault"),
+        Some(&2)
+    );
+}

@@ -138,6 +138,7 @@ impl Lowering {
             );
         }
         let kind = AccessKind::from_x86_error_code(error_code);
+        self.pagecache.fault(r.pid, mm, address);
         self.emit(
             out,
             Op::Fault {
