@@ -340,6 +340,11 @@ binary_cases! {
     // (the bomb stops at its first window of output: 7 MiB peak, 270 MiB before).
     perf_pipe_zstd_bomb "perf-pipe-zstd-bomb.perf.data"
         "damaged at byte 22352: decompressed record at arena byte 0: type 0, size 0";
+    // 288 MiB of valid SAMPLEs in one zstd stream over two COMPRESSED records, no
+    // FINISHED_ROUND: read to the end, the round released half by half at MAX_HELD_BYTES
+    // (638 MiB peak and a damage stop at the 256 MiB arena cap before).
+    perf_pipe_zstd_bomb_valid_samples "perf-pipe-zstd-bomb-valid-samples.perf.data"
+        "records=2359296 unparsed={} names=1 reasons=0 cpus=1";
     perf_pipe_record_size_zero "perf-pipe-record-size-zero.perf.data"
         "records=0 unparsed={} names=0 reasons=0 cpus=0 damaged at byte 16: record (type 9) of 0 bytes: smaller than its header";
     perf_pipe_tracing_data_huge "perf-pipe-tracing-data-huge.perf.data"
@@ -366,6 +371,9 @@ binary_cases! {
     tracedat_v7_buffer_cpus_huge "tracedat-v7-buffer-cpus-huge.dat"
         "truncated at byte 18 reading CPU table: need 85899345900 bytes, 20 left";
     tracedat_v7_truncated "tracedat-v7-truncated.dat" "offset beyond the end of the file";
+    // One CPU-data chunk declaring 60 MiB (zeros): over MAX_CHUNK_BYTES (80 MB peak before).
+    tracedat_v7_chunk_60m "tracedat-v7-chunk-60m.dat"
+        "trace.dat v7 CPU data chunk at byte 152808: 62914560 bytes asked for, over the 4194304";
 }
 
 /// The perf.data pipe damage tolerated above (records before it kept, the break reported with
@@ -376,6 +384,7 @@ fn perf_pipe_damage_is_an_error_under_strict() {
         ("perf-pipe-record-size-zero.perf.data", 16),
         ("perf-pipe-tracing-data-huge.perf.data", 16),
         ("perf-pipe-zstd-bomb.perf.data", 22352),
+        ("perf-pipe-zstd-bomb-valid-samples.perf.data", 22352),
     ] {
         let o = run_child(file, true);
         peak_within_goal(file, &o);

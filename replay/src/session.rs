@@ -423,10 +423,10 @@ pub fn run_watched(
             located.as_ref().map(|(s, a, b)| (*s, a, b)),
         );
         let (a, b) = match &located {
-            Some((_, a, b)) => (a.to_text(), b.to_text()),
-            None => (reference.snapshot.to_text(), cand.snapshot.to_text()),
+            Some((_, a, b)) => (a, b),
+            None => (&reference.snapshot, &cand.snapshot),
         };
-        let d = differ::unified_diff(&a, &b, &reference.name, &cand.name);
+        let d = differ::snapshot_diff(a, b, &reference.name, &cand.name);
         if !d.is_empty() {
             diffs.insert(cand.name.clone(), d);
         }
@@ -577,10 +577,10 @@ pub fn run_ops(
                 located.as_ref().map(|(s, a, b)| (*s, a, b)),
             );
             let (a, b) = match &located {
-                Some((_, a, b)) => (a.to_text(), b.to_text()),
-                None => (reference.snapshot.to_text(), cand.snapshot.to_text()),
+                Some((_, a, b)) => (a, b),
+                None => (&reference.snapshot, &cand.snapshot),
             };
-            let d = differ::unified_diff(&a, &b, &reference.name, &cand.name);
+            let d = differ::snapshot_diff(a, b, &reference.name, &cand.name);
             if !d.is_empty() {
                 diffs.insert(cand.name.clone(), d);
             }

@@ -39,7 +39,8 @@ pub use format::FormatError;
 /// Errors of the binary readers. Offsets are byte offsets in the (decompressed) file.
 #[derive(Debug, thiserror::Error)]
 pub enum BinaryError {
-    #[error("{path}: {source}")]
+    /// `FILE: cannot read, because: CAUSE` (the CLI's one error style; the cause is `source`).
+    #[error("{path}: cannot read, because: {source}")]
     Io {
         path: String,
         #[source]

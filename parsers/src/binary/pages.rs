@@ -24,9 +24,11 @@ use super::BinaryError;
 use crate::intern::FxHashMap;
 use crate::record::{Comm, Event, Record};
 
-/// Largest decompressed trace.dat v7 chunk accepted (trace-cmd writes chunks of a few pages;
-/// a larger declared size is an error naming the chunk's byte offset, not an allocation).
-pub const MAX_CHUNK_BYTES: u64 = 64 << 20;
+/// Largest decompressed trace.dat v7 chunk accepted (trace-cmd writes chunks of 10 pages,
+/// `mmreplay record` 32: 128 KiB, 2 MiB with 64 KiB pages); a larger declared size is an error
+/// naming the chunk's byte offset, not an allocation. 64 MiB before: one chunk of zeros in a
+/// 155 KB file then held 80 MB.
+pub const MAX_CHUNK_BYTES: u64 = 4 << 20;
 
 /// Largest chunk decompressed in one call into a buffer sized from its declared size (trace-cmd
 /// writes 10 pages per chunk, `mmreplay record` 32); larger ones stream into a buffer that

@@ -27,7 +27,7 @@ use super::BinaryError;
 mod fast;
 use super::perf_layout::{self as layout, Note, Producer};
 use crate::record::{Comm, Event, Record};
-pub use fast::{Damage, MAX_ARENA_BYTES};
+pub use fast::{Damage, MAX_ARENA_BYTES, MAX_HELD_BYTES};
 
 const PERF_RECORD_HEADER_TRACING_DATA: u32 = 66;
 
@@ -61,6 +61,15 @@ pub struct PerfInfo {
     pub aux_bytes: u64,
     /// Tolerated header oddities (ids or feature sections outside the file, ...).
     pub notes: Vec<Note>,
+}
+
+/// The note of rounds released early ([`fast::MAX_HELD_BYTES`]).
+fn early_release_msg(n: u64) -> String {
+    format!(
+        "compressed records held over the {}-byte cap without a FINISHED_ROUND: the oldest half \
+         released early {n} times (time order across those releases not guaranteed)",
+        fast::MAX_HELD_BYTES
+    )
 }
 
 /// Whether `data` starts like perf.data (`PERFILE2` / `2ELIFREP`).
@@ -284,6 +293,12 @@ impl PerfStream {
         info.aux_bytes = end.aux_bytes;
         info.skipped_records = end.skipped.clone();
         info.damage = end.damage.clone();
+        if let Some(at) = end.first_early_release {
+            info.notes.push(Note {
+                offset: at,
+                msg: early_release_msg(end.early_releases),
+            });
+        }
         info
     }
 
@@ -349,6 +364,13 @@ impl PerfStream {
                 what: "perf.data records (--strict)",
                 offset: d.offset,
                 msg: format!("{}; {} bytes from here not read", d.reason, d.bytes),
+            });
+        }
+        if let Some(at) = end.first_early_release {
+            return Err(BinaryError::Invalid {
+                what: "perf.data records (--strict)",
+                offset: at,
+                msg: early_release_msg(end.early_releases),
             });
         }
         if let Some(at) = end.first_unparsable {

@@ -68,6 +68,10 @@ pub struct WalkEnd {
     pub aux_bytes: u64,
     /// File offset of the first record whose body did not parse (None inside compressed data).
     pub first_unparsable: Option<Option<u64>>,
+    /// Rounds that held more than [`MAX_HELD_BYTES`] and released their oldest half early, and
+    /// the file offset of the compressed record where the first did.
+    pub early_releases: u64,
+    pub first_early_release: Option<u64>,
 }
 
 /// The fields of a SAMPLE record the reader uses (linux-perf-event-reader's `SampleRecord`
@@ -240,8 +244,19 @@ pub(super) struct Walker {
     arena_pos: usize,
     dctx: Option<zstd::zstd_safe::DCtx<'static>>,
     zbuf: Vec<u8>,
+    /// A COMPRESSED(2) payload paused half-way because the round held too much (bytes
+    /// `start..end` of the input still to decompress): the next step goes on with it.
+    zpend: Option<ZPending>,
     end: WalkEnd,
     released: Releaser,
+}
+
+/// The rest of a compressed payload, as offsets into the input.
+#[derive(Clone, Copy)]
+struct ZPending {
+    start: usize,
+    end: usize,
+    rec_off: u64,
 }
 
 impl Walker {
@@ -272,6 +287,14 @@ fn header(b: &[u8], pos: usize, e: Endian) -> Option<(u32, u16, usize)> {
 /// Largest arena of decompressed COMPRESSED(2) data held at once (the records of unreleased
 /// rounds): more is damage naming the record's byte offset (a zstd bomb), not an allocation.
 pub const MAX_ARENA_BYTES: usize = 256 << 20;
+
+/// Most bytes a round may hold (decompressed arena plus the buffered records' entries) before
+/// its oldest half is released early, as perf's ordered events do when they reach their
+/// allocation cap (`ordered_events__queue` -> `OE_FLUSH__HALF`, tools/perf/util/ordered-events.c).
+/// perf bounds a real round by its ring buffers (512 KiB per CPU by default); a zstd bomb of
+/// valid records without FINISHED_ROUND is what reaches this, and it then costs this much memory,
+/// not its decompressed size. Counted in [`WalkEnd::early_releases`] (an error under --strict).
+pub const MAX_HELD_BYTES: usize = 16 << 20;
 
 impl Walker {
     /// The walk's state at the start of the record stream.
@@ -334,6 +357,7 @@ impl Walker {
             arena_pos: 0,
             dctx: None,
             zbuf: Vec::new(),
+            zpend: None,
             end: WalkEnd::default(),
             released: Releaser::new(s.records.start),
         })
@@ -369,6 +393,20 @@ impl Walker {
         };
         let (pipe, simpleperf) = (self.pipe, self.simpleperf);
         let w = self;
+        if let Some(z) = w.zpend.take() {
+            match w.decompress(data.get(z.start..z.end).unwrap_or_default(), z.rec_off) {
+                Ok(None) => {}
+                Ok(Some(used)) => {
+                    w.pause(data, z.start + used, z, emit);
+                    return true;
+                }
+                Err(m) => {
+                    w.end.damage = Some(damage(z.rec_off as usize, m));
+                    // Nothing past the broken stream is read (as `break` below).
+                    w.pos = stop;
+                }
+            }
+        }
         while w.pos < stop {
             let pos = w.pos;
             let Some((ty, misc, size0)) = header(data, pos, w.endian).filter(|_| pos + 8 <= stop)
@@ -447,26 +485,49 @@ impl Walker {
                 return true;
             }
             match ty {
-                PERF_RECORD_COMPRESSED => {
-                    if let Err(m) = w.decompress(body, rec_off) {
+                PERF_RECORD_COMPRESSED => match w.decompress(body, rec_off) {
+                    Ok(None) => {}
+                    Ok(Some(used)) => {
+                        let end = pos + size;
+                        let z = ZPending {
+                            start: body_start,
+                            end,
+                            rec_off,
+                        };
+                        w.pause(data, body_start + used, z, emit);
+                        return true;
+                    }
+                    Err(m) => {
                         w.end.damage = Some(damage(rec_off as usize, m));
                         break;
                     }
-                }
+                },
                 PERF_RECORD_COMPRESSED2 => {
                     let n = w.u64_at(body, 0).unwrap_or(u64::MAX);
                     let r = match body
                         .get(8..usize::try_from(n).unwrap_or(usize::MAX).saturating_add(8))
                     {
-                        Some(z) => w.decompress(z, rec_off),
+                        Some(z) => w.decompress(z, rec_off).map(|p| (p, z.len())),
                         None => Err(format!(
                             "COMPRESSED2 data size {n} > record body {}",
                             body.len() - 8
                         )),
                     };
-                    if let Err(m) = r {
-                        w.end.damage = Some(damage(rec_off as usize, m));
-                        break;
+                    match r {
+                        Ok((None, _)) => {}
+                        Ok((Some(used), zlen)) => {
+                            let z = ZPending {
+                                start: body_start + 8,
+                                end: body_start + 8 + zlen,
+                                rec_off,
+                            };
+                            w.pause(data, body_start + 8 + used, z, emit);
+                            return true;
+                        }
+                        Err(m) => {
+                            w.end.damage = Some(damage(rec_off as usize, m));
+                            break;
+                        }
                     }
                 }
                 _ if simple => {}
@@ -523,6 +584,66 @@ impl Walker {
 }
 
 impl Walker {
+    /// Bytes the round holds: the decompressed arena and the buffered records' entries.
+    fn held(&self) -> usize {
+        self.arena.len() + self.incoming.len() * std::mem::size_of::<Item>()
+    }
+
+    /// A compressed payload paused at input byte `at` (of `z`) because the round holds more than
+    /// [`MAX_HELD_BYTES`]: keeps only the arena bytes buffered records need, and if that is
+    /// still over half the cap releases the oldest half of the records (sorted, as a round
+    /// would) and emits them, so the next step resumes with room.
+    fn pause<F: FnMut(usize, Rec<'_>)>(
+        &mut self,
+        data: &[u8],
+        at: usize,
+        z: ZPending,
+        emit: &mut F,
+    ) {
+        self.zpend = Some(ZPending { start: at, ..z });
+        self.compact_live();
+        if self.held() > MAX_HELD_BYTES / 2 {
+            self.incoming.sort_by_key(|i| (i.key, i.seq));
+            let rest = self.incoming.split_off(self.incoming.len() / 2);
+            let early = std::mem::replace(&mut self.incoming, rest);
+            if let Some(last) = early.last() {
+                // Later records at or below it go out with the next round, as they would have.
+                self.prev_max = self.prev_max.max(last.key);
+            }
+            self.ready.extend(early);
+            self.end.early_releases += 1;
+            self.end.first_early_release.get_or_insert(z.rec_off);
+            self.emit_ready(data, emit);
+            self.compact_live();
+        }
+    }
+
+    /// Moves the arena bytes still needed (bodies of buffered records, and a partial record at
+    /// its end) to its front, in place (no second arena): records that are not kept (MMAP, ...)
+    /// free their bytes too.
+    fn compact_live(&mut self) {
+        let mut live: Vec<usize> = (0..self.incoming.len())
+            .filter(|&i| self.incoming[i].arena)
+            .collect();
+        live.sort_by_key(|&i| self.incoming[i].start);
+        let mut to = 0;
+        for i in live {
+            let it = &mut self.incoming[i];
+            // Sorted by start and disjoint, so `to <= it.start`: a copy down.
+            let end = it.start.saturating_add(it.len).min(self.arena.len());
+            let from = it.start.min(end);
+            self.arena.copy_within(from..end, to);
+            it.start = to;
+            to += end - from;
+        }
+        let tail = self.arena_pos.min(self.arena.len());
+        self.arena.copy_within(tail.., to);
+        self.arena_pos = to;
+        let len = to + (self.arena.len() - tail);
+        self.arena.truncate(len);
+        self.arena.shrink_to(len.max(1 << 20));
+    }
+
     /// linux-perf-data `Sorter::finish_round`: releases (sorted) every buffered record whose key
     /// is <= the previous round's maximum, which is exactly the set the crate releases.
     fn finish_round(&mut self) {
@@ -686,7 +807,8 @@ impl Walker {
 
     /// Appends a COMPRESSED(2) payload to the arena (one zstd stream across records, as perf
     /// writes it) and pushes every whole record now in the arena; a partial one waits.
-    fn decompress(&mut self, input: &[u8], rec_off: u64) -> Result<(), String> {
+    /// `Ok(Some(n))`: paused after `n` input bytes, the round holding over [`MAX_HELD_BYTES`].
+    fn decompress(&mut self, input: &[u8], rec_off: u64) -> Result<Option<usize>, String> {
         // Taken out of `self` while records are pushed between output windows.
         let mut dctx = self
             .dctx
@@ -708,7 +830,8 @@ impl Walker {
         buf: &mut [u8],
         mut input: &[u8],
         rec_off: u64,
-    ) -> Result<(), String> {
+    ) -> Result<Option<usize>, String> {
+        let whole = input.len();
         loop {
             let mut inb = zstd::zstd_safe::InBuffer::around(input);
             let mut outb = zstd::zstd_safe::OutBuffer::around(&mut buf[..]);
@@ -733,8 +856,11 @@ impl Walker {
             if n < buf.len() && input.is_empty() {
                 break;
             }
+            if self.held() > MAX_HELD_BYTES {
+                return Ok(Some(whole - input.len()));
+            }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Pushes every whole record in the arena past `arena_pos`; a partial one waits.

@@ -173,6 +173,21 @@ bomb = subprocess.run("head -c 1073741824 /dev/zero | zstd -19 -q -c --no-check"
                       check=True, stdout=subprocess.PIPE).stdout
 assert len(bomb) < 65000, len(bomb)
 write("perf-pipe-zstd-bomb.perf.data", pp_head + rec(81, bomb))
+# A zstd bomb of VALID records: the stream's first real SAMPLE repeated to 288 MiB (over the
+# 256 MiB arena cap) in one zstd stream split over two COMPRESSED records, with no FINISHED_ROUND:
+# a reader that holds a round until its end holds it all.
+o = 16
+while struct.unpack_from("<I", pp, o)[0] != 9:
+    typ = struct.unpack_from("<I", pp, o)[0]
+    extra = struct.unpack_from("<I", pp, o + 8)[0] if typ == 66 else 0
+    o += struct.unpack_from("<H", pp, o + 6)[0] + extra
+sample = pp[o:o + struct.unpack_from("<H", pp, o + 6)[0]]
+copies = (288 << 20) // len(sample)
+valid_bomb = zstd_stream_of((sample * 8192 for _ in range(copies // 8192)), level=19)
+half = len(valid_bomb) // 2
+assert len(valid_bomb) - half < 65000, len(valid_bomb)
+write("perf-pipe-zstd-bomb-valid-samples.perf.data",
+      pp_head + rec(81, valid_bomb[:half]) + rec(81, valid_bomb[half:]))
 # A record of size 0 (a reader that steps by it loops forever).
 write("perf-pipe-record-size-zero.perf.data", pp[:16] + struct.pack("<IHH", 9, 0, 0) + b"\0" * 64)
 # PERF_RECORD_HEADER_TRACING_DATA (66) announcing 4 GiB - 16 of tracing data.
@@ -270,6 +285,20 @@ write("tracedat-v7-buffer-cpus-huge.dat",
       section(0, opt(3, struct.pack("<Q", 0) + b"\0\0" + struct.pack("<II", 4096, 0xFFFFFFFF)
                      + b"\0" * 20) + opt(0, struct.pack("<Q", 0))))
 write("tracedat-v7-truncated.dat", v7[: len(v7) // 2])
+# The real file up to its last options section, which is replaced by a BUFFER option giving
+# CPU 0 one appended chunk that declares 60 MiB (zeros: under the old 64 MiB chunk cap).
+last = 152702
+assert struct.unpack_from("<HHIQ", v7, last)[0] == 0 and v7[last + 16:last + 18] == b"\x03\0"
+z = subprocess.run("head -c %d /dev/zero | zstd -19 -q -c --no-check" % (60 << 20), shell=True,
+                   check=True, stdout=subprocess.PIPE).stdout
+name = b"mmreplay_paired\0local\0"
+body_len = 6 + 8 + len(name) + 8 + 20 + 6 + 8
+chunk = struct.pack("<III", 1, len(z), 60 << 20) + z
+buf = (struct.pack("<Q", 0x235a0) + name + struct.pack("<II", 4096, 1) +
+       struct.pack("<IQQ", 0, last + 16 + body_len, len(chunk)))
+body = opt(3, buf) + opt(0, struct.pack("<Q", 0))
+assert len(body) == body_len
+write("tracedat-v7-chunk-60m.dat", v7[:last] + section(0, body) + chunk)
 
 # ---- .mmr (replay/tests/hostile) --------------------------------------------------------------
 MAGIC = b"MMRCORP\0"

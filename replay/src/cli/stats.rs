@@ -42,7 +42,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let format = a.format.as_deref().map(Format::from_name).transpose()?;
     if let Some(k) = &a.kallsyms {
         // Checked here so the error names the option, not the capture.
-        std::fs::metadata(k).with_context(|| format!("--kallsyms {}", k.display()))?;
+        std::fs::metadata(k)
+            .with_context(|| format!("{}: cannot read (--kallsyms)", k.display()))?;
     }
     let opts = Options {
         format,
