@@ -240,6 +240,9 @@ pub(super) struct Walker {
     /// The input and arena bytes the last round released are given back at the next
     /// [`Walker::step`], once every ready record (which may point into them) was emitted.
     compact_due: bool,
+    /// A paused compressed payload readied records early: the arena bytes only they needed
+    /// are given back at the next step (see [`Walker::pause`]).
+    compact_live_due: bool,
     arena: Vec<u8>,
     arena_pos: usize,
     dctx: Option<zstd::zstd_safe::DCtx<'static>>,
@@ -353,6 +356,7 @@ impl Walker {
             ready: Vec::new(),
             ready_pos: 0,
             compact_due: false,
+            compact_live_due: false,
             arena: Vec::new(),
             arena_pos: 0,
             dctx: None,
@@ -385,6 +389,9 @@ impl Walker {
         if std::mem::take(&mut self.compact_due) {
             self.compact(backing);
         }
+        if std::mem::take(&mut self.compact_live_due) {
+            self.compact_live();
+        }
         let stop = self.stop;
         let damage = |pos: usize, reason: String| Damage {
             offset: pos as u64,
@@ -397,7 +404,7 @@ impl Walker {
             match w.decompress(data.get(z.start..z.end).unwrap_or_default(), z.rec_off) {
                 Ok(None) => {}
                 Ok(Some(used)) => {
-                    w.pause(data, z.start + used, z, emit);
+                    w.pause(z.start + used, z);
                     return true;
                 }
                 Err(m) => {
@@ -494,7 +501,7 @@ impl Walker {
                             end,
                             rec_off,
                         };
-                        w.pause(data, body_start + used, z, emit);
+                        w.pause(body_start + used, z);
                         return true;
                     }
                     Err(m) => {
@@ -521,7 +528,7 @@ impl Walker {
                                 end: body_start + 8 + zlen,
                                 rec_off,
                             };
-                            w.pause(data, body_start + 8 + used, z, emit);
+                            w.pause(body_start + 8 + used, z);
                             return true;
                         }
                         Err(m) => {
@@ -591,19 +598,15 @@ impl Walker {
 
     /// A compressed payload paused at input byte `at` (of `z`) because the round holds more than
     /// [`MAX_HELD_BYTES`]: keeps only the arena bytes buffered records need, and if that is
-    /// still over half the cap releases the oldest half of the records (sorted, as a round
-    /// would) and emits them, so the next step resumes with room.
-    fn pause<F: FnMut(usize, Rec<'_>)>(
-        &mut self,
-        data: &[u8],
-        at: usize,
-        z: ZPending,
-        emit: &mut F,
-    ) {
+    /// still over half the cap readies the oldest half of the records (sorted, as a round
+    /// would) for [`Walker::emit_next`]; their arena bytes are given back at the next step,
+    /// once they were emitted, so it resumes with room.
+    fn pause(&mut self, at: usize, z: ZPending) {
         self.zpend = Some(ZPending { start: at, ..z });
         self.compact_live();
         if self.held() > MAX_HELD_BYTES / 2 {
-            self.incoming.sort_by_key(|i| (i.key, i.seq));
+            // Stable: equal keys keep their arrival order.
+            self.incoming.sort_by_key(|i| i.key);
             let rest = self.incoming.split_off(self.incoming.len() / 2);
             let early = std::mem::replace(&mut self.incoming, rest);
             if let Some(last) = early.last() {
@@ -613,8 +616,7 @@ impl Walker {
             self.ready.extend(early);
             self.end.early_releases += 1;
             self.end.first_early_release.get_or_insert(z.rec_off);
-            self.emit_ready(data, emit);
-            self.compact_live();
+            self.compact_live_due = true;
         }
     }
 
