@@ -96,6 +96,9 @@ const COLS: u64 = super::HEAT_COLS;
 /// Most distinct granules kept before they are made twice as large.
 pub const MAX_GRANULES: usize = 1 << 15;
 
+/// Largest granule shift: 64 KiB << 47 covers a 64-bit address space.
+const MAX_SHIFT: u32 = 47;
+
 /// Accesses and faults per (mm, granule) and column, columns and granules coarsened as needed.
 pub struct HeatAcc {
     /// Ops per column (a power of two).
@@ -131,7 +134,9 @@ impl HeatAcc {
             Some((c, n)) if *c == col => *n = n.saturating_add(1),
             _ => line.push((col, 1)),
         }
-        if self.cells.len() > MAX_GRANULES {
+        // Past MAX_SHIFT each mm is one granule: more mms than MAX_GRANULES stay (their
+        // cells are bounded by the mms, as the models' own state is).
+        if self.cells.len() > MAX_GRANULES && self.shift < MAX_SHIFT {
             self.shift += 1;
             let mut coarse: HashMap<(u32, u64), Vec<(u16, u32)>> = HashMap::new();
             for ((mm, g), v) in std::mem::take(&mut self.cells) {
@@ -416,5 +421,20 @@ mod tests {
             .sum();
         assert_eq!(total, n);
         assert!(g.iter().all(|(_, v)| v.windows(2).all(|w| w[0].0 < w[1].0)));
+    }
+
+    #[test]
+    fn more_mms_than_granules_stop_coarsening_at_one_granule_per_mm() {
+        let mut h = HeatAcc::default();
+        let mms = MAX_GRANULES as u32 + 100;
+        for mm in 0..mms {
+            h.add(
+                u64::from(mm),
+                mm,
+                0x7fff_0000_0000 + u64::from(mm % 7) * (1 << 40),
+            );
+        }
+        assert_eq!(h.shift, MAX_SHIFT);
+        assert_eq!(h.sorted().len(), mms as usize);
     }
 }
