@@ -84,3 +84,43 @@ fn missing_kallsyms_file_is_named_first() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A closed pipe on stdout (`mmreplay CMD | head` where head has gone) is no panic for any
+/// command that prints (only `diff` was tested): the reader is gone before the first write.
+#[test]
+fn closed_stdout_is_not_a_panic_for_any_command() {
+    let cap = format!(
+        "{}/../corpus/captures/fmt-pipe.trace.zst",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    for args in [
+        vec!["stats", cap.as_str()],
+        vec!["stats", cap.as_str(), "--json"],
+        vec![
+            "replay",
+            cap.as_str(),
+            "--policies",
+            "reference,ad-preserve",
+        ],
+        vec!["fidelity", cap.as_str()],
+        vec!["policies"],
+    ] {
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let e = err(&o);
+        assert!(!e.contains("panicked"), "{args:?}: {e}");
+        assert_ne!(o.status.code(), Some(101), "{args:?}: {e}");
+        if o.status.code() == Some(2) {
+            assert!(
+                e.starts_with(&format!("mmreplay {}: error: <stdout>: ", args[0])),
+                "{args:?}: {e}"
+            );
+        }
+    }
+}
