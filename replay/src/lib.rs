@@ -21,7 +21,6 @@ pub mod matrix;
 pub mod minimize;
 pub mod observe;
 pub mod report;
-pub mod sched;
 pub mod session;
 pub mod sidecar;
 pub mod source;

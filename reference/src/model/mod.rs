@@ -15,7 +15,6 @@ pub(crate) mod softdirty;
 pub(crate) mod state;
 pub(crate) mod thp;
 pub(crate) mod tlb;
-pub(crate) mod tlbcheck;
 pub(crate) mod vma;
 
 use std::collections::BTreeMap;
@@ -118,7 +117,7 @@ pub struct Model<P: Policy> {
     pub(crate) violations: Vec<Violation>,
     pub(crate) violation_count: u64,
     pub(crate) mms: FxHashMap<u32, Mm>,
-    pub(crate) pmd_tables: phash::Tracked<PmdTable>,
+    pub(crate) pmd_tables: Vec<PmdTable>,
     pub(crate) free_pmd: Vec<u32>,
     pub(crate) pte_tables: phash::Tracked<PteTable>,
     pub(crate) free_pte: Vec<u32>,
@@ -151,8 +150,6 @@ pub struct Model<P: Policy> {
     pub(crate) softdirty: softdirty::SoftDirty,
     /// Caches of the incremental progress hash (`phash.rs`).
     pub(crate) phash: phash::PHash,
-    /// What the incremental I4 check knows (`tlbcheck.rs`).
-    pub(crate) tlbcheck: tlbcheck::TlbCheck,
 }
 
 /// Where a PTE lives: a PTE table slot, or a hugetlb leaf in a PMD table.
@@ -179,7 +176,7 @@ impl<P: Policy> Model<P> {
             })
             .collect();
         let lru = classic::new_lru(&profile);
-        let mut m = Model {
+        Model {
             policy,
             profile,
             c: Counters::default(),
@@ -187,7 +184,7 @@ impl<P: Policy> Model<P> {
             violations: Vec::new(),
             violation_count: 0,
             mms: FxHashMap::default(),
-            pmd_tables: Default::default(),
+            pmd_tables: Vec::new(),
             free_pmd: Vec::new(),
             pte_tables: Default::default(),
             free_pte: Vec::new(),
@@ -211,11 +208,7 @@ impl<P: Policy> Model<P> {
             thp: thp::ThpState::default(),
             softdirty: softdirty::SoftDirty::default(),
             phash: phash::PHash::default(),
-            tlbcheck: tlbcheck::TlbCheck::default(),
-        };
-        m.pte_tables.watch2();
-        m.pmd_tables.watch2();
-        m
+        }
     }
 
     /// Apply one op; invariants are checked as it runs and after it. Every call (also a

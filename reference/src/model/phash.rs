@@ -34,11 +34,6 @@ pub(crate) struct Tracked<T> {
     dirty: Vec<u32>,
     /// Every element may have changed (`PHash::all_tables`).
     all: bool,
-    /// A second, independent set of marks for the incremental I4 check (`tlbcheck.rs`),
-    /// kept only when `watch2` (page tables).
-    watch2: bool,
-    marked2: Vec<bool>,
-    dirty2: Vec<u32>,
 }
 
 impl<T> Default for Tracked<T> {
@@ -48,9 +43,6 @@ impl<T> Default for Tracked<T> {
             marked: Vec::new(),
             dirty: Vec::new(),
             all: false,
-            watch2: false,
-            marked2: Vec::new(),
-            dirty2: Vec::new(),
         }
     }
 }
@@ -72,31 +64,6 @@ impl<T> Tracked<T> {
                 self.dirty.push(i as u32);
             }
         }
-        if self.watch2 {
-            if let Some(m) = self.marked2.get_mut(i) {
-                if !*m {
-                    *m = true;
-                    self.dirty2.push(i as u32);
-                }
-            }
-        }
-    }
-    /// Keep the second set of marks from now on (every element counts as changed once).
-    pub(crate) fn watch2(&mut self) {
-        self.watch2 = true;
-        self.marked2 = vec![true; self.v.len()];
-        self.dirty2 = (0..self.v.len() as u32).collect();
-    }
-    /// Move the indices changed since the last call (second set of marks) into `out`
-    /// (cleared first), each once, and clear those marks.
-    pub(crate) fn take_dirty2(&mut self, out: &mut Vec<u32>) {
-        out.clear();
-        std::mem::swap(out, &mut self.dirty2);
-        for &i in out.iter() {
-            if let Some(m) = self.marked2.get_mut(i as usize) {
-                *m = false;
-            }
-        }
     }
     /// The element, marked dirty.
     #[inline]
@@ -108,9 +75,6 @@ impl<T> Tracked<T> {
     pub fn push(&mut self, x: T) {
         self.v.push(x);
         self.marked.push(false);
-        if self.watch2 {
-            self.marked2.push(false);
-        }
         self.mark(self.v.len() - 1);
     }
     /// Hand every dirty index (each once) to `f` and clear the marks; `all`: every index.

@@ -286,53 +286,10 @@ impl VmaTree {
     }
 }
 
-/// An mm's top level (`pud index -> PMD table slot`) that remembers it changed: the only
-/// mutations are `insert` and `remove` (no `DerefMut`), and both set `changed`, which the
-/// incremental I4 check takes (`tlbcheck.rs`). A new `Pgd` starts changed.
-pub(crate) struct Pgd {
-    map: FxHashMap<u64, u32>,
-    changed: bool,
-}
-
-impl Default for Pgd {
-    fn default() -> Self {
-        Pgd {
-            map: FxHashMap::default(),
-            changed: true,
-        }
-    }
-}
-
-impl std::ops::Deref for Pgd {
-    type Target = FxHashMap<u64, u32>;
-    #[inline]
-    fn deref(&self) -> &FxHashMap<u64, u32> {
-        &self.map
-    }
-}
-
-impl Pgd {
-    #[inline]
-    pub fn insert(&mut self, pud: u64, t: u32) -> Option<u32> {
-        self.changed = true;
-        self.map.insert(pud, t)
-    }
-    #[inline]
-    pub fn remove(&mut self, pud: &u64) -> Option<u32> {
-        self.changed = true;
-        self.map.remove(pud)
-    }
-    /// Whether it changed since the last call.
-    #[inline]
-    pub fn take_changed(&mut self) -> bool {
-        std::mem::take(&mut self.changed)
-    }
-}
-
 pub(crate) struct Mm {
     pub id: MmId,
     pub vmas: VmaTree,
-    pub pgd: Pgd,
+    pub pgd: FxHashMap<u64, u32>,
     /// mm_cpumask as a bitmask (nr_cpus <= 64).
     pub cpumask: u64,
     /// rss: [FILE, ANON, SWAPENTS, SHMEM-less simplification: hugetlb counted as FILE].

@@ -5,6 +5,7 @@
 
 use super::state::*;
 use super::{Loc, Model};
+use crate::invariant::Invariant;
 use crate::op::{AccessKind, MmId, OpOutcome};
 use crate::policy::Policy;
 use crate::profile::CpumaskMode;
@@ -21,7 +22,7 @@ impl<P: Policy> Model<P> {
     /// Direct-mapped TLB slot for (mm, vpn): the model's TLB is a small direct-mapped cache
     /// (only staleness matters, not hit rates), so lookups and inserts are O(1).
     #[inline]
-    pub(crate) fn tlb_index(c: &CpuState, mm: u32, vpn: u64) -> usize {
+    fn tlb_index(c: &CpuState, mm: u32, vpn: u64) -> usize {
         let h = (vpn ^ (u64::from(mm) << 20)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
         (h as usize) & (c.tlb.len() - 1)
     }
@@ -91,7 +92,6 @@ impl<P: Policy> Model<P> {
                 c.mm_bits |= mm_bit(e.mm);
             }
         }
-        self.tlb_written(cpu, i);
     }
 
     /// Drop every TLB entry translating to `slot` (used after an I1 report).
@@ -614,7 +614,6 @@ impl<P: Policy> Model<P> {
                             if let Some(s) = self.cpus.get_mut(ci).and_then(|c| c.tlb.get_mut(i)) {
                                 *s = e2;
                             }
-                            self.tlb_written(ci, i);
                             self.write_content(e.folio);
                             return HwAccess::Ok;
                         }
@@ -705,9 +704,8 @@ impl<P: Policy> Model<P> {
     }
 
     /// I4 checkpoint: every TLB entry of `mm` must still match its PTE (same folio, not more
-    /// writable), since no flush is pending at op boundaries. I4 by a scan of every cached entry in scope: what the incremental check
-    /// (`tlbcheck.rs`) must always return (the property tests compare the two).
-    pub(crate) fn tlb_first_incoherent_full(&self, mm: Option<u32>) -> Option<String> {
+    /// writable), since no flush is pending at op boundaries.
+    pub(crate) fn check_tlb_coherent(&mut self, mm: Option<u32>) {
         let mut bad: Option<String> = None;
         // Memo of recent (mm, pud) -> PMD table lookups (entries are scattered by the TLB hash,
         // but come from a handful of (mm, pud) pairs).
@@ -740,11 +738,16 @@ impl<P: Policy> Model<P> {
                     _ => false,
                 };
                 if !ok {
-                    bad = Some(super::tlbcheck::stale_message(ci, e));
+                    bad = Some(format!(
+                        "cpu {ci} caches mm{} {:#x} -> folio slot {} (w={}) after the op's flushes",
+                        e.mm, va, e.folio, e.writable
+                    ));
                     break 'outer;
                 }
             }
         }
-        bad
+        if let Some(d) = bad {
+            self.violate(Invariant::I4, d);
+        }
     }
 }

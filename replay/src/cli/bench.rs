@@ -18,6 +18,7 @@ use mmreplay::source::{Source, BUNDLED};
 use mmreplay_parsers::mmr::{portable_diagnostics, Header, Writer};
 use mmreplay_parsers::record::Record;
 use mmreplay_reference::op::Op;
+use rayon::prelude::*;
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
@@ -595,16 +596,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         );
     }
 
-    // 4. All policies: one after the other on one thread vs on two, in pairs. Each model's
-    // replay is cut into slices the threads take round robin (`sched.rs`), so 5 models on 2
-    // threads are not bound by "one task per model" (3 of 5 lengths on the busier thread).
-    let slice = mmreplay::sched::default_slice(ops.len());
+    // 4. All policies: one after the other on one thread vs in parallel on two, in pairs.
+    let pools = [1usize, 2].map(|n| rayon::ThreadPoolBuilder::new().num_threads(n).build());
+    let [Ok(p1), Ok(p2)] = pools else {
+        anyhow::bail!("cannot start the rayon thread pools");
+    };
     let mut par = ParallelFigures::default();
     for _ in 0..runs {
-        for (threads, out) in [(1usize, &mut par.threads_1_s), (2, &mut par.threads_2_s)] {
+        for (pool, out) in [(&p1, &mut par.threads_1_s), (&p2, &mut par.threads_2_s)] {
             let mut engines = session::build_lru(&specs, nr_cpus, lru);
             let t = Instant::now();
-            mmreplay::sched::apply_sliced(&mut engines, &ops, slice, threads);
+            pool.install(|| engines.par_iter_mut().for_each(|e| apply(&mut **e, &ops)));
             out.push(t.elapsed().as_secs_f64());
         }
     }
