@@ -55,7 +55,9 @@ pub enum ParseError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: read failed near decompressed byte {offset} (truncated or corrupt input?)")]
+    #[error(
+        "{path}: read failed at byte {offset} (of the decompressed stream when the file is zstd)"
+    )]
     Read {
         path: String,
         offset: u64,
