@@ -55,9 +55,7 @@ pub enum ParseError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "{path}: read failed at byte {offset} (of the decompressed stream when the file is zstd)"
-    )]
+    #[error("{path}: read failed near decompressed byte {offset} (truncated or corrupt input?)")]
     Read {
         path: String,
         offset: u64,
