@@ -14,8 +14,9 @@
 //! `__filemap_add_folio` charges it: to the memcg of the task that added it to the page cache
 //! (`Op::PageCacheAdd`, paired by the lowering with the fault that logged the add); one the
 //! capture never saw added was cached before by someone else and stays in the root's lruvec,
-//! out of reach of the workload's memcg reclaim (shared libraries, the binary). `lru_type` its list type (`folio_is_file_lru`:
-//! not swap-backed), `seq` 1 when active and 0 when inactive. Lists use lazy deletion like
+//! out of reach of the workload's memcg reclaim (shared libraries, the binary). `lru_type` is
+//! its list type (`folio_is_file_lru`: not swap-backed), `seq` 1 when active and 0 when
+//! inactive. Lists use lazy deletion like
 //! `lru.rs`: an entry whose stamp no longer matches its folio is skipped.
 //!
 //! Departures, each a fidelity limit: no workingset refault detection (a refaulting folio

@@ -9,9 +9,9 @@
 //! it: the op carries the add's page index, the model finds the file from the fault's VMA).
 //! A task's last fault is forgotten at its next syscall the capture logs and at its exit; a
 //! `read` (not logged) between a fault and its add would be paired with the fault, and the
-//! model then charges that page index of the faulted file: a limit. It must never pair an add with another task's fault, nor contain
-//! model semantics (whether the VMA maps a regular file is the model's to decide): an add it
-//! cannot pair stays counted in `not_lowered`.
+//! model then charges that page index of the faulted file: a limit. It must never pair an add
+//! with another task's fault, nor contain model semantics (whether the VMA maps a regular file
+//! is the model's to decide): an add it cannot pair stays counted in `not_lowered`.
 
 use std::collections::HashMap;
 
