@@ -32,17 +32,9 @@ fn fault(m: &mut Model<Reference>, va: u64, kind: AccessKind) {
     );
 }
 
-/// An mm with 8 pages of a regular file (read-only, private) and 8 anon pages, all faulted;
-/// `added` says which file pages its task added to the page cache. Then its memcg (1) reclaims
-/// everything it can: returns the file pages still resident.
-fn resident_after_memcg_reclaim(lru: LruKind, added: &[u64]) -> (Vec<u64>, u64) {
-    let profile = KernelProfile {
-        nr_cpus: 2,
-        cpumask_mode: CpumaskMode::TrimByFlush,
-        full_check_every: 1,
-        lru,
-        ..KernelProfile::default()
-    };
+/// A model under `profile` with one mm that maps 8 pages of a regular file (read-only,
+/// private) at `LIB`.
+fn with_file_mapping(profile: KernelProfile) -> Model<Reference> {
     let mut m = Model::new(profile, Reference);
     apply(
         &mut m,
@@ -68,6 +60,21 @@ fn resident_after_memcg_reclaim(lru: LruKind, added: &[u64]) -> (Vec<u64>, u64) 
             pgoff: 0,
         },
     );
+    m
+}
+
+/// An mm with 8 pages of a regular file (read-only, private) and 8 anon pages, all faulted;
+/// `added` says which file pages its task added to the page cache. Then its memcg (1) reclaims
+/// everything it can: returns the file pages still resident.
+fn resident_after_memcg_reclaim(lru: LruKind, added: &[u64]) -> (Vec<u64>, u64) {
+    let profile = KernelProfile {
+        nr_cpus: 2,
+        cpumask_mode: CpumaskMode::TrimByFlush,
+        full_check_every: 1,
+        lru,
+        ..KernelProfile::default()
+    };
+    let mut m = with_file_mapping(profile);
     apply(
         &mut m,
         Op::Mmap {
@@ -140,31 +147,7 @@ fn a_page_read_ahead_is_charged_when_faulted_later() {
         full_check_every: 1,
         ..KernelProfile::default()
     };
-    let mut m = Model::new(profile, Reference);
-    apply(
-        &mut m,
-        Op::Exec {
-            cpu: 0,
-            old: None,
-            new: MM,
-        },
-    );
-    apply(
-        &mut m,
-        Op::Mmap {
-            cpu: 0,
-            mm: MM,
-            addr: LIB,
-            len: 8 * PAGE,
-            prot: prot::READ,
-            flags: map::PRIVATE | map::FIXED,
-            file: Some(FileRef {
-                id: FileId(3),
-                kind: FileKind::Regular,
-            }),
-            pgoff: 0,
-        },
-    );
+    let mut m = with_file_mapping(profile);
     fault(&mut m, LIB, AccessKind::Read);
     // The fault at page 0 read pages 0-3 in.
     for index in 0..4 {
