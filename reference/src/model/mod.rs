@@ -15,6 +15,7 @@ pub(crate) mod softdirty;
 pub(crate) mod state;
 pub(crate) mod thp;
 pub(crate) mod tlb;
+pub(crate) mod tlbnotes;
 pub(crate) mod vma;
 
 use std::collections::BTreeMap;
@@ -117,7 +118,7 @@ pub struct Model<P: Policy> {
     pub(crate) violations: Vec<Violation>,
     pub(crate) violation_count: u64,
     pub(crate) mms: FxHashMap<u32, Mm>,
-    pub(crate) pmd_tables: Vec<PmdTable>,
+    pub(crate) pmd_tables: tlbnotes::Touched<PmdTable>,
     pub(crate) free_pmd: Vec<u32>,
     pub(crate) pte_tables: phash::Tracked<PteTable>,
     pub(crate) free_pte: Vec<u32>,
@@ -150,6 +151,8 @@ pub struct Model<P: Policy> {
     pub(crate) softdirty: softdirty::SoftDirty,
     /// Caches of the incremental progress hash (`phash.rs`).
     pub(crate) phash: phash::PHash,
+    /// Page-table writes since the last I4 check (`tlbnotes.rs`).
+    pub(crate) tlbnotes: tlbnotes::TlbNotes,
 }
 
 /// Where a PTE lives: a PTE table slot, or a hugetlb leaf in a PMD table.
@@ -184,7 +187,7 @@ impl<P: Policy> Model<P> {
             violations: Vec::new(),
             violation_count: 0,
             mms: FxHashMap::default(),
-            pmd_tables: Vec::new(),
+            pmd_tables: Default::default(),
             free_pmd: Vec::new(),
             pte_tables: Default::default(),
             free_pte: Vec::new(),
@@ -208,6 +211,7 @@ impl<P: Policy> Model<P> {
             thp: thp::ThpState::default(),
             softdirty: softdirty::SoftDirty::default(),
             phash: phash::PHash::default(),
+            tlbnotes: tlbnotes::TlbNotes::default(),
         }
     }
 
@@ -502,23 +506,36 @@ impl<P: Policy> Model<P> {
     }
 
     pub(crate) fn set(&mut self, loc: Loc, pte: Pte) {
+        // The I4 notes (`tlbnotes.rs`): a write that can leave a cached translation stale is
+        // noted here, the one door for single-PTE writes.
         match loc {
             Loc::Pte(t, i) => {
-                if let Some(p) = self
-                    .pte_tables
-                    .get_mut(t as usize)
-                    .and_then(|tb| tb.ptes.get_mut(i))
-                {
-                    *p = pte;
+                if let Some(tb) = self.pte_tables.get_mut_noted(t as usize) {
+                    if let Some(p) = tb.ptes.get_mut(i) {
+                        let old = std::mem::replace(p, pte);
+                        if tlbnotes::breaks_cached(old, pte) {
+                            self.tlbnotes.note_pte(tb.owner, i);
+                        }
+                    }
                 }
             }
             Loc::Huge(t, i) => {
                 if let Some(e) = self
                     .pmd_tables
-                    .get_mut(t as usize)
+                    .get_mut_noted(t as usize)
                     .and_then(|tb| tb.entries.get_mut(i))
                 {
-                    *e = PmdEntry::Leaf(pte);
+                    let old = std::mem::replace(e, PmdEntry::Leaf(pte));
+                    let breaks = match old {
+                        PmdEntry::None => false,
+                        PmdEntry::Leaf(o) => tlbnotes::breaks_cached(o, pte),
+                        // A PTE table replaced by a leaf: its 4 KiB translations are gone.
+                        PmdEntry::Table(_) => true,
+                    };
+                    if breaks {
+                        // Hugetlb leaves may sit in shared PMD tables: no single owner.
+                        self.tlbnotes.set_full();
+                    }
                 }
             }
         }
@@ -530,7 +547,8 @@ impl<P: Policy> Model<P> {
 
     pub(crate) fn alloc_pmd_table(&mut self, hugetlb: bool) -> u32 {
         if let Some(t) = self.free_pmd.pop() {
-            if let Some(tb) = self.pmd_tables.get_mut(t as usize) {
+            // Unlinked since it was freed (the free forced a full I4 scan): no note needed.
+            if let Some(tb) = self.pmd_tables.get_mut_noted(t as usize) {
                 tb.entries.fill(PmdEntry::None);
                 tb.pts = 0;
                 tb.hugetlb = hugetlb;
@@ -549,15 +567,18 @@ impl<P: Policy> Model<P> {
 
     pub(crate) fn alloc_pte_table(&mut self) -> u32 {
         if let Some(t) = self.free_pte.pop() {
-            if let Some(tb) = self.pte_tables.get_mut(t as usize) {
+            // Unlinked since it was freed (the free forced a full I4 scan): no note needed.
+            if let Some(tb) = self.pte_tables.get_mut_noted(t as usize) {
                 tb.ptes.fill(Pte::None);
                 tb.live = true;
+                tb.owner = None;
                 return t;
             }
         }
         self.pte_tables.push(PteTable {
             ptes: Box::new([Pte::None; PTRS]),
             live: true,
+            owner: None,
         });
         (self.pte_tables.len() - 1) as u32
     }
@@ -588,13 +609,17 @@ impl<P: Policy> Model<P> {
             PmdEntry::Leaf(_) => Some(Loc::Huge(t, pmd_index(va))),
             PmdEntry::None => {
                 let p = self.alloc_pte_table();
+                // An empty slot gets an empty table: nothing cached can go stale.
                 if let Some(slot) = self
                     .pmd_tables
-                    .get_mut(t as usize)?
+                    .get_mut_noted(t as usize)?
                     .entries
                     .get_mut(pmd_index(va))
                 {
                     *slot = PmdEntry::Table(p);
+                }
+                if let Some(tb) = self.pte_tables.get_mut_noted(p as usize) {
+                    tb.owner = Some((mm, va & !(PMD_SIZE - 1)));
                 }
                 Some(Loc::Pte(p, pte_index(va)))
             }

@@ -34,6 +34,8 @@ pub(crate) struct Tracked<T> {
     dirty: Vec<u32>,
     /// Every element may have changed (`PHash::all_tables`).
     all: bool,
+    /// A mutable access other than `get_mut_noted` since `take_touched` (`tlbnotes.rs`).
+    touched: bool,
 }
 
 impl<T> Default for Tracked<T> {
@@ -43,6 +45,7 @@ impl<T> Default for Tracked<T> {
             marked: Vec::new(),
             dirty: Vec::new(),
             all: false,
+            touched: false,
         }
     }
 }
@@ -69,7 +72,19 @@ impl<T> Tracked<T> {
     #[inline]
     pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
         self.mark(i);
+        self.touched = true;
         self.v.get_mut(i)
+    }
+    /// The element, marked dirty, for a write whose I4 effect the caller notes itself
+    /// (`Model::set`, table allocation; `tlbnotes.rs`).
+    #[inline]
+    pub fn get_mut_noted(&mut self, i: usize) -> Option<&mut T> {
+        self.mark(i);
+        self.v.get_mut(i)
+    }
+    /// Any `get_mut` since the last call? (`tlbnotes.rs`: the next I4 check scans.)
+    pub fn take_touched(&mut self) -> bool {
+        std::mem::take(&mut self.touched)
     }
     /// Append (the new element is dirty).
     pub fn push(&mut self, x: T) {

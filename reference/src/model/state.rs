@@ -93,6 +93,9 @@ pub(crate) enum PmdEntry {
 pub(crate) struct PteTable {
     pub ptes: Box<[Pte; PTRS]>,
     pub live: bool,
+    /// (mm, 2 MiB-aligned va) the table is linked at, for the incremental I4 check's notes
+    /// (`tlbnotes.rs`); `None`: unknown (a write the check must see forces a full scan).
+    pub owner: Option<(u32, u64)>,
 }
 
 pub(crate) struct PmdTable {
@@ -289,7 +292,8 @@ impl VmaTree {
 pub(crate) struct Mm {
     pub id: MmId,
     pub vmas: VmaTree,
-    pub pgd: FxHashMap<u64, u32>,
+    /// PUD index -> PMD table (`Pgd` tells the I4 notes when an entry goes; `tlbnotes.rs`).
+    pub pgd: super::tlbnotes::Pgd,
     /// mm_cpumask as a bitmask (nr_cpus <= 64).
     pub cpumask: u64,
     /// rss: [FILE, ANON, SWAPENTS, SHMEM-less simplification: hugetlb counted as FILE].

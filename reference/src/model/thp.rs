@@ -594,9 +594,11 @@ impl<P: Policy> Model<P> {
         else {
             return;
         };
+        // mm's private tables change shape: only mm's I4 checks scan (`tlbnotes.rs`).
+        self.tlbnotes.dirty_mm(mm);
         if let Some(x) = self
             .pmd_tables
-            .get_mut(t_old as usize)
+            .get_mut_noted(t_old as usize)
             .and_then(|x| x.entries.get_mut(pmd_index(old)))
         {
             *x = PmdEntry::None;
@@ -618,10 +620,14 @@ impl<P: Policy> Model<P> {
         };
         if let Some(x) = self
             .pmd_tables
-            .get_mut(t_new as usize)
+            .get_mut_noted(t_new as usize)
             .and_then(|x| x.entries.get_mut(pmd_index(new)))
         {
             *x = PmdEntry::Table(p);
+        }
+        // The table's PTEs now translate `new` (the I4 notes name them by it; `tlbnotes.rs`).
+        if let Some(tb) = self.pte_tables.get_mut_noted(p as usize) {
+            tb.owner = Some((mm, haddr(new)));
         }
         for i in 0..PTRS {
             let pte = self

@@ -703,15 +703,79 @@ impl<P: Policy> Model<P> {
         HwAccess::Ok
     }
 
-    /// I4 checkpoint: every TLB entry of `mm` must still match its PTE (same folio, not more
-    /// writable), since no flush is pending at op boundaries.
+    /// I4 checkpoint: every TLB entry of `mm` (`None`: of every mm) must still match its PTE
+    /// (same folio, not more writable), since no flush is pending at op boundaries. Looks only
+    /// at the noted PTEs when that is cheaper (`tlbnotes.rs` says why that is exact); debug
+    /// builds also run the full scan and compare.
     pub(crate) fn check_tlb_coherent(&mut self, mm: Option<u32>) {
-        let mut bad: Option<String> = None;
+        let (bad, _) = self.i4_check(mm, false);
+        if let Some(d) = bad {
+            self.violate(Invariant::I4, d);
+        }
+    }
+
+    /// The I4 check of `mm` (`None`: every mm): the first stale entry, and whether the noted
+    /// path answered. `prefer_noted`: take it whenever the notes allow (tests), not only
+    /// when it is cheaper.
+    pub(crate) fn i4_check(
+        &mut self,
+        mm: Option<u32>,
+        prefer_noted: bool,
+    ) -> (Option<String>, bool) {
+        // Arena writes outside `Model::set` and the mm-aware doors: any mm may have changed.
+        if self.pte_tables.take_touched() | self.pmd_tables.take_touched() {
+            self.tlbnotes.set_full();
+        }
+        self.tlbnotes_collect_pgd(mm);
+        // Cost model: the scan reads every slot of each CPU holding entries and walks the page
+        // tables for each valid one; the noted check probes 2 slots per note per CPU.
+        let (mut active, mut scan_cost) = (0usize, 0usize);
+        for c in self.cpus.iter().filter(|c| c.nr_valid > 0) {
+            active += 1;
+            scan_cost += c.tlb.len() + 4 * c.nr_valid as usize;
+        }
+        let noted = self
+            .tlbnotes
+            .plan(mm)
+            .is_some_and(|n| prefer_noted || n * 2 * active <= scan_cost);
+        let bad = if noted {
+            let b = self.tlb_noted(mm);
+            debug_assert_eq!(b, self.tlb_scan(mm), "incremental I4 check != full scan");
+            b
+        } else {
+            self.tlb_scan(mm)
+        };
+        self.tlbnotes.checked(mm, bad.is_some());
+        (bad, noted)
+    }
+
+    /// Does TLB entry `e` still match its PTE?
+    #[inline]
+    fn tlb_entry_coherent(&self, e: &TlbEntry, table: Option<u32>) -> bool {
+        let va = e.vpn << PAGE_SHIFT;
+        match table.and_then(|t| self.pte_in_pmd_table(t, va)) {
+            Some(Pte::Present(p)) => p.folio == e.folio && (p.write || !e.writable),
+            _ => false,
+        }
+    }
+
+    fn stale_message(ci: usize, e: &TlbEntry) -> String {
+        format!(
+            "cpu {ci} caches mm{} {:#x} -> folio slot {} (w={}) after the op's flushes",
+            e.mm,
+            e.vpn << PAGE_SHIFT,
+            e.folio,
+            e.writable
+        )
+    }
+
+    /// The full scan: the first stale entry (CPU order, then slot order) of `mm` (or of any mm).
+    pub(crate) fn tlb_scan(&self, mm: Option<u32>) -> Option<String> {
         // Memo of recent (mm, pud) -> PMD table lookups (entries are scattered by the TLB hash,
         // but come from a handful of (mm, pud) pairs).
         let mut memo = [(u32::MAX, u64::MAX, None::<u32>); 8];
         let mut memo_next = 0usize;
-        'outer: for (ci, c) in self.cpus.iter().enumerate() {
+        for (ci, c) in self.cpus.iter().enumerate() {
             if c.nr_valid == 0 || mm.is_some_and(|m| c.mm_bits & mm_bit(m) == 0) {
                 continue;
             }
@@ -719,8 +783,7 @@ impl<P: Policy> Model<P> {
                 if !e.valid || mm.is_some_and(|m| m != e.mm) {
                     continue;
                 }
-                let va = e.vpn << PAGE_SHIFT;
-                let pud = pud_index(va);
+                let pud = pud_index(e.vpn << PAGE_SHIFT);
                 let table = match memo.iter().find(|(m, p, _)| *m == e.mm && *p == pud) {
                     Some(&(_, _, t)) => t,
                     None => {
@@ -732,22 +795,63 @@ impl<P: Policy> Model<P> {
                         t
                     }
                 };
-                let pte = table.and_then(|t| self.pte_in_pmd_table(t, va));
-                let ok = match pte {
-                    Some(Pte::Present(p)) => p.folio == e.folio && (p.write || !e.writable),
-                    _ => false,
-                };
-                if !ok {
-                    bad = Some(format!(
-                        "cpu {ci} caches mm{} {:#x} -> folio slot {} (w={}) after the op's flushes",
-                        e.mm, va, e.folio, e.writable
-                    ));
-                    break 'outer;
+                if !self.tlb_entry_coherent(e, table) {
+                    return Some(Self::stale_message(ci, e));
                 }
             }
         }
-        if let Some(d) = bad {
-            self.violate(Invariant::I4, d);
+        None
+    }
+
+    /// The noted check: the entries that can translate a noted (mm, va), 4 KiB or 2 MiB; the
+    /// first stale one in the full scan's order.
+    fn tlb_noted(&self, only: Option<u32>) -> Option<String> {
+        let mut first: Option<(usize, usize)> = None;
+        let mut one = only.map(|m| (m, self.tlbnotes.notes_of(m)));
+        let mut all = self.tlbnotes.all();
+        let mut next = || match only {
+            Some(_) => one.take(),
+            None => all.next(),
+        };
+        while let Some((mm, vas)) = next() {
+            if vas.is_empty() {
+                continue;
+            }
+            let table_of = |va: u64| {
+                self.mms
+                    .get(&mm)
+                    .and_then(|m| m.pgd.get(&pud_index(va)).copied())
+            };
+            for &va in vas {
+                let vpns = [
+                    (va >> PAGE_SHIFT, false),
+                    ((va >> PMD_SHIFT) << (PMD_SHIFT - PAGE_SHIFT), true),
+                ];
+                for (ci, c) in self.cpus.iter().enumerate() {
+                    if c.nr_valid == 0 || c.mm_bits & mm_bit(mm) == 0 {
+                        continue;
+                    }
+                    if first.is_some_and(|(fc, _)| fc < ci) {
+                        break;
+                    }
+                    for (vpn, huge) in vpns {
+                        let i = Self::tlb_index(c, mm, vpn);
+                        let Some(e) = c.tlb.get(i) else { continue };
+                        if !(e.valid && e.mm == mm && e.vpn == vpn && e.huge == huge) {
+                            continue;
+                        }
+                        if first.is_some_and(|f| f <= (ci, i)) {
+                            continue;
+                        }
+                        if !self.tlb_entry_coherent(e, table_of(va)) {
+                            first = Some((ci, i));
+                        }
+                    }
+                }
+            }
         }
+        let (ci, i) = first?;
+        let e = self.cpus.get(ci).and_then(|c| c.tlb.get(i))?;
+        Some(Self::stale_message(ci, e))
     }
 }

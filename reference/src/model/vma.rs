@@ -125,15 +125,17 @@ impl<P: Policy> Model<P> {
             self.tlb_flush_tlbonly(g);
             self.release_pages(g);
         }
+        // Gathered tables were unlinked by `free_pgtables`, which told the I4 notes what that
+        // changed (`tlbnotes.rs`); freeing them changes no translation.
         for t in g.pte_tables.drain(..) {
-            if let Some(tb) = self.pte_tables.get_mut(t as usize) {
+            if let Some(tb) = self.pte_tables.get_mut_noted(t as usize) {
                 tb.live = false;
             }
             self.free_pte.push(t);
             self.c.tables_freed += 1;
         }
         for t in g.pmd_tables.drain(..) {
-            if let Some(tb) = self.pmd_tables.get_mut(t as usize) {
+            if let Some(tb) = self.pmd_tables.get_mut_noted(t as usize) {
                 tb.live = false;
             }
             self.free_pmd.push(t);
@@ -339,9 +341,17 @@ impl<P: Policy> Model<P> {
                             g.freed_tables = true;
                             g.extend(a, a + PMD_SIZE);
                         }
+                        // Unlinking an empty PTE table changes no translation (its PTEs were
+                        // cleared through `Model::set`, which noted them); a non-empty one makes
+                        // mm's I4 checks scan (`tlbnotes.rs`).
+                        if let Some(PmdEntry::Table(p)) = entry {
+                            if !self.pte_table_empty(p) {
+                                self.tlbnotes.dirty_mm(mm);
+                            }
+                        }
                         if let Some(x) = self
                             .pmd_tables
-                            .get_mut(t as usize)
+                            .get_mut_noted(t as usize)
                             .and_then(|x| x.entries.get_mut(i))
                         {
                             *x = PmdEntry::None;
@@ -355,6 +365,7 @@ impl<P: Policy> Model<P> {
                     m.pgd.remove(&pud);
                     m.nr_pmds -= 1;
                 }
+
                 if !shared {
                     g.pmd_tables.push(t);
                     g.freed_tables = true;
@@ -1161,6 +1172,8 @@ impl<P: Policy> Model<P> {
         self.tlb_finish_mmu(&mut g);
         self.cpus_forget_mm(mm);
         self.mms.remove(&mm);
+        // `cpus_forget_mm` dropped every TLB entry of mm: nothing of it can be stale.
+        self.tlbnotes.forget_mm(mm);
     }
 
     pub(crate) fn op_exit(&mut self, cpu: u32, mm: MmId) -> Result<OpOutcome, ModelError> {
