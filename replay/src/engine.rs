@@ -1,18 +1,19 @@
 //! The side-by-side engine: one record stream is lowered once and the same `Op` stream is
-//! applied to N models (the reference and the chosen candidates), in chunks, with rayon across
-//! the models. Every `hash_every` ops each model's state hash is recorded, so the differ can find
+//! applied to N models (the reference and the chosen candidates), in chunks. With
+//! `EngineConfig::parallel`, each chunk's round runs time-sliced on the rayon pool's threads
+//! (`engine_sched.rs`): the models' ops in slices and the next chunk's lowering share one
+//! queue, so 5 models keep 2 threads busy (one task per model capped the speedup at 5/3). Every `hash_every` ops each model's state hash is recorded, so the differ can find
 //! the first diverging step exactly by re-running only the last window step by step.
 //!
 //! Lockstep mode (`EngineConfig::lockstep`, mm-semantics C.0): the reference (the first model)
 //! runs each chunk first and records what every `Reclaim` op did (`Engine::apply_recording`);
 //! the candidates then run that chunk with the reference's reclaim rounds imposed
 //! (`Engine::apply_imposed`), so they evict the same folios. The reference runs chunk k+1 while
-//! the candidates run chunk k (and the lowering fills chunk k+2), so models still run in
-//! parallel. Migration targets need no imposing: they come from the trace (`Op::Migrate`).
+//! the candidates run chunk k (and the lowering fills chunk k+2), all in one sliced round. Migration targets need no imposing: they come from the trace (`Op::Migrate`).
 //!
 //! What it must never do: hold the whole op stream (chunks are bounded), contain model semantics
 //! (models decide everything; ops the model rejects are counted by error kind), or make output
-//! depend on thread scheduling (each model is applied sequentially; only models run in parallel).
+//! depend on thread scheduling (each model's ops are applied in order, by one thread at a time).
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,7 @@ use mmreplay_reference::Engine;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::engine_sched::{self, Job};
 use crate::lower::{LowerOptions, LowerStats, Lowering};
 
 /// Engine settings.
@@ -118,7 +120,7 @@ pub fn error_kind(e: &ModelError) -> &'static str {
     }
 }
 
-struct Slot {
+pub(crate) struct Slot {
     engine: BoxedEngine,
     /// (op name, error kind) → count; `PolicyRun::model_errors` names them `op:kind`.
     error_counts: BTreeMap<(&'static str, &'static str), u64>,
@@ -129,7 +131,7 @@ struct Slot {
 }
 
 /// What a lockstep model does with `Reclaim` ops.
-enum Role<'a> {
+pub(crate) enum Role<'a> {
     /// Free-running.
     Free,
     /// Record every `Reclaim` op's rounds (in op order; `None` for a rejected one).
@@ -140,22 +142,29 @@ enum Role<'a> {
 
 impl Slot {
     fn apply_chunk(&mut self, ops: &[Op], hash_every: u64) {
-        self.apply_chunk_as(ops, hash_every, Role::Free)
+        self.apply_chunk_as(ops, hash_every, &mut Role::Free, &mut 0)
     }
 
-    fn apply_chunk_as(&mut self, ops: &[Op], hash_every: u64, mut role: Role<'_>) {
-        let mut next_script = 0usize;
+    /// Apply `ops` in `role`; `next_script` counts the `Follow` scripts consumed (a chunk may
+    /// be applied in several slices, `engine_sched.rs`).
+    pub(crate) fn apply_chunk_as(
+        &mut self,
+        ops: &[Op],
+        hash_every: u64,
+        role: &mut Role<'_>,
+        next_script: &mut usize,
+    ) {
         for op in ops {
             let reclaim = matches!(op, Op::Reclaim { .. } | Op::ReclaimMemcg { .. });
-            let r = match &mut role {
+            let r = match role {
                 Role::Record(out) if reclaim => {
                     let (r, script) = self.engine.apply_recording(op);
                     out.push(script);
                     r
                 }
                 Role::Follow(scripts) if reclaim => {
-                    let script = scripts.get(next_script).and_then(Option::as_ref);
-                    next_script += 1;
+                    let script = scripts.get(*next_script).and_then(Option::as_ref);
+                    *next_script += 1;
                     match script {
                         Some(script) => {
                             let step = self.engine.steps();
@@ -348,26 +357,21 @@ pub fn run_watched<E: Send>(
         let hash_every = cfg.hash_every;
         let ops = &cur;
         if cfg.parallel {
+            // Time-sliced on the pool's threads, the next chunk's lowering among the pieces
+            // (`engine_sched.rs`).
             let mut next_ended = ended;
             let mut next_err = None;
-            rayon::join(
-                || {
-                    slots
-                        .par_iter_mut()
-                        .for_each(|s| s.apply_chunk(ops, hash_every))
-                },
-                || {
-                    if !next_ended {
-                        feed.fill(
-                            &mut records,
-                            &mut lowering,
-                            &mut next,
-                            &mut next_ended,
-                            &mut next_err,
-                        )
-                    }
-                },
-            );
+            let fill: Option<Box<dyn FnOnce() + Send + '_>> = (!next_ended).then(|| {
+                let (records, lowering, next) = (&mut records, &mut lowering, &mut next);
+                let (feed, next_ended, next_err) = (&mut feed, &mut next_ended, &mut next_err);
+                Box::new(move || feed.fill(records, lowering, next, next_ended, next_err))
+                    as Box<dyn FnOnce() + Send + '_>
+            });
+            let jobs = slots
+                .iter_mut()
+                .map(|s| Job::new(s, ops, Role::Free))
+                .collect();
+            engine_sched::run_round(jobs, fill, hash_every);
             ended = next_ended;
             pending_err = next_err;
         } else {
@@ -456,7 +460,12 @@ fn run_lockstep<E: Send>(
         return Err(e);
     }
     let mut cur_scripts: Vec<Option<ReclaimScript>> = Vec::new();
-    reference.apply_chunk_as(&cur, hash_every, Role::Record(&mut cur_scripts));
+    reference.apply_chunk_as(
+        &cur,
+        hash_every,
+        &mut Role::Record(&mut cur_scripts),
+        &mut 0,
+    );
     let mut next: Vec<Op> = Vec::with_capacity(chunk + 64);
     if !ended {
         feed.fill(&mut records, lowering, &mut next, &mut ended, &mut err);
@@ -471,37 +480,41 @@ fn run_lockstep<E: Send>(
         let mut next_scripts: Vec<Option<ReclaimScript>> = Vec::new();
         let mut after: Vec<Op> = Vec::with_capacity(chunk + 64);
         let (ops, scripts) = (&cur, &cur_scripts);
-        let follow = |s: &mut Slot| s.apply_chunk_as(ops, hash_every, Role::Follow(scripts));
-        let lead = |reference: &mut Slot, scripts: &mut Vec<Option<ReclaimScript>>| {
-            reference.apply_chunk_as(&next, hash_every, Role::Record(scripts))
-        };
         if cfg.parallel {
+            // Time-sliced on the pool's threads (`engine_sched.rs`): the lowering of chunk
+            // k+2, the reference's slices of chunk k+1 and the candidates' slices of chunk k.
             let mut after_ended = ended;
             let mut after_err = None;
-            rayon::join(
-                || candidates.par_iter_mut().for_each(follow),
-                || {
-                    rayon::join(
-                        || lead(reference, &mut next_scripts),
-                        || {
-                            if !after_ended {
-                                feed.fill(
-                                    &mut records,
-                                    lowering,
-                                    &mut after,
-                                    &mut after_ended,
-                                    &mut after_err,
-                                )
-                            }
-                        },
-                    )
-                },
-            );
+            let fill: Option<Box<dyn FnOnce() + Send + '_>> = (!after_ended).then(|| {
+                let (records, lowering, after) = (&mut records, &mut *lowering, &mut after);
+                let (feed, after_ended, after_err) = (&mut *feed, &mut after_ended, &mut after_err);
+                Box::new(move || feed.fill(records, lowering, after, after_ended, after_err))
+                    as Box<dyn FnOnce() + Send + '_>
+            });
+            let jobs = std::iter::once(Job::new(
+                &mut *reference,
+                &next,
+                Role::Record(&mut next_scripts),
+            ))
+            .chain(
+                candidates
+                    .iter_mut()
+                    .map(|s| Job::new(s, ops, Role::Follow(scripts))),
+            )
+            .collect();
+            engine_sched::run_round(jobs, fill, hash_every);
             ended = after_ended;
             err = after_err;
         } else {
-            candidates.iter_mut().for_each(follow);
-            lead(reference, &mut next_scripts);
+            for s in candidates.iter_mut() {
+                s.apply_chunk_as(ops, hash_every, &mut Role::Follow(scripts), &mut 0);
+            }
+            reference.apply_chunk_as(
+                &next,
+                hash_every,
+                &mut Role::Record(&mut next_scripts),
+                &mut 0,
+            );
             if !ended {
                 feed.fill(&mut records, lowering, &mut after, &mut ended, &mut err);
             }
@@ -541,9 +554,9 @@ pub fn run_ops(
     if let Some((reference, candidates)) = slots.split_first_mut() {
         if cfg.lockstep {
             let mut scripts = Vec::new();
-            reference.apply_chunk_as(ops, cfg.hash_every, Role::Record(&mut scripts));
+            reference.apply_chunk_as(ops, cfg.hash_every, &mut Role::Record(&mut scripts), &mut 0);
             for c in candidates {
-                c.apply_chunk_as(ops, cfg.hash_every, Role::Follow(&scripts));
+                c.apply_chunk_as(ops, cfg.hash_every, &mut Role::Follow(&scripts), &mut 0);
             }
         } else {
             for s in std::iter::once(reference).chain(candidates) {

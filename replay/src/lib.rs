@@ -8,6 +8,7 @@
 
 pub mod differ;
 pub mod engine;
+pub(crate) mod engine_sched;
 pub mod errors;
 pub mod html;
 pub mod input_report;

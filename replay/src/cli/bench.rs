@@ -18,7 +18,6 @@ use mmreplay::source::{Source, BUNDLED};
 use mmreplay_parsers::mmr::{portable_diagnostics, Header, Writer};
 use mmreplay_parsers::record::Record;
 use mmreplay_reference::op::Op;
-use rayon::prelude::*;
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
@@ -547,7 +546,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .iter()
             .cloned()
             .map(Ok::<_, std::convert::Infallible>),
-        lower,
+        lower.clone(),
     )?;
     let lower_s = t.elapsed().as_secs_f64();
     say!(
@@ -596,19 +595,41 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         );
     }
 
-    // 4. All policies: one after the other on one thread vs in parallel on two, in pairs.
+    // 4. All policies through the engine `replay` runs (lowering included, lockstep, its
+    //    default chunking and checkpoints), on a pool of one thread vs two, in pairs.
     let pools = [1usize, 2].map(|n| rayon::ThreadPoolBuilder::new().num_threads(n).build());
     let [Ok(p1), Ok(p2)] = pools else {
         anyhow::bail!("cannot start the rayon thread pools");
     };
+    let engine_cfg = engine::EngineConfig {
+        lockstep: true,
+        ..engine::EngineConfig::default()
+    };
     let mut par = ParallelFigures::default();
+    let mut hashes: Vec<Vec<u64>> = Vec::new();
     for _ in 0..runs {
         for (pool, out) in [(&p1, &mut par.threads_1_s), (&p2, &mut par.threads_2_s)] {
-            let mut engines = session::build_lru(&specs, nr_cpus, lru);
+            let engines = session::build_lru(&specs, nr_cpus, lru);
             let t = Instant::now();
-            pool.install(|| engines.par_iter_mut().for_each(|e| apply(&mut **e, &ops)));
+            let run = pool.install(|| {
+                engine::run(
+                    records
+                        .iter()
+                        .cloned()
+                        .map(Ok::<_, std::convert::Infallible>),
+                    lower.clone(),
+                    engines,
+                    &engine_cfg,
+                    |_| {},
+                )
+            })?;
             out.push(t.elapsed().as_secs_f64());
+            hashes.push(run.policies.iter().map(|p| p.snapshot_hash).collect());
         }
+    }
+    // The thread count must not change a result (engine_sched.rs): say so if it ever did.
+    if hashes.windows(2).any(|w| w[0] != w[1]) {
+        anyhow::bail!("bench: the 1- and 2-thread replays ended in different states");
     }
     par.speedups = par
         .threads_1_s
@@ -619,13 +640,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     par.speedup = median(&par.speedups);
     (par.speedup_min, par.speedup_max) = best_worst(par.speedups.iter().copied());
     say!(
-        "all {} policies, 1 thread: median {:.4}s, {} policy-ops",
+        "all {} policies, engine (lockstep, lowering included), 1 thread: median {:.4}s, {} policy-ops",
         specs.len(),
         median(&par.threads_1_s),
         rate(nops * specs.len() as u64, median(&par.threads_1_s))
     );
     say!(
-        "all {} policies, 2 threads: median {:.4}s, {} policy-ops",
+        "all {} policies, engine (lockstep, lowering included), 2 threads: median {:.4}s, {} policy-ops",
         specs.len(),
         median(&par.threads_2_s),
         rate(nops * specs.len() as u64, median(&par.threads_2_s))
