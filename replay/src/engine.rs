@@ -2,14 +2,16 @@
 //! applied to N models (the reference and the chosen candidates), in chunks. With
 //! `EngineConfig::parallel`, each chunk's round runs time-sliced on the rayon pool's threads
 //! (`engine_sched.rs`): the models' ops in slices and the next chunk's lowering share one
-//! queue, so 5 models keep 2 threads busy (one task per model capped the speedup at 5/3). Every `hash_every` ops each model's state hash is recorded, so the differ can find
-//! the first diverging step exactly by re-running only the last window step by step.
+//! queue, so 5 models keep 2 threads busy (one task per model capped the speedup at 5/3).
+//! Every `hash_every` ops each model's state hash is recorded, so the differ can find the first
+//! diverging step exactly by re-running only the last window step by step.
 //!
 //! Lockstep mode (`EngineConfig::lockstep`, mm-semantics C.0): the reference (the first model)
 //! runs each chunk first and records what every `Reclaim` op did (`Engine::apply_recording`);
 //! the candidates then run that chunk with the reference's reclaim rounds imposed
 //! (`Engine::apply_imposed`), so they evict the same folios. The reference runs chunk k+1 while
-//! the candidates run chunk k (and the lowering fills chunk k+2), all in one sliced round. Migration targets need no imposing: they come from the trace (`Op::Migrate`).
+//! the candidates run chunk k (and the lowering fills chunk k+2), all in one sliced round.
+//! Migration targets need no imposing: they come from the trace (`Op::Migrate`).
 //!
 //! What it must never do: hold the whole op stream (chunks are bounded), contain model semantics
 //! (models decide everything; ops the model rejects are counted by error kind), or make output
