@@ -87,9 +87,59 @@ fn zstd_is_transparent_and_truncation_is_reported() {
     assert!(matches!(err, ParseError::Read { .. }), "{err}");
     let msg = err.to_string();
     assert!(
-        msg.contains("test.trace") && msg.contains("truncated"),
+        msg.contains("test.trace")
+            && msg.contains("truncated")
+            && msg.contains("of the decompressed zstd stream"),
         "{msg}"
     );
+}
+
+/// A stream that gives `data` and then fails with EIO (a bad disk, a dropped NFS mount).
+struct FailsAfter {
+    data: Cursor<Vec<u8>>,
+}
+
+impl Read for FailsAfter {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.data.read(buf)? {
+            0 => Err(std::io::Error::from_raw_os_error(5)),
+            n => Ok(n),
+        }
+    }
+}
+
+/// EIO on a plain file names the exact byte the read failed at, as a file offset, and does
+/// not guess "truncated" (the input did not end; the device failed). The same failure under
+/// zstd names the decompressed offset, still without "truncated".
+#[test]
+fn read_error_names_exact_offset_and_says_truncated_only_when_input_ended() {
+    let text: String = (0..30_000).map(|_| L1).collect();
+    let n = text.len();
+    let r: Box<dyn Read + Send> = Box::new(FailsAfter {
+        data: Cursor::new(text.clone().into_bytes()),
+    });
+    let err = match input::open_reader("eio.trace", r, &Options::default()) {
+        Ok(mut src) => collect(src.as_mut(), Filter::default()).unwrap_err(),
+        Err(e) => e,
+    };
+    let msg = err.to_string();
+    assert_eq!(msg, format!("eio.trace: read failed at byte {n}"), "{msg}");
+
+    let z = zstd::encode_all(text.as_bytes(), 3).unwrap();
+    let r: Box<dyn Read + Send> = Box::new(FailsAfter {
+        data: Cursor::new(z),
+    });
+    let err = match input::open_reader("eio.trace.zst", r, &Options::default()) {
+        Ok(mut src) => collect(src.as_mut(), Filter::default()).unwrap_err(),
+        Err(e) => e,
+    };
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("eio.trace.zst: read failed at byte ")
+            && msg.ends_with(" of the decompressed zstd stream"),
+        "{msg}"
+    );
+    assert!(!msg.contains("truncated"), "{msg}");
 }
 
 #[test]
