@@ -46,6 +46,22 @@ pub fn preview(line: &[u8]) -> String {
     s
 }
 
+fn zstd_note(zstd: bool) -> &'static str {
+    if zstd {
+        " of the decompressed zstd stream"
+    } else {
+        ""
+    }
+}
+
+fn eof_note(source: &std::io::Error) -> &'static str {
+    if source.kind() == std::io::ErrorKind::UnexpectedEof {
+        ": the input ended early (truncated)"
+    } else {
+        ""
+    }
+}
+
 /// Errors keep their I/O cause in `source()` (printed by `{:#}` in the CLI), not in `Display`.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
@@ -55,10 +71,15 @@ pub enum ParseError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: read failed near decompressed byte {offset} (truncated or corrupt input?)")]
+    /// `offset` counts bytes of the file itself, or of its decompressed stream when `zstd`;
+    /// "truncated" is said only when the input really ended early (`UnexpectedEof`: a cut zstd
+    /// frame, a binary structure running past the end), never for EIO or corrupt data.
+    #[error("{path}: read failed at byte {offset}{}{}", zstd_note(*.zstd), eof_note(.source))]
     Read {
         path: String,
         offset: u64,
+        /// The offset is in the decompressed stream of a zstd file.
+        zstd: bool,
         #[source]
         source: std::io::Error,
     },

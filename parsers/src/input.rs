@@ -86,6 +86,7 @@ fn open_reader_limited(
     let head = br.fill_buf().map_err(|source| ParseError::Read {
         path: path.to_string(),
         offset: 0,
+        zstd: false,
         source,
     })?;
     let zstd = crate::source::is_zstd(head);
@@ -94,6 +95,7 @@ fn open_reader_limited(
             zstd::stream::read::Decoder::with_buffer(br).map_err(|source| ParseError::Read {
                 path: path.to_string(),
                 offset: 0,
+                zstd: true,
                 source,
             })?;
         // The frame header names the window the decoder allocates. Pinned at libzstd's default
@@ -104,6 +106,7 @@ fn open_reader_limited(
             .map_err(|source| ParseError::Read {
                 path: path.to_string(),
                 offset: 0,
+                zstd: true,
                 source,
             })?;
         Box::new(d)
@@ -111,6 +114,7 @@ fn open_reader_limited(
         Box::new(br)
     };
     let mut lines = LineBuf::new(path, stream);
+    lines.zstd = zstd;
     lines.fill_at_least(SNIFF_BYTES)?;
     open_lines(lines, opts, spill_limit)
 }
@@ -133,13 +137,15 @@ fn open_lines(
     match format {
         Format::TraceDat | Format::PerfData | Format::RawDir => {
             // A mapped file is read in place; a stream is spilled to a mapped temporary file.
+            let zstd = lines.zstd;
             let bytes = into_backing(lines, spill_limit)?;
-            crate::binary::source::open_backing(
+            crate::binary::source::open_backing_z(
                 path,
                 bytes,
                 format,
                 opts.kallsyms.as_deref(),
                 opts.strict,
+                zstd,
             )
         }
         Format::Mmr => crate::mmr::open_source(path, lines.into_reader()),
@@ -160,13 +166,9 @@ fn into_backing(lines: LineBuf, limit: u64) -> Result<crate::binary::Backing, Pa
         }
     }
     let path = lines.path.clone();
-    crate::binary::Backing::spill_limited(&path, lines.into_reader(), limit).map_err(|e| {
-        ParseError::Read {
-            path: path.clone(),
-            offset: 0,
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-        }
-    })
+    let zstd = lines.zstd;
+    crate::binary::Backing::spill_limited(&path, lines.into_reader(), limit)
+        .map_err(|e| crate::binary::source::to_parse_error_z(&path, e, zstd))
 }
 
 /// Sniffs the format from the first bytes of the (decompressed) stream.

@@ -162,6 +162,23 @@ pub trait RecordSource {
     fn format(&self) -> Format;
     /// The next record, `Ok(None)` at the end.
     fn next_record(&mut self) -> Result<Option<Record>, ParseError>;
+    /// Appends up to `max` next records to `out`, in order, and says how many; `Ok(0)` at the
+    /// end. The hot path for consumers that look at each record once (`stats`, lowering,
+    /// `compile`): one dynamic call per batch instead of per record, and readers that override
+    /// it move records straight into the caller's reused buffer. On `Err`, `out` holds the
+    /// records read before the error, exactly as calling [`Self::next_record`] until it failed
+    /// would have given them (same records, same order).
+    fn next_batch(&mut self, out: &mut Vec<Record>, max: usize) -> Result<usize, ParseError> {
+        let mut n = 0;
+        while n < max {
+            match self.next_record()? {
+                Some(r) => out.push(r),
+                None => break,
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
     /// Counters so far (complete once `next_record` returned `Ok(None)`).
     fn diagnostics(&self) -> Diagnostics;
     /// The CPU count the input states about itself, when it does (a compiled `.mmr`'s

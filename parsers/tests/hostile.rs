@@ -374,6 +374,10 @@ binary_cases! {
     // One CPU-data chunk declaring 60 MiB (zeros): over MAX_CHUNK_BYTES (80 MB peak before).
     tracedat_v7_chunk_60m "tracedat-v7-chunk-60m.dat"
         "trace.dat v7 CPU data chunk at byte 152808: 62914560 bytes asked for, over the 4194304";
+    // 32 CPUs sharing one 4 MiB chunk (under MAX_CHUNK_BYTES each): 32 x 4 MiB held at once,
+    // 143 MB peak before; the cursors' shared budget (40 MiB + the file) refuses the 11th.
+    tracedat_v7_cpus_share_4m_chunk "tracedat-v7-cpus-share-4m-chunk.dat"
+        "(decompressed chunks held at once by all CPUs) at byte 153428: 46137344 bytes asked for, over the 42097257-byte limit";
 }
 
 /// The perf.data pipe damage tolerated above (records before it kept, the break reported with

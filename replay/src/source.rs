@@ -281,6 +281,13 @@ impl Source {
         Ok(self.inner.next_record()?)
     }
 
+    /// Up to `max` next records appended to `out`, `Ok(0)` at the end (see
+    /// [`mmreplay_parsers::RecordSource::next_batch`]: on `Err`, `out` holds the records read
+    /// before it).
+    pub fn next_batch(&mut self, out: &mut Vec<Record>, max: usize) -> Result<usize, SourceError> {
+        Ok(self.inner.next_batch(out, max)?)
+    }
+
     /// Input name as given.
     pub fn name(&self) -> &str {
         &self.name

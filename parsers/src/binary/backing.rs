@@ -134,7 +134,12 @@ impl Backing {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(io(e)),
+                    Err(source) => {
+                        return Err(BinaryError::StreamRead {
+                            offset: total,
+                            source,
+                        })
+                    }
                 };
                 total += n as u64;
                 if total > limit {
@@ -150,7 +155,13 @@ impl Backing {
             return Ok(Self::from_map(m));
         }
         let mut v = Vec::new();
-        stream.read_to_end(&mut v).map_err(io)?;
+        // On an error, `read_to_end` keeps the bytes read before it: their count is the offset.
+        if let Err(source) = stream.read_to_end(&mut v) {
+            return Err(BinaryError::StreamRead {
+                offset: v.len() as u64,
+                source,
+            });
+        }
         if v.len() as u64 > limit {
             return Err(too_large(v.len() as u64));
         }

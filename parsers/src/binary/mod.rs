@@ -46,6 +46,14 @@ pub enum BinaryError {
         #[source]
         source: std::io::Error,
     },
+    /// The input stream itself failed while being spilled (EIO, a cut zstd frame: `source`
+    /// keeps the kind, so a caller can tell "truncated" from other failures).
+    #[error("reading the input stream at byte {offset}: {source}")]
+    StreamRead {
+        offset: u64,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
     InFile {
         path: String,

@@ -4,7 +4,10 @@
 //!
 //! Memory: a cursor holds the records of one page and at most one decompressed chunk (declared
 //! size capped at [`MAX_CHUNK_BYTES`]) plus a page; pages it has passed are given back to the
-//! kernel ([`Backing::release`]). So the peak does not depend on the capture's length.
+//! kernel ([`Backing::release`]). So the peak does not depend on the capture's length. All
+//! cursors together hold at most [`ChunkBudget`]'s cap of decompressed chunk bytes
+//! ([`CHUNK_BUDGET_BASE`] + the input's size): a file whose CPUs (real or repeated entries
+//! pointing at one chunk) would hold more is an error naming the chunk's byte offset.
 //!
 //! Order: the merge takes the cursor whose next record has the smallest raw ring-buffer
 //! timestamp, ties going to the lower cursor (buffers in file order, then CPUs), exactly as the
@@ -30,6 +33,56 @@ use crate::record::{Comm, Event, Record};
 /// 155 KB file then held 80 MB.
 pub const MAX_CHUNK_BYTES: u64 = 4 << 20;
 
+/// Decompressed chunk bytes all CPU cursors of one capture may hold at once, beyond the
+/// input's own size (the budget is this plus the input's size, so a big real capture with many
+/// CPUs is never refused for it). Real captures hold far less: trace-cmd's 40 KiB chunks x 256
+/// CPUs is 10 MiB, `mmreplay record`'s 128 KiB chunks x 256 CPUs 32 MiB. Before the budget, a
+/// 154 KB file listing 32 CPUs that share one 4 MiB chunk peaked at 143 MB (59 MB with a
+/// 48 MiB base, 49 MB now, with the error).
+pub const CHUNK_BUDGET_BASE: u64 = 40 << 20;
+
+/// The shared memory budget of the CPU cursors' decompressed chunks (issue 20): each cursor
+/// says what it would hold before it allocates, and gives it back when its data ends.
+pub(crate) struct ChunkBudget {
+    cap: u64,
+    held: u64,
+    /// The one zstd context all cursors share: each chunk is decompressed whole in one call,
+    /// so no cursor is ever mid-frame (one per CPU cost 256 KiB each; one per chunk cost more
+    /// time than decompressing it).
+    zstd: Option<Box<ZstdChunks>>,
+}
+
+impl ChunkBudget {
+    pub fn for_input(input_len: usize) -> Self {
+        ChunkBudget {
+            cap: CHUNK_BUDGET_BASE.saturating_add(input_len as u64),
+            held: 0,
+            zstd: None,
+        }
+    }
+
+    /// A cursor holding `old` bytes would hold `new`: refused (naming `offset`) over the cap.
+    fn resize(&mut self, old: u64, new: u64, offset: u64) -> Result<(), BinaryError> {
+        let total = self.held.saturating_sub(old).saturating_add(new);
+        if new > old && total > self.cap {
+            return Err(BinaryError::TooLarge {
+                what: "trace.dat v7 CPU data chunk (decompressed chunks held at once by all CPUs)",
+                offset,
+                size: total,
+                cap: self.cap,
+            });
+        }
+        self.held = total;
+        Ok(())
+    }
+
+    /// The allocator gave a cursor more than it asked for (a growing buffer): counted as it
+    /// is, without a check (the bytes exist already; the next request is checked with them).
+    fn grew(&mut self, old: u64, new: u64) {
+        self.held = self.held.saturating_sub(old).saturating_add(new);
+    }
+}
+
 /// Largest chunk decompressed in one call into a buffer sized from its declared size (trace-cmd
 /// writes 10 pages per chunk, `mmreplay record` 32); larger ones stream into a buffer that
 /// grows with the data only.
@@ -47,9 +100,6 @@ enum Src {
         left: u32,
         buf: Vec<u8>,
         buf_pos: usize,
-        /// One zstd context for all of this CPU's chunks (creating one per chunk cost more
-        /// than decompressing it).
-        zstd: Option<Box<ZstdChunks>>,
     },
 }
 
@@ -137,6 +187,8 @@ pub(crate) struct CpuCursor {
     /// Decoded records of the current page with their raw timestamps (the merge key).
     recs: VecDeque<(u64, Record)>,
     rel: Releaser,
+    /// Bytes this cursor counts against the [`ChunkBudget`] (chunk buffer and zstd context).
+    held: u64,
     /// Errors are wrapped with this path (raw capture directories: one file per CPU).
     path: Option<String>,
 }
@@ -158,6 +210,7 @@ impl CpuCursor {
             page_idx: 0,
             recs: VecDeque::new(),
             rel: Releaser::new(pos),
+            held: 0,
             path,
             bytes,
         })
@@ -190,12 +243,12 @@ impl CpuCursor {
                 left,
                 buf: Vec::new(),
                 buf_pos: 0,
-                zstd: None,
             },
             base: off,
             page_idx: 0,
             recs: VecDeque::new(),
             rel: Releaser::new(pos),
+            held: 0,
             path: None,
             bytes,
         })
@@ -212,19 +265,32 @@ impl CpuCursor {
     }
 
     /// Decodes pages until a record is ready; Ok(false) when the CPU's data is exhausted.
-    fn fill(&mut self, ctx: &PageCtx) -> Result<bool, BinaryError> {
+    fn fill(&mut self, ctx: &PageCtx, budget: &mut ChunkBudget) -> Result<bool, BinaryError> {
         while self.recs.is_empty() {
-            match self.next_page(ctx) {
+            match self.next_page(ctx, budget) {
                 Ok(true) => {}
-                Ok(false) => return Ok(false),
+                Ok(false) => {
+                    self.release_chunks(budget);
+                    return Ok(false);
+                }
                 Err(e) => return Err(self.wrap(e)),
             }
         }
         Ok(true)
     }
 
+    /// At the end of its data a cursor gives its chunk buffer and zstd context back (to the
+    /// allocator and to the budget): only cursors still reading hold any.
+    fn release_chunks(&mut self, budget: &mut ChunkBudget) {
+        if let Src::Chunks { buf, .. } = &mut self.src {
+            *buf = Vec::new();
+        }
+        let _ = budget.resize(self.held, 0, 0);
+        self.held = 0;
+    }
+
     /// Decodes the next page into `recs`; Ok(false) at the end.
-    fn next_page(&mut self, ctx: &PageCtx) -> Result<bool, BinaryError> {
+    fn next_page(&mut self, ctx: &PageCtx, budget: &mut ChunkBudget) -> Result<bool, BinaryError> {
         let ps = ctx.layout.page_size;
         let off = self.base + self.page_idx * ps as u64;
         let (cpu, recs) = (self.cpu, &mut self.recs);
@@ -256,7 +322,6 @@ impl CpuCursor {
                 left,
                 buf,
                 buf_pos,
-                zstd,
             } => {
                 while buf.len() - *buf_pos < ps && *left > 0 {
                     // Keep the unread tail, then append the next chunk.
@@ -280,8 +345,15 @@ impl CpuCursor {
                             cap: MAX_CHUNK_BYTES,
                         });
                     }
+                    // Counted before anything is allocated: what stays unread and the new chunk.
+                    let unread = (buf.len() - *buf_pos) as u64;
+                    let want = (buf.capacity() as u64).max(unread + u64::from(usize_));
+                    budget.resize(self.held, want, at)?;
+                    self.held = want;
                     if algo == "zstd" {
-                        let z = zstd.get_or_insert_with(|| Box::new(ZstdChunks::new()));
+                        let z = budget
+                            .zstd
+                            .get_or_insert_with(|| Box::new(ZstdChunks::new()));
                         let expect = usize_ as usize;
                         // Chunks of whole pages leave nothing unread: decompress in place.
                         if buf.is_empty()
@@ -311,6 +383,11 @@ impl CpuCursor {
                     *next += 8 + csize as usize;
                     *left -= 1;
                     self.rel.passed(&self.bytes, *next);
+                }
+                let cap = buf.capacity() as u64;
+                if cap > self.held {
+                    budget.grew(self.held, cap);
+                    self.held = cap;
                 }
                 let have = buf.len() - *buf_pos;
                 if have == 0 {
@@ -479,16 +556,21 @@ pub(crate) struct PageMerge {
     /// push and pop.
     top: Option<(u64, usize)>,
     started: bool,
+    /// Decompressed chunk bytes the cursors may hold together.
+    budget: ChunkBudget,
 }
 
 impl PageMerge {
     pub fn new(ctx: PageCtx, cursors: Vec<CpuCursor>) -> Self {
+        // All cursors read the same input.
+        let input_len = cursors.first().map_or(0, |c| c.bytes.len());
         PageMerge {
             ctx,
             heap: BinaryHeap::with_capacity(cursors.len()),
             cursors,
             top: None,
             started: false,
+            budget: ChunkBudget::for_input(input_len),
         }
     }
 
@@ -496,7 +578,7 @@ impl PageMerge {
         let Some(c) = self.cursors.get_mut(i) else {
             return Ok(());
         };
-        if c.fill(&self.ctx)? {
+        if c.fill(&self.ctx, &mut self.budget)? {
             if let Some((ts, _)) = c.recs.front() {
                 let key = (*ts, i);
                 // Keys are unique (one per cursor), so `<` orders them as the heap does.
@@ -548,5 +630,39 @@ impl PageMerge {
             out.push(r);
         }
         Ok((out, self.ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The budget refuses a request that would take all cursors over the cap (naming the
+    /// offset), counts what cursors give back, and lets a cursor shrink while over it.
+    #[test]
+    fn chunk_budget_caps_the_sum_over_cursors() {
+        let mut b = ChunkBudget::for_input(0);
+        let chunk = MAX_CHUNK_BYTES;
+        let fit = CHUNK_BUDGET_BASE / chunk;
+        for _ in 0..fit {
+            b.resize(0, chunk, 7).unwrap();
+        }
+        match b.resize(0, chunk, 1234) {
+            Err(BinaryError::TooLarge {
+                offset, size, cap, ..
+            }) => {
+                assert_eq!((offset, cap), (1234, CHUNK_BUDGET_BASE));
+                assert_eq!(size, (fit + 1) * chunk);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A cursor that ends gives its chunk back: the next one fits.
+        b.resize(chunk, 0, 0).unwrap();
+        b.resize(0, chunk, 99).unwrap();
+        // The cap grows with the input (a big real capture is never refused for it).
+        let mut big = ChunkBudget::for_input(1 << 30);
+        for _ in 0..fit * 10 {
+            big.resize(0, chunk, 0).unwrap();
+        }
     }
 }

@@ -23,6 +23,8 @@ enum Records {
 pub struct BinarySource {
     format: Format,
     path: String,
+    /// Offsets are of the decompressed stream of a zstd file (said in read errors).
+    zstd: bool,
     records: Records,
     diagnostics: Diagnostics,
 }
@@ -34,18 +36,38 @@ impl BinaryError {
             BinaryError::Truncated { offset, .. }
             | BinaryError::Invalid { offset, .. }
             | BinaryError::Decompress { offset, .. }
-            | BinaryError::TooLarge { offset, .. } => *offset,
+            | BinaryError::TooLarge { offset, .. }
+            | BinaryError::StreamRead { offset, .. } => *offset,
             BinaryError::InFile { source, .. } => source.offset(),
             _ => 0,
+        }
+    }
+
+    /// The I/O kind a read error carries: `UnexpectedEof` only when the input really ended
+    /// before a structure it declares (so the message says "truncated" only then).
+    pub fn io_kind(&self) -> std::io::ErrorKind {
+        match self {
+            BinaryError::Truncated { .. } => std::io::ErrorKind::UnexpectedEof,
+            BinaryError::Io { source, .. } | BinaryError::StreamRead { source, .. } => {
+                source.kind()
+            }
+            BinaryError::InFile { source, .. } => source.io_kind(),
+            _ => std::io::ErrorKind::InvalidData,
         }
     }
 }
 
 fn to_parse_error(path: &str, e: BinaryError) -> ParseError {
+    to_parse_error_z(path, e, false)
+}
+
+/// `zstd`: the offsets are of the decompressed stream of a zstd file.
+pub(crate) fn to_parse_error_z(path: &str, e: BinaryError, zstd: bool) -> ParseError {
     ParseError::Read {
         path: path.to_string(),
         offset: e.offset(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        zstd,
+        source: std::io::Error::new(e.io_kind(), e.to_string()),
     }
 }
 
@@ -80,6 +102,7 @@ pub fn open_raw_dir(
     Ok(Box::new(BinarySource {
         format: Format::RawDir,
         path: path.to_string(),
+        zstd: false,
         records: Records::Pages(Box::new(merge)),
         diagnostics: Diagnostics::default(),
     }))
@@ -129,15 +152,29 @@ pub fn open_backing(
     kallsyms: Option<&Path>,
     strict: bool,
 ) -> Result<Box<dyn RecordSource + Send>, ParseError> {
+    open_backing_z(path, bytes, format, kallsyms, strict, false)
+}
+
+/// [`open_backing`]; `zstd`: `bytes` were decompressed from a zstd file (errors say so).
+pub(crate) fn open_backing_z(
+    path: &str,
+    bytes: Backing,
+    format: Format,
+    kallsyms: Option<&Path>,
+    strict: bool,
+    zstd: bool,
+) -> Result<Box<dyn RecordSource + Send>, ParseError> {
     if format == Format::RawDir {
         return Err(raw_dir_is_a_directory(path));
     }
     let mut opts = read_options(path, kallsyms)?;
     opts.strict = strict;
-    let stream = BinaryStream::open(Arc::new(bytes), &opts).map_err(|e| to_parse_error(path, e))?;
+    let stream =
+        BinaryStream::open(Arc::new(bytes), &opts).map_err(|e| to_parse_error_z(path, e, zstd))?;
     Ok(Box::new(BinarySource {
         format,
         path: path.to_string(),
+        zstd,
         records: Records::Stream(Box::new(stream)),
         diagnostics: Diagnostics::default(),
     }))
@@ -150,8 +187,12 @@ impl RecordSource for BinarySource {
 
     fn next_record(&mut self) -> Result<Option<Record>, ParseError> {
         match &mut self.records {
-            Records::Stream(s) => s.next_record().map_err(|e| to_parse_error(&self.path, e)),
-            Records::Pages(m) => m.next_record().map_err(|e| to_parse_error(&self.path, e)),
+            Records::Stream(s) => s
+                .next_record()
+                .map_err(|e| to_parse_error_z(&self.path, e, self.zstd)),
+            Records::Pages(m) => m
+                .next_record()
+                .map_err(|e| to_parse_error_z(&self.path, e, self.zstd)),
         }
     }
 

@@ -621,6 +621,23 @@ impl<R: Read> Reader<R> {
         }
     }
 
+    /// Up to `max` next records appended to `out` (see `RecordSource::next_batch`): the
+    /// current chunk's records are unpacked straight into the caller's buffer.
+    pub fn next_batch(&mut self, out: &mut Vec<Record>, max: usize) -> Result<usize, MmrError> {
+        let start = out.len();
+        while out.len() - start < max {
+            match self.current.next_record(&self.path) {
+                Some(Ok(r)) => out.push(r),
+                Some(Err(e)) => return Err(self.fail(e)),
+                None => match self.next_slow()? {
+                    Some(r) => out.push(r),
+                    None => break,
+                },
+            }
+        }
+        Ok(out.len() - start)
+    }
+
     /// Stop the decoder and drop what is still in flight; returns `e`.
     #[cold]
     #[inline(never)]
@@ -679,6 +696,10 @@ impl<R: Read> RecordSource for Reader<R> {
     #[inline]
     fn next_record(&mut self) -> Result<Option<Record>, ParseError> {
         Ok(Reader::next_record(self)?)
+    }
+
+    fn next_batch(&mut self, out: &mut Vec<Record>, max: usize) -> Result<usize, ParseError> {
+        Ok(Reader::next_batch(self, out, max)?)
     }
 
     /// The diagnostics of the capture this file was compiled from (what its reader saw:

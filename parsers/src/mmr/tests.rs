@@ -632,3 +632,47 @@ fn unfinished_writer_leaves_no_file() {
     assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// `next_batch` gives the records `next_record` gives, in order, whatever the batch size and
+/// across chunk boundaries; on a cut file, the records before the error and then an error.
+#[test]
+fn next_batch_matches_next_record() {
+    let d = tmpdir("batch");
+    let p = d.join("a.mmr");
+    let n = CHUNK_RECORDS as u64 * 2 + 37;
+    write(&p, n);
+    let good = std::fs::read(&p).unwrap();
+    let want = read_all("b.mmr", &good).unwrap();
+    for bytes in [&good[..], &good[..good.len() * 2 / 3]] {
+        let one = read_all("b.mmr", bytes);
+        for max in [1, 5, 256, CHUNK_RECORDS + 1] {
+            let mut r = match Reader::new("b.mmr", bytes) {
+                Ok(r) => r,
+                Err(e) => panic!("{e}"),
+            };
+            let (mut got, mut batch) = (Vec::new(), Vec::new());
+            let end = loop {
+                batch.clear();
+                let res = r.next_batch(&mut batch, max);
+                assert!(batch.len() <= max);
+                got.append(&mut batch);
+                match res {
+                    Ok(0) => break None,
+                    Ok(_) => {}
+                    Err(e) => break Some(e.to_string()),
+                }
+            };
+            match &one {
+                Ok(v) => {
+                    assert_eq!(end, None, "max={max}");
+                    assert!(got == *v && got == want, "max={max}: records differ");
+                }
+                Err(e) => {
+                    assert_eq!(end.as_deref(), Some(e.to_string().as_str()), "max={max}");
+                    assert!(got.len() < want.len() && got[..] == want[..got.len()]);
+                }
+            }
+        }
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -36,6 +36,8 @@ pub struct LineBuf {
     /// Map bytes before this were given back to the kernel (peak RSS must not grow with the
     /// file: the lines before the current one are never looked at again).
     released: usize,
+    /// The stream is the decompressed content of a zstd file (read errors say so).
+    pub(crate) zstd: bool,
 }
 
 impl LineBuf {
@@ -51,6 +53,7 @@ impl LineBuf {
             offset: 0,
             line_no: 0,
             released: 0,
+            zstd: false,
         }
     }
 
@@ -67,6 +70,7 @@ impl LineBuf {
             offset: 0,
             line_no: 0,
             released: 0,
+            zstd: false,
         }
     }
 
@@ -123,6 +127,7 @@ impl LineBuf {
                     return Err(ParseError::Read {
                         path: self.path.clone(),
                         offset: self.offset + (self.end - self.start) as u64,
+                        zstd: self.zstd,
                         source,
                     })
                 }

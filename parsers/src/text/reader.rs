@@ -218,6 +218,42 @@ impl TextState {
     }
 }
 
+impl TextReader {
+    /// Reads one line: its record (if any) goes into the reorder window.
+    #[inline]
+    fn step(&mut self) -> Result<(), ParseError> {
+        match self.lines.next_line()? {
+            LineRead::Line(l, no, off) => self.st.handle(l, no, off)?,
+            LineRead::TooLong(len, no, off) => {
+                let pos = Pos {
+                    path: self.st.path.clone(),
+                    line: no,
+                    offset: off,
+                };
+                self.st.lines += 1;
+                if self.st.strict {
+                    return Err(ParseError::Line {
+                        pos,
+                        what: "line_too_long",
+                        expected: "a line shorter than 1 MiB",
+                        preview: format!("<{len} bytes>"),
+                    });
+                }
+                self.st.note_unparsed(
+                    "line_too_long",
+                    &pos,
+                    &format!("line of {len} bytes skipped"),
+                );
+            }
+            LineRead::Eof => {
+                self.st.reorder.finish();
+                self.done = true;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl RecordSource for TextReader {
     fn format(&self) -> Format {
         self.st.format
@@ -231,34 +267,23 @@ impl RecordSource for TextReader {
             if self.done {
                 return Ok(None);
             }
-            match self.lines.next_line()? {
-                LineRead::Line(l, no, off) => self.st.handle(l, no, off)?,
-                LineRead::TooLong(len, no, off) => {
-                    let pos = Pos {
-                        path: self.st.path.clone(),
-                        line: no,
-                        offset: off,
-                    };
-                    self.st.lines += 1;
-                    if self.st.strict {
-                        return Err(ParseError::Line {
-                            pos,
-                            what: "line_too_long",
-                            expected: "a line shorter than 1 MiB",
-                            preview: format!("<{len} bytes>"),
-                        });
-                    }
-                    self.st.note_unparsed(
-                        "line_too_long",
-                        &pos,
-                        &format!("line of {len} bytes skipped"),
-                    );
-                }
-                LineRead::Eof => {
-                    self.st.reorder.finish();
-                    self.done = true;
+            self.step()?;
+        }
+    }
+
+    fn next_batch(&mut self, out: &mut Vec<Record>, max: usize) -> Result<usize, ParseError> {
+        let start = out.len();
+        loop {
+            while out.len() - start < max {
+                match self.st.reorder.pop() {
+                    Some(r) => out.push(r),
+                    None => break,
                 }
             }
+            if out.len() - start >= max || self.done {
+                return Ok(out.len() - start);
+            }
+            self.step()?;
         }
     }
 

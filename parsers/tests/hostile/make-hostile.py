@@ -299,6 +299,25 @@ buf = (struct.pack("<Q", 0x235a0) + name + struct.pack("<II", 4096, 1) +
 body = opt(3, buf) + opt(0, struct.pack("<Q", 0))
 assert len(body) == body_len
 write("tracedat-v7-chunk-60m.dat", v7[:last] + section(0, body) + chunk)
+# The same real file whose BUFFER option lists 32 CPUs that all point at one appended chunk
+# declaring 4 MiB (MAX_CHUNK_BYTES): CPU 0's first real page, then zeros. Each CPU cursor holds
+# its decompressed chunk while its first record waits in the merge: 32 x 4 MiB = 128 MiB before
+# the cursors shared a budget (pages.rs CHUNK_BUDGET_BASE + the file's size).
+cpu0 = 147456
+nchunks, csize0, usize0 = struct.unpack_from("<III", v7, cpu0)
+assert nchunks >= 1 and usize0 >= 4096
+page0 = subprocess.run(["zstd", "-dcq"], input=v7[cpu0 + 12:cpu0 + 12 + csize0], check=True,
+                       stdout=subprocess.PIPE).stdout[:4096]
+z = zstd(page0 + b"\0" * ((4 << 20) - 4096))
+chunk = struct.pack("<III", 1, len(z), 4 << 20) + z
+ncpu = 32
+body_len = 6 + 8 + len(name) + 8 + 20 * ncpu + 6 + 8
+data_at = last + 16 + body_len
+buf = (struct.pack("<Q", 0x235a0) + name + struct.pack("<II", 4096, ncpu) +
+       b"".join(struct.pack("<IQQ", c, data_at, len(chunk)) for c in range(ncpu)))
+body = opt(3, buf) + opt(0, struct.pack("<Q", 0))
+assert len(body) == body_len
+write("tracedat-v7-cpus-share-4m-chunk.dat", v7[:last] + section(0, body) + chunk)
 
 # ---- .mmr (replay/tests/hostile) --------------------------------------------------------------
 MAGIC = b"MMRCORP\0"

@@ -87,13 +87,22 @@ fn deliver(open: &dyn Fn() -> anyhow::Result<Source>) -> anyhow::Result<Delivery
     let (w0, c0) = (Instant::now(), cpu_s());
     let mut src = open()?;
     let (mut records, mut fold) = (0u64, 0u64);
-    while let Some(r) = src.next_record()? {
-        records += 1;
-        fold = fold.rotate_left(7)
-            ^ r.ts_ns
-            ^ (u64::from(r.cpu) << 48)
-            ^ (r.pid as u64)
-            ^ (r.event.name().len() as u64);
+    // By batches, as `stats` reads (RecordSource::next_batch).
+    let mut batch = Vec::with_capacity(mmreplay_parsers::stats::BATCH);
+    loop {
+        batch.clear();
+        let got = src.next_batch(&mut batch, mmreplay_parsers::stats::BATCH);
+        for r in &batch {
+            records += 1;
+            fold = fold.rotate_left(7)
+                ^ r.ts_ns
+                ^ (u64::from(r.cpu) << 48)
+                ^ (r.pid as u64)
+                ^ (r.event.name().len() as u64);
+        }
+        if got? == 0 {
+            break;
+        }
     }
     drop(src);
     Ok(Delivery {

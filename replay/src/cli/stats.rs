@@ -65,9 +65,18 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // Any format, a compiled `.mmr` included (its diagnostics are its source's).
     let s = {
         let mut src = mmreplay_parsers::open(&a.file, &opts)?;
-        while let Some(r) = src.next_record()? {
-            lost.see(&r);
-            b.add(&r);
+        // By batches: one dynamic call per batch, records read in place (issue 15 item 3).
+        let mut batch = Vec::with_capacity(stats::BATCH);
+        loop {
+            batch.clear();
+            let got = src.next_batch(&mut batch, stats::BATCH);
+            for r in &batch {
+                lost.see(r);
+                b.add(r);
+            }
+            if got? == 0 {
+                break;
+            }
         }
         let diag = src.diagnostics();
         b.finish(&src.format_name(), &diag)
