@@ -11,10 +11,11 @@ pub(crate) fn gen(seq: u64) -> usize {
     (seq % MAX_NR_GENS) as usize
 }
 
-/// Type of a folio for MGLRU: anon swap-backed = 0, file or lazyfree = 1.
+/// Type of a folio for MGLRU (`folio_is_file_lru`: `!folio_test_swapbacked`): swap-backed
+/// (anon and shmem) = 0, file or lazyfree = 1. Same rule as the classic LRU's `lru_type`.
 #[inline]
 pub(crate) fn folio_type(f: &Folio) -> u8 {
-    u8::from(!(f.is_anon() && f.swapbacked))
+    u8::from(!f.swapbacked)
 }
 
 /// Put `f` (not on an LRU) on the list of `seq`.
