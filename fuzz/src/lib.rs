@@ -20,13 +20,25 @@ pub fn read_all(format: Format, data: &[u8]) {
     ) else {
         return;
     };
-    for _ in 0..MAX_RECORDS {
+    // `stats` reads by batches (`next_batch`), `replay` one record at a time: both, mixed, with
+    // a batch size taken from the input.
+    let max = 1 + data.len() % 300;
+    let mut batch = Vec::with_capacity(max);
+    let mut n = 0;
+    while n < MAX_RECORDS {
+        batch.clear();
+        match src.next_batch(&mut batch, max) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+        std::hint::black_box(&batch);
         match src.next_record() {
             Ok(Some(r)) => {
                 std::hint::black_box(&r);
             }
             Ok(None) | Err(_) => break,
         }
+        n += 1;
     }
     std::hint::black_box(src.diagnostics());
 }
@@ -38,12 +50,22 @@ pub fn read_mmr(data: &[u8]) {
     else {
         return;
     };
-    for _ in 0..MAX_RECORDS {
+    let max = 1 + data.len() % 300;
+    let mut batch = Vec::with_capacity(max);
+    let mut n = 0;
+    while n < MAX_RECORDS {
+        batch.clear();
+        match r.next_batch(&mut batch, max) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+        std::hint::black_box(&batch);
         match r.next_record() {
             Ok(Some(rec)) => {
                 std::hint::black_box(&rec);
             }
             Ok(None) | Err(_) => break,
         }
+        n += 1;
     }
 }
