@@ -322,11 +322,12 @@ impl Contract {
     /// Compare a reference run and a candidate run; every breach, counters first (in
     /// `Counters` order), then fields (sorted by class and key).
     pub fn check(&self, reference: Observed<'_>, candidate: Observed<'_>) -> Vec<Breach> {
-        let rv = FieldView::of(reference.snapshot);
-        let cv = FieldView::of(candidate.snapshot);
         let mut out = self.check_counters(reference.counters, candidate.counters);
         out.extend(self.check_relations(candidate.counters));
-        out.extend(self.check_views(&rv, &cv));
+        out.extend(
+            self.compare_views(reference.snapshot, candidate.snapshot)
+                .breaches,
+        );
         out
     }
 
@@ -390,7 +391,8 @@ impl Contract {
         out
     }
 
-    /// Field part of `check`, on prebuilt views.
+    /// Field part of `check`, on prebuilt views of the whole state. `compare_views`
+    /// (`view_diff.rs`) gives the same breaches from the snapshots without building them.
     pub fn check_views(&self, rv: &FieldView, cv: &FieldView) -> Vec<Breach> {
         let mut out = Vec::new();
         let mut cache: Option<(&'static str, Rule)> = None;
@@ -449,30 +451,14 @@ impl Contract {
             }
             let (class, ent) = key;
             let rule = rule_of(class);
-            let ok = match rule {
-                Rule::Any => true,
-                Rule::Equal => false,
-                Rule::EqualWhereBoth => r.is_none() || c.is_none(),
-                Rule::LessOrEqual => {
-                    matches!((&r, &c), (Some(Val::Num(a)), Some(Val::Num(b))) if b <= a)
-                }
-                Rule::GreaterOrEqual => {
-                    matches!((&r, &c), (Some(Val::Num(a)), Some(Val::Num(b))) if b >= a)
-                }
-                Rule::GreaterOrEqualIfFolioDirty => match (&r, &c) {
-                    (Some(Val::Num(a)), Some(Val::Num(b))) if b > a => {
-                        // The candidate's PTE is dirty where the reference's is clean: allowed
-                        // only if the folio it maps is dirty in the candidate.
-                        match cv.facts.get(&("pte.folio", ent.clone())) {
-                            Some(Val::Num(id)) => {
-                                u64::try_from(*id).is_ok_and(|id| cv.folio_is_dirty(id))
-                            }
-                            _ => false,
-                        }
-                    }
+            let ok = allows(rule, r.as_ref(), c.as_ref(), || {
+                // The candidate's PTE is dirty where the reference's is clean: allowed only
+                // if the folio it maps is dirty in the candidate.
+                match cv.facts.get(&("pte.folio", ent.clone())) {
+                    Some(Val::Num(id)) => u64::try_from(*id).is_ok_and(|id| cv.folio_is_dirty(id)),
                     _ => false,
-                },
-            };
+                }
+            });
             if !ok {
                 let show = |v: &Option<Val>| {
                     v.as_ref()
@@ -489,6 +475,29 @@ impl Contract {
             }
         }
         out
+    }
+}
+
+/// Whether `rule` allows a fact that differs between the runs (`r` != `c`; `None`: absent on
+/// that side). `candidate_folio_dirty` answers, for `GreaterOrEqualIfFolioDirty` only, whether
+/// the folio the candidate's PTE at this key maps is dirty (PG_dirty). The one definition of
+/// the field rules: the whole-view check and the difference walk (`view_diff.rs`) both use it.
+pub(crate) fn allows(
+    rule: Rule,
+    r: Option<&Val>,
+    c: Option<&Val>,
+    candidate_folio_dirty: impl FnOnce() -> bool,
+) -> bool {
+    match rule {
+        Rule::Any => true,
+        Rule::Equal => false,
+        Rule::EqualWhereBoth => r.is_none() || c.is_none(),
+        Rule::LessOrEqual => matches!((r, c), (Some(Val::Num(a)), Some(Val::Num(b))) if b <= a),
+        Rule::GreaterOrEqual => matches!((r, c), (Some(Val::Num(a)), Some(Val::Num(b))) if b >= a),
+        Rule::GreaterOrEqualIfFolioDirty => match (r, c) {
+            (Some(Val::Num(a)), Some(Val::Num(b))) if b > a => candidate_folio_dirty(),
+            _ => false,
+        },
     }
 }
 

@@ -70,6 +70,7 @@ pub mod negative;
 pub mod registry;
 pub mod verdict;
 pub mod view;
+pub mod view_diff;
 pub mod young_preserve;
 
 pub use contract::{Breach, Contract, Mode, Observed, Rule};

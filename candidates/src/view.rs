@@ -26,7 +26,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use mmreplay_reference::snapshot::{PteState, Snapshot};
+use mmreplay_reference::snapshot::{
+    CpuSnap, FolioSnap, MmSnap, PteSnap, PteState, Snapshot, VmaSnap,
+};
 
 /// One value of the view. Booleans are 0/1 numbers so that ordered rules apply to them
 /// (`pte.young` candidate >= reference means "candidate young wherever reference is").
@@ -72,10 +74,6 @@ impl ViewBuilder {
         self.facts.push(((class, key.to_string()), v));
     }
 
-    fn flag(&mut self, class: &'static str, key: &str, b: bool) {
-        self.put(class, key, Val::Num(i128::from(u8::from(b))));
-    }
-
     fn num(&mut self, class: &'static str, key: &str, n: impl Into<i128>) {
         self.put(class, key, Val::Num(n.into()));
     }
@@ -97,49 +95,185 @@ impl ViewBuilder {
     }
 }
 
+/// One entity's facts, (field class, value), in generation order.
+pub(crate) type Facts = Vec<(&'static str, Val)>;
+
+fn num(out: &mut Facts, class: &'static str, n: impl Into<i128>) {
+    out.push((class, Val::Num(n.into())));
+}
+
+fn flag(out: &mut Facts, class: &'static str, b: bool) {
+    num(out, class, u8::from(b));
+}
+
+/// The facts of one CPU (key `cpuN`). The one place each fact is defined: the whole view
+/// ([`FieldView::of`]) and the difference walk (`view_diff.rs`) both use these functions.
+pub(crate) fn cpu_facts(c: &CpuSnap, out: &mut Facts) {
+    let loaded = match c.loaded {
+        Some(m) => format!("mm{}", m.0),
+        None => "-".to_string(),
+    };
+    out.push(("cpu.loaded", Val::Text(loaded)));
+    flag(out, "cpu.lazy", c.lazy);
+}
+
+/// The facts of one live folio (key `folio N`).
+pub(crate) fn folio_facts(f: &FolioSnap, out: &mut Facts) {
+    num(out, "folio.exists", 1);
+    let kind = match f.file {
+        Some((file, idx)) => format!("{} file={}:{}", f.kind, file.0, idx),
+        None => f.kind.clone(),
+    };
+    out.push(("folio.kind", Val::Text(kind)));
+    num(out, "folio.order", f.order);
+    flag(out, "folio.pae", f.anon_exclusive);
+    flag(out, "folio.dirty", f.dirty);
+    flag(out, "folio.swapbacked", f.swapbacked);
+    flag(out, "folio.swapcache", f.swapcache);
+    num(out, "folio.mapcount", f.mapcount);
+    num(out, "folio.refcount", f.refcount);
+    num(out, "folio.pincount", f.pincount);
+    match f.lru_age {
+        Some(a) => num(out, "folio.lru_age", a),
+        None => out.push(("folio.lru_age", Val::Text("-".into()))),
+    }
+    num(out, "folio.lru_type", f.lru_type);
+    flag(out, "folio.referenced", f.referenced);
+    flag(out, "folio.workingset", f.workingset);
+    num(out, "folio.content", f.content);
+}
+
+/// The facts of one mm itself (key `mmN`), without its VMAs, tables and PTEs.
+pub(crate) fn mm_facts(m: &MmSnap, out: &mut Facts) {
+    num(out, "mm.exists", 1);
+    let mask: Vec<String> = m.cpumask.iter().map(|c| c.to_string()).collect();
+    out.push(("mm.cpumask", Val::Text(mask.join(","))));
+    num(out, "mm.rss_file", m.rss[0]);
+    num(out, "mm.rss_anon", m.rss[1]);
+    num(out, "mm.rss_swap", m.rss[2]);
+    num(out, "mm.nr_pmds", m.nr_pmds);
+}
+
+/// The fact of one VMA (key `mmN 0xstart`).
+pub(crate) fn vma_facts(vma: &VmaSnap, out: &mut Facts) {
+    let file = match vma.file {
+        Some(f) => format!(" file={} pgoff={}", f.0, vma.pgoff),
+        None => String::new(),
+    };
+    out.push((
+        "vma",
+        Val::Text(format!(
+            "end={:#x} prot={} shared={} {}{file}",
+            vma.end,
+            vma.prot,
+            u8::from(vma.shared),
+            vma.kind
+        )),
+    ));
+}
+
+/// What a PTE's `page.*` facts are derived from besides the PTE itself: its folio's
+/// (content, PG_swapbacked) if the folio is live, the swapped-out content under its id, and
+/// whether an anon VMA covers the address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PageIn {
+    pub folio: Option<(u64, bool)>,
+    pub swap: Option<u64>,
+    pub anon_vma: bool,
+}
+
+/// The derived `page.*` values of a PTE: (`page.content`, whether `page.anon_mapped` is
+/// set); `None` for a migration entry, which has neither.
+pub(crate) fn page_derived(p: &PteSnap, inp: PageIn) -> Option<(u64, bool)> {
+    match &p.state {
+        PteState::Present { .. } => {
+            let (c, swapbacked) = inp.folio.unwrap_or((0, true));
+            Some((c, inp.anon_vma && swapbacked))
+        }
+        PteState::Zero => Some((0, inp.anon_vma)),
+        // Data in the swap cache is the folio's; otherwise the slot's.
+        PteState::Swap { .. } => Some((
+            inp.folio.map(|x| x.0).or(inp.swap).unwrap_or(0),
+            inp.anon_vma,
+        )),
+        PteState::Migration { .. } => None,
+    }
+}
+
+/// The folio id a PTE names (`pte.folio`), if any.
+pub(crate) fn pte_folio(p: &PteSnap) -> Option<u64> {
+    match &p.state {
+        PteState::Present { folio, .. }
+        | PteState::Swap { folio, .. }
+        | PteState::Migration { folio, .. } => Some(folio.0),
+        PteState::Zero => None,
+    }
+}
+
+/// The facts of one PTE (key `mmN 0xva`), `pte.*` and `page.*`.
+pub(crate) fn pte_facts(p: &PteSnap, inp: PageIn, out: &mut Facts) {
+    let huge = if p.huge { "+huge" } else { "" };
+    match &p.state {
+        PteState::Present {
+            folio,
+            write,
+            young,
+            dirty,
+            soft_dirty,
+        } => {
+            out.push(("pte.state", Val::Text(format!("present{huge}"))));
+            num(out, "pte.folio", folio.0);
+            flag(out, "pte.write", *write);
+            flag(out, "pte.young", *young);
+            flag(out, "pte.dirty", *dirty);
+            flag(out, "pte.soft_dirty", *soft_dirty);
+        }
+        PteState::Zero => out.push(("pte.state", Val::Text(format!("zero{huge}")))),
+        PteState::Swap { folio, exclusive } => {
+            out.push(("pte.state", Val::Text(format!("swap{huge}"))));
+            num(out, "pte.folio", folio.0);
+            flag(out, "pte.exclusive", *exclusive);
+        }
+        PteState::Migration { folio, write } => {
+            out.push(("pte.state", Val::Text(format!("migration{huge}"))));
+            num(out, "pte.folio", folio.0);
+            flag(out, "pte.write", *write);
+        }
+    }
+    if let Some((c, anon_mapped)) = page_derived(p, inp) {
+        num(out, "page.content", c);
+        if anon_mapped {
+            num(out, "page.anon_mapped", 1);
+        }
+    }
+}
+
 impl FieldView {
-    /// Build the view of `s`.
+    /// Build the view of the whole of `s`: some 20 facts per page, GBs on a whole-machine
+    /// state. Comparisons walk two snapshots' differences instead (`view_diff.rs`); this is
+    /// the definition they are tested against, and their fallback for a snapshot that is not
+    /// in canonical order.
     pub fn of(s: &Snapshot) -> FieldView {
         let mut v = ViewBuilder::default();
+        let mut buf = Facts::new();
+        let put = |v: &mut ViewBuilder, key: &str, buf: &mut Facts| {
+            for (class, val) in buf.drain(..) {
+                v.put(class, key, val);
+            }
+        };
         v.num("lru.nr_gens", "anon", s.lru_nr_gens[0]);
         v.num("lru.nr_gens", "file", s.lru_nr_gens[1]);
         for c in &s.cpus {
-            let k = format!("cpu{}", c.cpu);
-            let loaded = match c.loaded {
-                Some(m) => format!("mm{}", m.0),
-                None => "-".to_string(),
-            };
-            v.put("cpu.loaded", &k, Val::Text(loaded));
-            v.flag("cpu.lazy", &k, c.lazy);
+            cpu_facts(c, &mut buf);
+            put(&mut v, &format!("cpu{}", c.cpu), &mut buf);
         }
         // Folio facts first: page facts look up content by id.
         let mut content: BTreeMap<u64, (u64, bool)> = BTreeMap::new();
         for f in &s.folios {
-            let k = format!("folio {}", f.id.0);
             content.insert(f.id.0, (f.content, f.swapbacked));
             v.folio_dirty.insert(f.id.0, f.dirty);
-            v.num("folio.exists", &k, 1);
-            let kind = match f.file {
-                Some((file, idx)) => format!("{} file={}:{}", f.kind, file.0, idx),
-                None => f.kind.clone(),
-            };
-            v.put("folio.kind", &k, Val::Text(kind));
-            v.num("folio.order", &k, f.order);
-            v.flag("folio.pae", &k, f.anon_exclusive);
-            v.flag("folio.dirty", &k, f.dirty);
-            v.flag("folio.swapbacked", &k, f.swapbacked);
-            v.flag("folio.swapcache", &k, f.swapcache);
-            v.num("folio.mapcount", &k, f.mapcount);
-            v.num("folio.refcount", &k, f.refcount);
-            v.num("folio.pincount", &k, f.pincount);
-            match f.lru_age {
-                Some(a) => v.num("folio.lru_age", &k, a),
-                None => v.put("folio.lru_age", &k, Val::Text("-".into())),
-            }
-            v.num("folio.lru_type", &k, f.lru_type);
-            v.flag("folio.referenced", &k, f.referenced);
-            v.flag("folio.workingset", &k, f.workingset);
-            v.num("folio.content", &k, f.content);
+            folio_facts(f, &mut buf);
+            put(&mut v, &format!("folio {}", f.id.0), &mut buf);
         }
         let mut swap_content: BTreeMap<u64, u64> = BTreeMap::new();
         for (id, c) in &s.swap {
@@ -148,29 +282,11 @@ impl FieldView {
         }
         for m in &s.mms {
             let mk = format!("mm{}", m.id.0);
-            v.num("mm.exists", &mk, 1);
-            let mask: Vec<String> = m.cpumask.iter().map(|c| c.to_string()).collect();
-            v.put("mm.cpumask", &mk, Val::Text(mask.join(",")));
-            v.num("mm.rss_file", &mk, m.rss[0]);
-            v.num("mm.rss_anon", &mk, m.rss[1]);
-            v.num("mm.rss_swap", &mk, m.rss[2]);
-            v.num("mm.nr_pmds", &mk, m.nr_pmds);
+            mm_facts(m, &mut buf);
+            put(&mut v, &mk, &mut buf);
             for vma in &m.vmas {
-                let file = match vma.file {
-                    Some(f) => format!(" file={} pgoff={}", f.0, vma.pgoff),
-                    None => String::new(),
-                };
-                v.put(
-                    "vma",
-                    &format!("{mk} {:#x}", vma.start),
-                    Val::Text(format!(
-                        "end={:#x} prot={} shared={} {}{file}",
-                        vma.end,
-                        vma.prot,
-                        u8::from(vma.shared),
-                        vma.kind
-                    )),
-                );
+                vma_facts(vma, &mut buf);
+                put(&mut v, &format!("{mk} {:#x}", vma.start), &mut buf);
             }
             for t in &m.hugetlb_tables {
                 v.num(
@@ -180,60 +296,18 @@ impl FieldView {
                 );
             }
             for p in &m.ptes {
-                let k = format!("{mk} {:#x}", p.va);
-                let huge = if p.huge { "+huge" } else { "" };
                 let anon_vma = m
                     .vmas
                     .iter()
                     .any(|x| x.start <= p.va && p.va < x.end && x.kind == "anon");
-                match &p.state {
-                    PteState::Present {
-                        folio,
-                        write,
-                        young,
-                        dirty,
-                        soft_dirty,
-                    } => {
-                        v.put("pte.state", &k, Val::Text(format!("present{huge}")));
-                        v.num("pte.folio", &k, folio.0);
-                        v.flag("pte.write", &k, *write);
-                        v.flag("pte.young", &k, *young);
-                        v.flag("pte.dirty", &k, *dirty);
-                        v.flag("pte.soft_dirty", &k, *soft_dirty);
-                        let (c, swapbacked) = content.get(&folio.0).copied().unwrap_or((0, true));
-                        v.num("page.content", &k, c);
-                        if anon_vma && swapbacked {
-                            v.num("page.anon_mapped", &k, 1);
-                        }
-                    }
-                    PteState::Zero => {
-                        v.put("pte.state", &k, Val::Text(format!("zero{huge}")));
-                        v.num("page.content", &k, 0);
-                        if anon_vma {
-                            v.num("page.anon_mapped", &k, 1);
-                        }
-                    }
-                    PteState::Swap { folio, exclusive } => {
-                        v.put("pte.state", &k, Val::Text(format!("swap{huge}")));
-                        v.num("pte.folio", &k, folio.0);
-                        v.flag("pte.exclusive", &k, *exclusive);
-                        // Data in the swap cache is the folio's; otherwise the slot's.
-                        let c = content
-                            .get(&folio.0)
-                            .map(|x| x.0)
-                            .or_else(|| swap_content.get(&folio.0).copied())
-                            .unwrap_or(0);
-                        v.num("page.content", &k, c);
-                        if anon_vma {
-                            v.num("page.anon_mapped", &k, 1);
-                        }
-                    }
-                    PteState::Migration { folio, write } => {
-                        v.put("pte.state", &k, Val::Text(format!("migration{huge}")));
-                        v.num("pte.folio", &k, folio.0);
-                        v.flag("pte.write", &k, *write);
-                    }
-                }
+                let folio = pte_folio(p);
+                let inp = PageIn {
+                    folio: folio.and_then(|id| content.get(&id).copied()),
+                    swap: folio.and_then(|id| swap_content.get(&id).copied()),
+                    anon_vma,
+                };
+                pte_facts(p, inp, &mut buf);
+                put(&mut v, &format!("{mk} {:#x}", p.va), &mut buf);
             }
         }
         v.finish()

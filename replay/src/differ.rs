@@ -10,7 +10,8 @@ use std::fmt;
 
 use mmreplay_candidates::contract::{Breach, Contract};
 use mmreplay_candidates::verdict::Verdict;
-use mmreplay_candidates::view::{FieldView, Val};
+use mmreplay_candidates::view::Val;
+use mmreplay_candidates::view_diff::{DiffFact, ViewCompare};
 use mmreplay_reference::snapshot::Snapshot;
 use serde::Serialize;
 
@@ -110,41 +111,22 @@ pub fn first_difference(
     a: &Snapshot,
     b: &Snapshot,
 ) -> Option<(String, String, String, bool)> {
-    let rv = FieldView::of(a);
-    let cv = FieldView::of(b);
-    let allowed = contract.check_views(&rv, &cv).is_empty();
-    first_difference_in(&rv, &cv, allowed)
+    let vc = contract.compare_views(a, b);
+    let allowed = vc.breaches.is_empty();
+    shown(vc.first, allowed)
 }
 
-/// [`first_difference`] over views already built (`allowed`: the contract's view check found
-/// nothing).
-fn first_difference_in(
-    rv: &FieldView,
-    cv: &FieldView,
-    allowed: bool,
-) -> Option<(String, String, String, bool)> {
-    let show = |v: Option<&Val>| v.map_or_else(|| "absent".to_string(), |v| v.to_string());
-    // Merge-walk for the first key whose values differ.
-    let mut keys: Vec<&(&'static str, String)> = Vec::new();
-    for (k, v) in &rv.facts {
-        if cv.facts.get(k) != Some(v) {
-            keys.push(k);
-            break;
-        }
-    }
-    for (k, v) in &cv.facts {
-        if rv.facts.get(k) != Some(v) {
-            keys.push(k);
-            break;
-        }
-    }
-    let k = keys.into_iter().min()?;
-    Some((
-        format!("{} [{}]", k.0, k.1),
-        show(rv.facts.get(k)),
-        show(cv.facts.get(k)),
-        allowed,
-    ))
+/// A first differing fact as (field, reference, candidate, `allowed`).
+fn shown(first: Option<DiffFact>, allowed: bool) -> Option<(String, String, String, bool)> {
+    let show = |v: Option<Val>| v.map_or_else(|| "absent".to_string(), |v| v.to_string());
+    first.map(|f| {
+        (
+            format!("{} [{}]", f.class, f.key),
+            show(f.reference),
+            show(f.candidate),
+            allowed,
+        )
+    })
 }
 
 /// [`unified_diff`] of two snapshots' text, not rendered when they are equal (the text of a
@@ -189,19 +171,13 @@ pub fn compare(
         );
         return Comparison::judged(name, None, Some(reason), Vec::new());
     }
-    // The same breaches as `Contract::check`, with the final views built once and reused for
-    // the first difference below.
-    // Equal final states have equal views, so no view breach and no first difference: the
-    // views (some 20 facts per page, GBs on a whole-machine capture) are not built.
-    let (rv, cv) = if reference.snapshot == candidate.snapshot {
-        (FieldView::default(), FieldView::default())
-    } else {
-        (
-            FieldView::of(&reference.snapshot),
-            FieldView::of(&candidate.snapshot),
-        )
-    };
-    let view_breaches = contract.check_views(&rv, &cv);
+    // The same breaches as `Contract::check`; the final states' differences are walked once
+    // (`compare_views`: only the entities that differ get views) and reused for the first
+    // difference below.
+    let ViewCompare {
+        breaches: view_breaches,
+        first: final_first,
+    } = contract.compare_views(&reference.snapshot, &candidate.snapshot);
     let final_allowed = view_breaches.is_empty();
     let mut breaches = contract.check_counters(&reference.counters, &candidate.counters);
     breaches.extend(contract.check_relations(&candidate.counters));
@@ -232,7 +208,7 @@ pub fn compare(
             allowed_by_contract: allowed,
         })
     } else if states_differ {
-        match first_difference_in(&rv, &cv, final_allowed) {
+        match shown(final_first, final_allowed) {
             Some((field, r, c, allowed)) => Some(FirstDifference {
                 first_step: None,
                 field,
