@@ -146,7 +146,10 @@ impl Slot {
     fn apply_chunk_as(&mut self, ops: &[Op], hash_every: u64, mut role: Role<'_>) {
         let mut next_script = 0usize;
         for op in ops {
-            let reclaim = matches!(op, Op::Reclaim { .. } | Op::ReclaimMemcg { .. });
+            let reclaim = matches!(
+                op,
+                Op::Reclaim { .. } | Op::ReclaimMemcg { .. } | Op::ReclaimScan { .. }
+            );
             let r = match &mut role {
                 Role::Record(out) if reclaim => {
                     let (r, script) = self.engine.apply_recording(op);
