@@ -67,6 +67,10 @@ enum RawOp {
     Reclaim {
         n: u16,
     },
+    ReclaimScan {
+        n: u8,
+        memcg: bool,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -165,6 +169,11 @@ fn raw(r: RawOp, nr_cpus: u32) -> Op {
         RawOp::Reclaim { n } => Op::Reclaim {
             cpu: 0,
             nr_to_reclaim: u32::from(n),
+        },
+        RawOp::ReclaimScan { n, memcg } => Op::ReclaimScan {
+            cpu: 0,
+            nr_scanned: u32::from(n),
+            memcg: u32::from(memcg),
         },
     }
 }

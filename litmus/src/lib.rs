@@ -793,6 +793,11 @@ fn op_line(cx: &Ctx<'_>, l: &str, ops: &mut Vec<LitmusOp>) -> Result<(), LitmusE
                 nr_to_reclaim: a.n32("nr")?,
             },
         },
+        "reclaim_scan" => Op::ReclaimScan {
+            cpu: a.n32("cpu")?,
+            nr_scanned: a.n32("nr")?,
+            memcg: a.n32("memcg")?,
+        },
         "clock" => Op::Clock {
             now_ns: a.n("now")?,
         },
@@ -1026,6 +1031,11 @@ pub fn format_op(op: &Op) -> String {
             nr_to_reclaim,
             memcg,
         } => format!("reclaim cpu={cpu} nr={nr_to_reclaim} memcg={memcg}"),
+        Op::ReclaimScan {
+            cpu,
+            nr_scanned,
+            memcg,
+        } => format!("reclaim_scan cpu={cpu} nr={nr_scanned} memcg={memcg}"),
         Op::SetMemcg { mm, memcg } => format!("memcg mm={} memcg={memcg}", mm.0),
         Op::Pin {
             cpu,
@@ -1278,7 +1288,10 @@ fn run_lockstep(
 ) -> Result<PolicyResult, LitmusError> {
     let mut next = 0usize;
     for o in &file.ops {
-        let reclaim = matches!(o.op, Op::Reclaim { .. } | Op::ReclaimMemcg { .. });
+        let reclaim = matches!(
+            o.op,
+            Op::Reclaim { .. } | Op::ReclaimMemcg { .. } | Op::ReclaimScan { .. }
+        );
         let r = if !reclaim {
             engine.apply(&o.op)
         } else if lead {
@@ -1708,6 +1721,11 @@ mod tests {
             Op::ReclaimMemcg {
                 cpu: 1,
                 nr_to_reclaim: 32,
+                memcg: 5,
+            },
+            Op::ReclaimScan {
+                cpu: 0,
+                nr_scanned: 32,
                 memcg: 5,
             },
             Op::PutRef {

@@ -323,6 +323,21 @@ pub enum Op {
         /// Memory cgroup (nonzero; see `SetMemcg`).
         memcg: u32,
     },
+    /// One `shrink_inactive_list` pass of a memcg reclaim in progress that freed nothing in the
+    /// kernel (`mm_vmscan_lru_shrink_inactive` with `nr_reclaimed=0`: it kept, activated, or
+    /// unmapped and started writeback of what it isolated). The classic LRU isolates
+    /// `nr_scanned` pages from the inactive tail of `memcg`'s lruvec and shrinks them at this
+    /// moment, as the kernel did, instead of inside the next pass that frees (later, after other
+    /// CPUs may have joined or left `mm_cpumask`, and after more of the workload's faults).
+    /// Pages the model frees here count against later targets. MGLRU: no effect.
+    ReclaimScan {
+        /// CPU running reclaim.
+        cpu: Cpu,
+        /// Pages the kernel's pass isolated (`nr_scanned`).
+        nr_scanned: u32,
+        /// Memory cgroup (nonzero; see `SetMemcg`).
+        memcg: u32,
+    },
     /// The tasks of `mm` are in memory cgroup `memcg` (0 is the root). An mm forked from it, and
     /// the mm an exec gives its task, inherit it.
     SetMemcg {
@@ -473,6 +488,7 @@ impl Op {
             Op::Migrate { .. } => "migrate",
             Op::Reclaim { .. } => "reclaim",
             Op::ReclaimMemcg { .. } => "reclaim_memcg",
+            Op::ReclaimScan { .. } => "reclaim_scan",
             Op::SetMemcg { .. } => "set_memcg",
             Op::Pin { .. } => "pin",
             Op::Unpin { .. } => "unpin",

@@ -157,7 +157,10 @@ impl Slot {
         next_script: &mut usize,
     ) {
         for op in ops {
-            let reclaim = matches!(op, Op::Reclaim { .. } | Op::ReclaimMemcg { .. });
+            let reclaim = matches!(
+                op,
+                Op::Reclaim { .. } | Op::ReclaimMemcg { .. } | Op::ReclaimScan { .. }
+            );
             let r = match role {
                 Role::Record(out) if reclaim => {
                     let (r, script) = self.engine.apply_recording(op);

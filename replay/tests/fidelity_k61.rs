@@ -35,17 +35,18 @@ const PINS: &[(&str, &str, u64, u64, &str)] = &[
         "k61-hotset-classic",
         "remote_tlb_flushes",
         260,
-        153,
-        "reclaim unmaps at other moments than the kernel, as on k61-reclaim-classic: the \
-      kernel's 195 reclaim requests are its 195 try_to_unmap_one calls (of 45,516) made while \
-      the other CPU was lazily in mm_cpumask (should_defer_flush, then one \
-      try_to_unmap_flush_dirty per pageout), the 65 others the soft-dirty clears' \
-      flush_tlb_mm; the model unmaps a pass's folios at its mm_vmscan_lru_shrink_inactive \
-      event, and at those moments the capture's own sched_switch events put the other CPU in \
-      the mask for 94 passes reclaiming 921 pages. The model predicts fewer only because it \
-      defers with the PTE's write bit where set_tlb_ubc_flush_pending takes pte_dirty: the \
-      clears leave the hot pages dirty but write-protected, so few of its deferred unmaps \
-      flush before pageout (with pte_dirty: 978)",
+        118,
+        "reclaim unmaps at other moments than the kernel, as on k61-reclaim-classic, and the \
+      deferral takes the PTE's write bit: the kernel's 195 reclaim requests are its 195 \
+      try_to_unmap_one calls (of 45,516) made while the other CPU was lazily in mm_cpumask \
+      (should_defer_flush, then one try_to_unmap_flush_dirty per pageout), the 65 others the \
+      soft-dirty clears' flush_tlb_mm. 41,218 of those unmaps are in the 3,402 passes that \
+      freed nothing, now lowered at their moment (Op::ReclaimScan); with pte_dirty, as \
+      set_tlb_ubc_flush_pending takes it, the model predicts 482 (978 before the scan passes): \
+      its scan passes still write back fewer folios than the kernel's and its freeing passes \
+      more (as on k61-reclaim-classic), at moments the other CPU is in the mask. With the \
+      write bit the clears leave the hot pages dirty but write-protected, so few deferred \
+      unmaps flush before pageout: 118 (153 before the scan passes)",
     ),
     (
         "k61-hotset-classic",
@@ -54,7 +55,7 @@ const PINS: &[(&str, &str, u64, u64, &str)] = &[
         65,
         "receipts of every cross-CPU call; this capture has no --probe ipi to attribute them",
     ),
-    ("k61-hotset-classic", "reclaimed", 44812, 44732, WITHIN),
+    ("k61-hotset-classic", "reclaimed", 44812, 44753, WITHIN),
     // The written region of 2e3468778dbe's case (candidate_effects.rs).
     (
         "k61-compact-written",
@@ -71,14 +72,14 @@ const PINS: &[(&str, &str, u64, u64, &str)] = &[
         "k61-hotset-classic",
         "rmap_referenced_visits",
         97520,
-        97557,
+        96855,
         WITHIN,
     ),
     (
         "k61-hotset-classic",
         "rmap_unmap_visits",
         45516,
-        44732,
+        44753,
         WITHIN,
     ),
     ("k61-hotset-classic", "lookarounds", 0, 0, WITHIN),
@@ -137,15 +138,19 @@ const PINS: &[(&str, &str, u64, u64, &str)] = &[
         "k61-reclaim-classic",
         "remote_tlb_flushes",
         911,
-        4585,
+        2991,
         "reclaim unmaps at other moments than the kernel: the flush rule is the kernel's \
       (should_defer_flush, then try_to_unmap_flush_dirty before each pageout: one remote \
-      request per unmap while the other CPU is lazily in mm_cpumask, which a replay of the \
-      capture's own sched_switch events reproduces exactly on the previous capture, 789 of \
-      789), but the model's pageout ends at once and puts the folio at the inactive tail, \
-      where the kernel's folio_end_writeback -> folio_rotate_reclaimable does it when the \
-      swap write completes; so the model's pass after the task slept (and moved CPU) unmaps \
-      fresh folios where the kernel's frees the written ones",
+      request per unmap while the other CPU is lazily in mm_cpumask; a replay of the capture's \
+      own sched_switch events counts 593 such unmaps and 585 such writes). The kernel unmaps \
+      and writes in the passes that free nothing (38,440 of 41,324 unmaps in 3,081 such \
+      passes), and a later pass frees the folios its folio_end_writeback -> \
+      folio_rotate_reclaimable put at the inactive tail. Those passes are lowered at their \
+      moment since stop 14 (Op::ReclaimScan; 4,585 before): the model's do 24,923 pageouts, \
+      its freeing passes still 16,314 (the kernel's 2,884 unmaps), at moments the capture's \
+      own sched_switch events put the other CPU in the mask (all 2,673 of the model's \
+      deferred unmaps); the model's pageout completes at once, so the writeback state \
+      each pass finds (PG_writeback, nr_writeback, reclaim_throttle) is not the kernel's",
     ),
     (
         "k61-reclaim-classic",
@@ -156,19 +161,19 @@ const PINS: &[(&str, &str, u64, u64, &str)] = &[
     ),
     ("k61-reclaim-classic", "tlb_receipts", 1, 1, WITHIN),
     ("k61-reclaim-classic", "table_sync_receipts", 0, 0, WITHIN),
-    ("k61-reclaim-classic", "reclaimed", 41208, 41111, WITHIN),
+    ("k61-reclaim-classic", "reclaimed", 41208, 41215, WITHIN),
     (
         "k61-reclaim-classic",
         "rmap_referenced_visits",
         89071,
-        89675,
+        89127,
         WITHIN,
     ),
     (
         "k61-reclaim-classic",
         "rmap_unmap_visits",
         41324,
-        41111,
+        41215,
         WITHIN,
     ),
     ("k61-reclaim-classic", "lookarounds", 0, 0, WITHIN),

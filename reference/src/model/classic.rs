@@ -374,6 +374,33 @@ impl<P: Policy> Model<P> {
         Ok(OpOutcome::Done)
     }
 
+    /// A logged pass that freed nothing (`Op::ReclaimScan`): `shrink_inactive_list` of
+    /// `nr_scanned` pages on `memcg`'s inactive anon list (file when that is empty: the event
+    /// does not say which list, and `for_each_evictable_lru` takes anon first). What the model
+    /// frees here is credit against the next targets, as an overshoot is.
+    pub(super) fn classic_scan_pass(
+        &mut self,
+        cpu: u32,
+        memcg: u32,
+        nr_scanned: u64,
+        rec: Option<&mut ReclaimScript>,
+    ) {
+        let Some(nr) = self
+            .lru
+            .classic
+            .as_ref()
+            .and_then(|c| c.lruvecs.get(&memcg))
+            .map(|lv| lv.nr)
+        else {
+            return;
+        };
+        let t = usize::from(nr[0][0] == 0 && nr[1][0] > 0);
+        let freed = self.shrink_inactive_list(cpu, memcg, nr_scanned, t, rec);
+        if let Some(c) = self.lru.classic.as_deref_mut() {
+            c.credit += freed;
+        }
+    }
+
     /// `shrink_lruvec` at `priority`. Returns pages freed.
     fn shrink_lruvec(
         &mut self,

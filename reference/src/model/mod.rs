@@ -289,6 +289,11 @@ impl<P: Policy> Model<P> {
                 self.reclaim_scope = None;
                 r
             }
+            Op::ReclaimScan {
+                cpu,
+                nr_scanned,
+                memcg,
+            } => self.reclaim_scan(cpu, nr_scanned, memcg, None),
             Op::SetMemcg { mm, memcg } => {
                 self.check_mm(mm)?;
                 if let Some(m) = self.mms.get_mut(&mm.0) {

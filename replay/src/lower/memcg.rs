@@ -1,7 +1,9 @@
 //! The lowering's memcg part: reclaim episodes per CPU (`mm_vmscan_kswapd_wake` /
 //! `*_reclaim_begin` … `*_reclaim_end`) and the memory cgroups they reclaim. The kernel's own
 //! `nr_reclaimed` per `mm_vmscan_lru_shrink_inactive` becomes one reclaim op (or the episode's
-//! total at its end when no per-LRU event was logged); a memcg episode
+//! total at its end when no per-LRU event was logged); a pass of a memcg episode that freed
+//! nothing becomes `Op::ReclaimScan` of its `nr_scanned` (the classic LRU does that pass's
+//! keeping, activating and writeback at its moment); a memcg episode
 //! (`mm_vmscan_memcg_reclaim_begin`) reclaims the reclaiming task's process tree, told to the
 //! model once per mm with `Op::SetMemcg` (later forks inherit it in the model).
 //!
@@ -115,11 +117,29 @@ impl Lowering {
                 self.memcg.set_memcg(idx, memcg);
                 self.not_lowered("vmscan_episode_begin");
             }
-            Vmscan::LruShrinkInactive { nr_reclaimed, .. } => {
+            Vmscan::LruShrinkInactive {
+                nr_reclaimed,
+                nr_scanned,
+                ..
+            } => {
                 self.memcg.set_shrunk(idx, true);
+                let memcg = self.memcg.reclaim_memcg.get(idx).copied().flatten();
                 if *nr_reclaimed > 0 {
                     let op = self.memcg.reclaim_op(cpu, *nr_reclaimed);
                     self.emit(out, op);
+                } else if let (Some(memcg), true) = (memcg, *nr_scanned > 0) {
+                    // A pass that only kept, activated or started writeback: the model does its
+                    // work now (its unmaps see this moment's mm_cpumask), not in the next pass
+                    // that frees.
+                    let nr_scanned = u32::try_from(*nr_scanned).unwrap_or(u32::MAX);
+                    self.emit(
+                        out,
+                        Op::ReclaimScan {
+                            cpu,
+                            nr_scanned,
+                            memcg,
+                        },
+                    );
                 } else {
                     self.not_lowered("mm_vmscan_lru_shrink_inactive_nothing_reclaimed");
                 }

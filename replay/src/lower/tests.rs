@@ -1217,3 +1217,69 @@ fn page_cache_adds_pair_with_the_fault_that_made_them() {
         Some(&2)
     );
 }
+
+/// A pass that freed nothing (`nr_reclaimed=0`) inside a memcg episode is lowered as
+/// `Op::ReclaimScan` of its `nr_scanned`, at its moment (the kernel's keeps, activations and
+/// writeback happen there, 91% of k61-hotset-classic's unmaps); one with `nr_scanned=0`, or in
+/// a global episode (no lruvec known), is not.
+#[test]
+fn zero_reclaim_passes_of_a_memcg_episode_become_scan_ops() {
+    let vm = |cpu: u32, pid: i32, v: Vmscan| rec(cpu, pid, Event::Vmscan(v));
+    let shrink = |scanned: u64, reclaimed: u64| Vmscan::LruShrinkInactive {
+        nid: 0,
+        nr_scanned: scanned,
+        nr_reclaimed: reclaimed,
+        priority: 12,
+        nr_ref_keep: 0,
+        nr_activate: 0,
+    };
+    let begin = |memcg: bool| Vmscan::DirectReclaimBegin { order: 0, memcg };
+    let recs = [
+        fault(0, 10, 0x7f00_0000_0000, 0x6),
+        vm(0, 10, begin(true)),
+        vm(0, 10, shrink(32, 0)),
+        vm(0, 10, shrink(0, 0)),
+        vm(0, 10, shrink(32, 7)),
+        vm(0, 10, shrink(5, 0)),
+        vm(
+            0,
+            10,
+            Vmscan::DirectReclaimEnd {
+                nr_reclaimed: 7,
+                memcg: true,
+            },
+        ),
+        vm(1, 20, begin(false)),
+        vm(1, 20, shrink(32, 0)),
+    ];
+    let (ops, _) = lower(&recs, opts());
+    let got: Vec<&Op> = ops
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Op::ReclaimScan { .. } | Op::ReclaimMemcg { .. } | Op::Reclaim { .. }
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            &Op::ReclaimScan {
+                cpu: 0,
+                nr_scanned: 32,
+                memcg: 1
+            },
+            &Op::ReclaimMemcg {
+                cpu: 0,
+                nr_to_reclaim: 7,
+                memcg: 1
+            },
+            &Op::ReclaimScan {
+                cpu: 0,
+                nr_scanned: 5,
+                memcg: 1
+            },
+        ]
+    );
+}
