@@ -296,3 +296,39 @@ fn pinned_page_counts_an_unmap_failure() {
     m.finish();
     assert!(m.violations().is_empty(), "{:#?}", m.violations());
 }
+
+/// Kills `>= -> <` in `lru::add_at`'s classic branch (`seq >= 1` is PG_active, lru.rs:24):
+/// `migrate_folio` copies PG_active to the new folio (`folio_migrate_flags`), so an active
+/// folio stays on the active list after migration. Executable file pages are active after
+/// their first reference.
+#[test]
+fn migrated_active_folio_stays_active() {
+    let mut m = classic_with(8, prot::READ | prot::EXEC, 4);
+    apply(
+        &mut m,
+        Op::Reclaim {
+            cpu: 1,
+            nr_to_reclaim: 32,
+        },
+    );
+    let age = |m: &Model<Reference>| {
+        let id = m.folio_at(MM, LIB).expect("mapped");
+        m.snapshot()
+            .folios
+            .iter()
+            .find(|f| f.id == id)
+            .map(|f| f.lru_age)
+    };
+    let before = age(&m);
+    apply(
+        &mut m,
+        Op::Migrate {
+            cpu: 0,
+            target: mmreplay_reference::MigrateTarget::Va { mm: MM, va: LIB },
+        },
+    );
+    assert_eq!(m.counters().migrations, 1);
+    assert_eq!(age(&m), before);
+    m.finish();
+    assert!(m.violations().is_empty(), "{:#?}", m.violations());
+}
