@@ -73,8 +73,8 @@ fn no_violations<P: Policy>(m: &mut Model<P>) {
     assert!(m.violations().is_empty(), "{:#?}", m.violations());
 }
 
-/// Kills `+= -> *=` on `rmap_vma_visits` in `folio_referenced` (reclaim.rs:569), `+= -> -=` on
-/// it in `try_to_unmap` (:648) and `+= -> *=` on `vmscan_scanned` in `count_vmscan` (:813).
+/// Kills `+= -> -=` on `rmap_vma_visits` in `try_to_unmap` (reclaim.rs:648), and holds the
+/// other counts of one eviction (the rmap visit of `folio_referenced`, :563; `vmscan_scanned`).
 /// Evicting one folio mapped once walks its rmap twice (`folio_referenced`, then
 /// `try_to_unmap`), each walk visiting its one PTE, and `mm_vmscan_lru_shrink_inactive` reports
 /// one page scanned and one reclaimed.
