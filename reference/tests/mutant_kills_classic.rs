@@ -264,10 +264,10 @@ fn referenced_executable_file_folios_rotate_on_the_active_list() {
     assert!(m.violations().is_empty(), "{:#?}", m.violations());
 }
 
-/// Kills `+= -> *=` on `vmscan_unmap_fail` in `classic_shrink_folio_list` (classic.rs:782): an
-/// anon page pinned with FOLL_PIN cannot be unmapped (`try_to_unmap_one`:
-/// `page_try_share_anon_rmap` fails on a maybe-DMA-pinned exclusive page): `nr_unmap_fail`,
-/// and the folio is activated and stays mapped.
+/// Kills `+= -> *=` on `vmscan_unmap_fail` and on `activated` in `classic_shrink_folio_list`
+/// (classic.rs:781-782): an anon page pinned with FOLL_PIN cannot be unmapped
+/// (`try_to_unmap_one`: `page_try_share_anon_rmap` fails on a maybe-DMA-pinned exclusive
+/// page): `nr_unmap_fail`, and the folio is activated (`nr_activate`) and stays mapped.
 #[test]
 fn pinned_page_counts_an_unmap_failure() {
     let mut m = classic(8, 4);
@@ -292,6 +292,8 @@ fn pinned_page_counts_an_unmap_failure() {
     }
     let c = m.counters();
     assert_eq!(c.vmscan_unmap_fail, 1);
+    // `activate_locked`: the failed folio counts in `nr_activate` too (classic.rs:782).
+    assert!(c.vmscan_activated >= c.vmscan_unmap_fail);
     assert_eq!(resident(&m, ANON, 4), 1, "only the pinned page stays");
     m.finish();
     assert!(m.violations().is_empty(), "{:#?}", m.violations());

@@ -73,8 +73,8 @@ fn no_violations<P: Policy>(m: &mut Model<P>) {
     assert!(m.violations().is_empty(), "{:#?}", m.violations());
 }
 
-/// Kills `+= -> *=` on `rmap_vma_visits` in `folio_referenced` (reclaim.rs:569), `+= -> -=` on
-/// it in `try_to_unmap` (:648) and `+= -> *=` on `vmscan_scanned` in `count_vmscan` (:813).
+/// Kills `+= -> -=` on `rmap_vma_visits` in `try_to_unmap` (reclaim.rs:648), and holds the
+/// other counts of one eviction (the rmap visit of `folio_referenced`, :563; `vmscan_scanned`).
 /// Evicting one folio mapped once walks its rmap twice (`folio_referenced`, then
 /// `try_to_unmap`), each walk visiting its one PTE, and `mm_vmscan_lru_shrink_inactive` reports
 /// one page scanned and one reclaimed.
@@ -262,4 +262,103 @@ fn imposed_reclaim_finds_victims_by_identity_when_the_hint_is_wrong() {
     assert_eq!(follower.counters().evictions, 3);
     assert_eq!(follower.state_hash(), leader.state_hash());
     no_violations(&mut follower);
+}
+
+/// Kills `+= -> *=` on `referenced` in `folio_referenced`'s VM_LOCKED branch (reclaim.rs:569):
+/// `folio_referenced_one` stops at an mlocked VMA and reports VM_LOCKED, which
+/// `folio_check_references` turns into keeping the folio (`FOLIOREF_ACTIVATE`) before any
+/// unmap is tried. So each time reclaim isolates the mlocked page it walks the rmap once
+/// (`folio_referenced`), never a second time (`try_to_unmap`), and frees nothing.
+#[test]
+fn mlocked_page_is_kept_without_trying_to_unmap_it() {
+    let mut m = start_with(Reference, 2);
+    let locked = 0x9000_0000;
+    apply(
+        &mut m,
+        Op::Mmap {
+            cpu: 0,
+            mm: MmId(1),
+            addr: locked,
+            len: PAGE,
+            prot: prot::READ | prot::WRITE,
+            flags: map::PRIVATE | map::ANONYMOUS | map::LOCKED,
+            file: None,
+            pgoff: 0,
+        },
+    );
+    write(&mut m, 0, MmId(1), locked);
+    apply(
+        &mut m,
+        Op::Reclaim {
+            cpu: 1,
+            nr_to_reclaim: 1,
+        },
+    );
+    let c = m.counters();
+    assert_eq!(c.evictions, 0);
+    assert!(c.vmscan_scanned > 0);
+    assert_eq!(
+        c.rmap_walks, c.vmscan_scanned,
+        "one rmap walk per isolation"
+    );
+    assert!(m.pfn_at(MmId(1), locked).is_some());
+    no_violations(&mut m);
+}
+
+/// Kills `+= -> *=` on `vmscan_ref_keep` in `count_vmscan` (reclaim.rs:813): a folio whose PTE
+/// is young at its first reference check and that is not yet PG_referenced is kept
+/// (`FOLIOREF_KEEP`, `nr_ref_keep`) and marked referenced. The pinned page survives the first
+/// reclaim; CPU 1 then touches it (a TLB miss: the page walk sets the A bit again) and the
+/// next reclaim's first eviction batch keeps it for that reference.
+#[test]
+fn young_page_at_its_first_reference_check_counts_a_ref_keep() {
+    let mut m = start_with(Reference, 2);
+    write(&mut m, 0, MmId(1), A);
+    apply(
+        &mut m,
+        Op::Pin {
+            cpu: 0,
+            mm: MmId(1),
+            va: A,
+            write: false,
+            hold: mmreplay_reference::HoldId(1),
+        },
+    );
+    apply(
+        &mut m,
+        Op::Reclaim {
+            cpu: 1,
+            nr_to_reclaim: 1,
+        },
+    );
+    let before = m.counters().vmscan_ref_keep;
+    apply(
+        &mut m,
+        Op::Switch {
+            cpu: 1,
+            next: Some(MmId(1)),
+        },
+    );
+    apply(
+        &mut m,
+        Op::Access {
+            cpu: 1,
+            mm: MmId(1),
+            va: A,
+            kind: AccessKind::Read,
+        },
+    );
+    let (r, script) = m.apply_recording(&Op::Reclaim {
+        cpu: 0,
+        nr_to_reclaim: 1,
+    });
+    assert!(r.is_ok(), "{r:?}");
+    let steps = script.expect("a reclaim op records its rounds").steps;
+    match steps.first() {
+        Some(ReclaimStep::Evict(ids)) => assert!(ids.iter().all(|f| !f.reclaim), "{ids:?}"),
+        s => panic!("first round {s:?}"),
+    }
+    assert!(m.counters().vmscan_ref_keep > before);
+    assert_eq!(m.counters().evictions, 0);
+    no_violations(&mut m);
 }
