@@ -136,6 +136,7 @@ impl Backing {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(source) => {
                         return Err(BinaryError::StreamRead {
+                            path: path.to_string(),
                             offset: total,
                             source,
                         })
@@ -158,6 +159,7 @@ impl Backing {
         // On an error, `read_to_end` keeps the bytes read before it: their count is the offset.
         if let Err(source) = stream.read_to_end(&mut v) {
             return Err(BinaryError::StreamRead {
+                path: path.to_string(),
                 offset: v.len() as u64,
                 source,
             });

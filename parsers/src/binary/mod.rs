@@ -48,8 +48,9 @@ pub enum BinaryError {
     },
     /// The input stream itself failed while being spilled (EIO, a cut zstd frame: `source`
     /// keeps the kind, so a caller can tell "truncated" from other failures).
-    #[error("reading the input stream at byte {offset}: {source}")]
+    #[error("{path}: cannot read, because: {source}")]
     StreamRead {
+        path: String,
         offset: u64,
         #[source]
         source: std::io::Error,
