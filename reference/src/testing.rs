@@ -10,6 +10,38 @@ use crate::op::{
 
 /// Base of the address window the generator uses (1 GiB aligned).
 pub const BASE: u64 = 0x4000_0000;
+
+/// The ops that give `mm` a running task on `cpu` and a private anonymous read-write mapping
+/// of `len` bytes at `addr`, then write its first page: the setup most scenario tests start from.
+pub fn anon_written(cpu: u32, mm: MmId, addr: u64, len: u64) -> Vec<Op> {
+    vec![
+        Op::Exec {
+            cpu,
+            old: None,
+            new: mm,
+        },
+        Op::Switch {
+            cpu,
+            next: Some(mm),
+        },
+        Op::Mmap {
+            cpu,
+            mm,
+            addr,
+            len,
+            prot: prot::READ | prot::WRITE,
+            flags: map::PRIVATE | map::ANONYMOUS,
+            file: None,
+            pgoff: 0,
+        },
+        Op::Access {
+            cpu,
+            mm,
+            va: addr,
+            kind: AccessKind::Write,
+        },
+    ]
+}
 /// Pages in each generated mapping slot.
 pub const SLOT_PAGES: u64 = 64;
 /// Number of mapping slots (each `SLOT_PAGES` pages).

@@ -7,7 +7,7 @@
 #![cfg(feature = "testing")]
 
 use mmreplay_reference::profile::LruKind;
-use mmreplay_reference::testing::{arb_ops_with, GenConfig, BASE, SLOTS, SLOT_PAGES};
+use mmreplay_reference::testing::{anon_written, arb_ops_with, GenConfig, BASE, SLOTS, SLOT_PAGES};
 use mmreplay_reference::{KernelProfile, Model, Reference};
 use proptest::prelude::*;
 
@@ -96,37 +96,11 @@ proptest! {
 /// write-protecting clear of soft-dirty bits, which checks I4 for its mm).
 #[test]
 fn a_broken_model_trips_i4() {
-    use mmreplay_reference::op::{map, prot, AccessKind, MmId, Op};
+    use mmreplay_reference::op::{MmId, Op};
     let mut m = Model::new(profile(LRUS[0]), Reference);
     let (cpu, mm) = (0u32, MmId(1));
     let va = BASE;
-    let ops = [
-        Op::Exec {
-            cpu,
-            old: None,
-            new: mm,
-        },
-        Op::Switch {
-            cpu,
-            next: Some(mm),
-        },
-        Op::Mmap {
-            cpu,
-            mm,
-            addr: va,
-            len: 1 << 21,
-            prot: prot::READ | prot::WRITE,
-            flags: map::PRIVATE | map::ANONYMOUS,
-            file: None,
-            pgoff: 0,
-        },
-        Op::Access {
-            cpu,
-            mm,
-            va,
-            kind: AccessKind::Write,
-        },
-    ];
+    let ops = anon_written(cpu, mm, BASE, 1 << 21);
     for op in &ops {
         let _ = m.apply(op);
     }
@@ -151,36 +125,10 @@ fn a_broken_model_trips_i4() {
 /// the noted path itself.
 #[test]
 fn the_noted_path_answers_and_finds_a_stale_entry() {
-    use mmreplay_reference::op::{map, prot, AccessKind, MmId, Op};
+    use mmreplay_reference::op::MmId;
     let mut m = Model::new(profile(LRUS[0]), Reference);
     let (cpu, mm) = (0u32, MmId(1));
-    let ops = [
-        Op::Exec {
-            cpu,
-            old: None,
-            new: mm,
-        },
-        Op::Switch {
-            cpu,
-            next: Some(mm),
-        },
-        Op::Mmap {
-            cpu,
-            mm,
-            addr: BASE,
-            len: 1 << 21,
-            prot: prot::READ | prot::WRITE,
-            flags: map::PRIVATE | map::ANONYMOUS,
-            file: None,
-            pgoff: 0,
-        },
-        Op::Access {
-            cpu,
-            mm,
-            va: BASE,
-            kind: AccessKind::Write,
-        },
-    ];
+    let ops = anon_written(cpu, mm, BASE, 1 << 21);
     for op in &ops {
         let _ = m.apply(op);
     }
