@@ -175,6 +175,8 @@ impl Lowering {
             return;
         }
         let armed = self.observer.take(cpu);
+        // Before any filter: a receipt is attributed by what its CPU did next, whoever ran.
+        self.stats.kernel.note_on_cpu(cpu, &r.event);
         // sched_switch is always lowered (residency matters whoever runs), with tasks outside
         // the filter mapped to a placeholder mm.
         if let Event::SchedSwitch {
