@@ -17,6 +17,8 @@ use serde::Serialize;
 
 use crate::engine::PolicyRun;
 
+pub mod snapshot_text;
+
 /// Most lines of a rendered diff.
 pub const MAX_DIFF_LINES: usize = 60;
 
@@ -129,13 +131,33 @@ fn shown(first: Option<DiffFact>, allowed: bool) -> Option<(String, String, Stri
     })
 }
 
-/// [`unified_diff`] of two snapshots' text, not rendered when they are equal (the text of a
-/// whole-machine state is hundreds of MB, and equal texts have no diff).
+/// A unified diff of two snapshots' canonical texts (at most [`MAX_DIFF_LINES`] lines, then
+/// "... N more lines"), ending with how many lines differ. Only the parts that differ are
+/// rendered ([`snapshot_text`]: the text of a whole-machine state is hundreds of MB); empty
+/// when the snapshots are equal.
 pub fn snapshot_diff(a: &Snapshot, b: &Snapshot, a_name: &str, b_name: &str) -> String {
     if a == b {
         return String::new();
     }
-    unified_diff(&a.to_text(), &b.to_text(), a_name, b_name)
+    let d = snapshot_text::diff(a, b, MAX_DIFF_LINES.saturating_sub(2));
+    if d.removed + d.added == 0 {
+        return String::new();
+    }
+    let mut s = format!("--- {a_name}\n+++ {b_name}\n");
+    for l in &d.lines {
+        s.push_str(l);
+        s.push('\n');
+    }
+    if d.more > 0 {
+        s.push_str(&format!("... {} more lines\n", d.more));
+    }
+    s.push_str(&format!(
+        "{} lines differ: {} only in {a_name}, {} only in {b_name}\n",
+        d.removed + d.added,
+        d.removed,
+        d.added
+    ));
+    s
 }
 
 /// The first checkpoint index at which two runs' state hashes differ (or the number of

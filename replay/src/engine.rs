@@ -325,7 +325,7 @@ pub fn run_watched<E: Send>(
         .collect();
     let chunk = cfg.chunk_ops.max(1);
     if cfg.lockstep && slots.len() > 1 {
-        let policies = run_lockstep(
+        run_lockstep(
             records,
             &mut lowering,
             &mut slots,
@@ -336,7 +336,7 @@ pub fn run_watched<E: Send>(
         )?;
         return Ok(TraceRun {
             lower: lowering.into_stats(),
-            policies,
+            policies: finish_all(slots),
         });
     }
     let mut cur: Vec<Op> = Vec::with_capacity(chunk + 64);
@@ -399,7 +399,7 @@ pub fn run_watched<E: Send>(
     }
     Ok(TraceRun {
         lower: lowering.into_stats(),
-        policies: finish_all(&mut slots),
+        policies: finish_all(slots),
     })
 }
 
@@ -411,11 +411,14 @@ fn take_sample(slots: &[Slot]) -> Vec<(u64, &Counters)> {
 }
 
 /// Final state of every model (full invariant scan, snapshot).
-fn finish_all(slots: &mut [Slot]) -> Vec<PolicyRun> {
-    slots
-        .par_iter_mut()
-        .map(|s| {
-            s.engine.finish();
+fn finish_all(mut slots: Vec<Slot>) -> Vec<PolicyRun> {
+    slots.par_iter_mut().for_each(|s| s.engine.finish());
+    // One snapshot at a time, each model dropped as soon as its snapshot is taken: holding
+    // every model and every final snapshot at once was the peak of a whole-machine run (5
+    // models and 5 snapshots of a 100 M-record capture). The hashes run in parallel after.
+    let mut runs: Vec<PolicyRun> = slots
+        .into_iter()
+        .map(|mut s| {
             let snapshot = s.engine.snapshot();
             PolicyRun {
                 name: s.engine.name().to_string(),
@@ -430,13 +433,16 @@ fn finish_all(slots: &mut [Slot]) -> Vec<PolicyRun> {
                     .into_iter()
                     .map(|((a, b), n)| (format!("{a}{b}"), n))
                     .collect(),
-                snapshot_hash: snapshot.state_hash(),
+                snapshot_hash: 0,
                 snapshot,
                 checkpoints: std::mem::take(&mut s.checkpoints),
                 lockstep: s.lockstep.take(),
             }
         })
-        .collect()
+        .collect();
+    runs.par_iter_mut()
+        .for_each(|r| r.snapshot_hash = r.snapshot.state_hash());
+    runs
 }
 
 /// The lockstep loop: the reference (`slots[0]`) runs chunk k+1 and the lowering fills chunk
@@ -449,14 +455,14 @@ fn run_lockstep<E: Send>(
     progress: &mut impl FnMut(u64),
     sample: &mut dyn FnMut(&Sample<'_>),
     feed: &mut Feed<'_>,
-) -> Result<Vec<PolicyRun>, E> {
+) -> Result<(), E> {
     let chunk = cfg.chunk_ops.max(1);
     let hash_every = cfg.hash_every;
     let mut records = records.fuse();
     let mut ended = false;
     let mut err: Option<E> = None;
     let Some((reference, candidates)) = slots.split_first_mut() else {
-        return Ok(Vec::new());
+        return Ok(());
     };
     // cur: chunk the reference has run (scripts ready); next: lowered, not yet run.
     let mut cur: Vec<Op> = Vec::with_capacity(chunk + 64);
@@ -533,7 +539,7 @@ fn run_lockstep<E: Send>(
         cur = std::mem::replace(&mut next, after);
         cur_scripts = next_scripts;
     }
-    Ok(finish_all(slots))
+    Ok(())
 }
 
 /// Replay ops that need no lowering (a litmus file, a minimised op list) through `engines`:
@@ -571,7 +577,7 @@ pub fn run_ops(
     }
     TraceRun {
         lower,
-        policies: finish_all(&mut slots),
+        policies: finish_all(slots),
     }
 }
 

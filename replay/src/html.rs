@@ -44,6 +44,8 @@ pub const MAX_PROCESSES: usize = 60;
 pub use crate::session::{WINDOW_AFTER, WINDOW_BEFORE};
 
 mod collect;
+#[cfg(test)]
+mod tests;
 
 /// The counters plotted over time: (counter, title).
 pub const SERIES: [(&str, &str); 10] = [
@@ -659,8 +661,48 @@ th{background:#f3f4f6}td.l,th.l{text-align:left}tr.diff td{background:#fff7ed}\
 pre{background:#f9fafb;border:1px solid #eee;padding:8px;overflow-x:auto;font-size:12px}pre b{background:#fde68a}\
 section.trace{margin-bottom:48px}#status{color:#6b7280;font-size:12px}";
 
+/// An axis label of at most 5 characters whatever the magnitude: exact below 10,000, else
+/// three significant digits and an SI suffix (266,809 → "267k", 1,234,567 → "1.23M"), so the
+/// y-axis label fits the chart's left margin ([`CHART_PAD`]). Integer arithmetic only, so the
+/// page stays byte-identical across platforms.
+pub fn axis_label(v: u64) -> String {
+    if v < 10_000 {
+        return v.to_string();
+    }
+    const SUFFIX: [char; 6] = ['k', 'M', 'G', 'T', 'P', 'E'];
+    let v = u128::from(v);
+    let mut unit = 1_000u128;
+    for (k, suffix) in SUFFIX.iter().enumerate() {
+        // Each precision rounds `v` itself (half up), never an already rounded figure.
+        let at = |scale: u128| (v * scale + unit / 2) / unit;
+        let text = if at(100) < 1_000 {
+            let h = at(100);
+            format!("{}.{:02}", h / 100, h % 100)
+        } else if at(10) < 1_000 {
+            let t = at(10);
+            format!("{}.{}", t / 10, t % 10)
+        } else if at(1) < 1_000 || k + 1 == SUFFIX.len() {
+            at(1).to_string()
+        } else {
+            unit *= 1_000;
+            continue;
+        };
+        let text = if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.')
+        } else {
+            &text
+        };
+        return format!("{text}{suffix}");
+    }
+    v.to_string()
+}
+
+/// The series charts' left margin (px), wide enough for any [`axis_label`] (5 characters of
+/// the 10 px axis font, right-aligned 3 px before the axis).
+pub const CHART_PAD: f64 = 40.0;
+
 fn chart(s: &Series, policies: &[String], max_x: u64) -> String {
-    let (w, h, pad) = (340.0f64, 150.0f64, 36.0f64);
+    let (w, h, pad) = (340.0f64, 150.0f64, CHART_PAD);
     let max_y = s
         .points
         .iter()
@@ -669,6 +711,7 @@ fn chart(s: &Series, policies: &[String], max_x: u64) -> String {
         .max()
         .unwrap_or(0)
         .max(1);
+    let max_label = axis_label(max_y);
     let mut o = String::new();
     let _ = write!(
         o,
@@ -686,7 +729,7 @@ fn chart(s: &Series, policies: &[String], max_x: u64) -> String {
         o,
         "<line x1=\"{pad}\" y1=\"{h}\" x2=\"{}\" y2=\"{h}\" stroke=\"#999\"/>\
          <line x1=\"{pad}\" y1=\"4\" x2=\"{pad}\" y2=\"{h}\" stroke=\"#999\"/>\
-         <text x=\"{}\" y=\"12\" font-size=\"10\" text-anchor=\"end\">{max_y}</text>\
+         <text x=\"{}\" y=\"12\" font-size=\"10\" text-anchor=\"end\">{max_label}<title>{max_y}</title></text>\
          <text x=\"{}\" y=\"{h}\" font-size=\"10\" text-anchor=\"end\">0</text>\
          <text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"end\">{max_x} ops</text>",
         w + pad,
@@ -1000,7 +1043,8 @@ fn section(t: &TraceReport) -> String {
 }
 
 /// The whole page: one section per trace, inline CSS and SVG, and a script that only counts
-/// what was drawn into `#status` (`data-ok="1"` when every chart has one line per policy).
+/// what was drawn into `#status` (`data-ok="1"` when every chart has one line per policy and
+/// no SVG label sticks out of its viewBox: `data-clipped` counts those, by their bounding box).
 pub fn render(traces: &[TraceReport]) -> String {
     let mut o = String::from("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mmreplay report</title><style>");
     o.push_str(CSS);
@@ -1019,7 +1063,11 @@ pub fn render(traces: &[TraceReport]) -> String {
          var h=document.querySelectorAll('svg[data-heatmap]').length;\
          s.textContent='mmreplay report: '+n+' series, '+h+' heatmaps';\
          s.setAttribute('data-series',String(n));\
-         s.setAttribute('data-ok',(n==={expected}&&h==={})?'1':'0');}})();</script></body></html>",
+         var c=0;document.querySelectorAll('svg text').forEach(function(t){{\
+         var b=t.getBBox(),v=t.ownerSVGElement.viewBox.baseVal;\
+         if(b.x<v.x-0.5||b.x+b.width>v.x+v.width+0.5)c++;}});\
+         s.setAttribute('data-clipped',String(c));\
+         s.setAttribute('data-ok',(n==={expected}&&h==={}&&c===0)?'1':'0');}})();</script></body></html>",
         traces.len()
     );
     o

@@ -268,3 +268,55 @@ fn report_renders_in_headless_chromium() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Every label of every chart lies inside its SVG, measured by the browser (`getBBox`, counted
+/// by the page's script into `data-clipped`), for maxima of every magnitude: the 100 M-record
+/// capture's 266,809 was drawn as "66809" with its first digit cut off by the left edge. The
+/// page is a corpus capture's report with each series scaled to a larger maximum.
+#[test]
+#[ignore = "needs chromium"]
+fn large_axis_labels_are_not_clipped_in_headless_chromium() {
+    let d = tmpdir("chromium-labels");
+    let o = mmreplay::session::SessionOptions {
+        policies: policies().iter().map(|p| p.to_string()).collect(),
+        ..Default::default()
+    };
+    let mut t =
+        mmreplay::html::build(Some(&corpus("reclaim-swap.trace.zst")), &o).expect("report built");
+    let maxima = [266_809u64, 9_999_999, 123_456_789_012, u64::MAX / 3];
+    for (k, s) in t.series.iter_mut().enumerate() {
+        let want = maxima[k % maxima.len()];
+        let max = s
+            .points
+            .iter()
+            .flatten()
+            .map(|p| p.1)
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        for (_, y) in s.points.iter_mut().flatten() {
+            *y = ((u128::from(*y) * u128::from(want)) / u128::from(max)) as u64;
+        }
+        s.points[0].push((t.ops, want));
+    }
+    let page = d.join("labels.html");
+    std::fs::write(&page, mmreplay::html::render(&[t])).expect("write");
+    let (dom, log) = chromium(&["--dump-dom", &format!("file://{}", page.display())]);
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("CONSOLE") || l.contains("Uncaught")),
+        "{log}"
+    );
+    let status: String = dom
+        .split("id=\"status\"")
+        .nth(1)
+        .map(|s| s.chars().take(160).collect())
+        .unwrap_or_default();
+    assert!(status.contains("data-clipped=\"0\""), "status: {status:?}");
+    assert!(status.contains("data-ok=\"1\""), "status: {status:?}");
+    assert!(
+        dom.contains(">267k<title>266809</title>"),
+        "the six-digit label"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
