@@ -82,8 +82,13 @@ pub struct ObservedPaths {
     pending: HashMap<i32, Vec<Pending>>,
     detail: BTreeMap<String, u64>,
     paths: BTreeMap<String, u64>,
-    /// Per task: unmaps and writes since its last pass event.
-    pass_work: HashMap<i32, [u64; 2]>,
+    /// Per task: unmaps, writes, and unmaps while another CPU was in the workload's
+    /// `mm_cpumask`, since its last pass event.
+    pass_work: HashMap<i32, [u64; 3]>,
+    /// The workload's `mm_cpumask` as the capture's own `sched_switch` events build it (6.1
+    /// x86 `switch_mm_irqs_off`: a CPU joins when it switches to a workload task, leaves when
+    /// it switches to another user task; a kernel thread or idle keeps it, lazily).
+    wl_mask: u64,
     /// Per task: its episode logged a `shrink_inactive` pass.
     shrunk: HashMap<i32, bool>,
     work: BTreeMap<String, u64>,
@@ -249,6 +254,23 @@ impl ObservedPaths {
     /// `nr_reclaimed`) by the path that did it, as `observed_work`.
     fn work(&mut self, r: &Record) {
         let pid = r.pid;
+        if let (
+            Event::SchedSwitch {
+                next_pid,
+                next_comm,
+                ..
+            },
+            Some(_),
+        ) = (&r.event, self.workload)
+        {
+            let bit = 1u64 << r.cpu.min(63);
+            if self.tree.contains(next_pid) {
+                self.wl_mask |= bit;
+            } else if !kernel_thread(*next_pid, &next_comm.to_string_lossy()) {
+                self.wl_mask &= !bit;
+            }
+            return;
+        }
         let what = match &r.event {
             Event::Kprobe { name } if &**name == "try_to_unmap_one" => "try_to_unmap_one",
             Event::Vmscan(Vmscan::WriteFolio { .. }) => "mm_vmscan_write_folio",
@@ -275,9 +297,13 @@ impl ObservedPaths {
             }
             _ => return,
         };
+        let other_in_mask = self.wl_mask & !(1u64 << r.cpu.min(63)) != 0;
         let w = self.pass_work.entry(pid).or_default();
         if what == "try_to_unmap_one" {
             w[0] += 1;
+            // should_defer_flush: the unmap defers its flush, and the pageout after it asks
+            // for a remote one (try_to_unmap_flush_dirty).
+            w[2] += u64::from(other_in_mask);
         } else {
             w[1] += 1;
         }
@@ -288,11 +314,12 @@ impl ObservedPaths {
         }
     }
 
-    fn add_work(&mut self, path: &str, w: &[u64; 2], reclaimed: u64) {
+    fn add_work(&mut self, path: &str, w: &[u64; 3], reclaimed: u64) {
         for (k, n) in [
             ("try_to_unmap_one", w[0]),
             ("mm_vmscan_write_folio", w[1]),
             ("nr_reclaimed", reclaimed),
+            ("try_to_unmap_one while another CPU is in mm_cpumask", w[2]),
         ] {
             if n > 0 {
                 *self.work.entry(format!("{path}: {k}")).or_insert(0) += n;
@@ -311,6 +338,35 @@ impl ObservedPaths {
             );
         }
     }
+}
+
+/// A task that runs no user mm (idle, kernel threads), by the names the captures' kernels
+/// give them: switching to one keeps the previous mm loaded, lazily.
+fn kernel_thread(pid: i32, comm: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "swapper",
+        "kworker",
+        "rcu_",
+        "ksoftirqd",
+        "kswapd",
+        "migration",
+        "cpuhp",
+        "kthreadd",
+        "khugepaged",
+        "kcompactd",
+        "oom_reaper",
+        "watchdog",
+        "irq/",
+        "jbd2",
+        "kblockd",
+        "kdevtmpfs",
+        "kauditd",
+        "khungtaskd",
+        "writeback",
+        "scsi_",
+        "idle_inject",
+    ];
+    pid == 0 || PREFIXES.iter().any(|p| comm.starts_with(p))
 }
 
 /// The shared path of a model op.

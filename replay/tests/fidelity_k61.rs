@@ -37,18 +37,19 @@ const PINS: &[(&str, &str, u64, u64, &str)] = &[
         260,
         118,
         "by path (flush-paths, PATHS below): the 65 soft-dirty clears' flush_tlb_mm are \
-      predicted (64), the shortfall is reclaim's try_to_unmap_flush_dirty before pageout: \
-      177 logged in passes that freed nothing, 2 predicted; 18 logged in passes that freed, \
-      46 predicted. Two mechanisms. (1) Writeback completion: the kernel's passes that freed \
-      nothing unmap and write 41,218 folios, its passes that freed 4,298, because a folio \
-      under writeback waits at the inactive head until folio_end_writeback -> \
-      folio_rotate_reclaimable puts it at the tail; the model's pageout completes at once, so \
-      its passes that freed nothing free 26,346 pages (the kernel 0) and its passes that \
-      freed write 18,350. (2) The deferral takes the PTE's write bit where \
-      set_tlb_ubc_flush_pending takes pte_dirty(pteval): the clears leave the hot pages dirty \
-      but write-protected, so the model's unmaps rarely set tlb_ubc->writable. With \
-      pte_dirty alone: 482 (freed-nothing passes 32, passes that freed 380), and \
-      hotset-mglru 976 against 328",
+      predicted (64); the shortfall is reclaim. The kernel's 195 reclaim requests are exactly \
+      its unmaps made while the other CPU was lazily in mm_cpumask (the mask replayed from \
+      the capture's sched_switch events; should_defer_flush, then one \
+      try_to_unmap_flush_dirty per pageout, set_tlb_ubc_flush_pending taking \
+      pte_dirty(pteval)): 177 in 10 passes that freed nothing, 18 in 3 passes that freed; \
+      predicted 2 and 46. Two mechanisms. (1) The model defers on the PTE's write bit, and \
+      the clears leave hot pages dirty but write-protected, so its unmaps rarely set \
+      tlb_ubc->writable. (2) Writeback completion, as on k61-reclaim-classic: the kernel's \
+      passes that freed nothing unmap and write 41,218 folios, its passes that freed 4,298; \
+      the model's pageout completes at once, so its passes that freed nothing free 26,346 \
+      pages (the kernel 0) and its passes that freed write 18,350. With pte_dirty alone \
+      (not kept): 482, of which 32 in passes that freed nothing and 380 in passes that \
+      freed, and hotset-mglru 976 against 328",
     ),
     (
         "k61-hotset-classic",
@@ -142,18 +143,21 @@ const PINS: &[(&str, &str, u64, u64, &str)] = &[
         911,
         2991,
         "by path (flush-paths, PATHS below): the 318 copy-on-write faults on the zero page \
-      (ptep_clear_flush in wp_page_copy) are predicted (317); the excess is reclaim's \
-      try_to_unmap_flush_dirty before pageout in the passes that freed: 86 logged, 2,205 \
-      predicted (passes that freed nothing: 507 / 468). Mechanism: writeback completion. \
-      The kernel's passes that freed nothing unmap and write 38,440 folios and free none, \
-      its passes that freed unmap 2,884 and free 41,107 folios whose writeback ended \
-      (folio_end_writeback -> folio_rotate_reclaimable: inactive tail). The model's pageout \
-      completes at once and puts the folio at the tail, so its passes that freed nothing \
-      free 24,663 pages and its passes that freed write 16,314, at moments the capture's \
-      own sched_switch events put the other CPU lazily in mm_cpumask. Holding writeback \
-      until the next pass that freed (an experiment, not kept) gives 78 / 86 there, but \
-      2,067 / 507 in the passes that freed nothing: the kernel's requests fall in 31 of \
-      its 3,081 such passes, so when the other CPU leaves mm_cpumask decides the rest",
+      (wp_page_copy, ptep_clear_flush) are predicted (317); the excess is reclaim. The \
+      kernel's 593 reclaim requests are exactly its unmaps made while the other CPU was \
+      lazily in mm_cpumask (the mask replayed from the capture's sched_switch events; \
+      should_defer_flush, then try_to_unmap_flush_dirty before each pageout): 507 in passes \
+      that freed nothing, 86 in passes that freed; predicted 468 and 2,205. Mechanism: \
+      writeback completion. The kernel's passes that freed nothing unmap and write 38,440 \
+      folios and free none; its passes that freed unmap 2,884 and free 41,107 folios whose \
+      writeback had ended (folio_end_writeback -> folio_rotate_reclaimable: inactive tail). \
+      The model's pageout completes at once and puts the folio at the tail, so its passes \
+      that freed nothing free 24,663 pages and its passes that freed write 16,314, at the \
+      moments of the kernel's passes that freed, 513 of whose 4,410 have the other CPU \
+      lazily in the mask (the kernel unmapped 90 folios in those 513). Holding writeback \
+      until the next pass that freed (an experiment, not kept) gives 78 / 86 there but \
+      2,067 / 507 in the passes that freed nothing: 131 of those 3,081 have the other CPU \
+      in the mask, and the kernel unmapped only 629 folios in them",
     ),
     (
         "k61-reclaim-classic",
@@ -494,6 +498,22 @@ fn classic_reclaim_writes_and_frees_in_other_passes_than_the_kernel() {
         assert_eq!(n(ow, format!("{FREE}: nr_reclaimed")), k_freed, "{cap}");
         assert_eq!(n(pw, format!("{SCAN}: evictions")), m_scan_freed, "{cap}");
         assert_eq!(n(pw, format!("{FREE}: swap_out")), m_free_written, "{cap}");
+        // The kernel's rule, checked on its own events: one remote request per unmap made
+        // while another CPU is in mm_cpumask (should_defer_flush, then
+        // try_to_unmap_flush_dirty before its pageout), the mask replayed from the capture's
+        // sched_switch events. The model applies the same rule at its own unmaps.
+        for path in [SCAN, FREE] {
+            assert_eq!(
+                n(
+                    ow,
+                    format!("{path}: try_to_unmap_one while another CPU is in mm_cpumask")
+                ),
+                v["flush_paths"]["paths"][path]["observed"]
+                    .as_u64()
+                    .unwrap_or(0),
+                "{cap}: {path}"
+            );
+        }
         // Every logged reclaim request is a try_to_unmap_flush_dirty before a pageout.
         let od = v["flush_paths"]["observed_detail"]
             .as_object()
