@@ -10,6 +10,7 @@ pub mod differ;
 pub mod engine;
 pub(crate) mod engine_sched;
 pub mod errors;
+pub mod flush_paths;
 pub mod html;
 pub mod input_report;
 pub mod json_schema;

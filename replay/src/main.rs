@@ -49,6 +49,9 @@ enum Cmd {
     Fidelity(cli::fidelity::Args),
     /// Regenerate docs/cli.md and the JSON schema (`--check`: exit 1 when stale).
     Docs(cli::docs::Args),
+    /// Remote flush requests by kernel path, logged vs predicted (issue 22; maintainers).
+    #[command(hide = true)]
+    FlushPaths(cli::flush_paths::Args),
 }
 
 impl Cmd {
@@ -69,6 +72,7 @@ impl Cmd {
             Cmd::Report(_) => "report",
             Cmd::Fidelity(_) => "fidelity",
             Cmd::Docs(_) => "docs",
+            Cmd::FlushPaths(_) => "flush-paths",
         }
     }
 }
@@ -141,6 +145,7 @@ fn main() -> ExitCode {
         Cmd::Report(a) => cli::report::run(a),
         Cmd::Fidelity(a) => cli::fidelity::run(a),
         Cmd::Docs(a) => cli::docs::run(a, &command),
+        Cmd::FlushPaths(a) => cli::flush_paths::run(a),
     };
     // What `print!` left in stdout's buffer is written now: a failure is an error, not exit 0.
     let result = result.and_then(|code| cli::stdout::flush().map(|()| code));

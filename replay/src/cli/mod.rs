@@ -6,6 +6,7 @@ pub mod compile;
 pub mod diff;
 pub mod docs;
 pub mod fidelity;
+pub mod flush_paths;
 pub mod json_out;
 pub mod matrix;
 pub mod merge;
