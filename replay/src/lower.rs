@@ -299,6 +299,7 @@ mod batch;
 mod filter;
 mod memcg;
 mod pagecache;
+mod scanlist;
 mod seed;
 mod syscalls;
 mod tasks;
