@@ -148,8 +148,9 @@ fn vmscan_table_of_every_classic_capture_with_reclaim() {
             0,
             "the kernel's 2: a file folio in a pass of the inactive file list at priority 0 \
             (flags=RECLAIM_WB_FILE, 3 scanned, 2 freed; the model shrinks its file list there \
-            since stop 15, which holds no page of the binary: its adds are paired with faults \
-            in a region inferred anonymous, ld.so having read its program headers first), and \
+            since stop 15 and activates none: the workload's own file pages, of the sh binary \
+            it ran first and of anon_reclaim, are added at faults on regions the lowering \
+            inferred anonymous, ld.so having read their program headers first), and \
             an anon folio in a pass that freed nothing (9 scanned, 8 kept), referenced at two \
             looks with no fault between them (no access samples in this capture)",
         ),
