@@ -70,6 +70,8 @@ enum RawOp {
     ReclaimScan {
         n: u8,
         memcg: bool,
+        file: Option<bool>,
+        reclaimed: u8,
     },
 }
 
@@ -170,10 +172,17 @@ fn raw(r: RawOp, nr_cpus: u32) -> Op {
             cpu: 0,
             nr_to_reclaim: u32::from(n),
         },
-        RawOp::ReclaimScan { n, memcg } => Op::ReclaimScan {
+        RawOp::ReclaimScan {
+            n,
+            memcg,
+            file,
+            reclaimed,
+        } => Op::ReclaimScan {
             cpu: 0,
             nr_scanned: u32::from(n),
             memcg: u32::from(memcg),
+            file,
+            nr_reclaimed: u32::from(reclaimed),
         },
     }
 }

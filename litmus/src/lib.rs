@@ -797,6 +797,17 @@ fn op_line(cx: &Ctx<'_>, l: &str, ops: &mut Vec<LitmusOp>) -> Result<(), LitmusE
             cpu: a.n32("cpu")?,
             nr_scanned: a.n32("nr")?,
             memcg: a.n32("memcg")?,
+            file: match a.opt("lru") {
+                None => None,
+                Some("file") => Some(true),
+                Some("anon") => Some(false),
+                Some(other) => return Err(cx.err("lru=file|anon", other)),
+            },
+            nr_reclaimed: match a.opt("reclaimed") {
+                None => 0,
+                Some(r) => u32::try_from(num(cx, "reclaimed", r)?)
+                    .map_err(|_| cx.err("reclaimed=<u32>", r))?,
+            },
         },
         "clock" => Op::Clock {
             now_ns: a.n("now")?,
@@ -1035,7 +1046,21 @@ pub fn format_op(op: &Op) -> String {
             cpu,
             nr_scanned,
             memcg,
-        } => format!("reclaim_scan cpu={cpu} nr={nr_scanned} memcg={memcg}"),
+            file,
+            nr_reclaimed,
+        } => {
+            let lru = match file {
+                Some(true) => " lru=file",
+                Some(false) => " lru=anon",
+                None => "",
+            };
+            let freed = if *nr_reclaimed > 0 {
+                format!(" reclaimed={nr_reclaimed}")
+            } else {
+                String::new()
+            };
+            format!("reclaim_scan cpu={cpu} nr={nr_scanned} memcg={memcg}{lru}{freed}")
+        }
         Op::SetMemcg { mm, memcg } => format!("memcg mm={} memcg={memcg}", mm.0),
         Op::Pin {
             cpu,
@@ -1727,6 +1752,22 @@ mod tests {
                 cpu: 0,
                 nr_scanned: 32,
                 memcg: 5,
+                file: None,
+                nr_reclaimed: 0,
+            },
+            Op::ReclaimScan {
+                cpu: 1,
+                nr_scanned: 4,
+                memcg: 5,
+                file: Some(true),
+                nr_reclaimed: 3,
+            },
+            Op::ReclaimScan {
+                cpu: 1,
+                nr_scanned: 9,
+                memcg: 5,
+                file: Some(false),
+                nr_reclaimed: 0,
             },
             Op::PutRef {
                 hold: HoldId(2),

@@ -18,6 +18,7 @@ pub mod merge;
 pub mod mmr;
 pub mod num;
 pub mod pte;
+pub mod reclaim_flags;
 pub mod record;
 pub mod source;
 pub mod stats;

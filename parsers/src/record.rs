@@ -239,6 +239,10 @@ pub enum Vmscan {
         /// `nr_ref_keep`, `nr_activate_anon` + `nr_activate_file` (`nr_activate0/1`).
         nr_ref_keep: u64,
         nr_activate: u64,
+        /// The list the pass shrank, from `reclaim_flags` (`trace_reclaim_flags(file)`, the
+        /// text's `flags=`): `Some(true)` `RECLAIM_WB_FILE`, `Some(false)` `RECLAIM_WB_ANON`,
+        /// `None` when the event did not say (a format without the field, or neither bit).
+        file: Option<bool>,
     },
     LruShrinkActive {
         nid: i32,

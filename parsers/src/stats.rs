@@ -564,6 +564,7 @@ mod tests {
                 priority: 0,
                 nr_ref_keep: 0,
                 nr_activate: 0,
+                file: None,
             }),
             Event::Vmscan(Vmscan::LruShrinkActive {
                 nid: 0,

@@ -325,11 +325,12 @@ pub enum Op {
     },
     /// One `shrink_inactive_list` pass of a memcg reclaim in progress that freed nothing in the
     /// kernel (`mm_vmscan_lru_shrink_inactive` with `nr_reclaimed=0`: it kept, activated, or
-    /// unmapped and started writeback of what it isolated). The classic LRU isolates
-    /// `nr_scanned` pages from the inactive tail of `memcg`'s lruvec and shrinks them at this
-    /// moment, as the kernel did, instead of inside the next pass that frees (later, after other
-    /// CPUs may have joined or left `mm_cpumask`, and after more of the workload's faults).
-    /// Pages the model frees here count against later targets. MGLRU: no effect.
+    /// unmapped and started writeback of what it isolated), or any pass of the file list. The
+    /// classic LRU isolates `nr_scanned` pages from the inactive tail of `memcg`'s list `file`
+    /// and shrinks them at this moment, as the kernel did, instead of inside the next pass that
+    /// frees (later, after other CPUs may have joined or left `mm_cpumask`, and after more of
+    /// the workload's faults). Pages the model frees here beyond the kernel's `nr_reclaimed`
+    /// count against later targets. MGLRU: no effect.
     ReclaimScan {
         /// CPU running reclaim.
         cpu: Cpu,
@@ -337,6 +338,12 @@ pub enum Op {
         nr_scanned: u32,
         /// Memory cgroup (nonzero; see `SetMemcg`).
         memcg: u32,
+        /// The list the kernel's pass shrank (the event's `reclaim_flags`): `Some(true)` file,
+        /// `Some(false)` anon, `None` unknown (then anon, or file when anon is empty).
+        file: Option<bool>,
+        /// Pages the kernel's pass freed (0 for a pass of the anon list: those that free are
+        /// `ReclaimMemcg` targets).
+        nr_reclaimed: u32,
     },
     /// The tasks of `mm` are in memory cgroup `memcg` (0 is the root). An mm forked from it, and
     /// the mm an exec gives its task, inherit it.

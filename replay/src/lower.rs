@@ -301,6 +301,7 @@ mod batch;
 mod filter;
 mod memcg;
 mod pagecache;
+mod scanlist;
 mod seed;
 mod syscalls;
 mod tasks;

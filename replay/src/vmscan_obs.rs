@@ -84,6 +84,7 @@ mod tests {
             priority: 3,
             nr_ref_keep: 20,
             nr_activate: 2,
+            file: Some(false),
         });
         o.note(&Vmscan::LruShrinkActive {
             nid: 0,

@@ -99,7 +99,7 @@ fn hostile_mmr_files_give_offset_errors_in_bounded_memory() {
     // Found by fuzz/ `mmr` (kept as found): header strings whose length claims 3.5 EB (an
     // allocation abort) and 512 MiB, before the header's decode had a limit.
     refused("fuzz-header-string-len.mmr", &["bad header"]);
-    // Found against v3 (version bytes patched to 4, then 5): the header decodes it, and the bytes after
+    // Found against v3 (version bytes patched to 4, 5, then 6): the header decodes it, and the bytes after
     // it fail as a chunk instead, still with their offset and in bounded memory.
     refused("fuzz-header-string-512m.mmr", &["byte 86", "corrupt"]);
     refused(

@@ -387,6 +387,7 @@ impl Decoder {
                     priority: self.i(raw, f[3]) as i32,
                     nr_ref_keep: self.u(raw, f[4]),
                     nr_activate: self.u(raw, f[5]) + self.u(raw, f[6]),
+                    file: crate::reclaim_flags::list_of_bits(self.u(raw, f[7])),
                 },
                 VmKind::ShrinkActive => Vmscan::LruShrinkActive {
                     nid: self.i(raw, f[0]) as i32,
@@ -676,18 +677,22 @@ impl Plan {
                         VmKind::LruIsolate,
                         &[&["nr_requested"], &["nr_scanned"], &["nr_taken"], &["lru"]],
                     ),
-                    "mm_vmscan_lru_shrink_inactive" => (
-                        VmKind::ShrinkInactive,
-                        &[
-                            &["nid"],
-                            &["nr_scanned"],
-                            &["nr_reclaimed"],
-                            &["priority"],
-                            &["nr_ref_keep"],
-                            &["nr_activate0"],
-                            &["nr_activate1"],
-                        ],
-                    ),
+                    "mm_vmscan_lru_shrink_inactive" => {
+                        // reclaim_flags (6.1, 6.18): optional, older formats may lack it.
+                        opt = Some((7, &["reclaim_flags"]));
+                        (
+                            VmKind::ShrinkInactive,
+                            &[
+                                &["nid"],
+                                &["nr_scanned"],
+                                &["nr_reclaimed"],
+                                &["priority"],
+                                &["nr_ref_keep"],
+                                &["nr_activate0"],
+                                &["nr_activate1"],
+                            ],
+                        )
+                    }
                     "mm_vmscan_lru_shrink_active" => (
                         VmKind::ShrinkActive,
                         &[
@@ -968,5 +973,47 @@ mod tests {
                 name: Sym::from("folio_referenced_one")
             }
         );
+    }
+
+    /// `mm_vmscan_lru_shrink_inactive` as this 6.18 host's tracefs has it (6.1's has the same
+    /// fields): `reclaim_flags` gives the list; a format without it decodes with the list
+    /// unknown, not as `Other`.
+    #[test]
+    fn shrink_inactive_reclaim_flags() {
+        let fields = "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:int nid;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:unsigned long nr_scanned;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:unsigned long nr_reclaimed;\toffset:24;\tsize:8;\tsigned:0;\n\tfield:unsigned int nr_activate0;\toffset:64;\tsize:4;\tsigned:0;\n\tfield:unsigned int nr_activate1;\toffset:68;\tsize:4;\tsigned:0;\n\tfield:unsigned long nr_ref_keep;\toffset:72;\tsize:8;\tsigned:0;\n\tfield:int priority;\toffset:88;\tsize:4;\tsigned:1;\n";
+        let flags = "\tfield:int reclaim_flags;\toffset:92;\tsize:4;\tsigned:1;\n";
+        let fmt = |extra: &str| {
+            format!("name: mm_vmscan_lru_shrink_inactive\nID: 626\nformat:\n{fields}{extra}\nprint fmt: \"nid=%d\", REC->nid\n")
+        };
+        let dec = Decoder {
+            endian: Endian::Little,
+            kernel_long: 8,
+            kallsyms: Arc::new(Kallsyms::default()),
+            sources: Vec::new(),
+            plans: Vec::new(),
+        };
+        let mut raw = vec![0u8; 96];
+        raw[16..24].copy_from_slice(&4u64.to_le_bytes());
+        raw[24..32].copy_from_slice(&3u64.to_le_bytes());
+        raw[68..72].copy_from_slice(&1u32.to_le_bytes());
+        let list = |raw: &[u8], fmt: &str| {
+            let p = Plan::build(Arc::new(parse_format(fmt, "vmscan").unwrap()));
+            match dec.decode_with(&p, raw) {
+                Event::Vmscan(Vmscan::LruShrinkInactive {
+                    nr_scanned: 4,
+                    nr_reclaimed: 3,
+                    nr_activate: 1,
+                    file,
+                    ..
+                }) => file,
+                other => panic!("{other:?}"),
+            }
+        };
+        // RECLAIM_WB_FILE | RECLAIM_WB_ASYNC, then RECLAIM_WB_ANON | RECLAIM_WB_ASYNC.
+        raw[92..96].copy_from_slice(&0xai32.to_le_bytes());
+        assert_eq!(list(&raw, &fmt(flags)), Some(true));
+        raw[92..96].copy_from_slice(&0x9i32.to_le_bytes());
+        assert_eq!(list(&raw, &fmt(flags)), Some(false));
+        assert_eq!(list(&raw, &fmt("")), None);
     }
 }

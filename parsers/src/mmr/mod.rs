@@ -55,8 +55,8 @@ pub use read::{Reader, LOOKAHEAD_CHUNKS, READ_BUFFER};
 /// do not depend on the directory compiled from) and the capture's `.meta.json` sidecar.
 /// 5: events stored through `Event`'s own serde derive (no hand-written mirror), and the
 /// source's parse diagnostics (overwritten events, unparsed and skipped lines) before the
-/// end marker.
-pub const VERSION: u32 = 5;
+/// end marker. 6: `mm_vmscan_lru_shrink_inactive`'s list (`reclaim_flags`).
+pub const VERSION: u32 = 6;
 /// Records per chunk (larger chunks give zstd more context: 16 Ki records compress about as
 /// well as the zstd -19 text they came from).
 pub const CHUNK_RECORDS: usize = 16 * 1024;

@@ -676,6 +676,10 @@ impl Decoder {
                 let anon: u64 = opt!(f.word(b"nr_activate_anon"), dec_u64, E);
                 let file: u64 = opt!(f.word(b"nr_activate_file"), dec_u64, E);
                 let nr_activate = anon.saturating_add(file);
+                // The list the pass shrank (`flags=RECLAIM_WB_FILE|...`); absent: unknown.
+                let file = f
+                    .word(b"flags")
+                    .and_then(crate::reclaim_flags::list_of_text);
                 Vmscan::LruShrinkInactive {
                     nid,
                     nr_scanned,
@@ -683,6 +687,7 @@ impl Decoder {
                     priority,
                     nr_ref_keep,
                     nr_activate,
+                    file,
                 }
             }
             b"lru_shrink_active" => {
@@ -916,6 +921,41 @@ mod tests {
         assert!(Decoder::new()
             .decode(b"tlb_flush", b"reason:x (1)", PayloadForm::Normal)
             .is_err());
+    }
+
+    /// `mm_vmscan_lru_shrink_inactive`'s `flags=` names the list the pass shrank (lines of
+    /// corpus/captures/reclaim-swap, 6.18; 6.1 prints the same); without it the list is unknown.
+    #[test]
+    fn shrink_inactive_carries_its_list() {
+        let line = |flags: &str| {
+            format!(
+                "nid=0 nr_scanned=4 nr_reclaimed=3 nr_dirty=0 nr_writeback=0 nr_congested=0 \
+                 nr_immediate=0 nr_activate_anon=0 nr_activate_file=1 nr_ref_keep=0 \
+                 nr_unmap_fail=0 priority=0{flags}"
+            )
+        };
+        let file = |p: &str| match d("mm_vmscan_lru_shrink_inactive", p) {
+            Event::Vmscan(Vmscan::LruShrinkInactive {
+                file,
+                nr_activate,
+                nr_reclaimed,
+                ..
+            }) => {
+                assert_eq!((nr_activate, nr_reclaimed), (1, 3));
+                file
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            file(&line(" flags=RECLAIM_WB_FILE|RECLAIM_WB_ASYNC")),
+            Some(true)
+        );
+        assert_eq!(
+            file(&line(" flags=RECLAIM_WB_ANON|RECLAIM_WB_ASYNC")),
+            Some(false)
+        );
+        assert_eq!(file(&line(" flags=RECLAIM_WB_NONE")), None);
+        assert_eq!(file(&line("")), None);
     }
 
     /// Lines as the 6.1 guest printed them (corpus/captures/k61-*).

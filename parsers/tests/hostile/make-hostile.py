@@ -321,7 +321,7 @@ write("tracedat-v7-cpus-share-4m-chunk.dat", v7[:last] + section(0, body) + chun
 
 # ---- .mmr (replay/tests/hostile) --------------------------------------------------------------
 MAGIC = b"MMRCORP\0"
-VERSION = 5
+VERSION = 6
 # A header length of 1 MiB (the limit) in a 20-byte file.
 write("header-len-max.mmr", MAGIC + struct.pack("<II", VERSION, 1 << 20) + b"\0" * 4, MMR_DIR)
 # An empty header (bincode of the default header is not empty: decoding fails), then chunks.

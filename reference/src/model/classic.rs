@@ -374,17 +374,18 @@ impl<P: Policy> Model<P> {
         Ok(OpOutcome::Done)
     }
 
-    /// A logged pass that freed nothing (`Op::ReclaimScan`): `shrink_inactive_list` of
-    /// `nr_scanned` pages on `memcg`'s inactive anon list (file when that is empty: the event
-    /// does not say which list, and `for_each_evictable_lru` takes anon first). What the model
-    /// frees here is credit against the next targets, as an overshoot is.
+    /// A logged pass (`Op::ReclaimScan`): `shrink_inactive_list` of `nr_scanned` pages on
+    /// `memcg`'s inactive list of the kernel's pass (its `reclaim_flags`; when unknown, anon,
+    /// or file when anon is empty, as `for_each_evictable_lru` takes anon first). What the
+    /// model frees beyond the kernel's `nr_reclaimed` is credit against the next targets, as
+    /// an overshoot is; what it frees short of it uses up credit.
     pub(super) fn classic_scan_pass(
         &mut self,
         cpu: u32,
-        memcg: u32,
-        nr_scanned: u64,
+        pass: super::reclaim::ScanPass,
         rec: Option<&mut ReclaimScript>,
     ) {
+        let memcg = pass.memcg;
         let Some(nr) = self
             .lru
             .classic
@@ -394,10 +395,14 @@ impl<P: Policy> Model<P> {
         else {
             return;
         };
-        let t = usize::from(nr[0][0] == 0 && nr[1][0] > 0);
-        let freed = self.shrink_inactive_list(cpu, memcg, nr_scanned, t, rec);
+        let t = match pass.file {
+            Some(file) => usize::from(file),
+            None => usize::from(nr[0][0] == 0 && nr[1][0] > 0),
+        };
+        let freed = self.shrink_inactive_list(cpu, memcg, u64::from(pass.nr_scanned), t, rec);
         if let Some(c) = self.lru.classic.as_deref_mut() {
-            c.credit += freed;
+            let kernel = u64::from(pass.nr_reclaimed);
+            c.credit = (c.credit + freed).saturating_sub(kernel);
         }
     }
 

@@ -293,7 +293,17 @@ impl<P: Policy> Model<P> {
                 cpu,
                 nr_scanned,
                 memcg,
-            } => self.reclaim_scan(cpu, nr_scanned, memcg, None),
+                file,
+                nr_reclaimed,
+            } => {
+                let pass = reclaim::ScanPass {
+                    nr_scanned,
+                    memcg,
+                    file,
+                    nr_reclaimed,
+                };
+                self.reclaim_scan(cpu, pass, None)
+            }
             Op::SetMemcg { mm, memcg } => {
                 self.check_mm(mm)?;
                 if let Some(m) = self.mms.get_mut(&mm.0) {

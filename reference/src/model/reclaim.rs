@@ -54,6 +54,19 @@ struct Shrunk {
     activated: u64,
 }
 
+/// One logged `shrink_inactive_list` pass of `Op::ReclaimScan`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ScanPass {
+    /// Pages the kernel's pass isolated.
+    pub nr_scanned: u32,
+    /// Memory cgroup reclaimed.
+    pub memcg: u32,
+    /// The kernel's list (`Some(true)` file), `None` unknown.
+    pub file: Option<bool>,
+    /// Pages the kernel's pass freed.
+    pub nr_reclaimed: u32,
+}
+
 impl<P: Policy> Model<P> {
     /// Apply `op` like `apply`; for a `Reclaim` op also return its rounds (what a lockstep
     /// follower must repeat). `None` for other ops and for a rejected `Reclaim`.
@@ -66,9 +79,17 @@ impl<P: Policy> Model<P> {
             cpu,
             nr_scanned,
             memcg,
+            file,
+            nr_reclaimed,
         } = *op
         {
-            let r = self.reclaim_scan(cpu, nr_scanned, memcg, Some(&mut script));
+            let pass = ScanPass {
+                nr_scanned,
+                memcg,
+                file,
+                nr_reclaimed,
+            };
+            let r = self.reclaim_scan(cpu, pass, Some(&mut script));
             self.after_op();
             self.step += 1;
             let script = r.is_ok().then_some(script);
@@ -112,16 +133,15 @@ impl<P: Policy> Model<P> {
     pub(crate) fn reclaim_scan(
         &mut self,
         cpu: u32,
-        nr_scanned: u32,
-        memcg: u32,
+        pass: ScanPass,
         rec: Option<&mut ReclaimScript>,
     ) -> Result<OpOutcome, ModelError> {
         self.check_cpu(cpu)?;
         if self.lru.classic.is_none() {
             return Ok(OpOutcome::Done);
         }
-        self.reclaim_scope = Some(memcg);
-        self.classic_scan_pass(cpu, memcg, u64::from(nr_scanned), rec);
+        self.reclaim_scope = Some(pass.memcg);
+        self.classic_scan_pass(cpu, pass, rec);
         self.reclaim_scope = None;
         self.check_tlb_coherent(None);
         Ok(OpOutcome::Done)

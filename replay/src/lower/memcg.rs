@@ -26,6 +26,10 @@ pub(super) struct Memcg {
     reclaim_shrunk: Vec<bool>,
     /// Per CPU: the memcg of the memcg reclaim episode in progress (`None`: global reclaim).
     reclaim_memcg: Vec<Option<u32>>,
+    /// Per task: the memcg of its memcg reclaim episode in progress. The episode is the
+    /// task's (`try_to_free_mem_cgroup_pages` in its context): a pass logged after the task
+    /// moved to another CPU is still that memcg's (lower/scanlist.rs).
+    episode_by_task: BTreeMap<i32, u32>,
     /// Memcg of each process tree (by `MmShadow::root`) seen doing memcg reclaim: the kernel
     /// reclaims the charging task's cgroup, and children inherit their parent's.
     memcg_by_root: BTreeMap<u32, u32>,
@@ -38,6 +42,7 @@ impl Memcg {
         Memcg {
             reclaim_shrunk: vec![false; nr_cpus],
             reclaim_memcg: vec![None; nr_cpus],
+            episode_by_task: BTreeMap::new(),
             memcg_by_root: BTreeMap::new(),
             memcg_told: BTreeSet::new(),
         }
@@ -115,17 +120,30 @@ impl Lowering {
                     _ => None,
                 };
                 self.memcg.set_memcg(idx, memcg);
+                super::scanlist::note_episode(&mut self.memcg.episode_by_task, pid, memcg);
                 self.not_lowered("vmscan_episode_begin");
             }
             Vmscan::LruShrinkInactive {
                 nr_reclaimed,
                 nr_scanned,
+                file,
                 ..
             } => {
                 self.memcg.set_shrunk(idx, true);
-                let memcg = self.memcg.reclaim_memcg.get(idx).copied().flatten();
-                if *nr_reclaimed > 0 {
-                    let op = self.memcg.reclaim_op(cpu, *nr_reclaimed);
+                let on_cpu = self.memcg.reclaim_memcg.get(idx).copied().flatten();
+                let memcg =
+                    super::scanlist::episode_memcg(on_cpu, &self.memcg.episode_by_task, pid);
+                if on_cpu.is_none() && memcg.is_some() {
+                    self.approx("memcg_reclaim_pass_after_task_migrated");
+                }
+                if let (Some(memcg), Some(true), true) = (memcg, *file, *nr_scanned > 0) {
+                    // A pass of the file list (its reclaim_flags): the model shrinks that list
+                    // now, with the kernel's nr_reclaimed, instead of choosing lists itself in
+                    // a reclaim op (lower/scanlist.rs).
+                    let op = super::scanlist::file_pass(cpu, memcg, *nr_scanned, *nr_reclaimed);
+                    self.emit(out, op);
+                } else if *nr_reclaimed > 0 {
+                    let op = super::scanlist::reclaim_op(cpu, *nr_reclaimed, memcg);
                     self.emit(out, op);
                 } else if let (Some(memcg), true) = (memcg, *nr_scanned > 0) {
                     // A pass that only kept, activated or started writeback: the model does its
@@ -138,6 +156,8 @@ impl Lowering {
                             cpu,
                             nr_scanned,
                             memcg,
+                            file: *file,
+                            nr_reclaimed: 0,
                         },
                     );
                 } else {
@@ -155,6 +175,7 @@ impl Lowering {
                 }
                 self.memcg.set_shrunk(idx, false);
                 self.memcg.set_memcg(idx, None);
+                self.memcg.episode_by_task.remove(&pid);
             }
             other => {
                 let name = Event::Vmscan(other.clone()).name().to_string();

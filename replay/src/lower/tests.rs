@@ -523,6 +523,7 @@ fn reclaim_targets_nr_reclaimed_and_observations_are_counted() {
                 priority: 12,
                 nr_ref_keep: 0,
                 nr_activate: 0,
+                file: None,
             }),
         ),
         rec(
@@ -955,6 +956,7 @@ fn memcg_reclaim_episode_is_scoped_to_the_task_memcg() {
         priority: 12,
         nr_ref_keep: 0,
         nr_activate: 0,
+        file: None,
     };
     let recs = [
         fault(0, 10, 0x7f00_0000_0000, 0x6),
@@ -1232,6 +1234,7 @@ fn zero_reclaim_passes_of_a_memcg_episode_become_scan_ops() {
         priority: 12,
         nr_ref_keep: 0,
         nr_activate: 0,
+        file: None,
     };
     let begin = |memcg: bool| Vmscan::DirectReclaimBegin { order: 0, memcg };
     let recs = [
@@ -1268,7 +1271,9 @@ fn zero_reclaim_passes_of_a_memcg_episode_become_scan_ops() {
             &Op::ReclaimScan {
                 cpu: 0,
                 nr_scanned: 32,
-                memcg: 1
+                memcg: 1,
+                file: None,
+                nr_reclaimed: 0,
             },
             &Op::ReclaimMemcg {
                 cpu: 0,
@@ -1278,8 +1283,150 @@ fn zero_reclaim_passes_of_a_memcg_episode_become_scan_ops() {
             &Op::ReclaimScan {
                 cpu: 0,
                 nr_scanned: 5,
-                memcg: 1
+                memcg: 1,
+                file: None,
+                nr_reclaimed: 0,
             },
         ]
+    );
+}
+
+/// A pass of the file list (`flags=RECLAIM_WB_FILE|...`) inside a memcg episode becomes
+/// `Op::ReclaimScan` of the file list with the kernel's `nr_reclaimed`, whether it freed or
+/// not; anon and unknown-list passes keep their lowering; in a global episode a file pass that
+/// freed stays a reclaim op.
+#[test]
+fn file_list_passes_of_a_memcg_episode_become_file_scan_ops() {
+    let vm = |cpu: u32, pid: i32, v: Vmscan| rec(cpu, pid, Event::Vmscan(v));
+    let shrink = |scanned: u64, reclaimed: u64, file: Option<bool>| Vmscan::LruShrinkInactive {
+        nid: 0,
+        nr_scanned: scanned,
+        nr_reclaimed: reclaimed,
+        priority: 0,
+        nr_ref_keep: 0,
+        nr_activate: 1,
+        file,
+    };
+    let begin = |memcg: bool| Vmscan::DirectReclaimBegin { order: 0, memcg };
+    let recs = [
+        fault(0, 10, 0x7f00_0000_0000, 0x6),
+        vm(0, 10, begin(true)),
+        vm(0, 10, shrink(1, 0, Some(true))),
+        vm(0, 10, shrink(4, 3, Some(true))),
+        vm(0, 10, shrink(32, 7, Some(false))),
+        vm(0, 10, shrink(9, 0, Some(false))),
+        vm(
+            0,
+            10,
+            Vmscan::DirectReclaimEnd {
+                nr_reclaimed: 10,
+                memcg: true,
+            },
+        ),
+        vm(1, 20, begin(false)),
+        vm(1, 20, shrink(4, 3, Some(true))),
+    ];
+    let (ops, _) = lower(&recs, opts());
+    let got: Vec<&Op> = ops
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Op::ReclaimScan { .. } | Op::ReclaimMemcg { .. } | Op::Reclaim { .. }
+            )
+        })
+        .collect();
+    let scan = |nr_scanned: u32, file: bool, nr_reclaimed: u32| Op::ReclaimScan {
+        cpu: 0,
+        nr_scanned,
+        memcg: 1,
+        file: Some(file),
+        nr_reclaimed,
+    };
+    assert_eq!(
+        got,
+        vec![
+            &scan(1, true, 0),
+            &scan(4, true, 3),
+            &Op::ReclaimMemcg {
+                cpu: 0,
+                nr_to_reclaim: 7,
+                memcg: 1
+            },
+            &scan(9, false, 0),
+            &Op::Reclaim {
+                cpu: 1,
+                nr_to_reclaim: 3
+            },
+        ]
+    );
+}
+
+/// A memcg episode is its task's: a pass the task logs after moving to another CPU reclaims
+/// the same memcg (it was lowered as global reclaim, which scans the root's lruvec); a pass of
+/// another task on that CPU with no episode of its own stays global (control).
+#[test]
+fn a_pass_after_the_task_moved_cpu_stays_in_its_memcg_episode() {
+    let vm = |cpu: u32, pid: i32, v: Vmscan| rec(cpu, pid, Event::Vmscan(v));
+    let shrink = |reclaimed: u64| Vmscan::LruShrinkInactive {
+        nid: 0,
+        nr_scanned: 32,
+        nr_reclaimed: reclaimed,
+        priority: 4,
+        nr_ref_keep: 0,
+        nr_activate: 0,
+        file: Some(false),
+    };
+    let recs = [
+        fault(0, 10, 0x7f00_0000_0000, 0x6),
+        vm(
+            0,
+            10,
+            Vmscan::DirectReclaimBegin {
+                order: 0,
+                memcg: true,
+            },
+        ),
+        vm(1, 10, shrink(5)),
+        vm(1, 20, shrink(6)),
+        vm(
+            1,
+            10,
+            Vmscan::DirectReclaimEnd {
+                nr_reclaimed: 5,
+                memcg: true,
+            },
+        ),
+        vm(1, 10, shrink(7)),
+    ];
+    let (ops, st) = lower(&recs, opts());
+    let got: Vec<&Op> = ops
+        .iter()
+        .filter(|o| matches!(o, Op::ReclaimMemcg { .. } | Op::Reclaim { .. }))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            &Op::ReclaimMemcg {
+                cpu: 1,
+                nr_to_reclaim: 5,
+                memcg: 1
+            },
+            &Op::Reclaim {
+                cpu: 1,
+                nr_to_reclaim: 6
+            },
+            &Op::Reclaim {
+                cpu: 1,
+                nr_to_reclaim: 7
+            },
+        ],
+        "{ops:?}"
+    );
+    assert_eq!(
+        st.approximations
+            .get("memcg_reclaim_pass_after_task_migrated")
+            .copied(),
+        Some(1)
     );
 }
