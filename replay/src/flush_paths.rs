@@ -546,6 +546,7 @@ mod tests {
                 priority: 12,
                 nr_ref_keep: 0,
                 nr_activate: 0,
+                file: Some(false),
             })
         };
         o.see(&rec(7, begin));
