@@ -614,6 +614,22 @@ fn send(sig: &str, pid: u32) {
     assert!(st.success(), "kill {sig} {pid}");
 }
 
+/// The recorder starts with SIGINT and SIGTERM at their default action, as from a terminal: a
+/// test run launched in the background of a non-interactive shell inherits SIGINT ignored
+/// (POSIX: asynchronous lists ignore SIGINT without job control), and a signal sent before the
+/// recorder installs its handlers would then be lost rather than end it.
+fn default_stop_signals(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only `signal`, which is async-signal-safe, is called.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+}
+
 /// Signals at several points of a recording (before, while and after the instance is set up),
 /// a workload that crashes, and a recorder killed outright: tracefs ends as found, and the
 /// output is either absent or whole (it reads), never a temporary or half file.
@@ -638,14 +654,14 @@ fn record_killed_leaves_tracefs_as_found_and_no_partial_output() {
     {
         let name = format!("k{i}.trace.dat");
         let out = dir.join(&name);
-        let child = Command::new(&bin)
-            .args(["record", "--no-procs", "-o"])
+        let mut cmd = Command::new(&bin);
+        cmd.args(["record", "--no-procs", "-o"])
             .arg(&out)
             .args(["--", "sleep", "20"])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(std::process::Stdio::piped());
+        default_stop_signals(&mut cmd);
+        let child = cmd.spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         send(sig, child.id());
         let o = child.wait_with_output().unwrap();
