@@ -191,7 +191,11 @@ fn report_bad_input_exits_2() {
 }
 
 fn chromium(args: &[&str]) -> (String, String) {
-    let profile = tmpdir("chromium-profile");
+    // One profile per browser: tests run in parallel threads of one process, and a second
+    // chromium on a profile in use hands its work to the first and prints nothing.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let profile = tmpdir(&format!("chromium-profile-{n}"));
     let o = Command::new("chromium")
         .args([
             "--headless",
