@@ -253,9 +253,10 @@ fn corpus(name: &str) -> String {
     format!("{}/../corpus/captures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn fidelity(args: &[&str]) -> Value {
+/// `mmreplay SUBCOMMAND ARGS... --json`, which must exit 0, as one JSON value.
+fn json_of(subcommand: &str, args: &[&str]) -> Value {
     let o = Command::new(BIN)
-        .arg("fidelity")
+        .arg(subcommand)
         .args(args)
         .arg("--json")
         .output()
@@ -263,10 +264,14 @@ fn fidelity(args: &[&str]) -> Value {
     assert_eq!(
         o.status.code(),
         Some(0),
-        "{args:?}: {}",
+        "{subcommand} {args:?}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
     serde_json::from_slice(&o.stdout).expect("one JSON object")
+}
+
+fn fidelity(args: &[&str]) -> Value {
+    json_of("fidelity", args)
 }
 
 fn within(o: u64, p: u64) -> bool {
@@ -466,17 +471,7 @@ const PATHS: &[(&str, &str, u64, u64)] = &[
 ];
 
 fn flush_paths(trace: &str) -> Value {
-    let o = Command::new(BIN)
-        .args(["flush-paths", "--json", trace])
-        .output()
-        .expect("run mmreplay");
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{trace}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).expect("one JSON object")
+    json_of("flush-paths", &[trace])
 }
 
 /// Every logged and predicted remote flush request has a path, and the table is pinned: its
