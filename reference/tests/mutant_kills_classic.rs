@@ -4,9 +4,11 @@
 //! the reason in `reference/mutants-equivalent.md`.
 
 use mmreplay_reference::engine::ReclaimStep;
-use mmreplay_reference::op::{map, prot, FileId, FileKind, FileRef};
+use mmreplay_reference::op::prot;
 use mmreplay_reference::profile::LruKind;
 use mmreplay_reference::{AccessKind, HoldId, KernelProfile, MmId, Model, Op, Reference};
+
+mod common;
 
 const LIB: u64 = 0x7f00_0000_0000;
 const ANON: u64 = 0x4000_0000;
@@ -34,43 +36,12 @@ fn classic_with(nfile: u64, file_prot: u32, nanon: u64) -> Model<Reference> {
         ..KernelProfile::default()
     };
     let mut m = Model::new(profile, Reference);
+    apply(&mut m, common::exec(0, MM));
     apply(
         &mut m,
-        Op::Exec {
-            cpu: 0,
-            old: None,
-            new: MM,
-        },
+        common::file_fixed(0, MM, LIB, nfile * PAGE, file_prot, 3),
     );
-    apply(
-        &mut m,
-        Op::Mmap {
-            cpu: 0,
-            mm: MM,
-            addr: LIB,
-            len: nfile * PAGE,
-            prot: file_prot,
-            flags: map::PRIVATE | map::FIXED,
-            file: Some(FileRef {
-                id: FileId(3),
-                kind: FileKind::Regular,
-            }),
-            pgoff: 0,
-        },
-    );
-    apply(
-        &mut m,
-        Op::Mmap {
-            cpu: 0,
-            mm: MM,
-            addr: ANON,
-            len: nanon * PAGE,
-            prot: prot::READ | prot::WRITE,
-            flags: map::PRIVATE | map::ANONYMOUS | map::FIXED,
-            file: None,
-            pgoff: 0,
-        },
-    );
+    apply(&mut m, common::anon_fixed(0, MM, ANON, nanon * PAGE));
     for i in 0..nfile {
         fault(&mut m, LIB + i * PAGE, AccessKind::Read);
     }

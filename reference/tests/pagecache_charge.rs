@@ -4,9 +4,11 @@
 //! lowered as `Op::PageCacheAdd`); a file page nobody in the capture added was cached before
 //! (a shared library) and is not the workload's memcg's to reclaim. Both LRUs.
 
-use mmreplay_reference::op::{map, prot, FileId, FileKind, FileRef};
+use mmreplay_reference::op::prot;
 use mmreplay_reference::profile::{CpumaskMode, LruKind};
 use mmreplay_reference::{AccessKind, KernelProfile, MmId, Model, Op, OpOutcome, Reference};
+
+mod common;
 
 const LIB: u64 = 0x7f00_0000_0000;
 const ANON: u64 = 0x4000_0000;
@@ -36,29 +38,10 @@ fn fault(m: &mut Model<Reference>, va: u64, kind: AccessKind) {
 /// private) at `LIB`.
 fn with_file_mapping(profile: KernelProfile) -> Model<Reference> {
     let mut m = Model::new(profile, Reference);
+    apply(&mut m, common::exec(0, MM));
     apply(
         &mut m,
-        Op::Exec {
-            cpu: 0,
-            old: None,
-            new: MM,
-        },
-    );
-    apply(
-        &mut m,
-        Op::Mmap {
-            cpu: 0,
-            mm: MM,
-            addr: LIB,
-            len: 8 * PAGE,
-            prot: prot::READ,
-            flags: map::PRIVATE | map::FIXED,
-            file: Some(FileRef {
-                id: FileId(3),
-                kind: FileKind::Regular,
-            }),
-            pgoff: 0,
-        },
+        common::file_fixed(0, MM, LIB, 8 * PAGE, prot::READ, 3),
     );
     m
 }
@@ -75,19 +58,7 @@ fn resident_after_memcg_reclaim(lru: LruKind, added: &[u64]) -> (Vec<u64>, u64) 
         ..KernelProfile::default()
     };
     let mut m = with_file_mapping(profile);
-    apply(
-        &mut m,
-        Op::Mmap {
-            cpu: 0,
-            mm: MM,
-            addr: ANON,
-            len: 8 * PAGE,
-            prot: prot::READ | prot::WRITE,
-            flags: map::PRIVATE | map::ANONYMOUS | map::FIXED,
-            file: None,
-            pgoff: 0,
-        },
-    );
+    apply(&mut m, common::anon_fixed(0, MM, ANON, 8 * PAGE));
     for i in 0..8 {
         fault(&mut m, LIB + i * PAGE, AccessKind::Read);
         if added.contains(&i) {

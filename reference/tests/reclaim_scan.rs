@@ -5,9 +5,11 @@
 //! `folio_rotate_reclaimable` put them at the inactive tail). On k61-hotset-classic 91% of the
 //! kernel's `try_to_unmap_one` calls are in such passes.
 
-use mmreplay_reference::op::{map, prot};
+use mmreplay_reference::op::prot;
 use mmreplay_reference::profile::LruKind;
 use mmreplay_reference::{AccessKind, KernelProfile, MmId, Model, Op, OpOutcome, Reference};
+
+mod common;
 
 const ANON: u64 = 0x4000_0000;
 const PAGE: u64 = 4096;
@@ -29,27 +31,8 @@ fn workload(lru: LruKind) -> Model<Reference> {
         ..KernelProfile::default()
     };
     let mut m = Model::new(profile, Reference);
-    apply(
-        &mut m,
-        Op::Exec {
-            cpu: 0,
-            old: None,
-            new: MM,
-        },
-    );
-    apply(
-        &mut m,
-        Op::Mmap {
-            cpu: 0,
-            mm: MM,
-            addr: ANON,
-            len: 8 * PAGE,
-            prot: prot::READ | prot::WRITE,
-            flags: map::PRIVATE | map::ANONYMOUS | map::FIXED,
-            file: None,
-            pgoff: 0,
-        },
-    );
+    apply(&mut m, common::exec(0, MM));
+    apply(&mut m, common::anon_fixed(0, MM, ANON, 8 * PAGE));
     for i in 0..8 {
         apply(
             &mut m,
@@ -162,24 +145,8 @@ fn workload_with_file() -> Model<Reference> {
 }
 
 fn workload_with_file_prot(p: u32, kind: AccessKind) -> Model<Reference> {
-    use mmreplay_reference::op::{FileId, FileKind, FileRef};
     let mut m = workload(LruKind::Classic);
-    apply(
-        &mut m,
-        Op::Mmap {
-            cpu: 0,
-            mm: MM,
-            addr: FILE,
-            len: 4 * PAGE,
-            prot: p,
-            flags: map::PRIVATE | map::FIXED,
-            file: Some(FileRef {
-                id: FileId(7),
-                kind: FileKind::Regular,
-            }),
-            pgoff: 0,
-        },
-    );
+    apply(&mut m, common::file_fixed(0, MM, FILE, 4 * PAGE, p, 7));
     for i in 0..4 {
         let va = FILE + i * PAGE;
         apply(

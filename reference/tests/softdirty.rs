@@ -5,10 +5,11 @@
 //! The last test shows why the capture needs it: the write it reveals is what keeps a hot page
 //! from eviction under the classic LRU (`folio_check_references`).
 
-use mmreplay_reference::op::{map, prot};
 use mmreplay_reference::profile::{CpumaskMode, LruKind};
 use mmreplay_reference::snapshot::PteState;
 use mmreplay_reference::{AccessKind, KernelProfile, MmId, Model, Op, OpOutcome, Reference};
+
+mod common;
 
 const R: u64 = 0x4000_0000;
 const PAGE: u64 = 4096;
@@ -31,27 +32,8 @@ fn model(lru: LruKind) -> Model<Reference> {
     };
     let mut m = Model::new(profile, Reference);
     apply(&mut m, Op::Clock { now_ns: 0 });
-    apply(
-        &mut m,
-        Op::Exec {
-            cpu: 0,
-            old: None,
-            new: MM,
-        },
-    );
-    apply(
-        &mut m,
-        Op::Mmap {
-            cpu: 0,
-            mm: MM,
-            addr: R,
-            len: 8 * PAGE,
-            prot: prot::READ | prot::WRITE,
-            flags: map::PRIVATE | map::ANONYMOUS | map::FIXED,
-            file: None,
-            pgoff: 0,
-        },
-    );
+    apply(&mut m, common::exec(0, MM));
+    apply(&mut m, common::anon_fixed(0, MM, R, 8 * PAGE));
     m
 }
 
